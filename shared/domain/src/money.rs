@@ -1,0 +1,96 @@
+//! Money is an exact decimal amount in a currency; arithmetic across currencies is refused.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// ISO 4217 code, upper case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Currency {
+    #[serde(rename = "USD")]
+    Usd,
+    #[serde(rename = "EUR")]
+    Eur,
+}
+
+impl Currency {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Usd => "USD",
+            Self::Eur => "EUR",
+        }
+    }
+
+    /// Digits after the decimal point in the currency's minor unit (cents).
+    pub fn minor_digits(self) -> u32 {
+        2
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    pub amount: Decimal,
+    pub currency: Currency,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot combine {0} with {1}")]
+pub struct CurrencyMismatch(pub &'static str, pub &'static str);
+
+impl Money {
+    pub fn new(amount: Decimal, currency: Currency) -> Self {
+        Self { amount, currency }
+    }
+
+    pub fn zero(currency: Currency) -> Self {
+        Self::new(Decimal::ZERO, currency)
+    }
+
+    pub fn checked_add(self, other: Money) -> Result<Money, CurrencyMismatch> {
+        if self.currency != other.currency {
+            return Err(CurrencyMismatch(self.currency.code(), other.currency.code()));
+        }
+        Ok(Money::new(self.amount + other.amount, self.currency))
+    }
+
+    /// Multiplies by a whole count (a quantity of credits, seats, tickets).
+    pub fn times(self, count: u64) -> Money {
+        Money::new(self.amount * Decimal::from(count), self.currency)
+    }
+
+    /// The amount in the currency's minor unit, rounded half away from zero
+    /// (what payment providers expect).
+    pub fn minor_units(self) -> Option<i64> {
+        let scaled = self.amount * Decimal::from(10_i64.pow(self.currency.minor_digits()));
+        let rounded =
+            scaled.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        i64::try_from(rounded).ok()
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.amount, self.currency.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn adding_other_currencies_is_refused() {
+        let usd = Money::new(Decimal::ONE, Currency::Usd);
+        let eur = Money::new(Decimal::ONE, Currency::Eur);
+        assert_eq!(usd.checked_add(eur), Err(CurrencyMismatch("USD", "EUR")));
+    }
+
+    #[test]
+    fn minor_units_round_half_away_from_zero() {
+        let m = Money::new(Decimal::from_str("0.125").unwrap(), Currency::Usd);
+        assert_eq!(m.minor_units(), Some(13));
+        let m = Money::new(Decimal::from_str("49.99").unwrap(), Currency::Usd);
+        assert_eq!(m.times(3).minor_units(), Some(14997));
+    }
+}
