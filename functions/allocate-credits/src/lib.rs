@@ -1,0 +1,88 @@
+//! On `workspace.created`: allocate the tier's monthly credits plus its signup bonus.
+//! Idempotent twice over: by event id (the idempotency record) and by allocation id (the
+//! wallet refuses to apply `signup` a second time).
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use kassa_domain::credits::{self, AllocationReason, CreditCommand, CreditEvent, Wallet};
+use kassa_domain::workspace::WorkspaceEvent;
+use kassa_runtime::access::wallet_stream;
+use kassa_runtime::events::{self, EffectError};
+use kassa_runtime::{Clock, Config, SdkConfig};
+use kassa_store::{retry, EventStore, Idempotency, Metadata, RecordedEvent, StoreError};
+use std::sync::Arc;
+
+pub const NAME: &str = "allocate-credits";
+
+pub struct AllocateCredits {
+    store: EventStore,
+    idempotency: Idempotency,
+    clock: Arc<dyn Clock>,
+}
+
+impl AllocateCredits {
+    pub fn new(store: EventStore, idempotency: Idempotency, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            idempotency,
+            clock,
+        }
+    }
+
+    pub fn from_config(config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
+        let client = aws_sdk_dynamodb::Client::new(aws);
+        Self::new(
+            EventStore::new(client.clone(), &config.events_table),
+            Idempotency::new(client, &config.state_table, NAME),
+            clock,
+        )
+    }
+
+    pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
+        events::each(batch, |event| async move {
+            events::once(&self.idempotency, &event, self.clock.now(), || self.allocate(&event))
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn allocate(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
+        let WorkspaceEvent::Created {
+            workspace_id, tier, ..
+        } = event.decode::<WorkspaceEvent>()?
+        else {
+            return Ok(serde_json::json!({ "skipped": event.event_type }));
+        };
+        let policy = tier.policy();
+        let command = CreditCommand::Allocate {
+            allocation_id: "signup".into(),
+            base: policy.monthly_credits,
+            bonus: policy.signup_bonus_credits,
+            reason: AllocationReason::Signup,
+        };
+        let stream = wallet_stream(workspace_id);
+        let metadata = Metadata::caused_by(event, format!("system:{NAME}"));
+        let recorded = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |seen| {
+            let (command, metadata, stream) = (command.clone(), metadata.clone(), &stream);
+            async move {
+                let head = match seen {
+                    Some(h) => h,
+                    None => self
+                        .store
+                        .load(stream)
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt(format!("{stream} has no wallet")))?,
+                };
+                let wallet: Wallet = head.state()?;
+                let events = credits::decide(Some(&wallet), command)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let next = events.iter().fold(Some(wallet), credits::evolve);
+                let mut commit = self.store.commit_builder(metadata, self.clock.now());
+                commit.append::<CreditEvent>(stream, head.version, &events, &next)?;
+                self.store.commit(commit).await
+            }
+        })
+        .await?;
+        Ok(serde_json::json!({ "allocated": recorded.len() }))
+    }
+}

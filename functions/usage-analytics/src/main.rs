@@ -1,1 +1,18 @@
-fn main() {}
+use kassa_usage_analytics::UsageAnalytics;
+use kassa_runtime::{config, telemetry, Config, SystemClock};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use aws_lambda_events::event::sqs::SqsEvent;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let aws = config::aws().await;
+    let handler = UsageAnalytics::from_config(&config, &aws, Arc::new(SystemClock));
+    let handler = &handler;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(handler.handle(event.payload).await)
+    }))
+    .await
+}

@@ -16,6 +16,8 @@ pub struct Workspace {
     pub tier: TierId,
     pub owner: UserId,
     pub collaborators: BTreeSet<UserId>,
+    /// Where billing mail (low balance, receipts) goes.
+    pub billing_email: Option<String>,
 }
 
 impl Workspace {
@@ -38,6 +40,7 @@ pub enum WorkspaceCommand {
         id: Uuid,
         name: String,
         tier: TierId,
+        billing_email: Option<String>,
     },
     AddCollaborator {
         user: UserId,
@@ -56,6 +59,8 @@ pub enum WorkspaceEvent {
         name: String,
         tier: TierId,
         owner: UserId,
+        #[serde(default)]
+        billing_email: Option<String>,
     },
     #[serde(rename = "collaborator.added")]
     CollaboratorAdded { workspace_id: Uuid, user: UserId },
@@ -91,6 +96,8 @@ pub enum WorkspaceError {
     NotCollaborator(UserId),
     #[error("only the owner may change who collaborates")]
     OwnerOnly,
+    #[error("`{0}` is not an email address")]
+    InvalidEmail(String),
 }
 
 impl WorkspaceError {
@@ -103,6 +110,7 @@ impl WorkspaceError {
             Self::AlreadyCollaborator(_) => "already_collaborator",
             Self::NotCollaborator(_) => "not_collaborator",
             Self::OwnerOnly => "owner_only",
+            Self::InvalidEmail(_) => "invalid_email",
         }
     }
 }
@@ -114,16 +122,30 @@ pub fn decide(
 ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
     match (state, command) {
         (Some(_), WorkspaceCommand::Create { .. }) => Err(WorkspaceError::AlreadyExists),
-        (None, WorkspaceCommand::Create { id, name, tier }) => {
+        (
+            None,
+            WorkspaceCommand::Create {
+                id,
+                name,
+                tier,
+                billing_email,
+            },
+        ) => {
             let name = name.trim().to_owned();
             if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
                 return Err(WorkspaceError::InvalidName);
+            }
+            if let Some(email) = &billing_email {
+                if !plausible_email(email) {
+                    return Err(WorkspaceError::InvalidEmail(email.clone()));
+                }
             }
             Ok(vec![WorkspaceEvent::Created {
                 workspace_id: id,
                 name,
                 tier,
                 owner: actor.user.clone(),
+                billing_email,
             }])
         }
         (None, _) => Err(WorkspaceError::NotFound),
@@ -150,6 +172,21 @@ pub fn decide(
     }
 }
 
+/// One `@` with something on each side and a dot in the domain: enough to catch typos;
+/// the mail provider is the real judge.
+fn plausible_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+}
+
 fn owner_only(ws: &Workspace, actor: &Actor) -> Result<(), WorkspaceError> {
     if actor.user == ws.owner || actor.role == Role::Admin {
         Ok(())
@@ -169,6 +206,7 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
                 name,
                 tier,
                 owner,
+                billing_email,
             },
         ) => Some(Workspace {
             id: *workspace_id,
@@ -176,6 +214,7 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
             tier: *tier,
             owner: owner.clone(),
             collaborators: BTreeSet::new(),
+            billing_email: billing_email.clone(),
         }),
         (Some(mut ws), WorkspaceEvent::CollaboratorAdded { user, .. }) => {
             ws.collaborators.insert(user.clone());
@@ -205,6 +244,7 @@ mod tests {
             name: "Acme".into(),
             tier: TierId::Pro,
             owner: UserId::new(owner),
+            billing_email: Some("billing@acme.test".into()),
         }
     }
 
@@ -220,6 +260,7 @@ mod tests {
                 id: id(),
                 name: "  Acme ".into(),
                 tier: TierId::Pro,
+                billing_email: Some("billing@acme.test".into()),
             },
             &Actor::user("alice"),
         )
@@ -236,11 +277,30 @@ mod tests {
                     id: id(),
                     name: name.into(),
                     tier: TierId::Free,
+                    billing_email: None,
                 },
                 &Actor::user("alice"),
             )
             .unwrap_err();
             assert_eq!(err, WorkspaceError::InvalidName);
+        }
+    }
+
+    #[test]
+    fn implausible_billing_emails_are_refused() {
+        for email in ["alice", "alice@", "@acme.test", "a@b", "a b@acme.test", "a@acme."] {
+            let err = decide(
+                None,
+                WorkspaceCommand::Create {
+                    id: id(),
+                    name: "Acme".into(),
+                    tier: TierId::Free,
+                    billing_email: Some(email.into()),
+                },
+                &Actor::user("alice"),
+            )
+            .unwrap_err();
+            assert_eq!(err, WorkspaceError::InvalidEmail(email.into()), "{email}");
         }
     }
 
@@ -253,6 +313,7 @@ mod tests {
                 id: id(),
                 name: "Acme".into(),
                 tier: TierId::Pro,
+                billing_email: None,
             },
             &Actor::user("alice"),
         )

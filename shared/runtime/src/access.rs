@@ -1,0 +1,74 @@
+//! Who may touch a workspace, checked the same way by every route.
+
+use crate::Problem;
+use aws_sdk_dynamodb::types::AttributeValue;
+use kassa_domain::identity::Actor;
+use kassa_domain::workspace::Workspace;
+use kassa_store::{EventStore, Head, StoreError, StreamId};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+pub fn workspace_stream(id: Uuid) -> StreamId {
+    StreamId::new("Workspace", id)
+}
+
+pub fn wallet_stream(id: Uuid) -> StreamId {
+    StreamId::new("Wallet", id)
+}
+
+/// Label of the in-transaction membership check.
+pub const MEMBERSHIP: &str = "membership";
+
+/// Attributes written on a workspace's head so that a commit elsewhere can check, inside
+/// its own transaction, that the caller is a member (see `Commit::require_member`).
+pub fn head_attributes(ws: &Workspace) -> HashMap<String, AttributeValue> {
+    let members = ws.members().map(|u| u.as_str().to_owned()).collect();
+    HashMap::from([("members".to_owned(), AttributeValue::Ss(members))])
+}
+
+/// The workspace if `actor` may see it: 404 when there is none, 403 when it is not theirs.
+pub fn admitted(head: Option<&Head>, id: Uuid, actor: &Actor) -> Result<Workspace, Problem> {
+    let head = head.ok_or_else(|| not_found(id))?;
+    let ws: Workspace = head.state().map_err(|e| Problem::internal(&e))?;
+    if ws.admits(actor) {
+        Ok(ws)
+    } else {
+        Err(forbidden(id))
+    }
+}
+
+pub async fn load_admitted(
+    store: &EventStore,
+    id: Uuid,
+    actor: &Actor,
+) -> Result<(Head, Workspace), Problem> {
+    let head = store
+        .load(&workspace_stream(id))
+        .await
+        .map_err(|e| store_problem(&e))?;
+    let Some(head) = head else {
+        return Err(not_found(id));
+    };
+    let ws = admitted(Some(&head), id, actor)?;
+    Ok((head, ws))
+}
+
+pub fn not_found(id: Uuid) -> Problem {
+    Problem::not_found("workspace_not_found", format!("no workspace {id}"))
+}
+
+pub fn forbidden(id: Uuid) -> Problem {
+    Problem::forbidden(format!("you are not a member of workspace {id}"))
+}
+
+/// A store failure as an answer: a conflict that outlived its retries is a 409; anything
+/// else is a bug or an outage.
+pub fn store_problem(e: &StoreError) -> Problem {
+    match e {
+        StoreError::Conflict { .. } => Problem::conflict(
+            "concurrent_update",
+            "the resource changed concurrently too often; retry the request",
+        ),
+        other => Problem::internal(other),
+    }
+}

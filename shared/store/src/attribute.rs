@@ -1,0 +1,39 @@
+//! Reading typed values out of DynamoDB items.
+
+use crate::error::StoreError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        _ => Err(StoreError::Corrupt(format!("attribute `{name}` is not a string"))),
+    }
+}
+
+pub(crate) fn get_u64(item: &Item, name: &str) -> Result<u64, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("attribute `{name}` is not a u64: {v}"))),
+        _ => Err(StoreError::Corrupt(format!("attribute `{name}` is not a number"))),
+    }
+}
+
+pub(crate) fn get_json<T: serde::de::DeserializeOwned>(
+    item: &Item,
+    name: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(get_s(item, name)?)
+        .map_err(|e| StoreError::Corrupt(format!("attribute `{name}` is not valid JSON: {e}")))
+}

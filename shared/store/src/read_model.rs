@@ -1,0 +1,204 @@
+//! Read models side effects keep in the state table: usage per workspace, feature and day,
+//! and the notifications shown to a workspace's members.
+
+use crate::attribute::{get_s, get_u64, n, s, Item};
+use crate::StoreError;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Clone)]
+pub struct ReadModels {
+    client: Client,
+    table: String,
+}
+
+/// One row of the usage read model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRow {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub feature: String,
+    pub quantity: u64,
+    pub credits: u64,
+    pub uses: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub kind: String,
+    pub message: String,
+    pub created_at: String,
+    /// Whether a mail went out for it, and to whom.
+    pub mailed_to: Option<String>,
+}
+
+fn usage_pk(workspace: Uuid) -> String {
+    format!("usage#{workspace}")
+}
+
+fn notifications_pk(workspace: Uuid) -> String {
+    format!("notifications#{workspace}")
+}
+
+impl ReadModels {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Adds one consumption to its day's row. The marker item and the counter change
+    /// commit together, so a redelivered event (even after a crash between the two) is
+    /// counted once. Returns false when the event was already counted.
+    pub async fn record_usage(
+        &self,
+        event_id: Uuid,
+        workspace: Uuid,
+        day: &str,
+        feature: &str,
+        quantity: u64,
+        credits: u64,
+    ) -> Result<bool, StoreError> {
+        let marker = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(format!("usage-counted#{event_id}")))
+            .item("sk", s("-"))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(StoreError::dynamo)?;
+        let counter = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(usage_pk(workspace)))
+            .key("sk", s(format!("{day}#{feature}")))
+            .update_expression(
+                "SET #day = :day, feature = :feature ADD quantity :q, credits :c, uses :one",
+            )
+            .expression_attribute_names("#day", "day")
+            .expression_attribute_values(":day", s(day))
+            .expression_attribute_values(":feature", s(feature))
+            .expression_attribute_values(":q", n(quantity))
+            .expression_attribute_values(":c", n(credits))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(StoreError::dynamo)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(marker).build())
+            .transact_items(TransactWriteItem::builder().update(counter).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) => match e.into_err() {
+                TransactWriteItemsError::TransactionCanceledException(c)
+                    if c.cancellation_reasons().first().and_then(|r| r.code())
+                        == Some("ConditionalCheckFailed") =>
+                {
+                    Ok(false)
+                }
+                other => Err(StoreError::dynamo(other)),
+            },
+            Err(e) => Err(StoreError::dynamo(e)),
+        }
+    }
+
+    /// Usage rows of a workspace between two days (inclusive), by day then feature.
+    pub async fn usage(
+        &self,
+        workspace: Uuid,
+        from_day: &str,
+        to_day: &str,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let mut rows = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(usage_pk(workspace)))
+                .expression_attribute_values(":from", s(format!("{from_day}#")))
+                // '~' sorts after every feature code character.
+                .expression_attribute_values(":to", s(format!("{to_day}#~")))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::dynamo)?;
+            for item in out.items.unwrap_or_default() {
+                rows.push(usage_row(&item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(rows);
+            }
+        }
+    }
+
+    /// Stores a notification once: its key derives from the event that raised it.
+    pub async fn add_notification(&self, n_: &Notification) -> Result<bool, StoreError> {
+        let body = serde_json::to_string(n_).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(notifications_pk(n_.workspace_id)))
+            .item("sk", s(format!("{}#{}", n_.created_at, n_.id)))
+            .item("body", s(body))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::dynamo(e)),
+        }
+    }
+
+    /// The newest notifications of a workspace first.
+    pub async fn notifications(
+        &self,
+        workspace: Uuid,
+        limit: i32,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(notifications_pk(workspace)))
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(StoreError::dynamo)?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| {
+                serde_json::from_str(get_s(item, "body")?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+}
+
+fn usage_row(item: &Item) -> Result<UsageRow, StoreError> {
+    Ok(UsageRow {
+        day: get_s(item, "day")?.to_owned(),
+        feature: get_s(item, "feature")?.to_owned(),
+        quantity: get_u64(item, "quantity")?,
+        credits: get_u64(item, "credits")?,
+        uses: get_u64(item, "uses")?,
+    })
+}

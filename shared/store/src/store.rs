@@ -1,0 +1,366 @@
+//! The event store: load heads, read streams, commit.
+
+use crate::attribute::{get_json, get_s, get_u64, n, s, Item};
+use crate::commit::{Commit, Guard};
+use crate::event::{Metadata, RecordedEvent, StreamId};
+use crate::StoreError;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::Client;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// An event item exactly as stored; the relay reads stream images with this same type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventItem {
+    pub pk: String,
+    pub sk: u64,
+    pub kind: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub event_id: String,
+    pub context: String,
+    pub time: String,
+    /// JSON text: DynamoDB maps would lose decimal precision and key order.
+    pub payload: String,
+    pub metadata: String,
+}
+
+pub const EVENT_KIND: &str = "event";
+
+impl EventItem {
+    pub(crate) fn from_recorded(e: &RecordedEvent) -> Result<Self, StoreError> {
+        Ok(Self {
+            pk: e.stream.as_str().to_owned(),
+            sk: e.version,
+            kind: EVENT_KIND.to_owned(),
+            event_type: e.event_type.clone(),
+            event_id: e.event_id.to_string(),
+            context: e.context.clone(),
+            time: e
+                .time
+                .format(&time::format_description::well_known::Rfc3339)
+                .map_err(|e| StoreError::Corrupt(format!("time does not format: {e}")))?,
+            payload: to_json(&e.payload)?,
+            metadata: to_json(&e.metadata)?,
+        })
+    }
+
+    pub(crate) fn into_item(self) -> Result<Item, StoreError> {
+        serde_dynamo::to_item(self).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// Rebuilds the recorded event; `None` for heads, locks and counters.
+    pub fn into_recorded(self) -> Result<Option<RecordedEvent>, StoreError> {
+        if self.kind != EVENT_KIND {
+            return Ok(None);
+        }
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("event {}@{}: {what}: {e}", self.pk, self.sk))
+        };
+        Ok(Some(RecordedEvent {
+            event_id: Uuid::parse_str(&self.event_id).map_err(|e| corrupt("event_id", &e))?,
+            stream: StreamId::from_stored(self.pk.clone()),
+            version: self.sk,
+            event_type: self.event_type.clone(),
+            context: self.context.clone(),
+            time: OffsetDateTime::parse(&self.time, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| corrupt("time", &e))?,
+            payload: serde_json::from_str(&self.payload).map_err(|e| corrupt("payload", &e))?,
+            metadata: serde_json::from_str::<Metadata>(&self.metadata)
+                .map_err(|e| corrupt("metadata", &e))?,
+        }))
+    }
+}
+
+fn to_json(value: &impl Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A stream's head: its version and the state as of that version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head {
+    pub stream: StreamId,
+    pub version: u64,
+    pub state: serde_json::Value,
+}
+
+impl Head {
+    pub fn state<S: DeserializeOwned>(&self) -> Result<S, StoreError> {
+        serde_json::from_value(self.state.clone())
+            .map_err(|e| StoreError::Corrupt(format!("head of {}: {e}", self.stream)))
+    }
+
+    pub(crate) fn from_item(item: &Item) -> Result<Self, StoreError> {
+        Ok(Self {
+            stream: StreamId::from_stored(get_s(item, "pk")?.to_owned()),
+            version: get_u64(item, "version")?,
+            state: get_json(item, "state")?,
+        })
+    }
+}
+
+/// A page of a stream, oldest first, with where the next page starts.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub events: Vec<RecordedEvent>,
+    /// The version after which the next page starts, if there may be more.
+    pub next_after: Option<u64>,
+}
+
+#[derive(Clone)]
+pub struct EventStore {
+    client: Client,
+    table: String,
+    items_read: Arc<AtomicU64>,
+}
+
+impl EventStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            items_read: Arc::default(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// How many items this store has read from DynamoDB so far. Tests use it to prove that
+    /// loading an aggregate does not grow with its history.
+    pub fn items_read(&self) -> u64 {
+        self.items_read.load(Ordering::Relaxed)
+    }
+
+    fn count_reads(&self, items: usize) {
+        self.items_read.fetch_add(items as u64, Ordering::Relaxed);
+    }
+
+    /// A new, empty commit on this store's table.
+    pub fn commit_builder(&self, metadata: Metadata, now: OffsetDateTime) -> Commit {
+        Commit::new(&self.table, metadata, now)
+    }
+
+    /// The head of `stream`, or `None` for a stream with no events. One strongly
+    /// consistent `GetItem`.
+    pub async fn load(&self, stream: &StreamId) -> Result<Option<Head>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(stream.as_str()))
+            .key("sk", n(0))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::dynamo)?;
+        match out.item {
+            Some(item) => {
+                self.count_reads(1);
+                Head::from_item(&item).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The heads of several streams in one round trip (`BatchGetItem`), keyed by stream.
+    pub async fn load_many(
+        &self,
+        streams: &[&StreamId],
+    ) -> Result<HashMap<StreamId, Head>, StoreError> {
+        let mut keys: Vec<Item> = streams
+            .iter()
+            .map(|st| HashMap::from([("pk".into(), s(st.as_str())), ("sk".into(), n(0))]))
+            .collect();
+        keys.dedup();
+        let mut heads = HashMap::new();
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(StoreError::dynamo)?,
+        );
+        // BatchGetItem may return only part of the answer under load; ask again for the rest.
+        while let Some(request) = pending.take() {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(StoreError::dynamo)?;
+            for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                self.count_reads(1);
+                let head = Head::from_item(&item)?;
+                heads.insert(head.stream.clone(), head);
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .filter(|k| !k.keys.is_empty());
+        }
+        Ok(heads)
+    }
+
+    /// Up to `limit` events of `stream` after version `after`, oldest first.
+    pub async fn read_page(
+        &self,
+        stream: &StreamId,
+        after: u64,
+        limit: i32,
+    ) -> Result<Page, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk > :after")
+            .expression_attribute_values(":pk", s(stream.as_str()))
+            .expression_attribute_values(":after", n(after))
+            .consistent_read(true)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(StoreError::dynamo)?;
+        let items = out.items.unwrap_or_default();
+        self.count_reads(items.len());
+        let mut events = Vec::with_capacity(items.len());
+        for item in items {
+            let stored: EventItem =
+                serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if let Some(e) = stored.into_recorded()? {
+                events.push(e);
+            }
+        }
+        let next_after = out
+            .last_evaluated_key
+            .map(|k| match k.get("sk") {
+                Some(AttributeValue::N(v)) => v
+                    .parse::<u64>()
+                    .map_err(|_| StoreError::Corrupt(format!("sk {v}"))),
+                _ => Err(StoreError::Corrupt("last evaluated key without sk".into())),
+            })
+            .transpose()?;
+        Ok(Page { events, next_after })
+    }
+
+    /// The whole stream, oldest first, following DynamoDB's pages (`page_size` items each).
+    pub async fn read_stream(
+        &self,
+        stream: &StreamId,
+        page_size: i32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.read_page(stream, after, page_size).await?;
+            all.extend(page.events);
+            match page.next_after {
+                Some(next) => after = next,
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Writes the commit atomically and returns the events it recorded.
+    pub async fn commit(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError> {
+        if commit.is_empty() {
+            return Ok(Vec::new());
+        }
+        commit.check_size()?;
+        let Commit {
+            items,
+            guards,
+            recorded,
+            ..
+        } = commit;
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(recorded),
+            Err(SdkError::ServiceError(e)) => match e.into_err() {
+                TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+                    Err(refusal(&guards, cancelled.cancellation_reasons()))
+                }
+                // Another transaction held one of our items: a conflict by another name.
+                TransactWriteItemsError::TransactionInProgressException(_) => {
+                    Err(first_head_conflict(&guards))
+                }
+                other => Err(StoreError::dynamo(other)),
+            },
+            Err(other) => Err(StoreError::dynamo(other)),
+        }
+    }
+}
+
+fn first_head_conflict(guards: &[Guard]) -> StoreError {
+    let stream = guards
+        .iter()
+        .find_map(|g| match g {
+            Guard::Head(s) | Guard::Event(s) => Some(s.clone()),
+            Guard::Check(_) => None,
+        })
+        .unwrap_or_else(|| StreamId::new("Unknown", "-"));
+    StoreError::Conflict {
+        stream,
+        current: None,
+    }
+}
+
+/// Says which guard refused a cancelled transaction. A refused business check wins over
+/// a version conflict: retrying would not change its answer.
+fn refusal(guards: &[Guard], reasons: &[aws_sdk_dynamodb::types::CancellationReason]) -> StoreError {
+    let mut conflict = None;
+    for (guard, reason) in guards.iter().zip(reasons) {
+        match reason.code() {
+            Some("ConditionalCheckFailed") => match guard {
+                Guard::Check(label) => return StoreError::Refused(label),
+                Guard::Head(stream) | Guard::Event(stream) => {
+                    if conflict.is_none() {
+                        let current = reason
+                            .item()
+                            .filter(|i| !i.is_empty())
+                            .and_then(|i| Head::from_item(i).ok())
+                            .map(Box::new);
+                        conflict = Some(StoreError::Conflict {
+                            stream: stream.clone(),
+                            current,
+                        });
+                    }
+                }
+            },
+            Some("TransactionConflict") => {
+                if conflict.is_none() {
+                    conflict = Some(StoreError::Conflict {
+                        stream: match guard {
+                            Guard::Head(s) | Guard::Event(s) => s.clone(),
+                            Guard::Check(_) => StreamId::new("Lock", "-"),
+                        },
+                        current: None,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    conflict.unwrap_or_else(|| {
+        let codes: Vec<_> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
+        StoreError::Dynamo(format!("transaction cancelled: {}", codes.join(", ")))
+    })
+}
