@@ -39,9 +39,11 @@ impl AllocateCredits {
 
     pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
         events::each(batch, |event| async move {
-            events::once(&self.idempotency, &event, self.clock.now(), || self.allocate(&event))
-                .await
-                .map(drop)
+            events::once(&self.idempotency, &event, self.clock.now(), || {
+                self.allocate(&event)
+            })
+            .await
+            .map(drop)
         })
         .await
     }
@@ -65,14 +67,13 @@ impl AllocateCredits {
         let recorded = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |seen| {
             let (command, metadata, stream) = (command.clone(), metadata.clone(), &stream);
             async move {
-                let head = match seen {
-                    Some(h) => h,
-                    None => self
-                        .store
-                        .load(stream)
-                        .await?
-                        .ok_or_else(|| StoreError::Corrupt(format!("{stream} has no wallet")))?,
-                };
+                let head =
+                    match seen {
+                        Some(h) => h,
+                        None => self.store.load(stream).await?.ok_or_else(|| {
+                            StoreError::Corrupt(format!("{stream} has no wallet"))
+                        })?,
+                    };
                 let wallet: Wallet = head.state()?;
                 let events = credits::decide(Some(&wallet), command)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -1,7 +1,7 @@
+use aws_lambda_events::event::sqs::SqsEvent;
 use kassa_allocate_credits::AllocateCredits;
 use kassa_runtime::{config, telemetry, Config, SystemClock};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use aws_lambda_events::event::sqs::SqsEvent;
 use std::sync::Arc;
 
 #[tokio::main]

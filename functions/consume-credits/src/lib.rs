@@ -134,7 +134,11 @@ impl ConsumeCredits {
                         Some(h) => h,
                         // No wallet: either no workspace, or not yet visible. Answer as
                         // the workspace's existence and the caller's rights say.
-                        None => return Ok(Err(Refused::Problem(self.why_not_member(workspace, actor).await))),
+                        None => {
+                            return Ok(Err(Refused::Problem(
+                                self.why_not_member(workspace, actor).await,
+                            )))
+                        }
                     }
                 }
             };
@@ -158,7 +162,11 @@ impl ConsumeCredits {
         let next = events.iter().fold(Some(wallet), credits::evolve);
         let mut commit = self.store.commit_builder(metadata, self.clock.now());
         if actor.role != Role::Admin {
-            commit.require_member(&workspace_stream(workspace), actor.user.as_str(), MEMBERSHIP)?;
+            commit.require_member(
+                &workspace_stream(workspace),
+                actor.user.as_str(),
+                MEMBERSHIP,
+            )?;
         }
         commit.append::<CreditEvent>(&stream, head.version, &events, &next)?;
         self.store.commit(commit).await?;
@@ -167,7 +175,8 @@ impl ConsumeCredits {
             Head {
                 stream,
                 version: head.version + events.len() as u64,
-                state: serde_json::to_value(&next).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                state: serde_json::to_value(&next)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             },
         );
         Ok(Ok(summarize(&events)))
@@ -177,7 +186,10 @@ impl ConsumeCredits {
         match access::load_admitted(&self.store, workspace, actor).await {
             Err(p) => p,
             // A member whose wallet is not readable yet: the creation is still settling.
-            Ok(_) => Problem::conflict("wallet_not_ready", "the wallet is being opened; retry shortly"),
+            Ok(_) => Problem::conflict(
+                "wallet_not_ready",
+                "the wallet is being opened; retry shortly",
+            ),
         }
     }
 
@@ -227,7 +239,9 @@ fn summarize(events: &[CreditEvent]) -> Consumption {
                 c.credits = *credits;
                 c.balance = *balance_after;
             }
-            CreditEvent::Overage { overage_credits, .. } => c.overage_credits = *overage_credits,
+            CreditEvent::Overage {
+                overage_credits, ..
+            } => c.overage_credits = *overage_credits,
             CreditEvent::BalanceLow { .. } => c.balance_low = true,
             _ => {}
         }

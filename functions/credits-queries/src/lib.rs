@@ -111,7 +111,9 @@ impl CreditsQueries {
                     .await
                     .map_err(|e| access::store_problem(&e))?;
                 access::admitted(heads.get(&ws_stream), id, &actor)?;
-                let head = heads.get(&wallet_stream).ok_or_else(|| access::not_found(id))?;
+                let head = heads
+                    .get(&wallet_stream)
+                    .ok_or_else(|| access::not_found(id))?;
                 let wallet: Wallet = head.state().map_err(|e| Problem::internal(&e))?;
                 let policy = wallet.policy();
                 Ok(json(
@@ -131,7 +133,10 @@ impl CreditsQueries {
                 let after = match query_param(request, "after") {
                     None => 0,
                     Some(raw) => raw.parse::<u64>().map_err(|_| {
-                        Problem::bad_request("invalid_cursor", "`after` must be a cursor this API returned")
+                        Problem::bad_request(
+                            "invalid_cursor",
+                            "`after` must be a cursor this API returned",
+                        )
                     })?,
                 };
                 access::load_admitted(&self.store, id, &actor).await?;
@@ -191,7 +196,10 @@ impl CreditsQueries {
                     .map_err(|e| access::store_problem(&e))?;
                 Ok(json(200, &serde_json::json!({ "items": items })))
             }
-            other => Err(Problem::not_found("no_route", format!("no route `{other}`"))),
+            other => Err(Problem::not_found(
+                "no_route",
+                format!("no route `{other}`"),
+            )),
         }
     }
 }
@@ -204,7 +212,10 @@ fn day_param(request: &Request, name: &str) -> Result<Option<Date>, Problem> {
     query_param(request, name)
         .map(|raw| {
             Date::parse(&raw, DAY).map_err(|_| {
-                Problem::bad_request("invalid_date", format!("`{name}` must be a date like 2026-11-21"))
+                Problem::bad_request(
+                    "invalid_date",
+                    format!("`{name}` must be a date like 2026-11-21"),
+                )
             })
         })
         .transpose()

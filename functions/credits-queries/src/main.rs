@@ -1,5 +1,5 @@
-use kassa_runtime::{config, telemetry, Config, SystemClock};
 use kassa_credits_queries::CreditsQueries;
+use kassa_runtime::{config, telemetry, Config, SystemClock};
 use lambda_http::{run, service_fn, Error, Request};
 use std::sync::Arc;
 

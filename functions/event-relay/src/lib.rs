@@ -91,7 +91,8 @@ impl EventRelay {
         {
             return Ok(None);
         }
-        let item: EventItem = serde_dynamo::from_item(record.change.new_image).map_err(|e| fail(&e))?;
+        let item: EventItem =
+            serde_dynamo::from_item(record.change.new_image).map_err(|e| fail(&e))?;
         let Some(event) = item.into_recorded().map_err(|e| fail(&e))? else {
             return Ok(None);
         };
@@ -119,7 +120,13 @@ impl EventRelay {
         let mut pending: Vec<&Outgoing> = chunk.iter().collect();
         for attempt in 1..=ATTEMPTS {
             let entries = pending.iter().map(|o| o.entry.clone()).collect();
-            match self.client.put_events().set_entries(Some(entries)).send().await {
+            match self
+                .client
+                .put_events()
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
                 Ok(out) if out.failed_entry_count == 0 => return Vec::new(),
                 // Results come back in request order; keep the entries that failed.
                 Ok(out) => {
@@ -143,6 +150,9 @@ impl EventRelay {
             }
             tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
         }
-        pending.into_iter().map(|o| o.sequence_number.clone()).collect()
+        pending
+            .into_iter()
+            .map(|o| o.sequence_number.clone())
+            .collect()
     }
 }

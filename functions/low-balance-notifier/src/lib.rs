@@ -56,9 +56,11 @@ impl<M: Mailer> LowBalanceNotifier<M> {
 
     pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
         events::each(batch, |event| async move {
-            events::once(&self.idempotency, &event, self.clock.now(), || self.notify(&event))
-                .await
-                .map(drop)
+            events::once(&self.idempotency, &event, self.clock.now(), || {
+                self.notify(&event)
+            })
+            .await
+            .map(drop)
         })
         .await
     }

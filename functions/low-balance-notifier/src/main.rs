@@ -1,8 +1,8 @@
+use aws_lambda_events::event::sqs::SqsEvent;
 use kassa_low_balance_notifier::LowBalanceNotifier;
 use kassa_runtime::mail::ConfiguredMailer;
 use kassa_runtime::{config, telemetry, Config, SystemClock};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use aws_lambda_events::event::sqs::SqsEvent;
 use std::sync::Arc;
 
 #[tokio::main]

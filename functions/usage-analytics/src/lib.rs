@@ -36,9 +36,11 @@ impl UsageAnalytics {
 
     pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
         events::each(batch, |event| async move {
-            events::once(&self.idempotency, &event, self.clock.now(), || self.count(&event))
-                .await
-                .map(drop)
+            events::once(&self.idempotency, &event, self.clock.now(), || {
+                self.count(&event)
+            })
+            .await
+            .map(drop)
         })
         .await
     }
@@ -61,7 +63,14 @@ impl UsageAnalytics {
             .format(format_description!("[year]-[month]-[day]"))?;
         let counted = self
             .read_models
-            .record_usage(event.event_id, workspace_id, &day, &feature, quantity, credits)
+            .record_usage(
+                event.event_id,
+                workspace_id,
+                &day,
+                &feature,
+                quantity,
+                credits,
+            )
             .await?;
         Ok(serde_json::json!({ "counted": counted }))
     }

@@ -1,7 +1,7 @@
-use kassa_usage_analytics::UsageAnalytics;
-use kassa_runtime::{config, telemetry, Config, SystemClock};
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use aws_lambda_events::event::sqs::SqsEvent;
+use kassa_runtime::{config, telemetry, Config, SystemClock};
+use kassa_usage_analytics::UsageAnalytics;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use std::sync::Arc;
 
 #[tokio::main]

@@ -6,7 +6,9 @@ use kassa_domain::identity::{Actor, UserId};
 use kassa_domain::tier::TierId;
 use kassa_domain::workspace::{self, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent};
 use kassa_runtime::access::{self, head_attributes, wallet_stream, workspace_stream};
-use kassa_runtime::http::{json, json_body, request_id, respond, route_key, string_param, uuid_param};
+use kassa_runtime::http::{
+    json, json_body, request_id, respond, route_key, string_param, uuid_param,
+};
 use kassa_runtime::{caller, Clock, Config, Problem, SdkConfig};
 use kassa_store::{retry, EventStore, Metadata, StoreError};
 use lambda_http::{Body, Request, Response};
@@ -96,18 +98,29 @@ impl Workspaces {
                 let body: CollaboratorBody = json_body(&request)?;
                 let user = body.user_id.trim();
                 if user.is_empty() || user.len() > 128 {
-                    return Err(Problem::new(422, "invalid_user_id", "user_id must be 1 to 128 characters"));
+                    return Err(Problem::new(
+                        422,
+                        "invalid_user_id",
+                        "user_id must be 1 to 128 characters",
+                    ));
                 }
-                let command = WorkspaceCommand::AddCollaborator { user: UserId::new(user) };
+                let command = WorkspaceCommand::AddCollaborator {
+                    user: UserId::new(user),
+                };
                 self.change(&request, id, command, actor, 201).await
             }
             "DELETE /workspaces/{workspaceId}/collaborators/{userId}" => {
                 let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
                 let user = string_param(&request, "userId")?;
-                let command = WorkspaceCommand::RemoveCollaborator { user: UserId::new(user) };
+                let command = WorkspaceCommand::RemoveCollaborator {
+                    user: UserId::new(user),
+                };
                 self.change(&request, id, command, actor, 200).await
             }
-            other => Err(Problem::not_found("no_route", format!("no route `{other}`"))),
+            other => Err(Problem::not_found(
+                "no_route",
+                format!("no route `{other}`"),
+            )),
         }
     }
 
@@ -125,9 +138,16 @@ impl Workspaces {
             &actor,
         )
         .map_err(refusal)?;
-        let ws = fold(None, &events).ok_or_else(|| Problem::internal(&"creation produced no workspace"))?;
-        let wallet_events = credits::decide(None, CreditCommand::Open { workspace_id: id, tier: ws.tier })
-            .map_err(|e| Problem::internal(&e))?;
+        let ws = fold(None, &events)
+            .ok_or_else(|| Problem::internal(&"creation produced no workspace"))?;
+        let wallet_events = credits::decide(
+            None,
+            CreditCommand::Open {
+                workspace_id: id,
+                tier: ws.tier,
+            },
+        )
+        .map_err(|e| Problem::internal(&e))?;
         let wallet = wallet_events.iter().fold(None, credits::evolve);
 
         let metadata = Metadata::origin(request_id(request), actor.user.as_str());
@@ -136,7 +156,10 @@ impl Workspaces {
             .append_with(&workspace_stream(id), 0, &events, &ws, head_attributes(&ws))
             .and_then(|c| c.append::<CreditEvent>(&wallet_stream(id), 0, &wallet_events, &wallet))
             .map_err(|e| Problem::internal(&e))?;
-        self.store.commit(commit).await.map_err(|e| access::store_problem(&e))?;
+        self.store
+            .commit(commit)
+            .await
+            .map_err(|e| access::store_problem(&e))?;
         let mut response = json(201, &view(&ws, events.len() as u64));
         if let Ok(location) = format!("/workspaces/{id}").parse() {
             response.headers_mut().insert("location", location);
@@ -155,7 +178,8 @@ impl Workspaces {
         let stream = workspace_stream(id);
         let metadata = Metadata::origin(request_id(request), actor.user.as_str());
         let result = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |seen| {
-            let (command, actor, stream, metadata) = (command.clone(), &actor, &stream, metadata.clone());
+            let (command, actor, stream, metadata) =
+                (command.clone(), &actor, &stream, metadata.clone());
             async move {
                 let head = match seen {
                     Some(h) => Some(h),

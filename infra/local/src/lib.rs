@@ -1,0 +1,175 @@
+//! The local runner: what AWS does around kassa's functions, done on this machine.
+//!
+//! From template.yaml it provisions tables, queues, the bus and rules on DynamoDB Local and
+//! moto; it serves the HTTP API's routes; it polls the events table's stream into the relay
+//! and every queue into its function. Tests start it in-process with their own prefix, so
+//! stacks share the emulators without sharing resources.
+
+pub mod functions;
+pub mod gateway;
+pub mod queues;
+pub mod resources;
+pub mod stream;
+pub mod template;
+
+use anyhow::{anyhow, Context, Result};
+use kassa_runtime::clock::OffsetClock;
+use kassa_runtime::{Clock, Config};
+use resources::{Clients, Names};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use template::{Template, Trigger};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub template: PathBuf,
+    pub listen: SocketAddr,
+    /// Prefix of every resource name; a fresh random one when `None`.
+    pub prefix: Option<String>,
+    /// The HS256 secret dev tokens are signed with.
+    pub jwt_secret: String,
+    pub mail_sink_dir: Option<PathBuf>,
+    pub retry_after: Duration,
+}
+
+impl Options {
+    /// The repository's template, a random port and prefix, the secret and mail sink from
+    /// the environment `cargo xtask` sets.
+    pub fn for_tests() -> Result<Self> {
+        Ok(Self {
+            template: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml"),
+            listen: "127.0.0.1:0".parse()?,
+            prefix: None,
+            jwt_secret: std::env::var("KASSA_JWT_SECRET")
+                .context("KASSA_JWT_SECRET (run through cargo xtask test)")?,
+            mail_sink_dir: None,
+            retry_after: Duration::from_secs(1),
+        })
+    }
+}
+
+pub struct Stack {
+    pub url: String,
+    pub names: Names,
+    pub clock: OffsetClock,
+    /// The configuration each function was given, by logical id.
+    pub configs: std::collections::HashMap<String, Config>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Stack {
+    pub async fn start(options: Options) -> Result<Stack> {
+        let template = Template::load(&options.template)?;
+        let aws = kassa_runtime::config::aws().await;
+        let clients = Clients {
+            dynamodb: aws_sdk_dynamodb::Client::new(&aws),
+            eventbridge: aws_sdk_eventbridge::Client::new(&aws),
+            sqs: aws_sdk_sqs::Client::new(&aws),
+        };
+        let prefix = options.prefix.clone().unwrap_or_else(|| {
+            format!("kassa-{}", &uuid::Uuid::now_v7().simple().to_string()[24..])
+        });
+        let names = resources::provision(&template, &clients, &prefix).await?;
+        let clock = OffsetClock::default();
+        let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        let streams = aws_sdk_dynamodbstreams::Client::new(&aws);
+
+        let mut gateway = gateway::Gateway::new(&options.jwt_secret);
+        let mut tasks = Vec::new();
+        let mut configs = std::collections::HashMap::new();
+        for function in template.functions()? {
+            let mut env = names.environment(&template, &function.environment)?;
+            if let Some(dir) = &options.mail_sink_dir {
+                env.insert("KASSA_MAIL_SINK_DIR".into(), dir.display().to_string());
+            }
+            let config = Config::from_map(&env).with_context(|| function.id.clone())?;
+            let lambda = functions::build(&function.id, &config, &aws, shared_clock.clone())?;
+            configs.insert(function.id.clone(), config);
+            for trigger in &function.triggers {
+                match trigger {
+                    Trigger::Http(route) => {
+                        gateway.add(&route.method, &route.path, lambda.clone())?
+                    }
+                    Trigger::Sqs { queue, batch_size } => {
+                        let source = queues::QueueSource {
+                            client: clients.sqs.clone(),
+                            url: names
+                                .queue_urls
+                                .get(queue)
+                                .cloned()
+                                .ok_or_else(|| anyhow!("no queue {queue}"))?,
+                            arn: names.arns.get(queue).cloned().unwrap_or_default(),
+                            batch_size: *batch_size,
+                            retry_after: options.retry_after,
+                            lambda: lambda.clone(),
+                        };
+                        tasks.push(tokio::spawn(source.run()));
+                    }
+                    Trigger::Stream {
+                        table,
+                        batch_size,
+                        max_retries,
+                        on_failure,
+                    } => {
+                        let source = stream::StreamSource {
+                            client: streams.clone(),
+                            stream_arn: names
+                                .stream_arns
+                                .get(table)
+                                .cloned()
+                                .ok_or_else(|| anyhow!("{table} has no stream"))?,
+                            batch_size: *batch_size,
+                            max_retries: *max_retries,
+                            on_failure: on_failure
+                                .as_ref()
+                                .and_then(|q| names.queue_urls.get(q))
+                                .map(|url| (clients.sqs.clone(), url.clone())),
+                            lambda: lambda.clone(),
+                        };
+                        tasks.push(tokio::spawn(source.run()));
+                    }
+                    Trigger::Schedule { expression } => {
+                        tracing::warn!(function = %function.id, %expression, "schedules are not run by this runner yet");
+                    }
+                }
+            }
+        }
+
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .with_context(|| format!("binding {}", options.listen))?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let router = gateway.router();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "the gateway stopped");
+            }
+        }));
+        Ok(Stack {
+            url,
+            names,
+            clock,
+            configs,
+            tasks,
+        })
+    }
+
+    pub fn table(&self, logical_id: &str) -> &str {
+        self.names
+            .physical
+            .get(logical_id)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

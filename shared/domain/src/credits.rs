@@ -383,7 +383,10 @@ mod tests {
             consume(&w, "teleport", 1),
             Err(CreditError::UnknownFeature(f, _)) if f == "teleport"
         ));
-        assert_eq!(consume(&w, "api.call", 0), Err(CreditError::InvalidQuantity));
+        assert_eq!(
+            consume(&w, "api.call", 0),
+            Err(CreditError::InvalidQuantity)
+        );
         assert_eq!(
             consume(&w, "api.call", MAX_QUANTITY + 1),
             Err(CreditError::InvalidQuantity)
@@ -425,12 +428,19 @@ mod tests {
         let events = consume(&w, "api.call", 1_800).unwrap();
         assert!(matches!(
             events.last(),
-            Some(CreditEvent::Overage { overage_credits: 1_800, balance_after: -2_000, .. })
+            Some(CreditEvent::Overage {
+                overage_credits: 1_800,
+                balance_after: -2_000,
+                ..
+            })
         ));
         let w = events.iter().fold(Some(w), evolve).unwrap();
         assert!(matches!(
             consume(&w, "api.call", 1),
-            Err(CreditError::InsufficientCredits { allowance: 2_000, .. })
+            Err(CreditError::InsufficientCredits {
+                allowance: 2_000,
+                ..
+            })
         ));
     }
 

@@ -48,7 +48,10 @@ impl Money {
 
     pub fn checked_add(self, other: Money) -> Result<Money, CurrencyMismatch> {
         if self.currency != other.currency {
-            return Err(CurrencyMismatch(self.currency.code(), other.currency.code()));
+            return Err(CurrencyMismatch(
+                self.currency.code(),
+                other.currency.code(),
+            ));
         }
         Ok(Money::new(self.amount + other.amount, self.currency))
     }

@@ -81,15 +81,33 @@ impl TierPolicy {
 }
 
 const STANDARD_PRICES: &[FeaturePrice] = &[
-    FeaturePrice { code: "api.call", credits_per_unit: 1 },
-    FeaturePrice { code: "export.pdf", credits_per_unit: 5 },
-    FeaturePrice { code: "ai.generate", credits_per_unit: 10 },
+    FeaturePrice {
+        code: "api.call",
+        credits_per_unit: 1,
+    },
+    FeaturePrice {
+        code: "export.pdf",
+        credits_per_unit: 5,
+    },
+    FeaturePrice {
+        code: "ai.generate",
+        credits_per_unit: 10,
+    },
 ];
 
 const ENTERPRISE_PRICES: &[FeaturePrice] = &[
-    FeaturePrice { code: "api.call", credits_per_unit: 1 },
-    FeaturePrice { code: "export.pdf", credits_per_unit: 4 },
-    FeaturePrice { code: "ai.generate", credits_per_unit: 8 },
+    FeaturePrice {
+        code: "api.call",
+        credits_per_unit: 1,
+    },
+    FeaturePrice {
+        code: "export.pdf",
+        credits_per_unit: 4,
+    },
+    FeaturePrice {
+        code: "ai.generate",
+        credits_per_unit: 8,
+    },
 ];
 
 const fn usd(cents: i64) -> Money {

@@ -288,7 +288,14 @@ mod tests {
 
     #[test]
     fn implausible_billing_emails_are_refused() {
-        for email in ["alice", "alice@", "@acme.test", "a@b", "a b@acme.test", "a@acme."] {
+        for email in [
+            "alice",
+            "alice@",
+            "@acme.test",
+            "a@b",
+            "a b@acme.test",
+            "a@acme.",
+        ] {
             let err = decide(
                 None,
                 WorkspaceCommand::Create {

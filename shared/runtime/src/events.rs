@@ -60,7 +60,10 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<serde_json::Value, EffectError>>,
 {
-    match idempotency.run(&event.event_id.to_string(), now, effect).await {
+    match idempotency
+        .run(&event.event_id.to_string(), now, effect)
+        .await
+    {
         Ok(outcome) => {
             if let Outcome::Repeated(_) = outcome {
                 tracing::info!(event_id = %event.event_id, "already handled; skipped");

@@ -96,7 +96,10 @@ pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, Problem> {
         ));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Problem::bad_request("missing_body", "a JSON body is required"));
+        return Err(Problem::bad_request(
+            "missing_body",
+            "a JSON body is required",
+        ));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let code = if e.is_syntax() || e.is_eof() {

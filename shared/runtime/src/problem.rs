@@ -47,7 +47,11 @@ impl Problem {
     /// An unexpected failure: logged in full, answered without internals.
     pub fn internal(error: &dyn std::fmt::Display) -> Self {
         tracing::error!(%error, "request failed");
-        Self::new(500, "internal", "the request failed; it is logged and can be retried")
+        Self::new(
+            500,
+            "internal",
+            "the request failed; it is logged and can be retried",
+        )
     }
 
     pub fn into_response(self) -> Response<Body> {

@@ -17,7 +17,9 @@ pub(crate) fn n(v: impl ToString) -> AttributeValue {
 pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Ok(v),
-        _ => Err(StoreError::Corrupt(format!("attribute `{name}` is not a string"))),
+        _ => Err(StoreError::Corrupt(format!(
+            "attribute `{name}` is not a string"
+        ))),
     }
 }
 
@@ -26,7 +28,9 @@ pub(crate) fn get_u64(item: &Item, name: &str) -> Result<u64, StoreError> {
         Some(AttributeValue::N(v)) => v
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("attribute `{name}` is not a u64: {v}"))),
-        _ => Err(StoreError::Corrupt(format!("attribute `{name}` is not a number"))),
+        _ => Err(StoreError::Corrupt(format!(
+            "attribute `{name}` is not a number"
+        ))),
     }
 }
 

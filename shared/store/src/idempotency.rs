@@ -149,8 +149,11 @@ impl Idempotency {
                     match existing.get("status") {
                         Some(AttributeValue::S(st)) if st == COMPLETED => {
                             let response = match existing.get("response") {
-                                Some(AttributeValue::S(r)) => serde_json::from_str(r)
-                                    .map_err(|e| IdempotencyError::Store(StoreError::Corrupt(e.to_string())))?,
+                                Some(AttributeValue::S(r)) => {
+                                    serde_json::from_str(r).map_err(|e| {
+                                        IdempotencyError::Store(StoreError::Corrupt(e.to_string()))
+                                    })?
+                                }
                                 _ => serde_json::Value::Null,
                             };
                             Ok(Some(response))

@@ -25,6 +25,6 @@ pub use store::{EventStore, Head, Page};
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
 
 pub use idempotency::IdempotencyError;
-pub mod retry;
 pub mod read_model;
+pub mod retry;
 pub use read_model::{Notification, ReadModels, UsageRow};

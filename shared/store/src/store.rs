@@ -202,7 +202,12 @@ impl EventStore {
                 .send()
                 .await
                 .map_err(StoreError::dynamo)?;
-            for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default()
+            {
                 self.count_reads(1);
                 let head = Head::from_item(&item)?;
                 heads.insert(head.stream.clone(), head);
@@ -325,7 +330,10 @@ fn first_head_conflict(guards: &[Guard]) -> StoreError {
 
 /// Says which guard refused a cancelled transaction. A refused business check wins over
 /// a version conflict: retrying would not change its answer.
-fn refusal(guards: &[Guard], reasons: &[aws_sdk_dynamodb::types::CancellationReason]) -> StoreError {
+fn refusal(
+    guards: &[Guard],
+    reasons: &[aws_sdk_dynamodb::types::CancellationReason],
+) -> StoreError {
     let mut conflict = None;
     for (guard, reason) in guards.iter().zip(reasons) {
         match reason.code() {

@@ -1,0 +1,73 @@
+//! Which Rust handler serves which function of the template. This is the one list the
+//! runner keeps by hand: it links code, while routes, rules and schedules come from the
+//! template.
+
+use anyhow::{bail, Result};
+use aws_lambda_events::event::dynamodb::Event as StreamBatch;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use kassa_runtime::mail::ConfiguredMailer;
+use kassa_runtime::{Clock, Config, SdkConfig};
+use lambda_http::{Body, Request, Response};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+#[derive(Clone)]
+pub enum Lambda {
+    Http(Arc<dyn Fn(Request) -> Boxed<Response<Body>> + Send + Sync>),
+    Sqs(Arc<dyn Fn(SqsEvent) -> Boxed<SqsBatchResponse> + Send + Sync>),
+    Stream(Arc<dyn Fn(StreamBatch) -> Boxed<DynamoDbEventResponse> + Send + Sync>),
+}
+
+macro_rules! lambda {
+    ($variant:ident, $handler:expr) => {{
+        let handler = Arc::new($handler);
+        Lambda::$variant(Arc::new(move |input| {
+            let handler = handler.clone();
+            Box::pin(async move { handler.handle(input).await })
+        }))
+    }};
+}
+
+/// The handler for the template's function `id`, built as its `main.rs` builds it.
+pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) -> Result<Lambda> {
+    Ok(match id {
+        "WorkspacesFunction" => lambda!(
+            Http,
+            kassa_workspaces::Workspaces::from_config(config, aws, clock)
+        ),
+        "ConsumeCreditsFunction" => lambda!(
+            Http,
+            kassa_consume_credits::ConsumeCredits::from_config(config, aws, clock)
+        ),
+        "CreditsQueriesFunction" => lambda!(
+            Http,
+            kassa_credits_queries::CreditsQueries::from_config(config, aws, clock)
+        ),
+        "EventRelayFunction" => lambda!(
+            Stream,
+            kassa_event_relay::EventRelay::from_config(config, aws)?
+        ),
+        "AllocateCreditsFunction" => lambda!(
+            Sqs,
+            kassa_allocate_credits::AllocateCredits::from_config(config, aws, clock)
+        ),
+        "UsageAnalyticsFunction" => lambda!(
+            Sqs,
+            kassa_usage_analytics::UsageAnalytics::from_config(config, aws, clock)
+        ),
+        "LowBalanceNotifierFunction" => lambda!(
+            Sqs,
+            kassa_low_balance_notifier::LowBalanceNotifier::from_config(
+                config,
+                aws,
+                ConfiguredMailer::from_config(config),
+                clock
+            )
+        ),
+        other => bail!("template function {other} has no handler in the local runner"),
+    })
+}

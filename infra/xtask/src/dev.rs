@@ -1,0 +1,63 @@
+//! `cargo xtask dev`: the whole stack on this machine, for trying the API by
+//! hand. Runs until the local runner exits or Ctrl-C.
+
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::cli::Flags;
+use crate::emulators::Emulators;
+use crate::repo::Repo;
+use crate::supervisor::{self, Supervised};
+use crate::{dev_secret, setup, token};
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
+const DEMO_USER: &str = "demo";
+const DEMO_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+pub fn run(repo: &Repo, args: &[String]) -> Result<ExitCode> {
+    let flags = Flags::parse("dev", args, &["listen"])?;
+    let listen = flags.value("listen").unwrap_or(DEFAULT_LISTEN);
+    supervisor::stop_everything_on_interrupt()?;
+
+    setup::ensure(repo)?;
+    let emulators = Emulators::start(repo)?;
+    let demo_token = token::mint(
+        &dev_secret::load_or_create(repo)?,
+        DEMO_USER,
+        token::DEFAULT_ROLE,
+        DEMO_TOKEN_TTL,
+    )?;
+
+    println!();
+    println!("dev: API        http://{listen}");
+    println!("dev: mail sink  {}", repo.mail_sink().display());
+    println!(
+        "dev: demo token (user {DEMO_USER}, role {})",
+        token::DEFAULT_ROLE
+    );
+    println!("{demo_token}");
+    println!("dev: starting kassa-local (Ctrl-C stops everything)");
+    println!();
+
+    // Through cargo so an edit is rebuilt on the next `cargo xtask dev`.
+    let mut command = Command::new(cargo());
+    command
+        .args(["run", "--package", "kassa-local", "--", "--template"])
+        .arg(repo.template())
+        .args(["--listen", listen])
+        .current_dir(&repo.root)
+        .envs(emulators.environment());
+    let mut local = Supervised::spawn("kassa-local", command)?;
+    let status = local.wait()?;
+    println!("dev: kassa-local exited ({status}), stopping the emulators");
+    drop(emulators);
+    Ok(ExitCode::from(supervisor::exit_code(status)))
+}
+
+/// The cargo that is running us (cargo sets $CARGO for what it runs), so the
+/// same toolchain builds the stack.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
