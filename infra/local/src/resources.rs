@@ -106,6 +106,30 @@ pub async fn provision(template: &Template, clients: &Clients, prefix: &str) -> 
         prefix: prefix.to_owned(),
         ..Names::default()
     };
+    create_tables(template, &clients.dynamodb, &mut names).await?;
+    create_queues_and_rules(template, clients, &mut names).await?;
+    Ok(names)
+}
+
+/// Creates only the template's tables (what store-level tests need).
+pub async fn tables_only(
+    template: &Template,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    prefix: &str,
+) -> Result<Names> {
+    let mut names = Names {
+        prefix: prefix.to_owned(),
+        ..Names::default()
+    };
+    create_tables(template, dynamodb, &mut names).await?;
+    Ok(names)
+}
+
+async fn create_tables(
+    template: &Template,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    names: &mut Names,
+) -> Result<()> {
     for table in template.tables()? {
         let name = names.name(&table.id);
         let attr = |(n, t): &(String, String)| {
@@ -120,8 +144,7 @@ pub async fn provision(template: &Template, clients: &Clients, prefix: &str) -> 
                 .key_type(kt)
                 .build()
         };
-        let mut create = clients
-            .dynamodb
+        let mut create = dynamodb
             .create_table()
             .table_name(&name)
             .billing_mode(BillingMode::PayPerRequest)
@@ -152,8 +175,7 @@ pub async fn provision(template: &Template, clients: &Clients, prefix: &str) -> 
             names.stream_arns.insert(table.id.clone(), arn);
         }
         if let Some(attribute) = &table.ttl_attribute {
-            clients
-                .dynamodb
+            dynamodb
                 .update_time_to_live()
                 .table_name(&name)
                 .time_to_live_specification(
@@ -172,7 +194,14 @@ pub async fn provision(template: &Template, clients: &Clients, prefix: &str) -> 
         );
         names.physical.insert(table.id, name);
     }
+    Ok(())
+}
 
+async fn create_queues_and_rules(
+    template: &Template,
+    clients: &Clients,
+    names: &mut Names,
+) -> Result<()> {
     // Dead-letter queues first, so redrive policies can name them.
     let mut queues = template.queues()?;
     queues.sort_by_key(|q| q.redrive.is_some());
@@ -269,5 +298,5 @@ pub async fn provision(template: &Template, clients: &Clients, prefix: &str) -> 
                 .with_context(|| format!("targets of {name}"))?;
         }
     }
-    Ok(names)
+    Ok(())
 }

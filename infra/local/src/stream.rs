@@ -23,6 +23,8 @@ pub struct StreamSource {
 impl StreamSource {
     pub async fn run(self) {
         let mut iterators: HashMap<String, Option<String>> = HashMap::new();
+        // The last sequence number delivered per shard, to reopen an iterator after it.
+        let mut positions: HashMap<String, String> = HashMap::new();
         let mut last_describe = None::<std::time::Instant>;
         loop {
             if last_describe.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
@@ -45,15 +47,22 @@ impl StreamSource {
                     Ok(out) => {
                         *iterator = out.next_shard_iterator;
                         let records = out.records.unwrap_or_default();
+                        if let Some(seq) = records
+                            .last()
+                            .and_then(|r| r.dynamodb.as_ref())
+                            .and_then(|d| d.sequence_number.clone())
+                        {
+                            positions.insert(shard.clone(), seq);
+                        }
                         if !records.is_empty() {
                             delivered = true;
                             self.deliver(records).await;
                         }
                     }
+                    // An expired or trimmed iterator: reopen after what was delivered.
                     Err(e) => {
-                        tracing::warn!(%shard, error = ?e, "GetRecords failed");
-                        *iterator = None;
-                        last_describe = None;
+                        tracing::debug!(%shard, error = ?e, "GetRecords failed; reopening the shard");
+                        *iterator = self.open(shard, positions.get(shard)).await.ok().flatten();
                     }
                 }
             }
@@ -80,18 +89,25 @@ impl StreamSource {
             if iterators.contains_key(&id) {
                 continue;
             }
-            let it = self
-                .client
-                .get_shard_iterator()
-                .stream_arn(&self.stream_arn)
-                .shard_id(&id)
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                .send()
-                .await?
-                .shard_iterator;
+            let it = self.open(&id, None).await?;
             iterators.insert(id, it);
         }
         Ok(())
+    }
+
+    async fn open(&self, shard: &str, after: Option<&String>) -> Result<Option<String>> {
+        let request = self
+            .client
+            .get_shard_iterator()
+            .stream_arn(&self.stream_arn)
+            .shard_id(shard);
+        let request = match after {
+            Some(seq) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(seq),
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        Ok(request.send().await?.shard_iterator)
     }
 
     async fn deliver(&self, records: Vec<Record>) {

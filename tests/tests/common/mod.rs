@@ -1,0 +1,155 @@
+//! What the tests share: a stack per test, tokens, HTTP calls and patient polling.
+#![allow(dead_code)]
+
+use kassa_local::{Options, Stack};
+use serde_json::Value;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub fn token(user: &str, role: &str) -> String {
+    let secret =
+        std::env::var("KASSA_JWT_SECRET").expect("KASSA_JWT_SECRET: run through cargo xtask test");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = serde_json::json!({
+        "sub": user, "role": role, "iat": now, "exp": now + 3600,
+        "iss": kassa_local::gateway::ISSUER, "aud": kassa_local::gateway::AUDIENCE,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub struct Api {
+    pub stack: Stack,
+    pub http: reqwest::Client,
+    pub mail_dir: PathBuf,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Api {
+    pub async fn start() -> Api {
+        kassa_runtime::telemetry::init();
+        let mail_dir =
+            std::env::temp_dir().join(format!("kassa-mail-{}", uuid::Uuid::now_v7().simple()));
+        let mut options = Options::for_tests().unwrap();
+        options.mail_sink_dir = Some(mail_dir.clone());
+        let stack = Stack::start(options).await.expect("stack starts");
+        Api {
+            stack,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+            mail_dir,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: impl Into<String>,
+        user: Option<&str>,
+        body: Option<&str>,
+    ) -> Answer {
+        let url = format!("{}{}", self.stack.url, path.into());
+        let mut req = self.http.request(method.parse().unwrap(), url);
+        if let Some(user) = user {
+            req = req.bearer_auth(token(user, "user"));
+        }
+        if let Some(body) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = res.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    pub async fn post(&self, path: impl Into<String>, user: &str, body: Value) -> Answer {
+        self.call("POST", path, Some(user), Some(&body.to_string()))
+            .await
+    }
+
+    pub async fn get(&self, path: impl Into<String>, user: &str) -> Answer {
+        self.call("GET", path, Some(user), None).await
+    }
+
+    /// Creates a workspace and waits for its signup allocation.
+    pub async fn workspace(&self, owner: &str, tier: &str) -> (String, i64) {
+        let created = self
+            .post(
+                "/workspaces",
+                owner,
+                serde_json::json!({ "name": "Acme", "tier": tier, "billing_email": "ops@acme.test" }),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{:?}", created.body);
+        let id = created.body["id"].as_str().unwrap().to_owned();
+        let balance = eventually("signup allocation", || async {
+            let b = self
+                .get(&format!("/workspaces/{id}/credits/balance"), owner)
+                .await;
+            b.body["balance"].as_i64().filter(|b| *b > 0)
+        })
+        .await;
+        (id, balance)
+    }
+}
+
+/// Polls `probe` until it answers, for up to 30 s (side effects travel stream → relay →
+/// EventBridge → SQS → handler).
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
+    let config = kassa_runtime::config::aws().await;
+    aws_sdk_dynamodb::Client::new(&config)
+}
+
+/// A fresh events table of the template's shape.
+pub async fn event_store() -> kassa_store::EventStore {
+    let client = dynamodb().await;
+    let template = kassa_local::template::Template::load(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"),
+    )
+    .unwrap();
+    let prefix = format!("store-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]);
+    let names = kassa_local::resources::tables_only(&template, &client, &prefix)
+        .await
+        .unwrap();
+    kassa_store::EventStore::new(client, names.physical["EventsTable"].clone())
+}

@@ -1,0 +1,524 @@
+//! The credits slice end to end through the local stack: HTTP → command Lambda → DynamoDB →
+//! stream → relay → EventBridge (moto) → SQS (moto) → side-effect Lambda → HTTP queries.
+
+mod common;
+
+use common::{eventually, Api};
+use kassa_domain::credits::CreditEvent;
+use kassa_runtime::mail::MailSink;
+use kassa_store::{EventStore, RecordedEvent, StreamId};
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use uuid::Uuid;
+
+fn store(api: &Api) -> EventStore {
+    EventStore::new(
+        aws_sdk_dynamodb::Client::new(&futures_config()),
+        api.stack.table("EventsTable"),
+    )
+}
+
+fn futures_config() -> aws_config::SdkConfig {
+    // Built synchronously from the same environment the runner read.
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(kassa_runtime::config::aws())
+    })
+}
+
+async fn wallet_events(api: &Api, ws: &str) -> Vec<RecordedEvent> {
+    store(api)
+        .read_stream(&StreamId::new("Wallet", ws), 500)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn low_balance_travels_from_consume_to_notification_mail_and_usage() {
+    let api = Api::start().await;
+    let (ws, balance) = api.workspace("alice", "free").await;
+    assert_eq!(
+        balance, 1_100,
+        "free tier: 1,000 monthly + 100 signup bonus"
+    );
+
+    let consume = |feature: &str, quantity: u64| {
+        api.post(
+            format!("/workspaces/{ws}/credits/consume"),
+            "alice",
+            json!({ "feature": feature, "quantity": quantity }),
+        )
+    };
+    let first = consume("ai.generate", 100).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(first.body["credits"], 1_000);
+    assert_eq!(first.body["balance"], 100);
+    assert_eq!(
+        first.body["balance_low"], false,
+        "100 is not below the threshold of 100"
+    );
+
+    let crossing = consume("api.call", 1).await;
+    assert_eq!(crossing.body["balance"], 99);
+    assert_eq!(crossing.body["balance_low"], true);
+    let below = consume("api.call", 1).await;
+    assert_eq!(below.body["balance_low"], false, "one alert per crossing");
+
+    let notifications = eventually("the low-balance notification", || async {
+        let n = api
+            .get(&format!("/workspaces/{ws}/notifications"), "alice")
+            .await;
+        n.body["items"]
+            .as_array()
+            .filter(|i| !i.is_empty())
+            .cloned()
+    })
+    .await;
+    assert_eq!(notifications.len(), 1);
+    assert_eq!(notifications[0]["kind"], "credits.balance_low");
+    assert_eq!(notifications[0]["mailed_to"], "ops@acme.test");
+
+    let mails = MailSink::new(&api.mail_dir).read_all().unwrap();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, "ops@acme.test");
+    assert!(mails[0].body.contains("99 left"), "{}", mails[0].body);
+
+    let usage = eventually("usage for both features", || async {
+        let u = api.get(&format!("/workspaces/{ws}/usage"), "alice").await;
+        (u.body["by_feature"]["api.call"]["uses"] == 2).then_some(u.body)
+    })
+    .await;
+    assert_eq!(usage["by_feature"]["ai.generate"]["quantity"], 100);
+    assert_eq!(usage["by_feature"]["ai.generate"]["credits"], 1_000);
+    assert_eq!(usage["total_credits"], 1_002);
+
+    let history = api
+        .get(
+            &format!("/workspaces/{ws}/credits/transactions?limit=2"),
+            "alice",
+        )
+        .await;
+    let items = history.body["items"].as_array().unwrap();
+    assert_eq!(
+        items.len(),
+        1,
+        "the opening is not a transaction: {:?}",
+        history.body
+    );
+    assert_eq!(items[0]["kind"], "allocation");
+    let next = history.body["next"].as_str().unwrap();
+    let rest = api
+        .get(
+            &format!("/workspaces/{ws}/credits/transactions?after={next}&limit=50"),
+            "alice",
+        )
+        .await;
+    let kinds: Vec<_> = rest.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["credits"].clone())
+        .collect();
+    assert_eq!(kinds, vec![json!(-1_000), json!(-1), json!(-1)]);
+
+    // The same event delivered twice more has no second effect.
+    let alert = wallet_events(&api, &ws)
+        .await
+        .into_iter()
+        .find(|e| e.event_type == "credits.balance_low")
+        .unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&futures_config());
+    let queue = &api.stack.names.queue_urls["LowBalanceQueue"];
+    let envelope = json!({
+        "version": "0", "id": Uuid::now_v7().to_string(), "detail-type": alert.event_type,
+        "source": "kassa.credits", "account": "123456789012", "time": "2026-11-21T00:00:00Z",
+        "region": "us-east-1", "resources": [], "detail": alert,
+    });
+    for _ in 0..2 {
+        sqs.send_message()
+            .queue_url(queue)
+            .message_body(envelope.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    eventually("the redeliveries to be consumed", || async {
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        let count = |k: aws_sdk_sqs::types::QueueAttributeName| {
+            attrs.get(&k).map(|v| v != "0").unwrap_or(false)
+        };
+        (!count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            && !count(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            ))
+        .then_some(())
+    })
+    .await;
+    let again = api
+        .get(&format!("/workspaces/{ws}/notifications"), "alice")
+        .await;
+    assert_eq!(again.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(MailSink::new(&api.mail_dir).read_all().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_wallet_never_overspends_under_64_concurrent_consumers() {
+    let api = Arc::new(Api::start().await);
+    let (ws, start) = api.workspace("alice", "free").await;
+    assert_eq!(start, 1_100);
+    let next = Arc::new(AtomicU64::new(0));
+    let (ok, refused, conflicts) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let mut workers = Vec::new();
+    for _ in 0..64 {
+        let (api, ws, next) = (api.clone(), ws.clone(), next.clone());
+        let (ok, refused, conflicts) = (ok.clone(), refused.clone(), conflicts.clone());
+        workers.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::SeqCst) < 1_000 {
+                // 2 credits each: 1,000 consumes would need 2,000, so the floor is reached.
+                let a = api
+                    .post(
+                        &format!("/workspaces/{ws}/credits/consume"),
+                        "alice",
+                        json!({ "feature": "api.call", "quantity": 2 }),
+                    )
+                    .await;
+                match a.status {
+                    200 => ok.fetch_add(1, Ordering::SeqCst),
+                    402 => refused.fetch_add(1, Ordering::SeqCst),
+                    409 => conflicts.fetch_add(1, Ordering::SeqCst),
+                    other => panic!("unexpected {other}: {:?}", a.body),
+                };
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    let (ok, refused, conflicts) = (
+        ok.load(Ordering::SeqCst),
+        refused.load(Ordering::SeqCst),
+        conflicts.load(Ordering::SeqCst),
+    );
+    assert_eq!(ok + refused + conflicts, 1_000);
+    println!("hot wallet: {ok} consumed, {refused} refused for credit, {conflicts} gave up on contention");
+
+    let balance = api
+        .get(&format!("/workspaces/{ws}/credits/balance"), "alice")
+        .await;
+    let balance = balance.body["balance"].as_i64().unwrap();
+    assert_eq!(balance, 1_100 - 2 * ok as i64);
+    assert!(balance >= 0);
+    assert!(ok > 0);
+    if refused > 0 {
+        assert!(
+            balance < 2,
+            "credit was refused while {balance} credits were left"
+        );
+    }
+
+    let events = wallet_events(&api, &ws).await;
+    let consumed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e.decode::<CreditEvent>().unwrap() {
+            CreditEvent::Consumed {
+                consumption_id,
+                balance_after,
+                ..
+            } => Some((consumption_id, balance_after)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        consumed.len() as u64,
+        ok,
+        "one credits.consumed per success"
+    );
+    let mut ids: Vec<_> = consumed.iter().map(|(id, _)| *id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len() as u64, ok);
+    assert!(consumed.iter().all(|(_, b)| *b >= 0), "never below zero");
+}
+
+async fn wallet_version(api: &Api, ws: &str) -> u64 {
+    let b = api
+        .get(format!("/workspaces/{ws}/credits/balance"), "alice")
+        .await;
+    b.body["version"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_problem_and_writes_nothing() {
+    let api = Api::start().await;
+    let (ws, _) = api.workspace("alice", "free").await;
+    let (other, _) = api.workspace("bob", "free").await;
+    let path = format!("/workspaces/{ws}/credits/consume");
+    let before = wallet_version(&api, &ws).await;
+
+    let cases: Vec<(&str, Option<&str>, String, Option<&str>, u16, &str)> = vec![
+        (
+            "malformed JSON",
+            Some("alice"),
+            path.clone(),
+            Some("{\"feature\":"),
+            400,
+            "malformed_json",
+        ),
+        (
+            "not an object",
+            Some("alice"),
+            path.clone(),
+            Some("[]"),
+            400,
+            "invalid_body",
+        ),
+        (
+            "empty body",
+            Some("alice"),
+            path.clone(),
+            Some(""),
+            400,
+            "missing_body",
+        ),
+        (
+            "missing quantity",
+            Some("alice"),
+            path.clone(),
+            Some(r#"{"feature":"api.call"}"#),
+            400,
+            "invalid_body",
+        ),
+        (
+            "unknown field",
+            Some("alice"),
+            path.clone(),
+            Some(r#"{"feature":"api.call","quantity":1,"x":1}"#),
+            400,
+            "invalid_body",
+        ),
+        (
+            "zero quantity",
+            Some("alice"),
+            path.clone(),
+            Some(r#"{"feature":"api.call","quantity":0}"#),
+            422,
+            "invalid_quantity",
+        ),
+        (
+            "negative quantity",
+            Some("alice"),
+            path.clone(),
+            Some(r#"{"feature":"api.call","quantity":-5}"#),
+            400,
+            "invalid_body",
+        ),
+        (
+            "fractional quantity",
+            Some("alice"),
+            path.clone(),
+            Some(r#"{"feature":"api.call","quantity":1.5}"#),
+            400,
+            "invalid_body",
+        ),
+        (
+            "unknown feature",
+            Some("alice"),
+            path.clone(),
+            Some(r#"{"feature":"teleport","quantity":1}"#),
+            422,
+            "unknown_feature",
+        ),
+        (
+            "too much",
+            Some("alice"),
+            path.clone(),
+            Some(r#"{"feature":"ai.generate","quantity":1000}"#),
+            402,
+            "insufficient_credits",
+        ),
+        (
+            "unknown workspace",
+            Some("alice"),
+            format!("/workspaces/{}/credits/consume", Uuid::now_v7()),
+            Some(r#"{"feature":"api.call","quantity":1}"#),
+            404,
+            "workspace_not_found",
+        ),
+        (
+            "not a workspace id",
+            Some("alice"),
+            "/workspaces/nope/credits/consume".into(),
+            Some(r#"{"feature":"api.call","quantity":1}"#),
+            404,
+            "workspace_not_found",
+        ),
+        (
+            "another user's workspace",
+            Some("bob"),
+            path.clone(),
+            Some(r#"{"feature":"api.call","quantity":1}"#),
+            403,
+            "forbidden",
+        ),
+        (
+            "no token",
+            None,
+            path.clone(),
+            Some(r#"{"feature":"api.call","quantity":1}"#),
+            401,
+            "unauthorized",
+        ),
+        (
+            "another user's balance",
+            Some("alice"),
+            format!("/workspaces/{other}/credits/balance"),
+            None,
+            403,
+            "forbidden",
+        ),
+        (
+            "bad limit",
+            Some("alice"),
+            format!("/workspaces/{ws}/credits/transactions?limit=0"),
+            None,
+            400,
+            "invalid_limit",
+        ),
+        (
+            "bad date",
+            Some("alice"),
+            format!("/workspaces/{ws}/usage?from=yesterday"),
+            None,
+            400,
+            "invalid_date",
+        ),
+        (
+            "unknown tier",
+            Some("alice"),
+            "/workspaces".into(),
+            Some(r#"{"name":"X","tier":"gold"}"#),
+            400,
+            "invalid_body",
+        ),
+        (
+            "blank name",
+            Some("alice"),
+            "/workspaces".into(),
+            Some(r#"{"name":"  ","tier":"free"}"#),
+            422,
+            "invalid_name",
+        ),
+        (
+            "bad email",
+            Some("alice"),
+            "/workspaces".into(),
+            Some(r#"{"name":"X","tier":"free","billing_email":"nope"}"#),
+            422,
+            "invalid_email",
+        ),
+    ];
+    for (what, user, path, body, status, code) in cases {
+        let method = if body.is_some() { "POST" } else { "GET" };
+        let a = api.call(method, &path, user, body).await;
+        assert_eq!(a.status, status, "{what}: {:?}", a.body);
+        assert_eq!(a.content_type, "application/problem+json", "{what}");
+        assert_eq!(a.body["code"], code, "{what}: {:?}", a.body);
+        assert!(
+            a.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{what}"
+        );
+    }
+
+    // A forged token and a wrong content type.
+    let forged = api
+        .http
+        .post(format!("{}{path}", api.stack.url))
+        .bearer_auth(common::token("alice", "user") + "x")
+        .header("content-type", "application/json")
+        .body(r#"{"feature":"api.call","quantity":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let text = api
+        .http
+        .post(format!("{}{path}", api.stack.url))
+        .bearer_auth(common::token("alice", "user"))
+        .header("content-type", "text/plain")
+        .body(r#"{"feature":"api.call","quantity":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status(), 415);
+
+    assert_eq!(
+        wallet_version(&api, &ws).await,
+        before,
+        "nothing was written"
+    );
+    let history = api
+        .get(&format!("/workspaces/{ws}/credits/transactions"), "alice")
+        .await;
+    assert_eq!(
+        history.body["items"].as_array().unwrap().len(),
+        1,
+        "only the signup allocation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collaborators_may_consume_until_removed() {
+    let api = Api::start().await;
+    let (ws, _) = api.workspace("alice", "pro").await;
+    let consume = |user: &'static str| {
+        api.post(
+            format!("/workspaces/{ws}/credits/consume"),
+            user,
+            json!({ "feature": "api.call", "quantity": 1 }),
+        )
+    };
+    assert_eq!(consume("bob").await.status, 403);
+    let added = api
+        .post(
+            &format!("/workspaces/{ws}/collaborators"),
+            "alice",
+            json!({ "user_id": "bob" }),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{:?}", added.body);
+    assert_eq!(
+        api.post(
+            &format!("/workspaces/{ws}/collaborators"),
+            "bob",
+            json!({ "user_id": "carol" })
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(consume("bob").await.status, 200);
+    let removed = api
+        .call(
+            "DELETE",
+            &format!("/workspaces/{ws}/collaborators/bob"),
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.body);
+    // The membership check is inside the debit's transaction: no stale grant survives.
+    assert_eq!(consume("bob").await.status, 403);
+    assert_eq!(consume("alice").await.status, 200);
+}
