@@ -252,6 +252,9 @@ async fn a_hot_wallet_never_overspends_under_64_concurrent_consumers() {
     assert!(consumed.iter().all(|(_, b)| *b >= 0), "never below zero");
 }
 
+/// What is sent, by whom and where; the status and problem code expected back.
+type Case<'a> = (&'a str, Option<&'a str>, String, Option<&'a str>, u16, &'a str);
+
 async fn wallet_version(api: &Api, ws: &str) -> u64 {
     let b = api
         .get(format!("/workspaces/{ws}/credits/balance"), "alice")
@@ -267,7 +270,7 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
     let path = format!("/workspaces/{ws}/credits/consume");
     let before = wallet_version(&api, &ws).await;
 
-    let cases: Vec<(&str, Option<&str>, String, Option<&str>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "malformed JSON",
             Some("alice"),

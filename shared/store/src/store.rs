@@ -353,16 +353,14 @@ fn refusal(
                     }
                 }
             },
-            Some("TransactionConflict") => {
-                if conflict.is_none() {
-                    conflict = Some(StoreError::Conflict {
-                        stream: match guard {
-                            Guard::Head(s) | Guard::Event(s) => s.clone(),
-                            Guard::Check(_) => StreamId::new("Lock", "-"),
-                        },
-                        current: None,
-                    });
-                }
+            Some("TransactionConflict") if conflict.is_none() => {
+                conflict = Some(StoreError::Conflict {
+                    stream: match guard {
+                        Guard::Head(s) | Guard::Event(s) => s.clone(),
+                        Guard::Check(_) => StreamId::new("Lock", "-"),
+                    },
+                    current: None,
+                });
             }
             _ => {}
         }
