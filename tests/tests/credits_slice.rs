@@ -252,8 +252,22 @@ async fn a_hot_wallet_never_overspends_under_64_concurrent_consumers() {
     assert!(consumed.iter().all(|(_, b)| *b >= 0), "never below zero");
 }
 
+async fn wallet_balance(api: &Api, ws: &str) -> i64 {
+    let b = api
+        .get(format!("/workspaces/{ws}/credits/balance"), "alice")
+        .await;
+    b.body["balance"].as_i64().unwrap()
+}
+
 /// What is sent, by whom and where; the status and problem code expected back.
-type Case<'a> = (&'a str, Option<&'a str>, String, Option<&'a str>, u16, &'a str);
+type Case<'a> = (
+    &'a str,
+    Option<&'a str>,
+    String,
+    Option<&'a str>,
+    u16,
+    &'a str,
+);
 
 async fn wallet_version(api: &Api, ws: &str) -> u64 {
     let b = api
@@ -524,4 +538,55 @@ async fn collaborators_may_consume_until_removed() {
     // The membership check is inside the debit's transaction: no stale grant survives.
     assert_eq!(consume("bob").await.status, 403);
     assert_eq!(consume("alice").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_schedule_renews_monthly_credits_once_per_month() {
+    let api = Api::start().await;
+    let (ws, signup) = api.workspace("alice", "free").await;
+    assert_eq!(signup, 1_100);
+    // Nothing is due on the day of signup.
+    let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
+    assert_eq!(run["renewed"], 0, "{run}");
+
+    api.stack
+        .clock
+        .advance(std::time::Duration::from_secs(32 * 86_400));
+    let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
+    assert_eq!(run["renewed"], 1, "{run}");
+    assert_eq!(
+        wallet_balance(&api, &ws).await,
+        2_100,
+        "1,000 monthly credits on top; unused credits roll over"
+    );
+
+    // A second run the same day (a retry, an overlap) renews nothing again.
+    let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
+    assert_eq!(run["due"], 0, "{run}");
+    assert_eq!(wallet_balance(&api, &ws).await, 2_100);
+
+    api.stack
+        .clock
+        .advance(std::time::Duration::from_secs(31 * 86_400));
+    let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
+    assert_eq!(run["renewed"], 1, "{run}");
+    assert_eq!(wallet_balance(&api, &ws).await, 3_100);
+
+    let history = api
+        .get(format!("/workspaces/{ws}/credits/transactions"), "alice")
+        .await;
+    let reasons: Vec<_> = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reason"].clone())
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            json!("signup"),
+            json!("monthly_renewal"),
+            json!("monthly_renewal")
+        ]
+    );
 }

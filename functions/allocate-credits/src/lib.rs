@@ -8,21 +8,29 @@ use kassa_domain::workspace::WorkspaceEvent;
 use kassa_runtime::access::wallet_stream;
 use kassa_runtime::events::{self, EffectError};
 use kassa_runtime::{Clock, Config, SdkConfig};
-use kassa_store::{retry, EventStore, Idempotency, Metadata, RecordedEvent, StoreError};
+use kassa_store::{retry, EventStore, Idempotency, Metadata, RecordedEvent, Renewals, StoreError};
 use std::sync::Arc;
+use time::macros::format_description;
 
 pub const NAME: &str = "allocate-credits";
 
 pub struct AllocateCredits {
     store: EventStore,
+    renewals: Renewals,
     idempotency: Idempotency,
     clock: Arc<dyn Clock>,
 }
 
 impl AllocateCredits {
-    pub fn new(store: EventStore, idempotency: Idempotency, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: EventStore,
+        renewals: Renewals,
+        idempotency: Idempotency,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             store,
+            renewals,
             idempotency,
             clock,
         }
@@ -32,6 +40,7 @@ impl AllocateCredits {
         let client = aws_sdk_dynamodb::Client::new(aws);
         Self::new(
             EventStore::new(client.clone(), &config.events_table),
+            Renewals::new(client.clone(), &config.state_table),
             Idempotency::new(client, &config.state_table, NAME),
             clock,
         )
@@ -63,9 +72,14 @@ impl AllocateCredits {
             reason: AllocationReason::Signup,
         };
         let stream = wallet_stream(workspace_id);
+        // The first monthly renewal is due a month after signup; it is scheduled in the
+        // same commit as the allocation, so neither exists without the other.
+        let due = credits::renewal_after(event.time.date())
+            .format(format_description!("[year]-[month]-[day]"))?;
         let metadata = Metadata::caused_by(event, format!("system:{NAME}"));
         let recorded = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |seen| {
-            let (command, metadata, stream) = (command.clone(), metadata.clone(), &stream);
+            let (command, metadata, stream, due) =
+                (command.clone(), metadata.clone(), &stream, &due);
             async move {
                 let head =
                     match seen {
@@ -77,9 +91,13 @@ impl AllocateCredits {
                 let wallet: Wallet = head.state()?;
                 let events = credits::decide(Some(&wallet), command)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if events.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let next = events.iter().fold(Some(wallet), credits::evolve);
                 let mut commit = self.store.commit_builder(metadata, self.clock.now());
                 commit.append::<CreditEvent>(stream, head.version, &events, &next)?;
+                commit.put(self.renewals.schedule(workspace_id, &due)?, "renewal");
                 self.store.commit(commit).await
             }
         })

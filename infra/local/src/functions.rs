@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Result};
 use aws_lambda_events::event::dynamodb::Event as StreamBatch;
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use kassa_runtime::mail::ConfiguredMailer;
@@ -20,6 +21,10 @@ pub enum Lambda {
     Http(Arc<dyn Fn(Request) -> Boxed<Response<Body>> + Send + Sync>),
     Sqs(Arc<dyn Fn(SqsEvent) -> Boxed<SqsBatchResponse> + Send + Sync>),
     Stream(Arc<dyn Fn(StreamBatch) -> Boxed<DynamoDbEventResponse> + Send + Sync>),
+    /// A scheduled function; its answer is logged, an error means Lambda would retry.
+    Schedule(
+        Arc<dyn Fn(EventBridgeEvent) -> Boxed<Result<serde_json::Value, String>> + Send + Sync>,
+    ),
 }
 
 macro_rules! lambda {
@@ -68,6 +73,20 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
                 clock
             )
         ),
+        "RenewCreditsFunction" => {
+            let handler = Arc::new(kassa_renew_credits::RenewCredits::from_config(
+                config, aws, clock,
+            ));
+            Lambda::Schedule(Arc::new(move |event| {
+                let handler = handler.clone();
+                Box::pin(async move {
+                    match handler.handle(event).await {
+                        Ok(run) => serde_json::to_value(run).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                })
+            }))
+        }
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

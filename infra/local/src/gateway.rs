@@ -151,7 +151,9 @@ async fn serve(
     axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
-fn lambda_request(
+/// The request a function's handler gets for a call that matched `route_key` with `params`
+/// and whose token carried `claims`. Public so the bench calls handlers with exactly it.
+pub fn lambda_request(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -160,6 +162,23 @@ fn lambda_request(
     params: HashMap<String, String>,
     claims: HashMap<String, String>,
 ) -> anyhow::Result<lambda_http::Request> {
+    let event = http_event(method, uri, headers, body, route_key, params, claims)?;
+    let request: aws_lambda_events::event::apigw::ApiGatewayV2httpRequest =
+        serde_json::from_value(event)?;
+    Ok(LambdaRequest::ApiGatewayV2(request).into())
+}
+
+/// The API Gateway v2 HTTP event JSON behind [`lambda_request`]. Public so the bench can
+/// hand a function binary, through the Runtime API, the same event the gateway builds.
+pub fn http_event(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    route_key: &str,
+    params: HashMap<String, String>,
+    claims: HashMap<String, String>,
+) -> anyhow::Result<serde_json::Value> {
     let mut header_map: HashMap<String, String> = HashMap::new();
     for (name, value) in headers {
         let value = value.to_str().unwrap_or_default();
@@ -210,7 +229,5 @@ fn lambda_request(
         "body": if text.is_empty() { serde_json::Value::Null } else { serde_json::Value::String(text) },
         "isBase64Encoded": base64,
     });
-    let request: aws_lambda_events::event::apigw::ApiGatewayV2httpRequest =
-        serde_json::from_value(event)?;
-    Ok(LambdaRequest::ApiGatewayV2(request).into())
+    Ok(event)
 }

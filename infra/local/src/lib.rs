@@ -9,6 +9,7 @@ pub mod functions;
 pub mod gateway;
 pub mod queues;
 pub mod resources;
+pub mod schedule;
 pub mod stream;
 pub mod template;
 
@@ -57,6 +58,7 @@ pub struct Stack {
     pub clock: OffsetClock,
     /// The configuration each function was given, by logical id.
     pub configs: std::collections::HashMap<String, Config>,
+    schedules: std::collections::HashMap<String, functions::Lambda>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -80,6 +82,7 @@ impl Stack {
         let mut gateway = gateway::Gateway::new(&options.jwt_secret);
         let mut tasks = Vec::new();
         let mut configs = std::collections::HashMap::new();
+        let mut schedules = std::collections::HashMap::new();
         for function in template.functions()? {
             let mut env = names.environment(&template, &function.environment)?;
             if let Some(dir) = &options.mail_sink_dir {
@@ -132,7 +135,20 @@ impl Stack {
                         tasks.push(tokio::spawn(source.run()));
                     }
                     Trigger::Schedule { expression } => {
-                        tracing::warn!(function = %function.id, %expression, "schedules are not run by this runner yet");
+                        schedules.insert(function.id.clone(), lambda.clone());
+                        if let Some(period) = schedule::period(expression)? {
+                            let (id, lambda) = (function.id.clone(), lambda.clone());
+                            tasks.push(tokio::spawn(async move {
+                                let mut timer = tokio::time::interval(period);
+                                timer.tick().await;
+                                loop {
+                                    timer.tick().await;
+                                    if let Err(e) = schedule::fire(&id, &lambda).await {
+                                        tracing::error!(error = %e, "scheduled run failed");
+                                    }
+                                }
+                            }));
+                        }
                     }
                 }
             }
@@ -142,7 +158,7 @@ impl Stack {
             .await
             .with_context(|| format!("binding {}", options.listen))?;
         let url = format!("http://{}", listener.local_addr()?);
-        let router = gateway.router();
+        let router = local_routes(schedules.clone(), clock.clone()).merge(gateway.router());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!(error = %e, "the gateway stopped");
@@ -153,8 +169,18 @@ impl Stack {
             names,
             clock,
             configs,
+            schedules,
             tasks,
         })
+    }
+
+    /// Runs a scheduled function now, as its schedule would.
+    pub async fn fire(&self, function: &str) -> Result<serde_json::Value> {
+        let lambda = self
+            .schedules
+            .get(function)
+            .ok_or_else(|| anyhow!("{function} has no schedule in the template"))?;
+        schedule::fire(function, lambda).await
     }
 
     pub fn table(&self, logical_id: &str) -> &str {
@@ -164,6 +190,52 @@ impl Stack {
             .map(String::as_str)
             .unwrap_or_default()
     }
+}
+
+/// Local-only controls, outside the template's API: move the clock, fire a schedule.
+fn local_routes(
+    schedules: std::collections::HashMap<String, functions::Lambda>,
+    clock: OffsetClock,
+) -> axum::Router {
+    use axum::extract::{Path, Query};
+    use axum::routing::post;
+    let schedules = Arc::new(schedules);
+    axum::Router::new()
+        .route(
+            "/_local/clock/advance",
+            post(
+                move |Query(q): Query<std::collections::HashMap<String, u64>>| {
+                    let clock = clock.clone();
+                    async move {
+                        let secs = q.get("days").copied().unwrap_or(0) * 86_400
+                            + q.get("seconds").copied().unwrap_or(0);
+                        clock.advance(Duration::from_secs(secs));
+                        axum::Json(serde_json::json!({ "now": clock.now().to_string() }))
+                    }
+                },
+            ),
+        )
+        .route(
+            "/_local/schedules/{function}",
+            post(move |Path(function): Path<String>| {
+                let schedules = schedules.clone();
+                async move {
+                    let answer = match schedules.get(&function) {
+                        Some(lambda) => schedule::fire(&function, lambda)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        None => Err(format!("{function} has no schedule")),
+                    };
+                    match answer {
+                        Ok(v) => (axum::http::StatusCode::OK, axum::Json(v)),
+                        Err(e) => (
+                            axum::http::StatusCode::BAD_REQUEST,
+                            axum::Json(serde_json::json!({ "error": e })),
+                        ),
+                    }
+                }
+            }),
+        )
 }
 
 impl Drop for Stack {

@@ -508,3 +508,28 @@ mod tests {
         }
     }
 }
+
+/// The day a wallet's next monthly credits are due: the same day next month, or that
+/// month's last day when it is shorter (a signup on 31 January renews on 28/29 February).
+pub fn renewal_after(day: time::Date) -> time::Date {
+    let (year, month) = match day.month() {
+        time::Month::December => (day.year() + 1, time::Month::January),
+        m => (day.year(), m.next()),
+    };
+    let last = time::util::days_in_month(month, year);
+    time::Date::from_calendar_date(year, month, day.day().min(last)).unwrap_or(day)
+}
+
+#[cfg(test)]
+mod renewal_tests {
+    use super::renewal_after;
+    use time::macros::date;
+
+    #[test]
+    fn renewals_fall_on_the_same_day_next_month_clamped_to_its_end() {
+        assert_eq!(renewal_after(date!(2026 - 11 - 21)), date!(2026 - 12 - 21));
+        assert_eq!(renewal_after(date!(2026 - 12 - 15)), date!(2027 - 01 - 15));
+        assert_eq!(renewal_after(date!(2027 - 01 - 31)), date!(2027 - 02 - 28));
+        assert_eq!(renewal_after(date!(2028 - 01 - 31)), date!(2028 - 02 - 29));
+    }
+}

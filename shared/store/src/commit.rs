@@ -5,7 +5,7 @@ use crate::event::{Metadata, RecordedEvent, StreamId};
 use crate::store::EventItem;
 use crate::{StoreError, MAX_TRANSACTION_ITEMS};
 use aws_sdk_dynamodb::types::{
-    ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use kassa_domain::event::DomainEvent;
 use serde::Serialize;
@@ -171,6 +171,14 @@ impl Commit {
     pub fn put(&mut self, put: Put, label: &'static str) -> &mut Self {
         self.push(
             TransactWriteItem::builder().put(put).build(),
+            Guard::Check(label),
+        )
+    }
+
+    /// A conditional delete of a lock or index item, refused as `label`.
+    pub fn delete(&mut self, delete: Delete, label: &'static str) -> &mut Self {
+        self.push(
+            TransactWriteItem::builder().delete(delete).build(),
             Guard::Check(label),
         )
     }

@@ -28,3 +28,5 @@ pub use idempotency::IdempotencyError;
 pub mod read_model;
 pub mod retry;
 pub use read_model::{Notification, ReadModels, UsageRow};
+pub mod renewal;
+pub use renewal::{DueRenewal, Renewals};
