@@ -97,7 +97,7 @@ impl AllocateCredits {
                 let next = events.iter().fold(Some(wallet), credits::evolve);
                 let mut commit = self.store.commit_builder(metadata, self.clock.now());
                 commit.append::<CreditEvent>(stream, head.version, &events, &next)?;
-                commit.put(self.renewals.schedule(workspace_id, &due)?, "renewal");
+                commit.put(self.renewals.schedule(workspace_id, due)?, "renewal");
                 self.store.commit(commit).await
             }
         })

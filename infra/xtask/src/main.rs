@@ -26,7 +26,7 @@ commands:
   test [-- CARGO_TEST_ARGS] set up, lint template.yaml, start the emulators and
                             run `cargo test --workspace --all-targets` against them
                             (KASSA_TEST_THREADS=N passes --test-threads N)
-  bench                     not yet implemented
+  bench                     latency, hot-wallet throughput and cold start figures
   token --user U [--role R] [--ttl-hours H]
                             print a dev JWT for U (role default `user`, 12 h)
   help                      this text

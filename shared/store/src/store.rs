@@ -340,12 +340,21 @@ fn refusal(
             Some("ConditionalCheckFailed") => match guard {
                 Guard::Check(label) => return StoreError::Refused(label),
                 Guard::Head(stream) | Guard::Event(stream) => {
-                    if conflict.is_none() {
-                        let current = reason
-                            .item()
-                            .filter(|i| !i.is_empty())
-                            .and_then(|i| Head::from_item(i).ok())
-                            .map(Box::new);
+                    // The event slot fails too when a rival took the version, but only the
+                    // head's failure carries the current head: keep looking for it.
+                    let current = reason
+                        .item()
+                        .filter(|i| !i.is_empty())
+                        .and_then(|i| Head::from_item(i).ok())
+                        .map(Box::new);
+                    let known = matches!(
+                        conflict,
+                        Some(StoreError::Conflict {
+                            current: Some(_),
+                            ..
+                        })
+                    );
+                    if !known {
                         conflict = Some(StoreError::Conflict {
                             stream: stream.clone(),
                             current,

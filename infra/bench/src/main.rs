@@ -1,0 +1,81 @@
+//! `kassa-bench`: how consume-credits fares against DynamoDB itself, on DynamoDB Local.
+//!
+//! Three measurements, each beside a bare DynamoDB baseline run in the same process at the
+//! same time, so that what is compared is what kassa adds rather than what the machine
+//! happens to do: warm handler latency, throughput on one hot wallet, and the release
+//! binary's cold start. Run through `cargo xtask bench`, which builds it, starts the
+//! emulators and hands it their environment.
+
+mod api;
+mod baseline;
+mod cold_start;
+mod hot_wallet;
+mod latency;
+mod options;
+mod report;
+mod runtime_api;
+mod sample;
+mod table;
+mod workspace;
+
+use anyhow::Result;
+use options::Options;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("kassa-bench: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kassa-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: &Options) -> Result<()> {
+    // Endpoints and credentials come from the emulator environment, as for the functions.
+    let aws = kassa_runtime::config::aws().await;
+    let workspace = workspace::open(&aws, &options.template).await?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    report::header(cores);
+    println!(
+        "\n(tables {} / {}, workspace {})",
+        workspace.events_table, workspace.state_table, workspace.id
+    );
+
+    let latency = latency::measure(&aws, &workspace, options).await?;
+    report::latency(&latency);
+
+    // Alternating, so a slow stretch of the machine is less likely to fall on one only.
+    let mut sandboxes = Vec::new();
+    let mut bare = Vec::new();
+    for _ in 0..2 {
+        sandboxes.push(
+            hot_wallet::consume(&aws, &workspace, options.consumers, options.hot_consumes).await?,
+        );
+        bare.push(
+            hot_wallet::debit(
+                &aws,
+                &workspace.events_table,
+                options.consumers,
+                options.hot_consumes,
+            )
+            .await?,
+        );
+    }
+    report::hot_wallet(options.consumers, options.hot_consumes, &sandboxes, &bare);
+
+    let starts =
+        cold_start::measure(&options.consume_binary, &workspace, options.cold_starts).await?;
+    report::cold_start(&starts, options.cold_starts);
+    println!();
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! What one bench run measures and how much. Hand-parsed, like the xtask's flags: a
+//! handful of `--name value` pairs do not justify an argument-parsing dependency.
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+
+pub struct Options {
+    /// The template whose tables the bench creates.
+    pub template: PathBuf,
+    /// The release `kassa-consume-credits` binary whose cold start is timed.
+    pub consume_binary: PathBuf,
+    pub latency_calls: usize,
+    pub warmup_calls: usize,
+    /// Timed calls are split into this many blocks that alternate handler and baseline,
+    /// so a burst of machine noise lands on both rather than on one.
+    pub blocks: usize,
+    pub hot_consumes: usize,
+    pub consumers: usize,
+    pub cold_starts: usize,
+}
+
+pub const USAGE: &str = "\
+usage: kassa-bench --template PATH --consume-binary PATH [--latency-calls N]
+                   [--warmup-calls N] [--blocks N] [--hot-consumes N]
+                   [--consumers N] [--cold-starts N]
+Run it through `cargo xtask bench`, which starts the emulators and sets their environment.";
+
+impl Options {
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self> {
+        let mut template = None;
+        let mut consume_binary = None;
+        let mut options = Self {
+            template: PathBuf::new(),
+            consume_binary: PathBuf::new(),
+            latency_calls: 2_000,
+            warmup_calls: 200,
+            blocks: 10,
+            hot_consumes: 1_000,
+            consumers: 64,
+            cold_starts: 15,
+        };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let Some(flag) = arg.strip_prefix("--") else {
+                bail!("unexpected argument `{arg}`\n{USAGE}");
+            };
+            let (name, value) = match flag.split_once('=') {
+                Some((name, value)) => (name.to_owned(), value.to_owned()),
+                None => match args.next() {
+                    Some(value) => (flag.to_owned(), value),
+                    None => bail!("--{flag} needs a value\n{USAGE}"),
+                },
+            };
+            let count = || -> Result<usize> {
+                match value.parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => bail!("--{name} `{value}` is not a positive whole number"),
+                }
+            };
+            match name.as_str() {
+                "template" => template = Some(PathBuf::from(&value)),
+                "consume-binary" => consume_binary = Some(PathBuf::from(&value)),
+                "latency-calls" => options.latency_calls = count()?,
+                "warmup-calls" => options.warmup_calls = count()?,
+                "blocks" => options.blocks = count()?,
+                "hot-consumes" => options.hot_consumes = count()?,
+                "consumers" => options.consumers = count()?,
+                "cold-starts" => options.cold_starts = count()?,
+                _ => bail!("unknown flag --{name}\n{USAGE}"),
+            }
+        }
+        options.template = template.context("--template is required")?;
+        options.consume_binary = consume_binary.context("--consume-binary is required")?;
+        if options.latency_calls < options.blocks {
+            bail!("--latency-calls must be at least --blocks");
+        }
+        Ok(options)
+    }
+
+    /// Timed calls per block; a remainder that does not fill a block is not run.
+    pub fn block_calls(&self) -> usize {
+        self.latency_calls / self.blocks
+    }
+}

@@ -1,0 +1,220 @@
+//! What the bench prints: each measurement beside its baseline, its goal and whether the
+//! goal was met.
+
+use crate::cold_start::ColdStarts;
+use crate::hot_wallet::Throughput;
+use crate::latency::Latency;
+use crate::table::{millis, ratio, verdict, Align, Goal, Table};
+use std::time::Duration;
+
+const LATENCY_RATIO: Goal = Goal::AtMost(1.25);
+const HOT_WALLET_RATIO: Goal = Goal::AtLeast(0.5);
+const TO_FIRST_NEXT_MS: Goal = Goal::AtMost(20.0);
+const BINARY_MIB: Goal = Goal::AtMost(8.0);
+
+pub fn header(cores: usize) {
+    println!();
+    println!("kassa bench: consume-credits against DynamoDB Local");
+    println!(
+        "All figures come from one run on a shared machine ({cores} cores, noisy), with \
+         DynamoDB Local\nand the bench on the same cores. Absolute times are DynamoDB \
+         Local's, not AWS's; the\nratios, measured side by side in the same run, are \
+         the figures to read."
+    );
+}
+
+pub fn latency(l: &Latency) {
+    println!();
+    println!("1. Warm handler latency: ConsumeCredits::handle vs a bare TransactWriteItems");
+    println!(
+        "   of the same 3 items (membership check, event put, head put at its version).\n   \
+         {} timed calls each, in {} alternating blocks, after {} warm-up calls each.",
+        l.handler.len(),
+        l.blocks,
+        l.warmup
+    );
+    let mut table = Table::new(&[
+        ("", Align::Left),
+        ("calls", Align::Right),
+        ("p50", Align::Right),
+        ("p99", Align::Right),
+        ("goal", Align::Left),
+        ("verdict", Align::Left),
+    ]);
+    let (Some(h50), Some(h99), Some(b50), Some(b99)) = (
+        l.handler.median(),
+        l.handler.percentile(99.0),
+        l.bare.median(),
+        l.bare.percentile(99.0),
+    ) else {
+        println!("  no timings were recorded");
+        return;
+    };
+    table.row([
+        "ConsumeCredits::handle (one warm instance)".into(),
+        l.handler.len().to_string(),
+        millis(h50),
+        millis(h99),
+    ]);
+    table.row([
+        "bare TransactWriteItems (aws-sdk-dynamodb)".into(),
+        l.bare.len().to_string(),
+        millis(b50),
+        millis(b99),
+    ]);
+    let (r50, r99) = (share(h50, b50), share(h99, b99));
+    table.row([
+        "ratio handler / bare".into(),
+        String::new(),
+        ratio(r50),
+        ratio(r99),
+        LATENCY_RATIO.describe(""),
+        format!(
+            "p50 {}, p99 {}",
+            verdict(LATENCY_RATIO.met(r50)),
+            verdict(LATENCY_RATIO.met(r99))
+        ),
+    ]);
+    table.print();
+    println!(
+        "  items the handler read during the timed calls: {} (a current cached head needs none)",
+        l.handler_reads
+    );
+}
+
+/// `runs` alternate sandboxes and bare clients: [sandboxes, bare, sandboxes, bare].
+pub fn hot_wallet(consumers: usize, total: usize, sandboxes: &[Throughput], bare: &[Throughput]) {
+    println!();
+    println!(
+        "2. Hot wallet: {consumers} ConsumeCredits sandboxes (one handler instance each) \
+         consuming 1 credit\n   {total} times in all from ONE wallet, vs {consumers} bare \
+         clients doing {total} conditional UpdateItem\n   `SET balance = balance - :n` \
+         (`balance >= :n`) on one item. Two runs each, alternating;\n   the ratio compares \
+         the best run of each."
+    );
+    let mut table = Table::new(&[
+        ("", Align::Left),
+        ("run", Align::Right),
+        ("successes/s", Align::Right),
+        ("200", Align::Right),
+        ("409", Align::Right),
+        ("other", Align::Right),
+        ("reads", Align::Right),
+        ("elapsed", Align::Right),
+        ("goal", Align::Left),
+        ("verdict", Align::Left),
+    ]);
+    let row = |table: &mut Table, who: &str, run: usize, t: &Throughput| {
+        table.row([
+            who.to_owned(),
+            run.to_string(),
+            format!("{:.0}", t.per_second()),
+            t.successes.to_string(),
+            t.conflicts.to_string(),
+            t.others.to_string(),
+            t.reads.to_string(),
+            format!("{:.2} s", t.elapsed.as_secs_f64()),
+        ]);
+    };
+    for (run, (s, b)) in sandboxes.iter().zip(bare).enumerate() {
+        row(&mut table, &format!("{consumers} sandboxes"), run + 1, s);
+        row(
+            &mut table,
+            &format!("{consumers} bare UpdateItem"),
+            run + 1,
+            b,
+        );
+    }
+    let best = |runs: &[Throughput]| runs.iter().map(Throughput::per_second).fold(0.0, f64::max);
+    let bare_best = best(bare);
+    let share_of_bare = if bare_best > 0.0 {
+        best(sandboxes) / bare_best
+    } else {
+        0.0
+    };
+    table.row([
+        "ratio sandboxes / bare (best of two each)".into(),
+        String::new(),
+        ratio(share_of_bare),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        HOT_WALLET_RATIO.describe(""),
+        verdict(HOT_WALLET_RATIO.met(share_of_bare)),
+    ]);
+    table.print();
+    println!(
+        "  409 = gave up after the handler's retries; reads = wallet heads the sandboxes \
+         re-read\n  (a conflict that returns no current head costs one)."
+    );
+    for (who, runs) in [("sandboxes", sandboxes), ("bare", bare)] {
+        if let Some(why) = runs.iter().find_map(|t| t.first_other.as_deref()) {
+            println!("  first other answer ({who}): {why}");
+        }
+    }
+}
+
+pub fn cold_start(starts: &ColdStarts, runs: usize) {
+    println!();
+    println!(
+        "3. Cold start of the release kassa-consume-credits binary under the bench's \
+         Runtime API,\n   {runs} fresh processes, each killed after its first answer."
+    );
+    let mut table = Table::new(&[
+        ("", Align::Left),
+        ("median", Align::Right),
+        ("p90", Align::Right),
+        ("goal", Align::Left),
+        ("verdict", Align::Left),
+    ]);
+    let median_ms = starts.to_next.median().map(|d| d.as_secs_f64() * 1000.0);
+    table.row([
+        "spawn → first `next` (init, DynamoDB client built)".into(),
+        figure(starts.to_next.median()),
+        figure(starts.to_next.percentile(90.0)),
+        TO_FIRST_NEXT_MS.describe(" ms"),
+        match median_ms {
+            Some(ms) => format!("{} (median)", verdict(TO_FIRST_NEXT_MS.met(ms))),
+            None => verdict(false),
+        },
+    ]);
+    table.row([
+        "spawn → first answer (one consume: read + write)".into(),
+        figure(starts.to_response.median()),
+        figure(starts.to_response.percentile(90.0)),
+        "none set".into(),
+    ]);
+    let mib = starts.binary.mebibytes();
+    table.row([
+        format!(
+            "release binary size ({})",
+            if starts.binary.stripped {
+                "stripped"
+            } else {
+                "NOT stripped"
+            }
+        ),
+        format!("{mib:.2} MiB"),
+        String::new(),
+        BINARY_MIB.describe(" MiB"),
+        verdict(BINARY_MIB.met(mib)),
+    ]);
+    table.print();
+    println!(
+        "  starts answered 200: {} of {runs}",
+        runs - starts.failures.len()
+    );
+    for failure in &starts.failures {
+        println!("  {failure}");
+    }
+}
+
+fn figure(duration: Option<Duration>) -> String {
+    duration.map(millis).unwrap_or_else(|| "none".into())
+}
+
+fn share(part: Duration, whole: Duration) -> f64 {
+    part.as_secs_f64() / whole.as_secs_f64().max(f64::EPSILON)
+}
