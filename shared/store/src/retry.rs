@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 /// How many times a command decides and commits before it answers 409.
-pub const DEFAULT_ATTEMPTS: u32 = 8;
+pub const DEFAULT_ATTEMPTS: u32 = 12;
 
 /// Runs `attempt` until it does not fail with a conflict, at most `attempts` times. Each
 /// retry gets the head the failed condition saw (when DynamoDB returned it), so it can
@@ -23,7 +23,9 @@ where
         match Box::pin(attempt(seen.take())).await {
             Err(StoreError::Conflict { current, .. }) if tries < attempts => {
                 seen = current.map(|h| *h);
-                let cap_ms = 2u64.saturating_pow(tries.min(8)).min(200);
+                // Contenders that lost together must not retry together: the window
+                // doubles from 4 ms up to 400 ms.
+                let cap_ms = (2u64 << tries.min(8)).min(400);
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap_ms))).await;
             }
             other => return other,
