@@ -33,11 +33,14 @@ pub struct Emulators {
     pub dynamodb_url: String,
     /// moto_server, for EventBridge and SQS.
     pub moto_url: String,
+    /// localstripe, a stateful fake of Stripe's API that also sends signed webhooks.
+    pub stripe_url: String,
     jwt_secret: String,
     mail_sink: PathBuf,
     // Held only to be stopped when this value is dropped.
     _dynamodb: Supervised,
     _moto: Supervised,
+    _stripe: Supervised,
 }
 
 impl Emulators {
@@ -53,23 +56,29 @@ impl Emulators {
 
         let dynamodb_port = free_port()?;
         let moto_port = free_port()?;
+        let stripe_port = free_port()?;
+        let stripe_log = logs.join("localstripe.log");
         let dynamodb_log = logs.join("dynamodb.log");
         let moto_log = logs.join("moto.log");
         // Both start before we wait on either, so their start-up overlaps.
         let mut dynamodb = start_dynamodb(repo, dynamodb_port, &dynamodb_log)?;
         let mut moto = start_moto(repo, moto_port, &moto_log)?;
+        let mut stripe = start_localstripe(repo, stripe_port, &stripe_log)?;
 
         let deadline = Instant::now() + STARTUP_DEADLINE;
         wait_until_answering(&mut dynamodb, dynamodb_port, &dynamodb_log, deadline)?;
         wait_until_answering(&mut moto, moto_port, &moto_log, deadline)?;
+        wait_until_answering(&mut stripe, stripe_port, &stripe_log, deadline)?;
 
         Ok(Self {
             dynamodb_url: format!("http://127.0.0.1:{dynamodb_port}"),
             moto_url: format!("http://127.0.0.1:{moto_port}"),
+            stripe_url: format!("http://127.0.0.1:{stripe_port}"),
             jwt_secret,
             mail_sink,
             _dynamodb: dynamodb,
             _moto: moto,
+            _stripe: stripe,
         })
     }
 
@@ -92,6 +101,9 @@ impl Emulators {
             // instance role before settling on the variables above.
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
             ("KASSA_JWT_SECRET", self.jwt_secret.clone()),
+            ("KASSA_STRIPE_API_BASE", self.stripe_url.clone()),
+            // localstripe accepts any test-mode key; a real one never belongs here.
+            ("KASSA_STRIPE_SECRET_KEY", "sk_test_local".to_owned()),
             (
                 "KASSA_MAIL_SINK_DIR",
                 self.mail_sink.to_string_lossy().into_owned(),
@@ -150,6 +162,15 @@ fn start_moto(repo: &Repo, port: u16, log: &Path) -> Result<Supervised> {
         .env("PYTHONUNBUFFERED", "1");
     send_output_to(&mut command, log)?;
     Supervised::spawn("moto_server", command)
+}
+
+fn start_localstripe(repo: &Repo, port: u16, log: &Path) -> Result<Supervised> {
+    let mut command = Command::new(repo.venv_program("localstripe"));
+    command
+        .args(["--port", &port.to_string(), "--from-scratch"])
+        .env("PYTHONUNBUFFERED", "1");
+    send_output_to(&mut command, log)?;
+    Supervised::spawn("localstripe", command)
 }
 
 /// Truncates `log` and sends the command's stdout and stderr to it.

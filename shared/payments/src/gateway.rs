@@ -1,0 +1,79 @@
+//! The payment gateway port: what kassa asks of a payment provider. Amounts cross it as
+//! `Money`; the adapter converts to the provider's minor units at its edge.
+
+use kassa_domain::money::Money;
+use std::collections::BTreeMap;
+use std::future::Future;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customer {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentIntent {
+    pub id: String,
+    /// Handed to the paying client only (it completes the payment in the browser).
+    pub client_secret: Option<String>,
+    pub status: String,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub id: String,
+    pub status: String,
+    pub amount_minor: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct IntentRequest {
+    pub amount: Money,
+    pub customer: Option<String>,
+    /// Shown in the provider's dashboard and echoed in webhooks: kassa puts its order id here.
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// The provider refused the request as given (bad amount, card declined, wrong state).
+    #[error("the payment provider refused the request: {message} ({kind})")]
+    Refused { kind: String, message: String },
+    /// The amount has no representation in minor units.
+    #[error("the amount {0} cannot be charged")]
+    InvalidAmount(String),
+    /// Transport failure or a 5xx: safe to retry with the same idempotency key.
+    #[error("the payment provider is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Every call takes an idempotency key: a retried call with the same key has one effect.
+pub trait PaymentGateway: Send + Sync {
+    fn create_customer(
+        &self,
+        email: Option<&str>,
+        reference: &str,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Customer, GatewayError>> + Send;
+
+    fn create_payment_intent(
+        &self,
+        request: &IntentRequest,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<PaymentIntent, GatewayError>> + Send;
+
+    fn cancel_payment_intent(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<PaymentIntent, GatewayError>> + Send;
+
+    /// Refunds `amount` of a succeeded payment, or all of it when `None`.
+    fn refund(
+        &self,
+        payment_intent: &str,
+        amount: Option<Money>,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Refund, GatewayError>> + Send;
+}
