@@ -3,12 +3,11 @@
 //! wallet refuses to apply `signup` a second time).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use kassa_domain::credits::{self, AllocationReason, CreditCommand, CreditEvent, Wallet};
+use kassa_domain::credits::{self, AllocationReason, CreditCommand};
 use kassa_domain::workspace::WorkspaceEvent;
-use kassa_runtime::access::wallet_stream;
 use kassa_runtime::events::{self, EffectError};
-use kassa_runtime::{Clock, Config, SdkConfig};
-use kassa_store::{retry, EventStore, Idempotency, Metadata, RecordedEvent, Renewals, StoreError};
+use kassa_runtime::{wallet, Clock, Config, SdkConfig};
+use kassa_store::{EventStore, Idempotency, Metadata, RecordedEvent, Renewals};
 use std::sync::Arc;
 use time::macros::format_description;
 
@@ -71,36 +70,22 @@ impl AllocateCredits {
             bonus: policy.signup_bonus_credits,
             reason: AllocationReason::Signup,
         };
-        let stream = wallet_stream(workspace_id);
         // The first monthly renewal is due a month after signup; it is scheduled in the
         // same commit as the allocation, so neither exists without the other.
         let due = credits::renewal_after(event.time.date())
             .format(format_description!("[year]-[month]-[day]"))?;
         let metadata = Metadata::caused_by(event, format!("system:{NAME}"));
-        let recorded = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |seen| {
-            let (command, metadata, stream, due) =
-                (command.clone(), metadata.clone(), &stream, &due);
-            async move {
-                let head =
-                    match seen {
-                        Some(h) => h,
-                        None => self.store.load(stream).await?.ok_or_else(|| {
-                            StoreError::Corrupt(format!("{stream} has no wallet"))
-                        })?,
-                    };
-                let wallet: Wallet = head.state()?;
-                let events = credits::decide(Some(&wallet), command)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                if events.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let next = events.iter().fold(Some(wallet), credits::evolve);
-                let mut commit = self.store.commit_builder(metadata, self.clock.now());
-                commit.append::<CreditEvent>(stream, head.version, &events, &next)?;
-                commit.put(self.renewals.schedule(workspace_id, due)?, "renewal");
-                self.store.commit(commit).await
-            }
-        })
+        let recorded = wallet::allocate(
+            &self.store,
+            self.clock.as_ref(),
+            workspace_id,
+            command,
+            metadata,
+            |commit| {
+                commit.put(self.renewals.schedule(workspace_id, &due)?, "renewal");
+                Ok(())
+            },
+        )
         .await?;
         Ok(serde_json::json!({ "allocated": recorded.len() }))
     }

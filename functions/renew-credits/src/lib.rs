@@ -4,11 +4,10 @@
 //! invocation, finds the entry already taken and does nothing twice.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use kassa_domain::credits::{self, AllocationReason, CreditCommand, CreditEvent, Wallet};
-use kassa_runtime::access::wallet_stream;
+use kassa_domain::credits::{self, CreditCommand};
 use kassa_runtime::events::EffectError;
-use kassa_runtime::{Clock, Config, SdkConfig};
-use kassa_store::{retry, DueRenewal, EventStore, Metadata, Renewals, StoreError};
+use kassa_runtime::{wallet, Clock, Config, SdkConfig};
+use kassa_store::{DueRenewal, EventStore, Metadata, Renewals, StoreError};
 use serde::Serialize;
 use std::sync::Arc;
 use time::macros::format_description;
@@ -78,46 +77,30 @@ impl RenewCredits {
     }
 
     async fn renew(&self, renewal: &DueRenewal, correlation: Uuid) -> Result<bool, StoreError> {
-        let stream = wallet_stream(renewal.workspace_id);
         let metadata = Metadata::origin(correlation, format!("system:{NAME}"));
         let due = time::Date::parse(&renewal.due, DAY)
             .map_err(|e| StoreError::Corrupt(format!("renewal day {}: {e}", renewal.due)))?;
         let next_due = credits::renewal_after(due)
             .format(DAY)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let result = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |seen| {
-            let (stream, metadata, next_due) = (&stream, metadata.clone(), &next_due);
-            async move {
-                let head =
-                    match seen {
-                        Some(h) => h,
-                        None => self.store.load(stream).await?.ok_or_else(|| {
-                            StoreError::Corrupt(format!("{stream} has no wallet"))
-                        })?,
-                    };
-                let wallet: Wallet = head.state()?;
-                let policy = wallet.policy();
-                let events = credits::decide(
-                    Some(&wallet),
-                    CreditCommand::Allocate {
-                        allocation_id: format!("renewal-{}", renewal.due),
-                        base: policy.monthly_credits,
-                        bonus: 0,
-                        reason: AllocationReason::MonthlyRenewal,
-                    },
-                )
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let next = events.iter().fold(Some(wallet), credits::evolve);
-                let mut commit = self.store.commit_builder(metadata, self.clock.now());
-                commit.append::<CreditEvent>(stream, head.version, &events, &next)?;
+        let command = CreditCommand::Renew {
+            due: renewal.due.clone(),
+        };
+        let result = wallet::allocate(
+            &self.store,
+            self.clock.as_ref(),
+            renewal.workspace_id,
+            command,
+            metadata,
+            |commit| {
                 commit.delete(self.renewals.take(renewal)?, "renewal_taken");
                 commit.put(
-                    self.renewals.schedule(renewal.workspace_id, next_due)?,
+                    self.renewals.schedule(renewal.workspace_id, &next_due)?,
                     "renewal",
                 );
-                self.store.commit(commit).await
-            }
-        })
+                Ok(())
+            },
+        )
         .await;
         match result {
             Ok(recorded) => Ok(!recorded.is_empty()),

@@ -49,6 +49,11 @@ pub enum CreditCommand {
         feature: String,
         quantity: u64,
     },
+    /// The monthly renewal due on `due` (`YYYY-MM-DD`): the tier's monthly credits, as the
+    /// wallet's tier is at renewal time.
+    Renew {
+        due: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +189,15 @@ pub fn decide(
                 balance_after: wallet.balance.saturating_add(credits_i64(total)),
             }])
         }
+        (Some(wallet), CreditCommand::Renew { due }) => decide(
+            Some(wallet),
+            CreditCommand::Allocate {
+                allocation_id: format!("renewal-{due}"),
+                base: wallet.policy().monthly_credits,
+                bonus: 0,
+                reason: AllocationReason::MonthlyRenewal,
+            },
+        ),
         (
             Some(wallet),
             CreditCommand::Consume {
@@ -357,6 +371,26 @@ mod tests {
     fn the_same_allocation_twice_adds_nothing() {
         let w = wallet(TierId::Free, 1_100);
         assert_eq!(allocate(Some(&w), 1_000, 100), vec![]);
+    }
+
+    #[test]
+    fn a_renewal_adds_the_tiers_monthly_credits_once() {
+        let w = wallet(TierId::Pro, 50);
+        let renew = || CreditCommand::Renew {
+            due: "2026-12-21".into(),
+        };
+        let events = decide(Some(&w), renew()).unwrap();
+        assert!(matches!(
+            &events[..],
+            [CreditEvent::Allocated {
+                total: 10_000,
+                balance_after: 10_050,
+                reason: AllocationReason::MonthlyRenewal,
+                ..
+            }]
+        ));
+        let w = events.iter().fold(Some(w), evolve).unwrap();
+        assert_eq!(decide(Some(&w), renew()), Ok(vec![]));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod http;
 pub mod mail;
 pub mod problem;
 pub mod telemetry;
+pub mod wallet;
 
 pub use aws_config::SdkConfig;
 pub use caller::caller;
