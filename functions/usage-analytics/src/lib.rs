@@ -4,7 +4,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_domain::credits::CreditEvent;
 use kassa_runtime::events::{self, EffectError};
 use kassa_runtime::{Clock, Config, SdkConfig};
-use kassa_store::{Idempotency, ReadModels, RecordedEvent};
+use kassa_store::{FeatureUse, Idempotency, ReadModels, RecordedEvent};
 use std::sync::Arc;
 use time::macros::format_description;
 
@@ -61,16 +61,17 @@ impl UsageAnalytics {
             .time
             .date()
             .format(format_description!("[year]-[month]-[day]"))?;
+        let use_ = FeatureUse {
+            event_id: event.event_id,
+            workspace: workspace_id,
+            day: &day,
+            feature: &feature,
+            quantity,
+            credits,
+        };
         let counted = self
             .read_models
-            .record_usage(
-                event.event_id,
-                workspace_id,
-                &day,
-                &feature,
-                quantity,
-                credits,
-            )
+            .record_usage(&use_, self.clock.now().unix_timestamp())
             .await?;
         Ok(serde_json::json!({ "counted": counted }))
     }

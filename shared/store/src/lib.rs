@@ -27,6 +27,6 @@ pub const MAX_TRANSACTION_ITEMS: usize = 100;
 pub use idempotency::IdempotencyError;
 pub mod read_model;
 pub mod retry;
-pub use read_model::{Notification, ReadModels, UsageRow};
+pub use read_model::{FeatureUse, Notification, ReadModels, UsageRow};
 pub mod renewal;
 pub use renewal::{DueRenewal, Renewals};

@@ -16,6 +16,18 @@ pub struct ReadModels {
     table: String,
 }
 
+/// One consumption as the usage model counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureUse<'a> {
+    pub event_id: Uuid,
+    pub workspace: Uuid,
+    /// `YYYY-MM-DD`, UTC.
+    pub day: &'a str,
+    pub feature: &'a str,
+    pub quantity: u64,
+    pub credits: u64,
+}
+
 /// One row of the usage read model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRow {
@@ -38,6 +50,9 @@ pub struct Notification {
     pub mailed_to: Option<String>,
 }
 
+/// How long a usage marker outlives the event it counted.
+const MARKER_LIFETIME_SECS: i64 = 15 * 86_400;
+
 fn usage_pk(workspace: Uuid) -> String {
     format!("usage#{workspace}")
 }
@@ -59,17 +74,23 @@ impl ReadModels {
     /// counted once. Returns false when the event was already counted.
     pub async fn record_usage(
         &self,
-        event_id: Uuid,
-        workspace: Uuid,
-        day: &str,
-        feature: &str,
-        quantity: u64,
-        credits: u64,
+        use_: &FeatureUse<'_>,
+        now_unix: i64,
     ) -> Result<bool, StoreError> {
+        let FeatureUse {
+            event_id,
+            workspace,
+            day,
+            feature,
+            quantity,
+            credits,
+        } = *use_;
         let marker = Put::builder()
             .table_name(&self.table)
             .item("pk", s(format!("usage-counted#{event_id}")))
             .item("sk", s("-"))
+            // Kept past SQS's longest retention (14 days), then left to TTL.
+            .item("expires_at", n(now_unix + MARKER_LIFETIME_SECS))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(StoreError::dynamo)?;
