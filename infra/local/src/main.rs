@@ -8,7 +8,7 @@ use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber_init();
+    kassa_runtime::telemetry::init();
     let mut template = PathBuf::from("template.yaml");
     let mut listen = "127.0.0.1:3000".to_owned();
     let mut args = std::env::args().skip(1);
@@ -35,8 +35,4 @@ async fn main() -> Result<()> {
     tokio::signal::ctrl_c().await?;
     println!("kassa-local: stopping");
     Ok(())
-}
-
-fn tracing_subscriber_init() {
-    kassa_runtime::telemetry::init();
 }
