@@ -197,7 +197,10 @@ async fn a_hot_wallet_never_overspends_under_64_concurrent_consumers() {
                 match a.status {
                     200 => ok.fetch_add(1, Ordering::SeqCst),
                     402 => refused.fetch_add(1, Ordering::SeqCst),
-                    409 => conflicts.fetch_add(1, Ordering::SeqCst),
+                    409 => {
+                        assert_eq!(a.body["code"], "concurrent_update", "{:?}", a.body);
+                        conflicts.fetch_add(1, Ordering::SeqCst)
+                    }
                     other => panic!("unexpected {other}: {:?}", a.body),
                 };
             }

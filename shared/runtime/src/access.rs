@@ -68,7 +68,8 @@ pub fn store_problem(e: &StoreError) -> Problem {
         StoreError::Conflict { .. } => Problem::conflict(
             "concurrent_update",
             "the resource changed concurrently too often; retry the request",
-        ),
+        )
+        .retry_after(1),
         other => Problem::internal(other),
     }
 }

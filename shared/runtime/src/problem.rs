@@ -11,6 +11,9 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     pub code: String,
+    /// Seconds after which a retry may succeed (sent as `Retry-After`).
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
 }
 
 impl Problem {
@@ -21,7 +24,13 @@ impl Problem {
             status,
             detail: detail.into(),
             code: code.to_owned(),
+            retry_after: None,
         }
+    }
+
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn bad_request(code: &str, detail: impl Into<String>) -> Self {
@@ -56,11 +65,13 @@ impl Problem {
 
     pub fn into_response(self) -> Response<Body> {
         let body = serde_json::to_string(&self).unwrap_or_default();
-        Response::builder()
+        let mut response = Response::builder()
             .status(self.status)
-            .header("content-type", "application/problem+json")
-            .body(Body::Text(body))
-            .unwrap_or_default()
+            .header("content-type", "application/problem+json");
+        if let Some(seconds) = self.retry_after {
+            response = response.header("retry-after", seconds);
+        }
+        response.body(Body::Text(body)).unwrap_or_default()
     }
 }
 
@@ -77,5 +88,37 @@ fn title_of(status: u16) -> &'static str {
         415 => "Unsupported Media Type",
         422 => "Unprocessable Content",
         _ => "Internal Server Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problem_renders_as_problem_json_with_its_code() {
+        let response = Problem::conflict("concurrent_update", "retry")
+            .retry_after(1)
+            .into_response();
+        assert_eq!(response.status(), 409);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        assert_eq!(response.headers()["retry-after"], "1");
+        let Body::Text(body) = response.body() else {
+            panic!("a text body");
+        };
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["code"], "concurrent_update");
+        assert_eq!(json["title"], "Conflict");
+        assert_eq!(json["type"], "https://kassa.dev/problems/concurrent-update");
+        assert!(json.get("retry_after").is_none());
+    }
+
+    #[test]
+    fn refusals_carry_no_retry_after() {
+        let response = Problem::bad_request("malformed_json", "x").into_response();
+        assert!(response.headers().get("retry-after").is_none());
     }
 }
