@@ -41,3 +41,16 @@ pub(crate) fn get_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(get_s(item, name)?)
         .map_err(|e| StoreError::Corrupt(format!("attribute `{name}` is not valid JSON: {e}")))
 }
+
+/// Every item a query matches, following its pages with the SDK's own paginator.
+pub(crate) async fn query_all<T>(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    parse: impl Fn(&Item) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut items = query.into_paginator().items().send();
+    let mut out = Vec::new();
+    while let Some(item) = items.next().await {
+        out.push(parse(&item.map_err(StoreError::dynamo)?)?);
+    }
+    Ok(out)
+}

@@ -1,7 +1,7 @@
 //! Read models side effects keep in the state table: usage per workspace, feature and day,
 //! and the notifications shown to a workspace's members.
 
-use crate::attribute::{get_s, get_u64, n, s, Item};
+use crate::attribute::{get_s, get_u64, n, query_all, s, Item};
 use crate::StoreError;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -138,30 +138,16 @@ impl ReadModels {
         from_day: &str,
         to_day: &str,
     ) -> Result<Vec<UsageRow>, StoreError> {
-        let mut rows = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                .expression_attribute_values(":pk", s(usage_pk(workspace)))
-                .expression_attribute_values(":from", s(format!("{from_day}#")))
-                // '~' sorts after every feature code character.
-                .expression_attribute_values(":to", s(format!("{to_day}#~")))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::dynamo)?;
-            for item in out.items.unwrap_or_default() {
-                rows.push(usage_row(&item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(rows);
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":pk", s(usage_pk(workspace)))
+            .expression_attribute_values(":from", s(format!("{from_day}#")))
+            // '~' sorts after every feature code character.
+            .expression_attribute_values(":to", s(format!("{to_day}#~")));
+        query_all(query, usage_row).await
     }
 
     /// Stores a notification once: its key derives from the event that raised it.

@@ -3,7 +3,7 @@
 //! daily job reads everything due with one paginated query. Entries are written and
 //! removed inside the same commit as the allocation that justifies them.
 
-use crate::attribute::{get_s, s, Item};
+use crate::attribute::{get_s, query_all, s, Item};
 use crate::StoreError;
 use aws_sdk_dynamodb::types::{Delete, Put};
 use aws_sdk_dynamodb::Client;
@@ -62,30 +62,16 @@ impl Renewals {
 
     /// Every renewal due on or before `day`, oldest first.
     pub async fn due_by(&self, day: &str) -> Result<Vec<DueRenewal>, StoreError> {
-        let mut due = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND sk <= :last")
-                .expression_attribute_values(":pk", s(PARTITION))
-                // '~' sorts after every UUID character.
-                .expression_attribute_values(":last", s(format!("{day}#~")))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::dynamo)?;
-            for item in out.items.unwrap_or_default() {
-                due.push(renewal(&item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(due);
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk <= :last")
+            .expression_attribute_values(":pk", s(PARTITION))
+            // '~' sorts after every UUID character.
+            .expression_attribute_values(":last", s(format!("{day}#~")))
+            .consistent_read(true);
+        query_all(query, renewal).await
     }
 }
 
