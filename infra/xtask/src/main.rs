@@ -3,6 +3,7 @@
 //! against them, so nothing depends on Docker or on a hand-prepared machine.
 
 mod bench;
+mod catalog;
 mod cli;
 mod dev;
 mod dev_secret;
@@ -27,6 +28,7 @@ commands:
                             run `cargo test --workspace --all-targets` against them
                             (KASSA_TEST_THREADS=N passes --test-threads N)
   bench                     latency, hot-wallet throughput and cold start figures
+  catalog                   regenerate docs/event-catalog.json (event JSON Schemas)
   token --user U [--role R] [--ttl-hours H]
                             print a dev JWT for U (role default `user`, 12 h)
   help                      this text
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&repo, &rest),
         Some("bench") => bench::run(&repo, &rest),
         Some("token") => token::run(&repo, &rest),
+        Some("catalog") => catalog::run(&repo),
         Some(other) => {
             eprint!("xtask: unknown command `{other}`\n\n{USAGE}");
             Ok(ExitCode::from(2))

@@ -54,9 +54,22 @@ pub enum CreditCommand {
     Renew {
         due: String,
     },
+    /// Credits bought with a paid order; applied once per order.
+    Purchase {
+        order_id: Uuid,
+        pack: String,
+        credits: u64,
+    },
+    /// Takes back credits of a refunded purchase, once per refund. The balance never goes
+    /// below zero for it: what is already spent is recorded as the shortfall.
+    ClawBack {
+        order_id: Uuid,
+        refund_id: String,
+        credits: u64,
+    },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AllocationReason {
     Signup,
@@ -64,7 +77,7 @@ pub enum AllocationReason {
     Purchase,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "payload")]
 pub enum CreditEvent {
     #[serde(rename = "credits.wallet_opened")]
@@ -94,6 +107,24 @@ pub enum CreditEvent {
         balance: i64,
         threshold: u64,
     },
+    #[serde(rename = "credits.purchased")]
+    Purchased {
+        workspace_id: Uuid,
+        order_id: Uuid,
+        pack: String,
+        credits: u64,
+        balance_after: i64,
+    },
+    #[serde(rename = "credits.clawed_back")]
+    ClawedBack {
+        workspace_id: Uuid,
+        order_id: Uuid,
+        refund_id: String,
+        requested: u64,
+        clawed_back: u64,
+        shortfall: u64,
+        balance_after: i64,
+    },
     #[serde(rename = "credits.overage")]
     Overage {
         workspace_id: Uuid,
@@ -106,6 +137,15 @@ pub enum CreditEvent {
 
 impl DomainEvent for CreditEvent {
     const CONTEXT: &'static str = "credits";
+    const TYPES: &'static [&'static str] = &[
+        "credits.wallet_opened",
+        "credits.allocated",
+        "credits.consumed",
+        "credits.balance_low",
+        "credits.overage",
+        "credits.purchased",
+        "credits.clawed_back",
+    ];
 
     fn event_type(&self) -> &'static str {
         match self {
@@ -114,6 +154,8 @@ impl DomainEvent for CreditEvent {
             Self::Consumed { .. } => "credits.consumed",
             Self::BalanceLow { .. } => "credits.balance_low",
             Self::Overage { .. } => "credits.overage",
+            Self::Purchased { .. } => "credits.purchased",
+            Self::ClawedBack { .. } => "credits.clawed_back",
         }
     }
 }
@@ -200,6 +242,51 @@ pub fn decide(
         ),
         (
             Some(wallet),
+            CreditCommand::Purchase {
+                order_id,
+                pack,
+                credits,
+            },
+        ) => {
+            if wallet.allocations.contains(&purchase_key(order_id)) {
+                return Ok(vec![]);
+            }
+            if credits == 0 {
+                return Err(CreditError::EmptyAllocation);
+            }
+            Ok(vec![CreditEvent::Purchased {
+                workspace_id: wallet.workspace_id,
+                order_id,
+                pack,
+                credits,
+                balance_after: wallet.balance.saturating_add(credits_i64(credits)),
+            }])
+        }
+        (
+            Some(wallet),
+            CreditCommand::ClawBack {
+                order_id,
+                refund_id,
+                credits,
+            },
+        ) => {
+            if wallet.allocations.contains(&clawback_key(&refund_id)) {
+                return Ok(vec![]);
+            }
+            let available = u64::try_from(wallet.balance.max(0)).unwrap_or(0);
+            let clawed_back = credits.min(available);
+            Ok(vec![CreditEvent::ClawedBack {
+                workspace_id: wallet.workspace_id,
+                order_id,
+                refund_id,
+                requested: credits,
+                clawed_back,
+                shortfall: credits - clawed_back,
+                balance_after: wallet.balance - credits_i64(clawed_back),
+            }])
+        }
+        (
+            Some(wallet),
             CreditCommand::Consume {
                 consumption_id,
                 feature,
@@ -284,6 +371,31 @@ pub fn evolve(state: Option<Wallet>, event: &CreditEvent) -> Option<Wallet> {
             w.low_balance_armed = w.balance >= credits_i64(w.policy().low_balance_threshold);
             Some(w)
         }
+        (
+            Some(mut w),
+            CreditEvent::Purchased {
+                order_id,
+                balance_after,
+                ..
+            },
+        ) => {
+            w.allocations.insert(purchase_key(*order_id));
+            w.balance = *balance_after;
+            w.low_balance_armed = w.balance >= credits_i64(w.policy().low_balance_threshold);
+            Some(w)
+        }
+        (
+            Some(mut w),
+            CreditEvent::ClawedBack {
+                refund_id,
+                balance_after,
+                ..
+            },
+        ) => {
+            w.allocations.insert(clawback_key(refund_id));
+            w.balance = *balance_after;
+            Some(w)
+        }
         (Some(mut w), CreditEvent::Consumed { balance_after, .. }) => {
             w.balance = *balance_after;
             Some(w)
@@ -294,6 +406,16 @@ pub fn evolve(state: Option<Wallet>, event: &CreditEvent) -> Option<Wallet> {
         }
         (state, _) => state,
     }
+}
+
+/// Purchases and clawbacks share the wallet's record of applied allocations, under keys
+/// that cannot collide with allocation ids (`signup`, `renewal-...`).
+fn purchase_key(order_id: Uuid) -> String {
+    format!("purchase:{order_id}")
+}
+
+fn clawback_key(refund_id: &str) -> String {
+    format!("clawback:{refund_id}")
 }
 
 /// Credit amounts are bounded far below `i64::MAX` (quantity and prices are capped).
@@ -565,5 +687,82 @@ mod renewal_tests {
         assert_eq!(renewal_after(date!(2026 - 12 - 15)), date!(2027 - 01 - 15));
         assert_eq!(renewal_after(date!(2027 - 01 - 31)), date!(2027 - 02 - 28));
         assert_eq!(renewal_after(date!(2028 - 01 - 31)), date!(2028 - 02 - 29));
+    }
+}
+
+#[cfg(test)]
+mod purchase_tests {
+    use super::*;
+
+    fn wallet(balance: i64) -> Wallet {
+        Wallet {
+            workspace_id: Uuid::from_u128(1),
+            tier: TierId::Pro,
+            balance,
+            low_balance_armed: true,
+            allocations: BTreeSet::new(),
+        }
+    }
+
+    fn apply(w: Wallet, command: CreditCommand) -> (Vec<CreditEvent>, Wallet) {
+        let events = decide(Some(&w), command).unwrap();
+        let next = events.iter().fold(Some(w), evolve).unwrap();
+        (events, next)
+    }
+
+    #[test]
+    fn a_purchase_adds_credits_once_per_order() {
+        let buy = CreditCommand::Purchase {
+            order_id: Uuid::from_u128(7),
+            pack: "starter".into(),
+            credits: 1_000,
+        };
+        let (events, w) = apply(wallet(50), buy.clone());
+        assert_eq!(events.len(), 1);
+        assert_eq!(w.balance, 1_050);
+        let (again, w) = apply(w, buy);
+        assert!(again.is_empty());
+        assert_eq!(w.balance, 1_050);
+    }
+
+    #[test]
+    fn a_clawback_stops_at_zero_and_records_the_shortfall_once() {
+        let claw = CreditCommand::ClawBack {
+            order_id: Uuid::from_u128(7),
+            refund_id: "re_1".into(),
+            credits: 1_000,
+        };
+        let (events, w) = apply(wallet(300), claw.clone());
+        let CreditEvent::ClawedBack {
+            clawed_back,
+            shortfall,
+            balance_after,
+            ..
+        } = &events[0]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!((*clawed_back, *shortfall, *balance_after), (300, 700, 0));
+        let (again, w) = apply(w, claw);
+        assert!(again.is_empty());
+        assert_eq!(w.balance, 0);
+        // In overage already: nothing to take, all of it is shortfall.
+        let (events, w) = apply(
+            wallet(-40),
+            CreditCommand::ClawBack {
+                order_id: Uuid::from_u128(8),
+                refund_id: "re_2".into(),
+                credits: 10,
+            },
+        );
+        assert!(matches!(
+            events[0],
+            CreditEvent::ClawedBack {
+                shortfall: 10,
+                clawed_back: 0,
+                ..
+            }
+        ));
+        assert_eq!(w.balance, -40);
     }
 }

@@ -8,6 +8,10 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Clone {
     /// The bounded context, used as EventBridge `source` (`kassa.<context>`).
     const CONTEXT: &'static str;
 
+    /// Every type this enum can carry, as `event_type` names them. The event catalog test
+    /// checks it against the enum's generated schema, so it cannot fall behind.
+    const TYPES: &'static [&'static str];
+
     /// `<aggregate>.<past_tense>`, e.g. `credits.consumed`.
     fn event_type(&self) -> &'static str;
 

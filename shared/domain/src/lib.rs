@@ -2,9 +2,16 @@
 //! `decide`/`evolve` pair. Time and identifiers come in as parameters so that the same
 //! inputs always give the same events.
 
+pub mod catalog;
 pub mod credits;
 pub mod event;
 pub mod identity;
+pub mod invoice;
 pub mod money;
+pub mod order;
+pub mod pack;
+pub mod payment;
+pub mod subscription;
 pub mod tier;
+pub mod user;
 pub mod workspace;

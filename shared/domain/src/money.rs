@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// ISO 4217 code, upper case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Currency {
     #[serde(rename = "USD")]
     Usd,
@@ -27,8 +27,10 @@ impl Currency {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Money {
+    /// A decimal string, e.g. `"24.00"`: exact, never a float.
+    #[schemars(with = "String")]
     pub amount: Decimal,
     pub currency: Currency,
 }

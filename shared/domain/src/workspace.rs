@@ -50,7 +50,7 @@ pub enum WorkspaceCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "payload")]
 pub enum WorkspaceEvent {
     #[serde(rename = "workspace.created")]
@@ -70,6 +70,11 @@ pub enum WorkspaceEvent {
 
 impl DomainEvent for WorkspaceEvent {
     const CONTEXT: &'static str = "workspaces";
+    const TYPES: &'static [&'static str] = &[
+        "workspace.created",
+        "collaborator.added",
+        "collaborator.removed",
+    ];
 
     fn event_type(&self) -> &'static str {
         match self {

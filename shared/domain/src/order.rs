@@ -1,0 +1,780 @@
+//! Orders (seed 001's order service): something a user buys, the payment that settles it,
+//! and what happens after (fulfilment, refund) or instead (cancellation, expiry).
+//!
+//! An order's purpose says what it buys; credit packs are the first. Transitions driven by
+//! the payment provider are decided by state, never by arrival order: a payment that
+//! completes after the order was canceled or expired still completes it (the money is
+//! real), a failure after completion changes nothing, and a refund that arrives before
+//! the completion it implies completes the order first.
+
+use crate::event::DomainEvent;
+use crate::identity::UserId;
+use crate::money::{CurrencyMismatch, Money};
+use rust_decimal::{Decimal, RoundingStrategy};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// How long an order waits for its payment before it expires.
+pub const PAYMENT_WINDOW: time::Duration = time::Duration::minutes(30);
+
+/// Longest customer reference (a purchase-order number) an order carries.
+pub const MAX_REFERENCE_LEN: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Purpose {
+    CreditPack {
+        workspace_id: Uuid,
+        pack: String,
+        quantity: u64,
+        /// Credits the whole order adds to the wallet.
+        credits: u64,
+    },
+}
+
+impl Purpose {
+    /// Seed 001's `order_type`.
+    pub fn order_type(&self) -> &'static str {
+        match self {
+            Self::CreditPack { .. } => "credit_pack",
+        }
+    }
+
+    pub fn workspace_id(&self) -> Option<Uuid> {
+        match self {
+            Self::CreditPack { workspace_id, .. } => Some(*workspace_id),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderLine {
+    pub description: String,
+    pub quantity: u64,
+    pub unit_price: Money,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Created,
+    PaymentPending,
+    Completed,
+    Fulfilled,
+    Canceled,
+    Expired,
+    Refunded,
+}
+
+impl OrderStatus {
+    /// Still waiting for its payment: the customer may change or cancel it.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Created | Self::PaymentPending)
+    }
+
+    /// The money arrived (whatever happened after).
+    pub fn is_paid(self) -> bool {
+        matches!(self, Self::Completed | Self::Fulfilled | Self::Refunded)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::PaymentPending => "payment_pending",
+            Self::Completed => "completed",
+            Self::Fulfilled => "fulfilled",
+            Self::Canceled => "canceled",
+            Self::Expired => "expired",
+            Self::Refunded => "refunded",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub order_id: Uuid,
+    pub user_id: UserId,
+    pub purpose: Purpose,
+    pub lines: Vec<OrderLine>,
+    pub subtotal: Money,
+    pub tax_rate: Decimal,
+    pub tax: Money,
+    pub total: Money,
+    pub reference: Option<String>,
+    pub status: OrderStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    pub payment_intent_id: Option<String>,
+    pub payment_id: Option<String>,
+    pub refunds: BTreeMap<String, Money>,
+    pub cancel_reason: Option<String>,
+}
+
+impl Order {
+    pub fn refunded(&self) -> Money {
+        self.refunds
+            .values()
+            .fold(Money::zero(self.total.currency), |sum, m| {
+                Money::new(sum.amount + m.amount, sum.currency)
+            })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub order_id: Uuid,
+    pub user_id: UserId,
+    pub purpose: Purpose,
+    pub lines: Vec<OrderLine>,
+    /// Tax as a fraction of the subtotal (0.20 for 20 %).
+    pub tax_rate: Decimal,
+    pub reference: Option<String>,
+    pub now: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderCommand {
+    Create(NewOrder),
+    /// The provider's payment intent exists; the order waits for the customer to pay it.
+    AwaitPayment {
+        payment_intent_id: String,
+    },
+    Update {
+        reference: Option<String>,
+    },
+    Complete {
+        payment_intent_id: String,
+        payment_id: String,
+    },
+    Cancel {
+        reason: String,
+    },
+    Expire {
+        now: OffsetDateTime,
+    },
+    Refund {
+        payment_intent_id: String,
+        payment_id: String,
+        refund_id: String,
+        amount: Money,
+    },
+    Fulfill {
+        details: serde_json::Value,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Change {
+    pub from: serde_json::Value,
+    pub to: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", content = "payload")]
+pub enum OrderEvent {
+    #[serde(rename = "order.created")]
+    Created {
+        order_id: Uuid,
+        user_id: UserId,
+        order_type: String,
+        purpose: Purpose,
+        lines: Vec<OrderLine>,
+        subtotal: Money,
+        #[schemars(with = "String")]
+        tax_rate: Decimal,
+        tax: Money,
+        total_amount: Money,
+        reference: Option<String>,
+        #[serde(with = "time::serde::rfc3339")]
+        #[schemars(with = "String")]
+        expires_at: OffsetDateTime,
+    },
+    #[serde(rename = "order.payment_pending")]
+    PaymentPending {
+        order_id: Uuid,
+        user_id: UserId,
+        payment_intent_id: String,
+        amount: Money,
+    },
+    #[serde(rename = "order.updated")]
+    Updated {
+        order_id: Uuid,
+        user_id: UserId,
+        changes: BTreeMap<String, Change>,
+        updated_fields: Vec<String>,
+    },
+    #[serde(rename = "order.completed")]
+    Completed {
+        order_id: Uuid,
+        user_id: UserId,
+        purpose: Purpose,
+        total_amount: Money,
+        payment_intent_id: String,
+        payment_id: String,
+    },
+    #[serde(rename = "order.canceled")]
+    Canceled {
+        order_id: Uuid,
+        user_id: UserId,
+        reason: String,
+        /// Nothing was charged for an open order, so nothing is refunded.
+        refund_amount: Money,
+        payment_intent_id: Option<String>,
+    },
+    #[serde(rename = "order.expired")]
+    Expired {
+        order_id: Uuid,
+        user_id: UserId,
+        #[serde(with = "time::serde::rfc3339")]
+        #[schemars(with = "String")]
+        expired_at: OffsetDateTime,
+        payment_intent_id: Option<String>,
+    },
+    #[serde(rename = "order.refunded")]
+    Refunded {
+        order_id: Uuid,
+        user_id: UserId,
+        purpose: Purpose,
+        refund_id: String,
+        amount: Money,
+        total_amount: Money,
+        payment_id: String,
+    },
+    #[serde(rename = "order.fulfilled")]
+    Fulfilled {
+        order_id: Uuid,
+        user_id: UserId,
+        fulfillment_details: serde_json::Value,
+    },
+}
+
+impl DomainEvent for OrderEvent {
+    const CONTEXT: &'static str = "orders";
+    const TYPES: &'static [&'static str] = &[
+        "order.created",
+        "order.payment_pending",
+        "order.updated",
+        "order.completed",
+        "order.canceled",
+        "order.expired",
+        "order.refunded",
+        "order.fulfilled",
+    ];
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "order.created",
+            Self::PaymentPending { .. } => "order.payment_pending",
+            Self::Updated { .. } => "order.updated",
+            Self::Completed { .. } => "order.completed",
+            Self::Canceled { .. } => "order.canceled",
+            Self::Expired { .. } => "order.expired",
+            Self::Refunded { .. } => "order.refunded",
+            Self::Fulfilled { .. } => "order.fulfilled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    #[error("the order already exists")]
+    AlreadyExists,
+    #[error("no such order")]
+    NotFound,
+    #[error("an order needs at least one line")]
+    Empty,
+    #[error("the order is {0}; only open orders (created, payment_pending) can change")]
+    NotOpen(&'static str),
+    #[error("the order is {0}; it has not been paid")]
+    NotPaid(&'static str),
+    #[error("the order has not expired yet")]
+    NotDue,
+    #[error("reference must be 1 to {MAX_REFERENCE_LEN} printable characters")]
+    InvalidReference,
+    #[error("the tax rate must be between 0 and 1")]
+    InvalidTaxRate,
+    #[error(transparent)]
+    Currency(#[from] CurrencyMismatch),
+}
+
+impl OrderError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::AlreadyExists => "order_exists",
+            Self::NotFound => "order_not_found",
+            Self::Empty => "empty_order",
+            Self::NotOpen(_) => "order_not_open",
+            Self::NotPaid(_) => "order_not_paid",
+            Self::NotDue => "order_not_due",
+            Self::InvalidReference => "invalid_reference",
+            Self::InvalidTaxRate => "invalid_tax_rate",
+            Self::Currency(_) => "currency_mismatch",
+        }
+    }
+}
+
+pub fn validate_reference(reference: &Option<String>) -> Result<(), OrderError> {
+    match reference {
+        None => Ok(()),
+        Some(r)
+            if !r.trim().is_empty()
+                && r.chars().count() <= MAX_REFERENCE_LEN
+                && !r.chars().any(char::is_control) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(OrderError::InvalidReference),
+    }
+}
+
+/// Tax on `subtotal`, rounded to the currency's minor unit.
+pub fn tax_on(subtotal: Money, rate: Decimal) -> Money {
+    let amount = (subtotal.amount * rate).round_dp_with_strategy(
+        subtotal.currency.minor_digits(),
+        RoundingStrategy::MidpointAwayFromZero,
+    );
+    Money::new(amount, subtotal.currency)
+}
+
+pub fn decide(state: Option<&Order>, command: OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
+    match (state, command) {
+        (None, OrderCommand::Create(new)) => create(new),
+        (None, _) => Err(OrderError::NotFound),
+        (Some(order), command) => transition(order, command),
+    }
+}
+
+fn transition(order: &Order, command: OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
+    let (order_id, user_id) = (order.order_id, order.user_id.clone());
+    let status = order.status;
+    Ok(match command {
+        OrderCommand::Create(_) => return Err(OrderError::AlreadyExists),
+        OrderCommand::AwaitPayment { payment_intent_id } => {
+            if status != OrderStatus::Created {
+                // Canceled before its intent existed, or already further along.
+                return Ok(vec![]);
+            }
+            vec![OrderEvent::PaymentPending {
+                order_id,
+                user_id,
+                payment_intent_id,
+                amount: order.total,
+            }]
+        }
+        OrderCommand::Update { reference } => {
+            if !status.is_open() {
+                return Err(OrderError::NotOpen(status.as_str()));
+            }
+            validate_reference(&reference)?;
+            if reference == order.reference {
+                return Ok(vec![]);
+            }
+            let changes = BTreeMap::from([(
+                "reference".to_owned(),
+                Change {
+                    from: serde_json::json!(order.reference),
+                    to: serde_json::json!(reference),
+                },
+            )]);
+            vec![OrderEvent::Updated {
+                order_id,
+                user_id,
+                updated_fields: changes.keys().cloned().collect(),
+                changes,
+            }]
+        }
+        OrderCommand::Complete {
+            payment_intent_id,
+            payment_id,
+        } => {
+            if status.is_paid() {
+                return Ok(vec![]);
+            }
+            vec![completed(order, payment_intent_id, payment_id)]
+        }
+        OrderCommand::Cancel { reason } => {
+            if !status.is_open() {
+                return Err(OrderError::NotOpen(status.as_str()));
+            }
+            vec![OrderEvent::Canceled {
+                order_id,
+                user_id,
+                reason,
+                refund_amount: Money::zero(order.total.currency),
+                payment_intent_id: order.payment_intent_id.clone(),
+            }]
+        }
+        OrderCommand::Expire { now } => {
+            if !status.is_open() {
+                return Err(OrderError::NotOpen(status.as_str()));
+            }
+            if now < order.expires_at {
+                return Err(OrderError::NotDue);
+            }
+            vec![OrderEvent::Expired {
+                order_id,
+                user_id,
+                expired_at: now,
+                payment_intent_id: order.payment_intent_id.clone(),
+            }]
+        }
+        OrderCommand::Refund {
+            payment_intent_id,
+            payment_id,
+            refund_id,
+            amount,
+        } => {
+            if order.refunds.contains_key(&refund_id) {
+                return Ok(vec![]);
+            }
+            if amount.currency != order.total.currency {
+                return Err(
+                    CurrencyMismatch(amount.currency.code(), order.total.currency.code()).into(),
+                );
+            }
+            let mut events = Vec::new();
+            if !status.is_paid() {
+                // A refund proves the payment: record the completion it implies first.
+                events.push(completed(order, payment_intent_id, payment_id.clone()));
+            }
+            events.push(OrderEvent::Refunded {
+                order_id,
+                user_id,
+                purpose: order.purpose.clone(),
+                refund_id,
+                amount,
+                total_amount: order.total,
+                payment_id,
+            });
+            events
+        }
+        OrderCommand::Fulfill { details } => match status {
+            OrderStatus::Completed => vec![OrderEvent::Fulfilled {
+                order_id,
+                user_id,
+                fulfillment_details: details,
+            }],
+            OrderStatus::Fulfilled | OrderStatus::Refunded => vec![],
+            other => return Err(OrderError::NotPaid(other.as_str())),
+        },
+    })
+}
+
+fn completed(order: &Order, payment_intent_id: String, payment_id: String) -> OrderEvent {
+    OrderEvent::Completed {
+        order_id: order.order_id,
+        user_id: order.user_id.clone(),
+        purpose: order.purpose.clone(),
+        total_amount: order.total,
+        payment_intent_id,
+        payment_id,
+    }
+}
+
+fn create(new: NewOrder) -> Result<Vec<OrderEvent>, OrderError> {
+    let Some(first) = new.lines.first() else {
+        return Err(OrderError::Empty);
+    };
+    validate_reference(&new.reference)?;
+    if new.tax_rate < Decimal::ZERO || new.tax_rate > Decimal::ONE {
+        return Err(OrderError::InvalidTaxRate);
+    }
+    let mut subtotal = Money::zero(first.amount.currency);
+    for line in &new.lines {
+        subtotal = subtotal.checked_add(line.amount)?;
+    }
+    let tax = tax_on(subtotal, new.tax_rate);
+    let total = subtotal.checked_add(tax)?;
+    Ok(vec![OrderEvent::Created {
+        order_id: new.order_id,
+        user_id: new.user_id,
+        order_type: new.purpose.order_type().to_owned(),
+        purpose: new.purpose,
+        lines: new.lines,
+        subtotal,
+        tax_rate: new.tax_rate,
+        tax,
+        total_amount: total,
+        reference: new.reference,
+        expires_at: new.now + PAYMENT_WINDOW,
+    }])
+}
+
+pub fn evolve(state: Option<Order>, event: &OrderEvent) -> Option<Order> {
+    match (state, event) {
+        (
+            None,
+            OrderEvent::Created {
+                order_id,
+                user_id,
+                purpose,
+                lines,
+                subtotal,
+                tax_rate,
+                tax,
+                total_amount,
+                reference,
+                expires_at,
+                ..
+            },
+        ) => Some(Order {
+            order_id: *order_id,
+            user_id: user_id.clone(),
+            purpose: purpose.clone(),
+            lines: lines.clone(),
+            subtotal: *subtotal,
+            tax_rate: *tax_rate,
+            tax: *tax,
+            total: *total_amount,
+            reference: reference.clone(),
+            status: OrderStatus::Created,
+            created_at: *expires_at - PAYMENT_WINDOW,
+            expires_at: *expires_at,
+            payment_intent_id: None,
+            payment_id: None,
+            refunds: BTreeMap::new(),
+            cancel_reason: None,
+        }),
+        (Some(mut o), event) => {
+            match event {
+                OrderEvent::Created { .. } => {}
+                OrderEvent::PaymentPending {
+                    payment_intent_id, ..
+                } => {
+                    o.status = OrderStatus::PaymentPending;
+                    o.payment_intent_id = Some(payment_intent_id.clone());
+                }
+                OrderEvent::Updated { changes, .. } => {
+                    if let Some(change) = changes.get("reference") {
+                        o.reference = change.to.as_str().map(str::to_owned);
+                    }
+                }
+                OrderEvent::Completed {
+                    payment_intent_id,
+                    payment_id,
+                    ..
+                } => {
+                    o.status = OrderStatus::Completed;
+                    o.payment_intent_id = Some(payment_intent_id.clone());
+                    o.payment_id = Some(payment_id.clone());
+                }
+                OrderEvent::Canceled { reason, .. } => {
+                    o.status = OrderStatus::Canceled;
+                    o.cancel_reason = Some(reason.clone());
+                }
+                OrderEvent::Expired { .. } => o.status = OrderStatus::Expired,
+                OrderEvent::Refunded {
+                    refund_id, amount, ..
+                } => {
+                    o.status = OrderStatus::Refunded;
+                    o.refunds.insert(refund_id.clone(), *amount);
+                }
+                OrderEvent::Fulfilled { .. } => o.status = OrderStatus::Fulfilled,
+            }
+            Some(o)
+        }
+        (None, _) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+    use time::macros::datetime;
+
+    const ID: Uuid = Uuid::from_u128(7);
+    const WS: Uuid = Uuid::from_u128(42);
+    const NOW: OffsetDateTime = datetime!(2026-11-22 10:00 UTC);
+
+    fn usd(minor: i64) -> Money {
+        Money::new(Decimal::new(minor, 2), Currency::Usd)
+    }
+
+    fn new_order(tax_rate: Decimal) -> NewOrder {
+        NewOrder {
+            order_id: ID,
+            user_id: UserId::new("ada"),
+            purpose: Purpose::CreditPack {
+                workspace_id: WS,
+                pack: "starter".into(),
+                quantity: 2,
+                credits: 2_000,
+            },
+            lines: vec![OrderLine {
+                description: "1000 credits".into(),
+                quantity: 2,
+                unit_price: usd(1000),
+                amount: usd(2000),
+            }],
+            tax_rate,
+            reference: None,
+            now: NOW,
+        }
+    }
+
+    fn given(events: &[OrderEvent]) -> Option<Order> {
+        events.iter().fold(None, evolve)
+    }
+
+    fn created() -> Vec<OrderEvent> {
+        decide(None, OrderCommand::Create(new_order(Decimal::new(20, 2)))).unwrap()
+    }
+
+    fn complete(events: &mut Vec<OrderEvent>) {
+        let state = given(events);
+        events.extend(
+            decide(
+                state.as_ref(),
+                OrderCommand::Complete {
+                    payment_intent_id: "pi_1".into(),
+                    payment_id: "ch_1".into(),
+                },
+            )
+            .unwrap(),
+        );
+    }
+
+    #[test]
+    fn creating_totals_the_lines_and_adds_rounded_tax() {
+        let order = given(&created()).unwrap();
+        assert_eq!(order.subtotal, usd(2000));
+        assert_eq!(order.tax, usd(400));
+        assert_eq!(order.total, usd(2400));
+        assert_eq!(order.expires_at, NOW + PAYMENT_WINDOW);
+        assert_eq!(order.created_at, NOW);
+        let odd = tax_on(usd(999), Decimal::new(75, 3));
+        assert_eq!(odd, usd(75), "7.5 % of 9.99 is 0.749 → 0.75");
+    }
+
+    #[test]
+    fn an_empty_order_or_a_bad_reference_is_refused() {
+        let mut empty = new_order(Decimal::ZERO);
+        empty.lines.clear();
+        assert_eq!(
+            decide(None, OrderCommand::Create(empty)),
+            Err(OrderError::Empty)
+        );
+        let mut bad = new_order(Decimal::ZERO);
+        bad.reference = Some("x".repeat(65));
+        assert_eq!(
+            decide(None, OrderCommand::Create(bad)),
+            Err(OrderError::InvalidReference)
+        );
+    }
+
+    #[test]
+    fn a_failure_after_completion_does_not_unpay() {
+        let mut events = created();
+        complete(&mut events);
+        let state = given(&events).unwrap();
+        assert_eq!(
+            decide(
+                Some(&state),
+                OrderCommand::Cancel {
+                    reason: "card_declined".into()
+                }
+            ),
+            Err(OrderError::NotOpen("completed"))
+        );
+        assert_eq!(given(&events).unwrap().status, OrderStatus::Completed);
+    }
+
+    #[test]
+    fn a_payment_after_expiry_still_completes_the_order() {
+        let mut events = created();
+        let state = given(&events).unwrap();
+        events.extend(
+            decide(
+                Some(&state),
+                OrderCommand::Expire {
+                    now: NOW + PAYMENT_WINDOW,
+                },
+            )
+            .unwrap(),
+        );
+        complete(&mut events);
+        assert_eq!(given(&events).unwrap().status, OrderStatus::Completed);
+    }
+
+    #[test]
+    fn expiry_waits_for_the_window() {
+        let state = given(&created()).unwrap();
+        assert_eq!(
+            decide(Some(&state), OrderCommand::Expire { now: NOW }),
+            Err(OrderError::NotDue)
+        );
+    }
+
+    #[test]
+    fn a_refund_before_its_completion_completes_first_and_repeats_are_ignored() {
+        let events = created();
+        let state = given(&events).unwrap();
+        let refund = OrderCommand::Refund {
+            payment_intent_id: "pi_1".into(),
+            payment_id: "ch_1".into(),
+            refund_id: "re_1".into(),
+            amount: usd(2400),
+        };
+        let out = decide(Some(&state), refund.clone()).unwrap();
+        let types: Vec<_> = out.iter().map(|e| e.event_type()).collect();
+        assert_eq!(types, ["order.completed", "order.refunded"]);
+        let mut all = events;
+        all.extend(out);
+        let state = given(&all).unwrap();
+        assert_eq!(state.status, OrderStatus::Refunded);
+        assert_eq!(state.refunded(), usd(2400));
+        assert_eq!(decide(Some(&state), refund), Ok(vec![]));
+        // A late completion changes nothing once refunded.
+        let late = OrderCommand::Complete {
+            payment_intent_id: "pi_1".into(),
+            payment_id: "ch_1".into(),
+        };
+        assert_eq!(decide(Some(&state), late), Ok(vec![]));
+    }
+
+    #[test]
+    fn fulfilment_needs_the_payment_and_happens_once() {
+        let mut events = created();
+        let state = given(&events).unwrap();
+        let fulfil = OrderCommand::Fulfill {
+            details: serde_json::json!({"credits": 2000}),
+        };
+        assert_eq!(
+            decide(Some(&state), fulfil.clone()),
+            Err(OrderError::NotPaid("created"))
+        );
+        complete(&mut events);
+        let state = given(&events).unwrap();
+        let out = decide(Some(&state), fulfil.clone()).unwrap();
+        assert_eq!(out.len(), 1);
+        events.extend(out);
+        assert_eq!(decide(given(&events).as_ref(), fulfil), Ok(vec![]));
+    }
+
+    #[test]
+    fn updating_the_reference_records_what_changed() {
+        let events = created();
+        let state = given(&events).unwrap();
+        let out = decide(
+            Some(&state),
+            OrderCommand::Update {
+                reference: Some("PO-17".into()),
+            },
+        )
+        .unwrap();
+        let OrderEvent::Updated { updated_fields, .. } = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(updated_fields, &["reference"]);
+        let mut all = events;
+        all.extend(out);
+        assert_eq!(given(&all).unwrap().reference.as_deref(), Some("PO-17"));
+    }
+}
