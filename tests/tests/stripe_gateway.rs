@@ -1,14 +1,17 @@
 //! The Stripe adapter against localstripe, a stateful fake of Stripe's API.
 
 use kassa_domain::money::{Currency, Money};
-use kassa_payments::gateway::{GatewayError, IntentRequest, PaymentGateway};
+use kassa_payments::gateway::{GatewayError, IntentRequest, PaymentGateway, SubscriptionRequest};
 use kassa_payments::stripe::StripeGateway;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
 fn gateway() -> StripeGateway {
-    StripeGateway::from_env().expect("KASSA_STRIPE_* (run through cargo xtask test)")
+    StripeGateway::from_env()
+        .expect("KASSA_STRIPE_* (run through cargo xtask test)")
+        // localstripe has plans but no prices.
+        .with_legacy_plan_items()
 }
 
 fn usd(amount: &str) -> Money {
@@ -134,4 +137,172 @@ async fn amounts_without_a_chargeable_minor_unit_never_reach_stripe() {
             "{amount}: {result:?}"
         );
     }
+}
+
+/// Set-up the gateway has no business offering (catalogue, cards), done as a dashboard or
+/// the paying browser would.
+async fn stripe_post(path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+    let base = std::env::var("KASSA_STRIPE_API_BASE").unwrap();
+    let secret = std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .basic_auth(&secret, Some(""))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(status.is_success(), "POST {path}: {status} {body}");
+    body
+}
+
+fn id(object: &serde_json::Value) -> String {
+    object["id"].as_str().unwrap().to_owned()
+}
+
+/// A product with a monthly plan per amount: localstripe's stand-in for prices. Both plans
+/// bill monthly so that moving between them does not start a new billing cycle.
+async fn monthly_plans(amounts: [&str; 2]) -> [String; 2] {
+    let product = id(&stripe_post("/v1/products", &[("name", "Kassa Pro")]).await);
+    let mut plans = Vec::new();
+    for amount in amounts {
+        let plan = stripe_post(
+            "/v1/plans",
+            &[
+                ("product", product.as_str()),
+                ("amount", amount),
+                ("currency", "usd"),
+                ("interval", "month"),
+            ],
+        )
+        .await;
+        plans.push(id(&plan));
+    }
+    plans.try_into().unwrap()
+}
+
+/// localstripe charges the first period on creation and refuses a subscription whose
+/// customer has no default payment method.
+async fn customer_with_card(stripe: &StripeGateway) -> String {
+    let customer = stripe
+        .create_customer(Some("billing@acme.test"), "workspace-sub", &key())
+        .await
+        .unwrap()
+        .id;
+    let card = id(&stripe_post(
+        "/v1/payment_methods",
+        &[
+            ("type", "card"),
+            ("card[number]", "4242424242424242"),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2030"),
+            ("card[cvc]", "123"),
+        ],
+    )
+    .await);
+    stripe_post(
+        &format!("/v1/payment_methods/{card}/attach"),
+        &[("customer", customer.as_str())],
+    )
+    .await;
+    stripe_post(
+        &format!("/v1/customers/{customer}"),
+        &[("invoice_settings[default_payment_method]", card.as_str())],
+    )
+    .await;
+    customer
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+// Nothing here checks that a create retried under the same idempotency key answers the
+// same subscription: localstripe ignores `Idempotency-Key` and creates anew on every POST.
+#[tokio::test]
+async fn a_subscription_is_created_moved_to_another_plan_and_cancelled() {
+    let stripe = gateway();
+    let [basic, pro] = monthly_plans(["1900", "4900"]).await;
+    let customer = customer_with_card(&stripe).await;
+
+    let request = SubscriptionRequest {
+        customer: customer.clone(),
+        price: basic.clone(),
+        metadata: BTreeMap::from([("workspace_id".to_owned(), "ws-1".to_owned())]),
+    };
+    let created = stripe.create_subscription(&request, &key()).await.unwrap();
+    assert!(created.id.starts_with("sub_"), "{created:?}");
+    assert_eq!(created.customer, customer);
+    assert_eq!(created.status, "active");
+    assert_eq!(created.price.as_deref(), Some(basic.as_str()));
+    assert!(
+        created.current_period_end.is_some_and(|end| end > now()),
+        "{created:?}"
+    );
+    assert!(!created.cancel_at_period_end);
+
+    let moved = stripe
+        .update_subscription(&created.id, &pro, &key())
+        .await
+        .unwrap();
+    assert_eq!(moved.id, created.id);
+    assert_eq!(moved.customer, customer);
+    assert_eq!(moved.status, "active");
+    assert_eq!(moved.price.as_deref(), Some(pro.as_str()));
+    assert_eq!(moved.current_period_end, created.current_period_end);
+
+    let cancelled = stripe
+        .cancel_subscription(&created.id, &key())
+        .await
+        .unwrap();
+    assert_eq!(cancelled.id, created.id);
+    assert_eq!(cancelled.status, "canceled");
+    assert_eq!(cancelled.price.as_deref(), Some(pro.as_str()));
+
+    // A retried cancellation (its answer lost) still sees the subscription cancelled.
+    let again = stripe
+        .cancel_subscription(&created.id, &key())
+        .await
+        .unwrap();
+    assert_eq!(again.status, "canceled");
+}
+
+#[tokio::test]
+async fn a_subscription_to_an_unknown_price_is_refused() {
+    let stripe = gateway();
+    let customer = customer_with_card(&stripe).await;
+    let request = SubscriptionRequest {
+        customer,
+        price: "plan_does_not_exist".to_owned(),
+        metadata: BTreeMap::new(),
+    };
+    let result = stripe.create_subscription(&request, &key()).await;
+    assert!(
+        matches!(result, Err(GatewayError::Refused { .. })),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_subscription_can_be_neither_moved_nor_cancelled() {
+    let stripe = gateway();
+    let [plan, _] = monthly_plans(["500", "600"]).await;
+    let moved = stripe
+        .update_subscription("sub_does_not_exist", &plan, &key())
+        .await;
+    assert!(
+        matches!(moved, Err(GatewayError::Refused { .. })),
+        "{moved:?}"
+    );
+    let cancelled = stripe
+        .cancel_subscription("sub_does_not_exist", &key())
+        .await;
+    assert!(
+        matches!(cancelled, Err(GatewayError::Refused { .. })),
+        "{cancelled:?}"
+    );
 }

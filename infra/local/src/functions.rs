@@ -37,6 +37,22 @@ macro_rules! lambda {
     }};
 }
 
+/// A scheduled handler whose run summary is logged and answered.
+macro_rules! schedule {
+    ($handler:expr) => {{
+        let handler = Arc::new($handler);
+        Lambda::Schedule(Arc::new(move |event| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                match handler.handle(event).await {
+                    Ok(run) => serde_json::to_value(run).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+        }))
+    }};
+}
+
 /// The handler for the template's function `id`, built as its `main.rs` builds it.
 pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) -> Result<Lambda> {
     Ok(match id {
@@ -73,20 +89,37 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
                 clock
             )
         ),
-        "RenewCreditsFunction" => {
-            let handler = Arc::new(kassa_renew_credits::RenewCredits::from_config(
-                config, aws, clock,
-            ));
-            Lambda::Schedule(Arc::new(move |event| {
-                let handler = handler.clone();
-                Box::pin(async move {
-                    match handler.handle(event).await {
-                        Ok(run) => serde_json::to_value(run).map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    }
-                })
-            }))
-        }
+        "RenewCreditsFunction" => schedule!(kassa_renew_credits::RenewCredits::from_config(
+            config, aws, clock
+        )),
+        "OrdersFunction" => lambda!(Http, kassa_orders::Orders::from_config(config, aws, clock)?),
+        "StripeWebhookFunction" => lambda!(
+            Http,
+            kassa_stripe_webhook::StripeWebhook::from_config(config, aws, clock)?
+        ),
+        "PaymentIntentsFunction" => lambda!(
+            Sqs,
+            kassa_payment_intents::PaymentIntents::from_config(config, aws, clock)?
+        ),
+        "OrderPaymentsFunction" => lambda!(
+            Sqs,
+            kassa_order_payments::OrderPayments::from_config(config, aws, clock)?
+        ),
+        "CreditPurchasesFunction" => lambda!(
+            Sqs,
+            kassa_credit_purchases::CreditPurchases::from_config(config, aws, clock)?
+        ),
+        "ExpireOrdersFunction" => schedule!(kassa_expire_orders::ExpireOrders::from_config(
+            config, aws, clock
+        )?),
+        "OverdueInvoicesFunction" => schedule!(
+            kassa_overdue_invoices::OverdueInvoices::from_config(config, aws, clock)?
+        ),
+        "EventCatalogFunction" => lambda!(
+            Http,
+            kassa_event_catalog::EventCatalog::from_config(config, aws, clock)?
+        ),
+        "UsersFunction" => lambda!(Http, kassa_users::Users::from_config(config, aws, clock)?),
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

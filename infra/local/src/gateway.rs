@@ -17,7 +17,7 @@ pub const ISSUER: &str = "kassa-local";
 pub const AUDIENCE: &str = "kassa";
 
 pub struct Gateway {
-    routes: HashMap<String, matchit::Router<(String, Lambda)>>,
+    routes: HashMap<String, matchit::Router<(String, bool, Lambda)>>,
     key: DecodingKey,
 }
 
@@ -29,12 +29,19 @@ impl Gateway {
         }
     }
 
-    pub fn add(&mut self, method: &str, path: &str, lambda: Lambda) -> anyhow::Result<()> {
+    /// Serves `method path` with `lambda`; a `public` route takes calls without a token.
+    pub fn add(
+        &mut self,
+        method: &str,
+        path: &str,
+        public: bool,
+        lambda: Lambda,
+    ) -> anyhow::Result<()> {
         let route_key = format!("{method} {path}");
         self.routes
             .entry(method.to_owned())
             .or_default()
-            .insert(path, (route_key.clone(), lambda))
+            .insert(path, (route_key.clone(), public, lambda))
             .map_err(|e| anyhow::anyhow!("route {route_key}: {e}"))
     }
 
@@ -100,17 +107,19 @@ async fn serve(
     body: Bytes,
 ) -> axum::response::Response {
     let path = uri.path().to_owned();
-    let Some(((route_key, lambda), params)) = gw.routes.get(method.as_str()).and_then(|r| {
-        r.at(&path).ok().map(|m| {
-            (
-                m.value.clone(),
-                m.params
-                    .iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect::<HashMap<_, _>>(),
-            )
+    let Some(((route_key, public, lambda), params)) =
+        gw.routes.get(method.as_str()).and_then(|r| {
+            r.at(&path).ok().map(|m| {
+                (
+                    m.value.clone(),
+                    m.params
+                        .iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect::<HashMap<_, _>>(),
+                )
+            })
         })
-    }) else {
+    else {
         let allowed = gw.routes.iter().any(|(_, r)| r.at(&path).is_ok());
         return if allowed {
             problem(
@@ -122,12 +131,16 @@ async fn serve(
             problem(StatusCode::NOT_FOUND, "no_route", "no such route")
         };
     };
-    let Some(claims) = gw.claims(&headers) else {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid bearer token is required",
-        );
+    let claims = match gw.claims(&headers) {
+        Some(claims) => claims,
+        None if public => HashMap::new(),
+        None => {
+            return problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            )
+        }
     };
     let Lambda::Http(handler) = lambda else {
         return problem(
@@ -224,7 +237,7 @@ pub fn http_event(
             "stage": "$default",
             "time": now.to_string(),
             "timeEpoch": now.unix_timestamp() * 1000,
-            "authorizer": { "jwt": { "claims": claims, "scopes": null } },
+            "authorizer": if claims.is_empty() { serde_json::Value::Null } else { serde_json::json!({ "jwt": { "claims": claims, "scopes": null } }) },
         },
         "body": if text.is_empty() { serde_json::Value::Null } else { serde_json::Value::String(text) },
         "isBase64Encoded": base64,

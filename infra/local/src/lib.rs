@@ -34,6 +34,8 @@ pub struct Options {
     pub jwt_secret: String,
     pub mail_sink_dir: Option<PathBuf>,
     pub retry_after: Duration,
+    /// Values for template parameters (the Stripe endpoint and secrets).
+    pub parameters: std::collections::HashMap<String, String>,
 }
 
 impl Options {
@@ -48,8 +50,25 @@ impl Options {
                 .context("KASSA_JWT_SECRET (run through cargo xtask test)")?,
             mail_sink_dir: None,
             retry_after: Duration::from_secs(1),
+            parameters: stripe_parameters(&format!("whsec_test_{}", uuid::Uuid::now_v7().simple())),
         })
     }
+}
+
+/// The template's Stripe parameters as `cargo xtask` provides them: localstripe's URL and
+/// key from the environment, and the webhook signing secret given.
+pub fn stripe_parameters(webhook_secret: &str) -> std::collections::HashMap<String, String> {
+    let mut parameters = std::collections::HashMap::new();
+    for (parameter, variable) in [
+        ("StripeApiBase", "KASSA_STRIPE_API_BASE"),
+        ("StripeSecretKey", "KASSA_STRIPE_SECRET_KEY"),
+    ] {
+        if let Ok(value) = std::env::var(variable) {
+            parameters.insert(parameter.to_owned(), value);
+        }
+    }
+    parameters.insert("StripeWebhookSecret".to_owned(), webhook_secret.to_owned());
+    parameters
 }
 
 pub struct Stack {
@@ -74,7 +93,8 @@ impl Stack {
         let prefix = options.prefix.clone().unwrap_or_else(|| {
             format!("kassa-{}", &uuid::Uuid::now_v7().simple().to_string()[24..])
         });
-        let names = resources::provision(&template, &clients, &prefix).await?;
+        let mut names = resources::provision(&template, &clients, &prefix).await?;
+        names.parameters = options.parameters.clone();
         let clock = OffsetClock::default();
         let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
         let streams = aws_sdk_dynamodbstreams::Client::new(&aws);
@@ -94,7 +114,7 @@ impl Stack {
             for trigger in &function.triggers {
                 match trigger {
                     Trigger::Http(route) => {
-                        gateway.add(&route.method, &route.path, lambda.clone())?
+                        gateway.add(&route.method, &route.path, route.public, lambda.clone())?
                     }
                     Trigger::Sqs { queue, batch_size } => {
                         let source = queues::QueueSource {
@@ -181,6 +201,35 @@ impl Stack {
             .get(function)
             .ok_or_else(|| anyhow!("{function} has no schedule in the template"))?;
         schedule::fire(function, lambda).await
+    }
+
+    /// Points localstripe's webhooks at this stack's webhook route, signed with the
+    /// stack's secret, as one would register an endpoint in Stripe's dashboard.
+    pub async fn register_stripe_webhook(&self) -> Result<()> {
+        let base = self
+            .names
+            .parameters
+            .get("StripeApiBase")
+            .context("StripeApiBase is not set (KASSA_STRIPE_API_BASE)")?;
+        let secret = self
+            .names
+            .parameters
+            .get("StripeWebhookSecret")
+            .context("StripeWebhookSecret is not set")?;
+        let answer = reqwest::Client::new()
+            .post(format!("{base}/_config/webhooks/{}", self.names.prefix))
+            .form(&[
+                ("url", format!("{}/stripe/webhook", self.url)),
+                ("secret", secret.clone()),
+            ])
+            .send()
+            .await?;
+        anyhow::ensure!(
+            answer.status().is_success(),
+            "localstripe refused the webhook: {}",
+            answer.text().await.unwrap_or_default()
+        );
+        Ok(())
     }
 
     pub fn table(&self, logical_id: &str) -> &str {

@@ -29,8 +29,15 @@ async fn main() -> Result<()> {
             .context("KASSA_JWT_SECRET is not set; start through `cargo xtask dev`")?,
         mail_sink_dir: std::env::var_os("KASSA_MAIL_SINK_DIR").map(PathBuf::from),
         retry_after: Duration::from_secs(2),
+        parameters: kassa_local::stripe_parameters(
+            &std::env::var("KASSA_STRIPE_WEBHOOK_SECRET")
+                .unwrap_or_else(|_| "whsec_local_dev".to_owned()),
+        ),
     };
     let stack = Stack::start(options).await?;
+    if let Err(e) = stack.register_stripe_webhook().await {
+        eprintln!("kassa-local: Stripe webhooks stay off: {e:#}");
+    }
     println!("kassa-local: serving the template's API on {}", stack.url);
     tokio::signal::ctrl_c().await?;
     println!("kassa-local: stopping");

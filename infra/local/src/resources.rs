@@ -20,6 +20,8 @@ pub struct Names {
     pub queue_urls: HashMap<String, String>,
     pub arns: HashMap<String, String>,
     pub stream_arns: HashMap<String, String>,
+    /// Template parameters given locally (secrets, endpoints); others take their default.
+    pub parameters: HashMap<String, String>,
 }
 
 const ACCOUNT: &str = "123456789012";
@@ -71,6 +73,9 @@ impl Names {
             "AWS::StackName" => return Ok(self.prefix.clone()),
             "AWS::URLSuffix" => return Ok("localhost".into()),
             _ => {}
+        }
+        if let Some(value) = self.parameters.get(id) {
+            return Ok(value.clone());
         }
         if template.is_parameter(id) {
             return Ok(template.parameter_default(id).unwrap_or_default());

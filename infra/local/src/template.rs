@@ -18,6 +18,9 @@ pub struct Template {
 pub struct Route {
     pub method: String,
     pub path: String,
+    /// `Auth: {Authorizer: NONE}`: the function authenticates the call itself (a signed
+    /// webhook), so the gateway passes it through without a token.
+    pub public: bool,
 }
 
 impl Route {
@@ -162,6 +165,10 @@ impl Template {
                                 .unwrap_or_default()
                                 .to_uppercase(),
                             path: get("Path").and_then(scalar).unwrap_or_default(),
+                            public: get("Auth")
+                                .and_then(|a| a.get("Authorizer"))
+                                .and_then(scalar)
+                                .is_some_and(|a| a == "NONE"),
                         }),
                         Some("SQS") => Trigger::Sqs {
                             queue: get_att_target(get("Queue"))

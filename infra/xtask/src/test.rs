@@ -45,8 +45,18 @@ pub fn run(repo: &Repo, args: &[String]) -> Result<ExitCode> {
 
     let started = Instant::now();
     let mut command = Command::new(cargo());
+    // Arguments that pick targets replace the default of every target of every package.
+    let picks_targets = passthrough.iter().any(|arg| {
+        matches!(
+            arg.as_str(),
+            "-p" | "--package" | "--test" | "--lib" | "--bin" | "--tests"
+        )
+    });
+    command.arg("test");
+    if !picks_targets {
+        command.args(["--workspace", "--all-targets"]);
+    }
     command
-        .args(["test", "--workspace", "--all-targets"])
         .args(cargo_test_args(
             passthrough,
             std::env::var(THREADS_VARIABLE).ok(),

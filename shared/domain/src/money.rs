@@ -21,6 +21,15 @@ impl Currency {
         }
     }
 
+    /// The currency of an ISO code in either case (payment providers send `usd`).
+    pub fn from_code(code: &str) -> Option<Self> {
+        match code.to_ascii_uppercase().as_str() {
+            "USD" => Some(Self::Usd),
+            "EUR" => Some(Self::Eur),
+            _ => None,
+        }
+    }
+
     /// Digits after the decimal point in the currency's minor unit (cents).
     pub fn minor_digits(self) -> u32 {
         2
@@ -56,6 +65,11 @@ impl Money {
             ));
         }
         Ok(Money::new(self.amount + other.amount, self.currency))
+    }
+
+    /// An amount given in the currency's minor unit (cents), as providers report it.
+    pub fn from_minor(minor: i64, currency: Currency) -> Self {
+        Self::new(Decimal::new(minor, currency.minor_digits()), currency)
     }
 
     /// Multiplies by a whole count (a quantity of credits, seats, tickets).

@@ -35,6 +35,26 @@ pub struct IntentRequest {
     pub metadata: BTreeMap<String, String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: String,
+    pub customer: String,
+    /// Stripe's word: `active`, `incomplete`, `past_due`, `canceled`, ...
+    pub status: String,
+    pub price: Option<String>,
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubscriptionRequest {
+    pub customer: String,
+    /// The provider's price id; the customer must already hold a default payment method,
+    /// since the first period is charged on creation.
+    pub price: String,
+    pub metadata: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
     /// The provider refused the request as given (bad amount, card declined, wrong state).
@@ -76,4 +96,25 @@ pub trait PaymentGateway: Send + Sync {
         amount: Option<Money>,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<Refund, GatewayError>> + Send;
+
+    fn create_subscription(
+        &self,
+        request: &SubscriptionRequest,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Subscription, GatewayError>> + Send;
+
+    /// Moves the subscription to `price`, replacing its single item's price.
+    fn update_subscription(
+        &self,
+        id: &str,
+        price: &str,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Subscription, GatewayError>> + Send;
+
+    /// Ends the subscription now; cancelling an already cancelled one answers it unchanged.
+    fn cancel_subscription(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Subscription, GatewayError>> + Send;
 }

@@ -2,16 +2,20 @@
 //! POST. Base URL and secret key come from configuration (locally, localstripe).
 
 use crate::gateway::{
-    Customer, GatewayError, IntentRequest, PaymentGateway, PaymentIntent, Refund,
+    Customer, GatewayError, IntentRequest, PaymentGateway, PaymentIntent, Refund, Subscription,
+    SubscriptionRequest,
 };
+use crate::stripe_event::subscription_from_value;
 use kassa_domain::money::Money;
 use serde::Deserialize;
+use serde_json::Value;
 
 #[derive(Clone)]
 pub struct StripeGateway {
     http: reqwest::Client,
     base: String,
     secret_key: String,
+    item_price_param: &'static str,
 }
 
 #[derive(Deserialize)]
@@ -53,7 +57,17 @@ impl StripeGateway {
             http: reqwest::Client::new(),
             base: base.into().trim_end_matches('/').to_owned(),
             secret_key: secret_key.into(),
+            item_price_param: "price",
         }
+    }
+
+    /// Names a subscription item's price with the legacy `plan` parameter instead of
+    /// `price`. localstripe (1.15) has no Prices API: it wants `items[0][plan]` holding a
+    /// plan id (`POST /v1/plans`) and answers 400 without it. Against Stripe keep the
+    /// default; its prices are backwards compatible with plans, so a plan id works there too.
+    pub fn with_legacy_plan_items(mut self) -> Self {
+        self.item_price_param = "plan";
+        self
     }
 
     /// From `KASSA_STRIPE_API_BASE` (default Stripe's own) and `KASSA_STRIPE_SECRET_KEY`.
@@ -72,12 +86,33 @@ impl StripeGateway {
         form: &[(String, String)],
         idempotency_key: &str,
     ) -> Result<T, GatewayError> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header("Idempotency-Key", idempotency_key)
+                .form(form),
+        )
+        .await
+    }
+
+    async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, GatewayError> {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// Without an `Idempotency-Key`: Stripe documents it as having no effect on DELETE, so
+    /// the caller makes a repeated DELETE safe itself (see `cancel_subscription`).
+    async fn delete<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, GatewayError> {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
+    }
+
+    async fn send<T: for<'de> Deserialize<'de>>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, GatewayError> {
+        let response = request
             .basic_auth(&self.secret_key, Some(""))
-            .header("Idempotency-Key", idempotency_key)
-            .form(form)
             .send()
             .await
             .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
@@ -101,9 +136,27 @@ impl StripeGateway {
                 message: error.message.unwrap_or_default(),
             });
         }
-        serde_json::from_str(&text)
-            .map_err(|e| GatewayError::Unavailable(format!("unexpected answer from Stripe: {e}")))
+        serde_json::from_str(&text).map_err(|e| unexpected(e.to_string()))
     }
+}
+
+fn unexpected(what: impl std::fmt::Display) -> GatewayError {
+    GatewayError::Unavailable(format!("unexpected answer from Stripe: {what}"))
+}
+
+fn subscription(body: &Value) -> Result<Subscription, GatewayError> {
+    let facts = subscription_from_value(body).map_err(unexpected)?;
+    let customer = facts
+        .customer
+        .ok_or_else(|| unexpected(format!("subscription {} has no customer", facts.id)))?;
+    Ok(Subscription {
+        id: facts.id,
+        customer,
+        status: facts.status,
+        price: facts.price,
+        current_period_end: facts.current_period_end,
+        cancel_at_period_end: facts.cancel_at_period_end,
+    })
 }
 
 fn minor(amount: Money) -> Result<i64, GatewayError> {
@@ -192,5 +245,78 @@ impl PaymentGateway for StripeGateway {
             status: body.status,
             amount_minor: body.amount,
         })
+    }
+
+    async fn create_subscription(
+        &self,
+        request: &SubscriptionRequest,
+        idempotency_key: &str,
+    ) -> Result<Subscription, GatewayError> {
+        let mut form = vec![
+            ("customer".to_owned(), request.customer.clone()),
+            (
+                format!("items[0][{}]", self.item_price_param),
+                request.price.clone(),
+            ),
+        ];
+        for (k, v) in &request.metadata {
+            form.push((format!("metadata[{k}]"), v.clone()));
+        }
+        let body: Value = self
+            .post("/v1/subscriptions", &form, idempotency_key)
+            .await?;
+        subscription(&body)
+    }
+
+    async fn update_subscription(
+        &self,
+        id: &str,
+        price: &str,
+        idempotency_key: &str,
+    ) -> Result<Subscription, GatewayError> {
+        // Without the existing item's id Stripe would add the new price as a second item
+        // instead of replacing the first. A retry reads the same item id, so it sends the
+        // same parameters under the same key, as Stripe's idempotency check requires.
+        // localstripe accepts `items[0][id]` but otherwise ignores it: it swaps its single
+        // item for a new one whenever the plan changes.
+        let current: Value = self.get(&format!("/v1/subscriptions/{id}")).await?;
+        let item = current["items"]["data"][0]["id"]
+            .as_str()
+            .ok_or_else(|| unexpected(format!("subscription {id} has no item")))?;
+        let form = [
+            ("items[0][id]".to_owned(), item.to_owned()),
+            (
+                format!("items[0][{}]", self.item_price_param),
+                price.to_owned(),
+            ),
+        ];
+        let body: Value = self
+            .post(&format!("/v1/subscriptions/{id}"), &form, idempotency_key)
+            .await?;
+        subscription(&body)
+    }
+
+    async fn cancel_subscription(
+        &self,
+        id: &str,
+        _idempotency_key: &str,
+    ) -> Result<Subscription, GatewayError> {
+        let path = format!("/v1/subscriptions/{id}");
+        match self.delete::<Value>(&path).await {
+            Ok(body) => subscription(&body),
+            // Stripe answers "No such subscription" (resource_missing) when cancelling one
+            // already cancelled, though it still reads it; a retry after a lost answer must
+            // see the cancellation, not an error.
+            Err(refused @ GatewayError::Refused { .. }) => {
+                let current: Value = self.get(&path).await.map_err(|_| refused.clone())?;
+                let current = subscription(&current)?;
+                if current.status == "canceled" {
+                    Ok(current)
+                } else {
+                    Err(refused)
+                }
+            }
+            Err(other) => Err(other),
+        }
     }
 }

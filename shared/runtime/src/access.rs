@@ -73,3 +73,25 @@ pub fn store_problem(e: &StoreError) -> Problem {
         other => Problem::internal(other),
     }
 }
+
+pub fn order_stream(id: Uuid) -> StreamId {
+    StreamId::new("Order", id)
+}
+
+/// One stream per provider payment intent (`pi_...`).
+pub fn payment_stream(intent: &str) -> StreamId {
+    StreamId::new("Payment", intent)
+}
+
+/// One stream per provider subscription (`sub_...`).
+pub fn subscription_stream(id: &str) -> StreamId {
+    StreamId::new("Subscription", id)
+}
+
+pub fn invoice_stream(id: Uuid) -> StreamId {
+    StreamId::new("Invoice", id)
+}
+
+pub fn user_stream(id: &str) -> StreamId {
+    StreamId::new("User", id)
+}

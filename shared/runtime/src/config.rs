@@ -1,8 +1,10 @@
 //! Configuration, read once at start from the environment template.yaml sets (or, locally,
 //! from the same variables as the runner resolves them).
 
+use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -13,31 +15,90 @@ pub struct Config {
     pub mail_from: String,
     /// Where the local mail sink writes; unset on AWS.
     pub mail_sink_dir: Option<PathBuf>,
+    pub stripe: StripeConfig,
+    /// Tax added to orders, as a fraction of the net amount (0.2 for 20 %).
+    pub tax_rate: Decimal,
+}
+
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    pub api_base: String,
+    /// Only the functions that call Stripe get it.
+    pub secret_key: Option<String>,
+    /// The webhook endpoint's signing secret (`whsec_...`); only the webhook gets it.
+    pub webhook_secret: Option<String>,
+    /// Oldest signature timestamp the webhook accepts, in seconds.
+    pub webhook_tolerance_secs: i64,
+}
+
+impl StripeConfig {
+    /// The API key, for functions that cannot work without it.
+    pub fn secret_key(&self) -> Result<&str, ConfigError> {
+        self.secret_key
+            .as_deref()
+            .ok_or(ConfigError::Missing("KASSA_STRIPE_SECRET_KEY"))
+    }
+
+    /// The webhook signing secret; without it every delivery would be refused.
+    pub fn webhook_secret(&self) -> Result<&str, ConfigError> {
+        self.webhook_secret
+            .as_deref()
+            .ok_or(ConfigError::Missing("KASSA_STRIPE_WEBHOOK_SECRET"))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("configuration: {0} is not set")]
-pub struct MissingVariable(pub &'static str);
+pub enum ConfigError {
+    #[error("configuration: {0} is not set")]
+    Missing(&'static str),
+    #[error("configuration: {0} is not valid: {1}")]
+    Invalid(&'static str, String),
+}
 
 impl Config {
-    pub fn from_env() -> Result<Self, MissingVariable> {
+    pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
-    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, MissingVariable> {
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         Self::from_lookup(|k| vars.get(k).cloned())
     }
 
-    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, MissingVariable> {
-        let required = |k: &'static str| get(k).filter(|v| !v.is_empty()).ok_or(MissingVariable(k));
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let optional = |k: &str| get(k).filter(|v| !v.is_empty());
+        let required = |k: &'static str| optional(k).ok_or(ConfigError::Missing(k));
+        let tax_rate = match optional("KASSA_TAX_RATE") {
+            None => Decimal::ZERO,
+            Some(raw) => Decimal::from_str(&raw)
+                .ok()
+                .filter(|r| (Decimal::ZERO..=Decimal::ONE).contains(r))
+                .ok_or_else(|| {
+                    ConfigError::Invalid("KASSA_TAX_RATE", format!("{raw} is not in 0..=1"))
+                })?,
+        };
+        let tolerance = match optional("KASSA_STRIPE_WEBHOOK_TOLERANCE_SECONDS") {
+            None => 300,
+            Some(raw) => raw.parse::<i64>().ok().filter(|t| *t > 0).ok_or_else(|| {
+                ConfigError::Invalid(
+                    "KASSA_STRIPE_WEBHOOK_TOLERANCE_SECONDS",
+                    format!("{raw} is not a positive number of seconds"),
+                )
+            })?,
+        };
         Ok(Self {
             events_table: required("KASSA_EVENTS_TABLE")?,
             state_table: required("KASSA_STATE_TABLE")?,
-            event_bus: get("KASSA_EVENT_BUS").filter(|v| !v.is_empty()),
-            mail_from: get("KASSA_MAIL_FROM").unwrap_or_else(|| "billing@example.com".into()),
-            mail_sink_dir: get("KASSA_MAIL_SINK_DIR")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            event_bus: optional("KASSA_EVENT_BUS"),
+            mail_from: optional("KASSA_MAIL_FROM").unwrap_or_else(|| "billing@example.com".into()),
+            mail_sink_dir: optional("KASSA_MAIL_SINK_DIR").map(PathBuf::from),
+            stripe: StripeConfig {
+                api_base: optional("KASSA_STRIPE_API_BASE")
+                    .unwrap_or_else(|| "https://api.stripe.com".into()),
+                secret_key: optional("KASSA_STRIPE_SECRET_KEY"),
+                webhook_secret: optional("KASSA_STRIPE_WEBHOOK_SECRET"),
+                webhook_tolerance_secs: tolerance,
+            },
+            tax_rate,
         })
     }
 }

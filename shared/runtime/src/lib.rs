@@ -4,10 +4,13 @@
 pub mod access;
 pub mod caller;
 pub mod clock;
+pub mod command;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod invoicing;
 pub mod mail;
+pub mod orders;
 pub mod problem;
 pub mod telemetry;
 pub mod wallet;

@@ -27,7 +27,7 @@ impl StoreError {
         matches!(self, Self::Conflict { .. })
     }
 
-    pub(crate) fn dynamo(e: impl std::error::Error) -> Self {
+    pub fn dynamo(e: impl std::error::Error) -> Self {
         // The SDK's Display is terse ("service error"); the Debug chain names the cause.
         Self::Dynamo(format!("{e} ({:?})", aws_error_source(&e)))
     }

@@ -7,6 +7,7 @@
 //! `TransactWriteItems`, which makes the table itself the transactional outbox: the stream
 //! relay publishes the event items (and only those) after the commit.
 
+pub mod agenda;
 mod attribute;
 pub mod commit;
 pub mod error;
@@ -28,5 +29,9 @@ pub use idempotency::IdempotencyError;
 pub mod read_model;
 pub mod retry;
 pub use read_model::{FeatureUse, Notification, ReadModels, UsageRow};
+pub mod receipt;
 pub mod renewal;
+pub mod sequence;
+pub use agenda::{Agenda, Entry};
 pub use renewal::{DueRenewal, Renewals};
+pub use sequence::Sequences;

@@ -60,10 +60,22 @@ impl Api {
         user: Option<&str>,
         body: Option<&str>,
     ) -> Answer {
+        self.call_as(method, path, user.map(|u| (u, "user")), body)
+            .await
+    }
+
+    /// As [`Api::call`], with the caller's role.
+    pub async fn call_as(
+        &self,
+        method: &str,
+        path: impl Into<String>,
+        caller: Option<(&str, &str)>,
+        body: Option<&str>,
+    ) -> Answer {
         let url = format!("{}{}", self.stack.url, path.into());
         let mut req = self.http.request(method.parse().unwrap(), url);
-        if let Some(user) = user {
-            req = req.bearer_auth(token(user, "user"));
+        if let Some((user, role)) = caller {
+            req = req.bearer_auth(token(user, role));
         }
         if let Some(body) = body {
             req = req
@@ -138,6 +150,26 @@ where
 pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
     let config = kassa_runtime::config::aws().await;
     aws_sdk_dynamodb::Client::new(&config)
+}
+
+/// Fresh tables of the template's shape: (events table, state table).
+pub async fn tables() -> (String, String) {
+    let client = dynamodb().await;
+    let template = kassa_local::template::Template::load(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"),
+    )
+    .unwrap();
+    let prefix = format!(
+        "tables-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[24..]
+    );
+    let names = kassa_local::resources::tables_only(&template, &client, &prefix)
+        .await
+        .unwrap();
+    (
+        names.physical["EventsTable"].clone(),
+        names.physical["StateTable"].clone(),
+    )
 }
 
 /// A fresh events table of the template's shape.

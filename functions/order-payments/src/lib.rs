@@ -1,0 +1,258 @@
+//! The order service's subscriptions (seed 001):
+//! - `payment.completed` → `order.completed`;
+//! - `payment.failed` / `payment.canceled` → the open order is canceled with the reason;
+//! - `payment.refunded` → `order.refunded`;
+//! - `credits.purchased` (seed 001's `wallet.credits_added`) → the credit order is fulfilled;
+//! - `user.deleted` → the user's open orders are canceled (their intents first) and their
+//!   subscriptions canceled at Stripe.
+//!
+//! Every transition is decided by the order's state, so a late or repeated delivery
+//! changes nothing it should not.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use kassa_domain::credits::CreditEvent;
+use kassa_domain::order::{self, Order, OrderCommand, OrderError};
+use kassa_domain::payment::PaymentEvent;
+use kassa_domain::user::UserEvent;
+use kassa_payments::gateway::{GatewayError, PaymentGateway};
+use kassa_payments::stripe::StripeGateway;
+use kassa_runtime::access::order_stream;
+use kassa_runtime::command::{self, Command};
+use kassa_runtime::config::ConfigError;
+use kassa_runtime::events::{self, EffectError};
+use kassa_runtime::orders::OrderBook;
+use kassa_runtime::{Clock, Config, SdkConfig};
+use kassa_store::{retry, EventStore, Idempotency, Metadata, RecordedEvent};
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub const NAME: &str = "order-payments";
+
+pub struct OrderPayments {
+    store: EventStore,
+    book: OrderBook,
+    idempotency: Idempotency,
+    gateway: StripeGateway,
+    state_table: String,
+    clock: Arc<dyn Clock>,
+}
+
+impl OrderPayments {
+    pub fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        let client = aws_sdk_dynamodb::Client::new(aws);
+        Ok(Self {
+            store: EventStore::new(client.clone(), &config.events_table),
+            book: OrderBook::new(client.clone(), &config.state_table),
+            idempotency: Idempotency::new(client, &config.state_table, NAME),
+            gateway: StripeGateway::new(&config.stripe.api_base, config.stripe.secret_key()?),
+            state_table: config.state_table.clone(),
+            clock,
+        })
+    }
+
+    pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
+        events::each(batch, |event| async move {
+            events::once(&self.idempotency, &event, self.clock.now(), || {
+                self.react(&event)
+            })
+            .await
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
+        let (order_id, command) = match event.context.as_str() {
+            "payments" => match event.decode::<PaymentEvent>()? {
+                PaymentEvent::Completed {
+                    payment_intent_id,
+                    payment_id,
+                    order_id,
+                    ..
+                } => (
+                    order_id,
+                    OrderCommand::Complete {
+                        payment_intent_id,
+                        payment_id,
+                    },
+                ),
+                PaymentEvent::Failed {
+                    order_id, error, ..
+                } => (
+                    order_id,
+                    OrderCommand::Cancel {
+                        reason: format!("payment_failed: {}", error.code.unwrap_or(error.message)),
+                    },
+                ),
+                PaymentEvent::Canceled { order_id, .. } => (
+                    order_id,
+                    OrderCommand::Cancel {
+                        reason: "payment_canceled".into(),
+                    },
+                ),
+                PaymentEvent::Refunded {
+                    payment_id,
+                    payment_intent_id,
+                    refund_id,
+                    order_id,
+                    amount,
+                    ..
+                } => (
+                    order_id,
+                    OrderCommand::Refund {
+                        payment_intent_id,
+                        payment_id,
+                        refund_id,
+                        amount,
+                    },
+                ),
+                PaymentEvent::IntentCreated { .. } => return skipped(event),
+            },
+            "credits" => match event.decode::<CreditEvent>()? {
+                CreditEvent::Purchased {
+                    order_id,
+                    credits,
+                    balance_after,
+                    workspace_id,
+                    ..
+                } => (
+                    order_id,
+                    OrderCommand::Fulfill {
+                        details: serde_json::json!({
+                            "workspace_id": workspace_id,
+                            "credits": credits,
+                            "balance_after": balance_after,
+                        }),
+                    },
+                ),
+                _ => return skipped(event),
+            },
+            "accounts" => {
+                let UserEvent::Deleted { user_id, .. } = event.decode::<UserEvent>()?;
+                return self.forget_user(event, user_id.as_str()).await;
+            }
+            _ => return skipped(event),
+        };
+        let recorded = self.apply(event, order_id, command).await?;
+        Ok(serde_json::json!({ "order_id": order_id, "recorded": recorded }))
+    }
+
+    /// Applies `command`; a transition the state no longer allows is reported, not retried
+    /// (a failure after completion, a cancellation of an expired order). An order that is
+    /// not paid yet when its fulfilment arrives fails, so SQS redelivers it later.
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        order_id: Uuid,
+        command: OrderCommand,
+    ) -> Result<usize, EffectError> {
+        let stream = order_stream(order_id);
+        let fulfil = matches!(command, OrderCommand::Fulfill { .. });
+        let decide = |state: Option<&Order>| order::decide(state, command.clone());
+        let outcome = command::run(
+            &self.store,
+            self.clock.now(),
+            Command {
+                stream: &stream,
+                metadata: Metadata::caused_by(event, format!("system:{NAME}")),
+                decide: &decide,
+                evolve: order::evolve,
+                also: &command::nothing,
+                attempts: retry::DEFAULT_ATTEMPTS,
+            },
+        )
+        .await?;
+        match outcome {
+            Ok(done) => Ok(done.recorded.len()),
+            Err(e @ OrderError::NotPaid(_)) if fulfil => Err(e.to_string().into()),
+            Err(OrderError::NotFound) => Err(format!("order {order_id} not found yet").into()),
+            Err(e) => {
+                tracing::info!(%order_id, event_type = %event.event_type, reason = %e, "order unchanged");
+                Ok(0)
+            }
+        }
+    }
+
+    async fn forget_user(
+        &self,
+        event: &RecordedEvent,
+        user: &str,
+    ) -> Result<serde_json::Value, EffectError> {
+        let mut canceled = 0;
+        for order_id in self.book.orders_of(user).await? {
+            let Some(head) = self.store.load(&order_stream(order_id)).await? else {
+                continue;
+            };
+            let order: Order = head.state()?;
+            if !order.status.is_open() {
+                continue;
+            }
+            if let Some(intent) = &order.payment_intent_id {
+                match self
+                    .gateway
+                    .cancel_payment_intent(intent, &format!("cancel-{order_id}"))
+                    .await
+                {
+                    // Paid meanwhile: the payment's own events settle the order.
+                    Ok(_) | Err(GatewayError::Refused { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            canceled += self
+                .apply(
+                    event,
+                    order_id,
+                    OrderCommand::Cancel {
+                        reason: "user_deleted".into(),
+                    },
+                )
+                .await?
+                .min(1);
+        }
+        let mut subscriptions = 0;
+        for subscription in self.subscriptions_of(user).await? {
+            match self
+                .gateway
+                .cancel_subscription(&subscription, &format!("user-deleted-{subscription}"))
+                .await
+            {
+                // Already canceled at Stripe: nothing left to stop.
+                Ok(_) | Err(GatewayError::Refused { .. }) => subscriptions += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(
+            serde_json::json!({ "orders_canceled": canceled, "subscriptions_canceled": subscriptions }),
+        )
+    }
+
+    /// The subscriptions the webhook indexed for `user`.
+    async fn subscriptions_of(&self, user: &str) -> Result<Vec<String>, EffectError> {
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        let mut pages = self
+            .store
+            .client()
+            .query()
+            .table_name(&self.state_table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", S(format!("subscriptions#{user}")))
+            .into_paginator()
+            .items()
+            .send();
+        let mut ids = Vec::new();
+        while let Some(item) = pages.next().await {
+            if let Some(S(id)) = item?.get("sk") {
+                ids.push(id.clone());
+            }
+        }
+        Ok(ids)
+    }
+}
+
+fn skipped(event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
+    Ok(serde_json::json!({ "skipped": event.event_type }))
+}

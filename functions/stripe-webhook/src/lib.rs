@@ -1,0 +1,598 @@
+//! The Stripe webhook Lambda. The signature is the authentication: it is verified on the
+//! raw body before anything is parsed, and a bad or missing one is a 400 with nothing
+//! written.
+//!
+//! Each delivery becomes kassa events on the stream it concerns (a payment intent, a
+//! subscription, an invoice). Stripe delivers at least once and in any order, so:
+//! - the event id is recorded by a conditional put in the same transaction as its events,
+//!   and a repeat (even 50 at once) finds it there and has no second effect;
+//! - every translation is decided against the stream's state, never by arrival: a failure
+//!   after the success changes nothing, an older subscription update is ignored.
+//!
+//! Deliveries about objects kassa did not create (no kassa metadata, or an order this
+//! deployment does not know) are acknowledged and ignored, so an account shared with other
+//! systems does not make Stripe retry forever.
+
+use kassa_domain::identity::UserId;
+use kassa_domain::invoice::{self, Draft, Invoice, InvoiceCommand, PAYMENT_TERMS_DAYS};
+use kassa_domain::money::{Currency, Money};
+use kassa_domain::order::OrderLine;
+use kassa_domain::payment::{self, IntentOrigin, Payment, PaymentCommand};
+use kassa_domain::subscription::{self, Snapshot, Subscription, SubscriptionCommand};
+use kassa_payments::stripe_event::{
+    self, IntentFacts, InvoiceFacts, Signal, StripeEvent, SubscriptionFacts,
+};
+use kassa_payments::webhook_signature;
+use kassa_runtime::access::{order_stream, payment_stream, subscription_stream};
+use kassa_runtime::command::{self, Command};
+use kassa_runtime::config::ConfigError;
+use kassa_runtime::http::{json, respond};
+use kassa_runtime::invoicing::{self, Invoicing, OVERDUE_AGENDA};
+use kassa_runtime::orders::{ORDER_KEY, USER_KEY, WORKSPACE_KEY};
+use kassa_runtime::{Clock, Config, Problem, SdkConfig};
+use kassa_store::receipt::{receipt, RECEIPT};
+use kassa_store::{retry, Agenda, Commit, EventStore, Metadata, StoreError, StreamId};
+use lambda_http::{Body, Request, Response};
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub const NAME: &str = "stripe-webhook";
+
+pub struct StripeWebhook {
+    store: EventStore,
+    invoicing: Invoicing,
+    overdue: Agenda,
+    state_table: String,
+    secret: String,
+    tolerance_secs: i64,
+    clock: Arc<dyn Clock>,
+}
+
+/// What a delivery did, as answered to Stripe (and seen in its dashboard).
+enum Outcome {
+    Recorded(usize),
+    Duplicate,
+    Ignored(String),
+}
+
+fn server_error(e: &StoreError) -> Problem {
+    // Stripe retries any non-2xx: a store failure must not be acknowledged.
+    tracing::error!(error = %e, "webhook not stored; Stripe will retry");
+    Problem::new(503, "not_stored", "the event could not be stored; retry").retry_after(5)
+}
+
+impl StripeWebhook {
+    pub fn new(
+        store: EventStore,
+        state_table: &str,
+        secret: impl Into<String>,
+        tolerance_secs: i64,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            invoicing: Invoicing::new(store.clone(), state_table),
+            overdue: Agenda::new(store.client().clone(), state_table, OVERDUE_AGENDA),
+            store,
+            state_table: state_table.to_owned(),
+            secret: secret.into(),
+            tolerance_secs,
+            clock,
+        }
+    }
+
+    pub fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        let client = aws_sdk_dynamodb::Client::new(aws);
+        Ok(Self::new(
+            EventStore::new(client, &config.events_table),
+            &config.state_table,
+            config.stripe.webhook_secret()?,
+            config.stripe.webhook_tolerance_secs,
+            clock,
+        ))
+    }
+
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        respond(self.receive(&request).await)
+    }
+
+    async fn receive(&self, request: &Request) -> Result<Response<Body>, Problem> {
+        let body: &[u8] = match request.body() {
+            Body::Text(t) => t.as_bytes(),
+            Body::Binary(b) => b,
+            _ => b"",
+        };
+        let header = request
+            .headers()
+            .get("stripe-signature")
+            .and_then(|v| v.to_str().ok());
+        webhook_signature::verify(
+            body,
+            header,
+            &self.secret,
+            self.clock.now().unix_timestamp(),
+            self.tolerance_secs,
+        )
+        .map_err(|e| Problem::bad_request("invalid_signature", e.to_string()))?;
+        let event = stripe_event::parse(body)
+            .map_err(|e| Problem::bad_request("invalid_event", e.to_string()))?;
+        let outcome = self.dispatch(&event).await?;
+        let answer = match outcome {
+            Outcome::Recorded(n) => serde_json::json!({ "id": event.id, "recorded": n }),
+            Outcome::Duplicate => serde_json::json!({ "id": event.id, "duplicate": true }),
+            Outcome::Ignored(why) => {
+                tracing::info!(id = %event.id, event_type = %event.event_type, %why, "ignored");
+                serde_json::json!({ "id": event.id, "ignored": why })
+            }
+        };
+        Ok(json(200, &answer))
+    }
+
+    fn metadata(&self, event: &StripeEvent) -> Metadata {
+        // Stripe event ids are not UUIDs: the correlation id derives from it, so every
+        // kassa event a delivery causes shares one, stable across redeliveries.
+        let correlation = Uuid::new_v5(&Uuid::NAMESPACE_OID, event.id.as_bytes());
+        Metadata::origin(correlation, format!("system:{NAME}"))
+    }
+
+    fn receipt(&self, commit: &mut Commit, event: &StripeEvent) -> Result<(), StoreError> {
+        commit.put(
+            receipt(
+                self.store.table(),
+                "stripe",
+                &event.id,
+                &event.event_type,
+                self.clock.now(),
+            )?,
+            RECEIPT,
+        );
+        Ok(())
+    }
+
+    async fn dispatch(&self, event: &StripeEvent) -> Result<Outcome, Problem> {
+        match &event.signal {
+            Signal::IntentSucceeded { intent, charge_id } => {
+                let payment_id = charge_id.clone().unwrap_or_else(|| intent.id.clone());
+                self.on_intent(event, intent, |origin| PaymentCommand::Succeed {
+                    origin,
+                    payment_id: payment_id.clone(),
+                })
+                .await
+            }
+            Signal::IntentFailed {
+                intent,
+                code,
+                message,
+            } => {
+                self.on_intent(event, intent, |origin| PaymentCommand::Fail {
+                    origin,
+                    code: code.clone(),
+                    message: message.clone(),
+                })
+                .await
+            }
+            Signal::IntentCanceled { intent, reason } => {
+                self.on_intent(event, intent, |origin| PaymentCommand::Cancel {
+                    origin,
+                    reason: reason.clone(),
+                })
+                .await
+            }
+            Signal::ChargeRefunded {
+                intent_id,
+                charge_id,
+                currency,
+                amount_minor,
+                refunds,
+            } => {
+                let Some(currency) = Currency::from_code(currency) else {
+                    return Ok(Outcome::Ignored(format!("currency {currency}")));
+                };
+                let refunds: Vec<(String, Money, Option<String>)> = refunds
+                    .iter()
+                    .filter(|r| !matches!(r.status.as_deref(), Some("failed" | "canceled")))
+                    .map(|r| {
+                        (
+                            r.id.clone(),
+                            Money::from_minor(r.amount_minor, currency),
+                            r.reason.clone(),
+                        )
+                    })
+                    .collect();
+                let cumulative = Money::from_minor(*amount_minor, currency);
+                self.on_refund(event, intent_id, charge_id, refunds, cumulative)
+                    .await
+            }
+            Signal::InvoicePaid { invoice } => self.on_invoice(event, invoice, true).await,
+            Signal::InvoicePaymentFailed { invoice } => {
+                self.on_invoice(event, invoice, false).await
+            }
+            Signal::SubscriptionCreated(s) | Signal::SubscriptionUpdated(s) => {
+                self.on_subscription(event, s, false).await
+            }
+            Signal::SubscriptionDeleted(s) => self.on_subscription(event, s, true).await,
+            Signal::Unhandled => Ok(Outcome::Ignored(format!(
+                "{} is not handled",
+                event.event_type
+            ))),
+        }
+    }
+
+    /// Runs a command on `stream` with the delivery's receipt in its commit.
+    async fn record<S, E>(
+        &self,
+        event: &StripeEvent,
+        stream: &StreamId,
+        decide: &(dyn Fn(Option<&S>) -> Vec<E> + Send + Sync),
+        evolve: fn(Option<S>, &E) -> Option<S>,
+        extra: &(dyn Fn(&mut Commit, Option<&S>, &[E]) -> Result<(), StoreError> + Send + Sync),
+    ) -> Result<Outcome, Problem>
+    where
+        S: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync,
+        E: kassa_domain::event::DomainEvent + Send + Sync,
+    {
+        let decide = |state: Option<&S>| Ok::<_, std::convert::Infallible>(decide(state));
+        let also = |commit: &mut Commit, state: Option<&S>, events: &[E]| {
+            self.receipt(commit, event)?;
+            extra(commit, state, events)
+        };
+        let outcome = command::run(
+            &self.store,
+            self.clock.now(),
+            Command {
+                stream,
+                metadata: self.metadata(event),
+                decide: &decide,
+                evolve,
+                also: &also,
+                attempts: retry::DEFAULT_ATTEMPTS,
+            },
+        )
+        .await;
+        match outcome {
+            Ok(Ok(done)) if done.recorded.is_empty() => Ok(Outcome::Ignored(
+                "nothing changed: already applied or superseded".into(),
+            )),
+            Ok(Ok(done)) => Ok(Outcome::Recorded(done.recorded.len())),
+            Ok(Err(never)) => match never {},
+            Err(StoreError::Refused(RECEIPT)) => Ok(Outcome::Duplicate),
+            Err(e) => Err(server_error(&e)),
+        }
+    }
+
+    /// Who the intent belongs to, from the metadata kassa put on it, if the order exists here.
+    async fn origin(&self, intent: &IntentFacts) -> Result<Option<IntentOrigin>, Problem> {
+        let (Some(order), Some(user), Some(currency)) = (
+            intent
+                .metadata
+                .get(ORDER_KEY)
+                .and_then(|o| Uuid::parse_str(o).ok()),
+            intent.metadata.get(USER_KEY),
+            Currency::from_code(&intent.currency),
+        ) else {
+            return Ok(None);
+        };
+        let known = self
+            .store
+            .load(&order_stream(order))
+            .await
+            .map_err(|e| server_error(&e))?
+            .is_some();
+        Ok(known.then(|| IntentOrigin {
+            payment_intent_id: intent.id.clone(),
+            order_id: order,
+            user_id: UserId::new(user.clone()),
+            amount: Money::from_minor(intent.amount_minor, currency),
+        }))
+    }
+
+    async fn on_intent(
+        &self,
+        event: &StripeEvent,
+        intent: &IntentFacts,
+        command: impl Fn(IntentOrigin) -> PaymentCommand + Send + Sync,
+    ) -> Result<Outcome, Problem> {
+        let Some(origin) = self.origin(intent).await? else {
+            return Ok(Outcome::Ignored("not a kassa payment".into()));
+        };
+        let decide = |state: Option<&Payment>| payment::decide(state, command(origin.clone()));
+        self.record(
+            event,
+            &payment_stream(&intent.id),
+            &decide,
+            payment::evolve,
+            &command::nothing,
+        )
+        .await
+    }
+
+    async fn on_refund(
+        &self,
+        event: &StripeEvent,
+        intent_id: &str,
+        charge_id: &str,
+        refunds: Vec<(String, Money, Option<String>)>,
+        cumulative: Money,
+    ) -> Result<Outcome, Problem> {
+        let stream = payment_stream(intent_id);
+        let known = self
+            .store
+            .load(&stream)
+            .await
+            .map_err(|e| server_error(&e))?;
+        let Some(head) = known else {
+            return Ok(Outcome::Ignored(
+                "refund of a payment kassa does not know".into(),
+            ));
+        };
+        let payment: Payment = head.state().map_err(|e| server_error(&e))?;
+        let origin = IntentOrigin {
+            payment_intent_id: intent_id.to_owned(),
+            order_id: payment.order_id,
+            user_id: payment.user_id.clone(),
+            amount: payment.amount,
+        };
+        let decide = |state: Option<&Payment>| {
+            let mut state = state.cloned();
+            let mut events = Vec::new();
+            let mut apply = |state: &mut Option<Payment>, command| {
+                let out = payment::decide(state.as_ref(), command);
+                *state = out.iter().fold(state.take(), payment::evolve);
+                events.extend(out);
+            };
+            if refunds.is_empty() {
+                // Newer API versions do not list the refunds: book what the cumulative
+                // figure adds to what is already recorded.
+                let booked = state.as_ref().map_or(rust_decimal::Decimal::ZERO, |p| {
+                    p.refunds.values().map(|m| m.amount).sum()
+                });
+                let delta = cumulative.amount - booked;
+                if delta > rust_decimal::Decimal::ZERO {
+                    apply(
+                        &mut state,
+                        PaymentCommand::Refund {
+                            origin: origin.clone(),
+                            payment_id: charge_id.to_owned(),
+                            refund_id: format!(
+                                "{charge_id}:{}",
+                                cumulative.minor_units().unwrap_or(0)
+                            ),
+                            amount: Money::new(delta, cumulative.currency),
+                            reason: None,
+                        },
+                    );
+                }
+            }
+            for (refund_id, amount, reason) in &refunds {
+                apply(
+                    &mut state,
+                    PaymentCommand::Refund {
+                        origin: origin.clone(),
+                        payment_id: charge_id.to_owned(),
+                        refund_id: refund_id.clone(),
+                        amount: *amount,
+                        reason: reason.clone(),
+                    },
+                );
+            }
+            events
+        };
+        self.record(event, &stream, &decide, payment::evolve, &command::nothing)
+            .await
+    }
+
+    async fn on_subscription(
+        &self,
+        event: &StripeEvent,
+        facts: &SubscriptionFacts,
+        deleted: bool,
+    ) -> Result<Outcome, Problem> {
+        let Some(user) = facts.metadata.get(USER_KEY).map(UserId::new) else {
+            return Ok(Outcome::Ignored("not a kassa subscription".into()));
+        };
+        let snapshot = Snapshot {
+            subscription_id: facts.id.clone(),
+            customer: facts.customer.clone(),
+            user_id: Some(user.clone()),
+            plan: facts.price.clone(),
+            status: facts.status.clone(),
+            current_period_end: facts.current_period_end,
+            cancel_at_period_end: facts.cancel_at_period_end,
+            ended_at: facts.ended_at,
+        };
+        let at = event.created;
+        let decide = |state: Option<&Subscription>| {
+            subscription::decide(
+                state,
+                SubscriptionCommand::Observe {
+                    at,
+                    snapshot: snapshot.clone(),
+                    deleted,
+                },
+            )
+        };
+        let index = |commit: &mut Commit, _: Option<&Subscription>, events: &[_]| {
+            let announced = events
+                .iter()
+                .any(|e| matches!(e, subscription::SubscriptionEvent::Created { .. }));
+            if announced {
+                commit.put(self.subscriber_entry(&user, &facts.id)?, "subscriber_index");
+            }
+            Ok(())
+        };
+        self.record(
+            event,
+            &subscription_stream(&facts.id),
+            &decide,
+            subscription::evolve,
+            &index,
+        )
+        .await
+    }
+
+    /// Each user's subscriptions, for `user.deleted` to cancel.
+    fn subscriber_entry(
+        &self,
+        user: &UserId,
+        subscription: &str,
+    ) -> Result<aws_sdk_dynamodb::types::Put, StoreError> {
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.state_table)
+            .item("pk", S(format!("subscriptions#{user}")))
+            .item("sk", S(subscription.to_owned()))
+            .build()
+            .map_err(StoreError::dynamo)
+    }
+
+    async fn on_invoice(
+        &self,
+        event: &StripeEvent,
+        facts: &InvoiceFacts,
+        paid: bool,
+    ) -> Result<Outcome, Problem> {
+        let meta = |k: &str| {
+            facts
+                .subscription_metadata
+                .get(k)
+                .or_else(|| facts.metadata.get(k))
+                .cloned()
+        };
+        let (Some(user), Some(currency)) = (
+            meta(USER_KEY).map(UserId::new),
+            Currency::from_code(&facts.currency),
+        ) else {
+            return Ok(Outcome::Ignored("not a kassa invoice".into()));
+        };
+        let workspace = meta(WORKSPACE_KEY).and_then(|w| Uuid::parse_str(&w).ok());
+        let issued_on = time::OffsetDateTime::from_unix_timestamp(event.created)
+            .map_err(|e| Problem::bad_request("invalid_event", e.to_string()))?
+            .date();
+        let due_date = facts
+            .due_date
+            .and_then(|d| time::OffsetDateTime::from_unix_timestamp(d).ok())
+            .map(|d| d.date())
+            .unwrap_or(issued_on + time::Duration::days(PAYMENT_TERMS_DAYS));
+        let draft = Draft {
+            invoice_id: invoicing::invoice_id(&format!("stripe:{}", facts.id)),
+            series: invoicing::series(workspace, &user),
+            user_id: user.clone(),
+            workspace_id: workspace,
+            order_id: None,
+            provider_invoice_id: Some(facts.id.clone()),
+            lines: lines(facts, currency),
+            tax_rate: None,
+            tax: Money::from_minor(facts.tax_minor.unwrap_or(0), currency),
+            issued_on,
+            due_date,
+        };
+        let metadata = self.metadata(event);
+        let now = self.clock.now();
+        let payment = paid.then(|| (facts.id.clone(), issued_on));
+        let issued = self
+            .invoicing
+            .issue(
+                draft,
+                payment.clone(),
+                Some(&self.overdue),
+                metadata.clone(),
+                now,
+            )
+            .await
+            .map_err(|e| server_error(&e))?;
+        let mut recorded = issued.recorded.len();
+        if let (Some((payment_id, paid_on)), true) = (payment, issued.recorded.is_empty()) {
+            // Issued earlier as open (its payment failed first): now it is paid.
+            let stream = kassa_runtime::access::invoice_stream(issued.invoice.invoice_id);
+            let decide = |state: Option<&Invoice>| {
+                invoice::decide(
+                    state,
+                    InvoiceCommand::Pay {
+                        payment_id: payment_id.clone(),
+                        paid_on,
+                    },
+                )
+                .unwrap_or_default()
+            };
+            match self
+                .record(event, &stream, &decide, invoice::evolve, &command::nothing)
+                .await?
+            {
+                Outcome::Recorded(n) => recorded += n,
+                Outcome::Duplicate => return Ok(Outcome::Duplicate),
+                Outcome::Ignored(_) => {}
+            }
+        }
+        if let (false, Some(sub)) = (paid, &facts.subscription) {
+            let decide = |state: Option<&Subscription>| {
+                subscription::decide(
+                    state,
+                    SubscriptionCommand::PaymentFailed {
+                        at: event.created,
+                        subscription_id: sub.clone(),
+                        user_id: Some(user.clone()),
+                        attempt_count: facts.attempt_count,
+                        invoice: facts.id.clone(),
+                    },
+                )
+            };
+            match self
+                .record(
+                    event,
+                    &subscription_stream(sub),
+                    &decide,
+                    subscription::evolve,
+                    &command::nothing,
+                )
+                .await?
+            {
+                Outcome::Recorded(n) => recorded += n,
+                Outcome::Duplicate => return Ok(Outcome::Duplicate),
+                Outcome::Ignored(_) => {}
+            }
+        }
+        Ok(if recorded > 0 {
+            Outcome::Recorded(recorded)
+        } else {
+            Outcome::Ignored("nothing changed: already applied".into())
+        })
+    }
+}
+
+/// The invoice's lines in kassa's terms; an invoice without lines gets one for its total.
+fn lines(facts: &InvoiceFacts, currency: Currency) -> Vec<OrderLine> {
+    let mut out: Vec<OrderLine> = facts
+        .lines
+        .iter()
+        .map(|l| {
+            let quantity = l.quantity.unwrap_or(1).max(1);
+            let amount = Money::from_minor(l.amount_minor, currency);
+            OrderLine {
+                description: l
+                    .description
+                    .clone()
+                    .or_else(|| l.price.clone())
+                    .unwrap_or_else(|| "subscription".into()),
+                quantity,
+                unit_price: Money::new(
+                    amount.amount / rust_decimal::Decimal::from(quantity),
+                    currency,
+                ),
+                amount,
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        let amount = Money::from_minor(facts.subtotal_minor, currency);
+        out.push(OrderLine {
+            description: facts.number.clone().unwrap_or_else(|| facts.id.clone()),
+            quantity: 1,
+            unit_price: amount,
+            amount,
+        });
+    }
+    out
+}
