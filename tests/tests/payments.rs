@@ -743,12 +743,23 @@ async fn deleting_a_user_cancels_their_open_orders() {
     );
 }
 
+/// (what, method, path, caller, body, expected status, expected problem code)
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    String,
+    Option<&'a str>,
+    Option<&'a str>,
+    u16,
+    &'a str,
+);
+
 #[tokio::test]
 async fn bad_input_to_the_order_routes_is_a_clear_4xx_and_writes_nothing() {
     let api = Api::start().await;
     let (ws, _) = api.workspace(BUYER, "pro").await;
     let purchases = format!("/workspaces/{ws}/credits/purchases");
-    let cases: Vec<(&str, &str, String, Option<&str>, Option<&str>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "malformed",
             "POST",
@@ -912,7 +923,7 @@ async fn bad_input_to_the_order_routes_is_a_clear_4xx_and_writes_nothing() {
     let bought = buy(&api, &ws, "starter").await;
     let order_path = format!("/orders/{}", bought.order);
     let before = order(&api, &bought.order).await["version"].clone();
-    let cases: Vec<(&str, &str, String, Option<&str>, Option<&str>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "others' order",
             "GET",

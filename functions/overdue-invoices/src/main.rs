@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let handler = &handler;
     run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent>| async move {
-            handler.handle(event.payload).await.map_err(Error::from)
+            handler.handle(event.payload).await
         },
     ))
     .await

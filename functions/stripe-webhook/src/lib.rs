@@ -228,7 +228,7 @@ impl StripeWebhook {
         stream: &StreamId,
         decide: &(dyn Fn(Option<&S>) -> Vec<E> + Send + Sync),
         evolve: fn(Option<S>, &E) -> Option<S>,
-        extra: &(dyn Fn(&mut Commit, Option<&S>, &[E]) -> Result<(), StoreError> + Send + Sync),
+        extra: &command::Also<'_, S, E>,
     ) -> Result<Outcome, Problem>
     where
         S: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync,

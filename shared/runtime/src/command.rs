@@ -16,14 +16,20 @@ pub struct Done<S> {
     pub recorded: Vec<RecordedEvent>,
 }
 
+/// Decides a command on the stream's current state (`None` for a new stream).
+pub type Decide<'a, S, E, X> = dyn Fn(Option<&S>) -> Result<Vec<E>, X> + Send + Sync + 'a;
+
+/// Adds index, lock or receipt items to the commit, given the state after the events.
+pub type Also<'a, S, E> =
+    dyn Fn(&mut Commit, Option<&S>, &[E]) -> Result<(), StoreError> + Send + Sync + 'a;
+
 /// A command's decision on one stream and the other items its commit must carry.
 pub struct Command<'a, S, E, X> {
     pub stream: &'a StreamId,
     pub metadata: Metadata,
-    pub decide: &'a (dyn Fn(Option<&S>) -> Result<Vec<E>, X> + Send + Sync),
+    pub decide: &'a Decide<'a, S, E, X>,
     pub evolve: fn(Option<S>, &E) -> Option<S>,
-    /// Adds index, lock or receipt items to the commit, given the state after the events.
-    pub also: &'a (dyn Fn(&mut Commit, Option<&S>, &[E]) -> Result<(), StoreError> + Send + Sync),
+    pub also: &'a Also<'a, S, E>,
     pub attempts: u32,
 }
 
