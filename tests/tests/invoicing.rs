@@ -37,17 +37,25 @@ fn draft(workspace: Uuid, order: Uuid) -> Draft {
     }
 }
 
+/// Lambda sandboxes issuing at once, each with its own client and in-process state.
+const SANDBOXES: usize = 10;
+
 #[tokio::test]
 async fn a_hundred_concurrent_purchases_get_a_hundred_gapless_numbers() {
     let (events, state) = common::tables().await;
-    let store = EventStore::new(common::dynamodb().await, events);
-    let invoicing = Arc::new(Invoicing::new(store, state));
+    let mut sandboxes = Vec::new();
+    for _ in 0..SANDBOXES {
+        let store = EventStore::new(common::dynamodb().await, events.clone());
+        sandboxes.push(Arc::new(Invoicing::new(store, state.clone())));
+    }
+    let invoicing = sandboxes[0].clone();
     let workspace = Uuid::now_v7();
     let orders: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
     let tasks: Vec<_> = orders
         .iter()
-        .map(|order| {
-            let (invoicing, draft) = (invoicing.clone(), draft(workspace, *order));
+        .enumerate()
+        .map(|(i, order)| {
+            let (invoicing, draft) = (sandboxes[i % SANDBOXES].clone(), draft(workspace, *order));
             tokio::spawn(async move {
                 invoicing
                     .issue(

@@ -34,6 +34,10 @@ pub fn run(repo: &Repo, args: &[String]) -> Result<ExitCode> {
     println!("dev: API        http://{listen}");
     println!("dev: mail sink  {}", repo.mail_sink().display());
     println!(
+        "dev: Stripe     {} (localstripe; its webhooks go to http://{listen}/stripe/webhook)",
+        emulators.stripe_url
+    );
+    println!(
         "dev: demo token (user {DEMO_USER}, role {})",
         token::DEFAULT_ROLE
     );

@@ -36,6 +36,7 @@ pub struct Emulators {
     /// localstripe, a stateful fake of Stripe's API that also sends signed webhooks.
     pub stripe_url: String,
     jwt_secret: String,
+    webhook_secret: String,
     mail_sink: PathBuf,
     // Held only to be stopped when this value is dropped.
     _dynamodb: Supervised,
@@ -75,6 +76,7 @@ impl Emulators {
             moto_url: format!("http://127.0.0.1:{moto_port}"),
             stripe_url: format!("http://127.0.0.1:{stripe_port}"),
             jwt_secret,
+            webhook_secret: local_webhook_secret(),
             mail_sink,
             _dynamodb: dynamodb,
             _moto: moto,
@@ -104,12 +106,24 @@ impl Emulators {
             ("KASSA_STRIPE_API_BASE", self.stripe_url.clone()),
             // localstripe accepts any test-mode key; a real one never belongs here.
             ("KASSA_STRIPE_SECRET_KEY", "sk_test_local".to_owned()),
+            // The local webhook endpoint's signing secret; kassa-local registers it with
+            // localstripe, which signs its deliveries with it.
+            ("KASSA_STRIPE_WEBHOOK_SECRET", self.webhook_secret.clone()),
             (
                 "KASSA_MAIL_SINK_DIR",
                 self.mail_sink.to_string_lossy().into_owned(),
             ),
         ]
     }
+}
+
+/// A fresh secret per run: it only has to differ from anything a real endpoint uses.
+fn local_webhook_secret() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("whsec_local_{:x}{:x}", nanos, std::process::id())
 }
 
 fn start_dynamodb(repo: &Repo, port: u16, log: &Path) -> Result<Supervised> {

@@ -5,16 +5,20 @@
 use crate::access::invoice_stream;
 use kassa_domain::identity::UserId;
 use kassa_domain::invoice::{self, Draft, Invoice, InvoiceCommand, InvoiceEvent};
-use kassa_store::sequence::SEQUENCE;
+use kassa_store::sequence::{LEASE as LEASE_LOST, SEQUENCE};
 use kassa_store::{EventStore, Metadata, RecordedEvent, Sequences, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-/// Contention on a series' counter is expected (a burst of purchases). Every refusal
-/// means another issue took a number, so the series makes progress; a contender keeps
-/// trying until this much time has passed.
+/// Contention on a series is expected (a burst of purchases): a contender waits for the
+/// series' lease until this much time has passed.
 const PATIENCE: Duration = Duration::from_secs(120);
+
+/// How long a holder may keep a series' lease; a crashed holder blocks it no longer.
+const LEASE: Duration = Duration::from_secs(10);
 
 /// The agenda partition of open invoices, by due date.
 pub const OVERDUE_AGENDA: &str = "invoices-due";
@@ -50,6 +54,8 @@ pub struct Invoicing {
     store: EventStore,
     sequences: Sequences,
     state_table: String,
+    /// Issues of one series within this instance queue here instead of polling the lease.
+    local: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Invoicing {
@@ -59,6 +65,7 @@ impl Invoicing {
             store,
             sequences,
             state_table: state_table.into(),
+            local: Arc::default(),
         }
     }
 
@@ -79,7 +86,13 @@ impl Invoicing {
     ) -> Result<Issued, StoreError> {
         let stream = invoice_stream(draft.invoice_id);
         let name = format!("{}#{}", draft.series, draft.issued_on.year());
+        let turn = {
+            let mut queues = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            queues.entry(name.clone()).or_default().clone()
+        };
+        let _turn = turn.lock().await;
         let deadline = std::time::Instant::now() + PATIENCE;
+        let holder = Uuid::now_v7().to_string();
         let mut tries = 0u32;
         loop {
             tries += 1;
@@ -88,6 +101,18 @@ impl Invoicing {
                     invoice: head.state()?,
                     recorded: Vec::new(),
                 });
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(StoreError::Conflict {
+                    stream,
+                    current: None,
+                });
+            }
+            if !self.sequences.lease(&name, &holder, now, LEASE).await? {
+                // Someone is issuing in this series right now: wait a moment, cheaply.
+                let cap_ms = (1u64 << tries.min(5)).clamp(2, 25);
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=cap_ms))).await;
+                continue;
             }
             let last = self.sequences.last(&name).await?;
             let mut events = invoice::decide(
@@ -115,6 +140,7 @@ impl Invoicing {
             let mut commit = self.store.commit_builder(metadata.clone(), now);
             commit.append::<InvoiceEvent>(&stream, 0, &events, &invoice)?;
             commit.update(self.sequences.take_next(&name, last)?, SEQUENCE);
+            commit.delete(self.sequences.release(&name, &holder)?, LEASE_LOST);
             commit.put(self.index_entry(&draft.series, &invoice)?, "invoice_index");
             if let (Some(agenda), true) = (agenda, paid.is_none()) {
                 commit.put(
@@ -124,13 +150,13 @@ impl Invoicing {
             }
             match self.store.commit(commit).await {
                 Ok(recorded) => return Ok(Issued { invoice, recorded }),
-                Err(StoreError::Refused(SEQUENCE) | StoreError::Conflict { .. })
-                    if std::time::Instant::now() < deadline =>
-                {
-                    let cap_ms = (2u64 << tries.min(5)).min(50);
-                    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap_ms))).await;
+                Err(StoreError::Refused(SEQUENCE | LEASE_LOST) | StoreError::Conflict { .. }) => {
+                    self.sequences.abandon(&name, &holder).await?;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.sequences.abandon(&name, &holder).await?;
+                    return Err(e);
+                }
             }
         }
     }
