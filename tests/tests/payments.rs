@@ -199,42 +199,6 @@ async fn buy(api: &Api, ws: &str, pack: &str) -> Bought {
     }
 }
 
-/// What the paying browser does with the client secret: attach a card and confirm.
-async fn pay_at_localstripe(intent: &str) -> Value {
-    let (base, key) = (stripe_base(), stripe_key());
-    let http = reqwest::Client::new();
-    let pm: Value = http
-        .post(format!("{base}/v1/payment_methods"))
-        .basic_auth(&key, Some(""))
-        .form(&[
-            ("type", "card"),
-            ("card[number]", "4242424242424242"),
-            ("card[exp_month]", "12"),
-            ("card[exp_year]", "2030"),
-            ("card[cvc]", "123"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    http.post(format!("{base}/v1/payment_intents/{intent}"))
-        .basic_auth(&key, Some(""))
-        .form(&[("payment_method", pm["id"].as_str().unwrap())])
-        .send()
-        .await
-        .unwrap();
-    http.post(format!("{base}/v1/payment_intents/{intent}/confirm"))
-        .basic_auth(&key, Some(""))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn intent_at_localstripe(intent: &str) -> Value {
     reqwest::Client::new()
         .get(format!("{}/v1/payment_intents/{intent}", stripe_base()))
@@ -261,7 +225,7 @@ async fn credits_bought_and_paid_at_localstripe_are_added_invoiced_receipted_and
 
     let bought = buy(&api, &ws, "starter").await;
     assert_eq!(bought.amount_minor, 1_000, "10.00 USD, no tax by default");
-    let paid = pay_at_localstripe(&bought.intent).await;
+    let paid = common::pay_at_localstripe(&bought.intent).await;
     assert_eq!(paid["status"], "succeeded", "{paid}");
 
     // localstripe's signed payment_intent.succeeded → payment.completed → order.completed

@@ -1,5 +1,7 @@
 //! The Stripe adapter against localstripe, a stateful fake of Stripe's API.
 
+mod common;
+
 use kassa_domain::money::{Currency, Money};
 use kassa_payments::gateway::{GatewayError, IntentRequest, PaymentGateway, SubscriptionRequest};
 use kassa_payments::stripe::StripeGateway;
@@ -20,46 +22,6 @@ fn usd(amount: &str) -> Money {
 
 fn key() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-/// What the paying browser does with the client secret: attach a card and confirm.
-async fn pay_with_test_card(intent: &str) -> String {
-    let base = std::env::var("KASSA_STRIPE_API_BASE").unwrap();
-    let secret = std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap();
-    let http = reqwest::Client::new();
-    let pm: serde_json::Value = http
-        .post(format!("{base}/v1/payment_methods"))
-        .basic_auth(&secret, Some(""))
-        .form(&[
-            ("type", "card"),
-            ("card[number]", "4242424242424242"),
-            ("card[exp_month]", "12"),
-            ("card[exp_year]", "2030"),
-            ("card[cvc]", "123"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    // localstripe confirms an intent that already holds its payment method.
-    http.post(format!("{base}/v1/payment_intents/{intent}"))
-        .basic_auth(&secret, Some(""))
-        .form(&[("payment_method", pm["id"].as_str().unwrap())])
-        .send()
-        .await
-        .unwrap();
-    let confirmed: serde_json::Value = http
-        .post(format!("{base}/v1/payment_intents/{intent}/confirm"))
-        .basic_auth(&secret, Some(""))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    confirmed["status"].as_str().unwrap_or_default().to_owned()
 }
 
 #[tokio::test]
@@ -94,7 +56,10 @@ async fn a_payment_is_created_in_minor_units_paid_and_partly_refunded() {
         "{early:?}"
     );
 
-    assert_eq!(pay_with_test_card(&intent.id).await, "succeeded");
+    assert_eq!(
+        common::pay_at_localstripe(&intent.id).await["status"],
+        "succeeded"
+    );
     let refund = stripe
         .refund(&intent.id, Some(usd("5.00")), &key())
         .await

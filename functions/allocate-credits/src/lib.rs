@@ -46,13 +46,12 @@ impl AllocateCredits {
     }
 
     pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
-        events::each(batch, |event| async move {
-            events::once(&self.idempotency, &event, self.clock.now(), || {
-                self.allocate(&event)
-            })
-            .await
-            .map(drop)
-        })
+        events::each_once(
+            batch,
+            &self.idempotency,
+            self.clock.as_ref(),
+            |event| async move { self.allocate(&event).await },
+        )
         .await
     }
 

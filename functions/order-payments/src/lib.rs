@@ -55,13 +55,12 @@ impl OrderPayments {
     }
 
     pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
-        events::each(batch, |event| async move {
-            events::once(&self.idempotency, &event, self.clock.now(), || {
-                self.react(&event)
-            })
-            .await
-            .map(drop)
-        })
+        events::each_once(
+            batch,
+            &self.idempotency,
+            self.clock.as_ref(),
+            |event| async move { self.react(&event).await },
+        )
         .await
     }
 

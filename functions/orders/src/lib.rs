@@ -122,8 +122,10 @@ fn view(order: &Order, version: u64, client_secret: Option<String>) -> OrderView
 fn refusal(e: OrderError) -> Problem {
     let status = match e {
         OrderError::NotFound => 404,
-        OrderError::AlreadyExists | OrderError::NotOpen(_) | OrderError::NotPaid(_) => 409,
-        OrderError::NotDue => 409,
+        OrderError::AlreadyExists
+        | OrderError::NotOpen(_)
+        | OrderError::NotPaid(_)
+        | OrderError::NotDue => 409,
         OrderError::Empty
         | OrderError::InvalidReference
         | OrderError::InvalidTaxRate

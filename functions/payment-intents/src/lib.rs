@@ -47,13 +47,12 @@ impl PaymentIntents {
     }
 
     pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
-        events::each(batch, |event| async move {
-            events::once(&self.idempotency, &event, self.clock.now(), || {
-                self.create(&event)
-            })
-            .await
-            .map(drop)
-        })
+        events::each_once(
+            batch,
+            &self.idempotency,
+            self.clock.as_ref(),
+            |event| async move { self.create(&event).await },
+        )
         .await
     }
 

@@ -35,13 +35,12 @@ impl UsageAnalytics {
     }
 
     pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
-        events::each(batch, |event| async move {
-            events::once(&self.idempotency, &event, self.clock.now(), || {
-                self.count(&event)
-            })
-            .await
-            .map(drop)
-        })
+        events::each_once(
+            batch,
+            &self.idempotency,
+            self.clock.as_ref(),
+            |event| async move { self.count(&event).await },
+        )
         .await
     }
 

@@ -75,3 +75,24 @@ where
         Err(IdempotencyError::Store(e)) => Err(e.into()),
     }
 }
+
+/// The usual shape of a side-effect handler: every event of the batch, each run once per
+/// event id under `idempotency`, failures reported per message.
+pub async fn each_once<F, Fut>(
+    batch: SqsEvent,
+    idempotency: &Idempotency,
+    clock: &dyn crate::Clock,
+    effect: F,
+) -> SqsBatchResponse
+where
+    F: Fn(RecordedEvent) -> Fut,
+    Fut: Future<Output = Result<serde_json::Value, EffectError>>,
+{
+    let effect = &effect;
+    each(batch, |event| async move {
+        once(idempotency, &event, clock.now(), || effect(event.clone()))
+            .await
+            .map(drop)
+    })
+    .await
+}

@@ -185,3 +185,40 @@ pub async fn event_store() -> kassa_store::EventStore {
         .unwrap();
     kassa_store::EventStore::new(client, names.physical["EventsTable"].clone())
 }
+
+/// What the paying browser does with the client secret: attach a card and confirm.
+pub async fn pay_at_localstripe(intent: &str) -> serde_json::Value {
+    let base = std::env::var("KASSA_STRIPE_API_BASE").expect("run through cargo xtask test");
+    let key = std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap();
+    let http = reqwest::Client::new();
+    let pm: serde_json::Value = http
+        .post(format!("{base}/v1/payment_methods"))
+        .basic_auth(&key, Some(""))
+        .form(&[
+            ("type", "card"),
+            ("card[number]", "4242424242424242"),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2030"),
+            ("card[cvc]", "123"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    http.post(format!("{base}/v1/payment_intents/{intent}"))
+        .basic_auth(&key, Some(""))
+        .form(&[("payment_method", pm["id"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    http.post(format!("{base}/v1/payment_intents/{intent}/confirm"))
+        .basic_auth(&key, Some(""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
