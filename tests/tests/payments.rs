@@ -287,6 +287,28 @@ async fn credits_bought_and_paid_at_localstripe_are_added_invoiced_receipted_and
         .post(format!("/orders/{}/refund", bought.order), BUYER, json!({}))
         .await;
     assert_eq!(not_admin.status, 403);
+    for (amount, why) in [
+        (r#"{"amount":"abc"}"#, "not a number"),
+        (r#"{"amount":"10.01"}"#, "more than was paid"),
+        (r#"{"amount":"0"}"#, "nothing"),
+        (r#"{"amount":"1.005"}"#, "below a cent"),
+    ] {
+        let refused = api
+            .call_as(
+                "POST",
+                format!("/orders/{}/refund", bought.order),
+                Some(("support", "admin")),
+                Some(amount),
+            )
+            .await;
+        assert_eq!(refused.status, 422, "{why}: {:?}", refused.body);
+        assert_eq!(refused.body["code"], "invalid_amount", "{why}");
+    }
+    assert_eq!(
+        balance(&api, &ws).await,
+        before_refund,
+        "refused refunds change nothing"
+    );
     let refund = api
         .call_as(
             "POST",

@@ -53,8 +53,9 @@ impl Money {
         Self { amount, currency }
     }
 
+    /// Zero written with the currency's minor digits (`0.00`), as amounts are shown.
     pub fn zero(currency: Currency) -> Self {
-        Self::new(Decimal::ZERO, currency)
+        Self::new(Decimal::new(0, currency.minor_digits()), currency)
     }
 
     pub fn checked_add(self, other: Money) -> Result<Money, CurrencyMismatch> {
