@@ -741,6 +741,74 @@ type Case<'a> = (
 );
 
 #[tokio::test]
+async fn deleting_a_user_cancels_their_stripe_subscriptions() {
+    let api = Api::start().await;
+    api.stack.register_stripe_webhook().await.unwrap();
+    let stripe = kassa_payments::stripe::StripeGateway::new(stripe_base(), stripe_key())
+        .with_legacy_plan_items();
+    let [plan, _] = common::monthly_plans(["1900", "4900"]).await;
+    let customer = common::customer_with_card(&stripe).await;
+    let subscription = kassa_payments::gateway::PaymentGateway::create_subscription(
+        &stripe,
+        &kassa_payments::gateway::SubscriptionRequest {
+            customer,
+            price: plan,
+            metadata: [(kassa_runtime::orders::USER_KEY.to_owned(), BUYER.to_owned())].into(),
+        },
+        &uuid::Uuid::now_v7().to_string(),
+    )
+    .await
+    .unwrap();
+    // localstripe's signed customer.subscription.created announces it to kassa.
+    let stream = format!("Subscription#{}", subscription.id);
+    eventually("subscription.created", || async {
+        types_of(&api, &stream)
+            .await
+            .contains(&"subscription.created".to_owned())
+            .then_some(())
+    })
+    .await;
+
+    let deleted = api
+        .call("DELETE", format!("/users/{BUYER}"), Some(BUYER), None)
+        .await;
+    assert_eq!(deleted.status, 200, "{:?}", deleted.body);
+    eventually("the subscription canceled at Stripe", || async {
+        let sub: Value = reqwest::Client::new()
+            .get(format!(
+                "{}/v1/subscriptions/{}",
+                stripe_base(),
+                subscription.id
+            ))
+            .basic_auth(stripe_key(), Some(""))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (sub["status"] == "canceled").then_some(())
+    })
+    .await;
+    // Stripe's customer.subscription.deleted comes back: canceled, then expired.
+    let types = eventually("subscription.expired", || async {
+        let types = types_of(&api, &stream).await;
+        types
+            .contains(&"subscription.expired".to_owned())
+            .then_some(types)
+    })
+    .await;
+    assert_eq!(
+        types,
+        [
+            "subscription.created",
+            "subscription.canceled",
+            "subscription.expired"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn bad_input_to_the_order_routes_is_a_clear_4xx_and_writes_nothing() {
     let api = Api::start().await;
     let (ws, _) = api.workspace(BUYER, "pro").await;

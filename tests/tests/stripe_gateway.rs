@@ -104,81 +104,6 @@ async fn amounts_without_a_chargeable_minor_unit_never_reach_stripe() {
     }
 }
 
-/// Set-up the gateway has no business offering (catalogue, cards), done as a dashboard or
-/// the paying browser would.
-async fn stripe_post(path: &str, form: &[(&str, &str)]) -> serde_json::Value {
-    let base = std::env::var("KASSA_STRIPE_API_BASE").unwrap();
-    let secret = std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap();
-    let response = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .basic_auth(&secret, Some(""))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert!(status.is_success(), "POST {path}: {status} {body}");
-    body
-}
-
-fn id(object: &serde_json::Value) -> String {
-    object["id"].as_str().unwrap().to_owned()
-}
-
-/// A product with a monthly plan per amount: localstripe's stand-in for prices. Both plans
-/// bill monthly so that moving between them does not start a new billing cycle.
-async fn monthly_plans(amounts: [&str; 2]) -> [String; 2] {
-    let product = id(&stripe_post("/v1/products", &[("name", "Kassa Pro")]).await);
-    let mut plans = Vec::new();
-    for amount in amounts {
-        let plan = stripe_post(
-            "/v1/plans",
-            &[
-                ("product", product.as_str()),
-                ("amount", amount),
-                ("currency", "usd"),
-                ("interval", "month"),
-            ],
-        )
-        .await;
-        plans.push(id(&plan));
-    }
-    plans.try_into().unwrap()
-}
-
-/// localstripe charges the first period on creation and refuses a subscription whose
-/// customer has no default payment method.
-async fn customer_with_card(stripe: &StripeGateway) -> String {
-    let customer = stripe
-        .create_customer(Some("billing@acme.test"), "workspace-sub", &key())
-        .await
-        .unwrap()
-        .id;
-    let card = id(&stripe_post(
-        "/v1/payment_methods",
-        &[
-            ("type", "card"),
-            ("card[number]", "4242424242424242"),
-            ("card[exp_month]", "12"),
-            ("card[exp_year]", "2030"),
-            ("card[cvc]", "123"),
-        ],
-    )
-    .await);
-    stripe_post(
-        &format!("/v1/payment_methods/{card}/attach"),
-        &[("customer", customer.as_str())],
-    )
-    .await;
-    stripe_post(
-        &format!("/v1/customers/{customer}"),
-        &[("invoice_settings[default_payment_method]", card.as_str())],
-    )
-    .await;
-    customer
-}
-
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -191,8 +116,8 @@ fn now() -> i64 {
 #[tokio::test]
 async fn a_subscription_is_created_moved_to_another_plan_and_cancelled() {
     let stripe = gateway();
-    let [basic, pro] = monthly_plans(["1900", "4900"]).await;
-    let customer = customer_with_card(&stripe).await;
+    let [basic, pro] = common::monthly_plans(["1900", "4900"]).await;
+    let customer = common::customer_with_card(&stripe).await;
 
     let request = SubscriptionRequest {
         customer: customer.clone(),
@@ -239,7 +164,7 @@ async fn a_subscription_is_created_moved_to_another_plan_and_cancelled() {
 #[tokio::test]
 async fn a_subscription_to_an_unknown_price_is_refused() {
     let stripe = gateway();
-    let customer = customer_with_card(&stripe).await;
+    let customer = common::customer_with_card(&stripe).await;
     let request = SubscriptionRequest {
         customer,
         price: "plan_does_not_exist".to_owned(),
@@ -255,7 +180,7 @@ async fn a_subscription_to_an_unknown_price_is_refused() {
 #[tokio::test]
 async fn an_unknown_subscription_can_be_neither_moved_nor_cancelled() {
     let stripe = gateway();
-    let [plan, _] = monthly_plans(["500", "600"]).await;
+    let [plan, _] = common::monthly_plans(["500", "600"]).await;
     let moved = stripe
         .update_subscription("sub_does_not_exist", &plan, &key())
         .await;

@@ -1,15 +1,16 @@
 //! `kassa-bench`: how consume-credits fares against DynamoDB itself, on DynamoDB Local.
 //!
-//! Three measurements, each beside a bare DynamoDB baseline run in the same process at the
+//! Four measurements, each beside a bare DynamoDB baseline run in the same process at the
 //! same time, so that what is compared is what kassa adds rather than what the machine
-//! happens to do: warm handler latency, throughput on one hot wallet, and the release
-//! binary's cold start. Run through `cargo xtask bench`, which builds it, starts the
+//! happens to do: warm handler latency, throughput on one hot wallet, invoice numbering
+//! under a burst, and the release binary's cold start. Run through `cargo xtask bench`, which builds it, starts the
 //! emulators and hands it their environment.
 
 mod api;
 mod baseline;
 mod cold_start;
 mod hot_wallet;
+mod invoice_burst;
 mod latency;
 mod options;
 mod report;
@@ -21,6 +22,9 @@ mod workspace;
 use anyhow::Result;
 use options::Options;
 use std::process::ExitCode;
+
+/// Invoices in each burst.
+const INVOICES: usize = 100;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -72,6 +76,14 @@ async fn run(options: &Options) -> Result<()> {
         );
     }
     report::hot_wallet(options.consumers, options.hot_consumes, &sandboxes, &bare);
+
+    let (mut burst, mut spread) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let tables = (&workspace.events_table, &workspace.state_table);
+        burst.push(invoice_burst::issue(&aws, tables.0, tables.1, INVOICES, true).await?);
+        spread.push(invoice_burst::issue(&aws, tables.0, tables.1, INVOICES, false).await?);
+    }
+    report::invoice_burst(INVOICES, &burst, &spread);
 
     let starts =
         cold_start::measure(&options.consume_binary, &workspace, options.cold_starts).await?;

@@ -156,10 +156,58 @@ pub fn hot_wallet(consumers: usize, total: usize, sandboxes: &[Throughput], bare
     }
 }
 
+pub fn invoice_burst(
+    count: usize,
+    burst: &[crate::invoice_burst::Burst],
+    spread: &[crate::invoice_burst::Burst],
+) {
+    println!();
+    println!(
+        "3. Invoice burst: {count} invoices issued at once from {} sandboxes in ONE \
+         workspace (gapless\n   numbers 1..={count}, checked), vs the same {count} in \
+         {count} workspaces (same code, no waiting).\n   Two runs each, alternating; the \
+         ratio compares the best run of each.",
+        crate::invoice_burst::SANDBOXES
+    );
+    let mut table = Table::new(&[
+        ("", Align::Left),
+        ("run", Align::Right),
+        ("invoices/s", Align::Right),
+        ("elapsed", Align::Right),
+    ]);
+    for (run, (b, s)) in burst.iter().zip(spread).enumerate() {
+        for (who, t) in [("one workspace", b), ("one workspace each", s)] {
+            table.row([
+                who.to_owned(),
+                (run + 1).to_string(),
+                format!("{:.0}", t.per_second()),
+                format!("{:.2} s", t.elapsed.as_secs_f64()),
+            ]);
+        }
+    }
+    let best = |runs: &[crate::invoice_burst::Burst]| {
+        runs.iter()
+            .map(crate::invoice_burst::Burst::per_second)
+            .fold(0.0, f64::max)
+    };
+    let spread_best = best(spread);
+    table.row([
+        "ratio one workspace / one each".into(),
+        String::new(),
+        ratio(if spread_best > 0.0 {
+            best(burst) / spread_best
+        } else {
+            0.0
+        }),
+        String::new(),
+    ]);
+    table.print();
+}
+
 pub fn cold_start(starts: &ColdStarts, runs: usize) {
     println!();
     println!(
-        "3. Cold start of the release kassa-consume-credits binary under the bench's \
+        "4. Cold start of the release kassa-consume-credits binary under the bench's \
          Runtime API,\n   {runs} fresh processes, each killed after its first answer."
     );
     let mut table = Table::new(&[

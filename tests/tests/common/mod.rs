@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use kassa_local::{Options, Stack};
+use kassa_payments::gateway::PaymentGateway;
 use serde_json::Value;
 use std::future::Future;
 use std::path::PathBuf;
@@ -221,4 +222,83 @@ pub async fn pay_at_localstripe(intent: &str) -> serde_json::Value {
         .json()
         .await
         .unwrap()
+}
+
+/// Set-up the gateway has no business offering (catalogue, cards), done as a dashboard or
+/// the paying browser would.
+pub async fn stripe_post(path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+    let base = std::env::var("KASSA_STRIPE_API_BASE").unwrap();
+    let secret = std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .basic_auth(&secret, Some(""))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(status.is_success(), "POST {path}: {status} {body}");
+    body
+}
+
+pub fn id(object: &serde_json::Value) -> String {
+    object["id"].as_str().unwrap().to_owned()
+}
+
+/// A product with a monthly plan per amount: localstripe's stand-in for prices. Both plans
+/// bill monthly so that moving between them does not start a new billing cycle.
+pub async fn monthly_plans(amounts: [&str; 2]) -> [String; 2] {
+    let product = id(&stripe_post("/v1/products", &[("name", "Kassa Pro")]).await);
+    let mut plans = Vec::new();
+    for amount in amounts {
+        let plan = stripe_post(
+            "/v1/plans",
+            &[
+                ("product", product.as_str()),
+                ("amount", amount),
+                ("currency", "usd"),
+                ("interval", "month"),
+            ],
+        )
+        .await;
+        plans.push(id(&plan));
+    }
+    plans.try_into().unwrap()
+}
+
+/// localstripe charges the first period on creation and refuses a subscription whose
+/// customer has no default payment method.
+pub async fn customer_with_card(stripe: &kassa_payments::stripe::StripeGateway) -> String {
+    let customer = stripe
+        .create_customer(
+            Some("billing@acme.test"),
+            "workspace-sub",
+            &uuid::Uuid::now_v7().to_string(),
+        )
+        .await
+        .unwrap()
+        .id;
+    let card = id(&stripe_post(
+        "/v1/payment_methods",
+        &[
+            ("type", "card"),
+            ("card[number]", "4242424242424242"),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2030"),
+            ("card[cvc]", "123"),
+        ],
+    )
+    .await);
+    stripe_post(
+        &format!("/v1/payment_methods/{card}/attach"),
+        &[("customer", customer.as_str())],
+    )
+    .await;
+    stripe_post(
+        &format!("/v1/customers/{customer}"),
+        &[("invoice_settings[default_payment_method]", card.as_str())],
+    )
+    .await;
+    customer
 }
