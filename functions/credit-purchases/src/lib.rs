@@ -47,7 +47,7 @@ impl CreditPurchases {
             invoicing: Invoicing::new(store.clone(), &config.state_table),
             store,
             idempotency: Idempotency::new(client, &config.state_table, NAME),
-            mailer: ConfiguredMailer::from_config(config),
+            mailer: ConfiguredMailer::from_config(config, aws),
             mail_from: config.mail_from.clone(),
             clock,
         })

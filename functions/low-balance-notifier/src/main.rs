@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let aws = config::aws().await;
-    let mailer = ConfiguredMailer::from_config(&config);
+    let mailer = ConfiguredMailer::from_config(&config, &aws);
     let handler = LowBalanceNotifier::from_config(&config, &aws, mailer, Arc::new(SystemClock));
     let handler = &handler;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

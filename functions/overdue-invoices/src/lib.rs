@@ -47,7 +47,7 @@ impl OverdueInvoices {
             store: EventStore::new(client.clone(), &config.events_table),
             agenda: Agenda::new(client.clone(), &config.state_table, OVERDUE_AGENDA),
             read_models: ReadModels::new(client, &config.state_table),
-            mailer: ConfiguredMailer::from_config(config),
+            mailer: ConfiguredMailer::from_config(config, aws),
             mail_from: config.mail_from.clone(),
             clock,
         })

@@ -85,7 +85,7 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
             kassa_low_balance_notifier::LowBalanceNotifier::from_config(
                 config,
                 aws,
-                ConfiguredMailer::from_config(config),
+                ConfiguredMailer::from_config(config, aws),
                 clock
             )
         ),

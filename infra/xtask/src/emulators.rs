@@ -96,6 +96,7 @@ impl Emulators {
             ),
             ("AWS_ENDPOINT_URL_EVENTBRIDGE", self.moto_url.clone()),
             ("AWS_ENDPOINT_URL_SQS", self.moto_url.clone()),
+            ("AWS_ENDPOINT_URL_SESV2", self.moto_url.clone()),
             ("AWS_ACCESS_KEY_ID", LOCAL_CREDENTIAL.to_owned()),
             ("AWS_SECRET_ACCESS_KEY", LOCAL_CREDENTIAL.to_owned()),
             ("AWS_REGION", REGION.to_owned()),

@@ -15,6 +15,7 @@ pub struct Config {
     pub mail_from: String,
     /// Where the local mail sink writes; unset on AWS.
     pub mail_sink_dir: Option<PathBuf>,
+    pub mail_transport: crate::mail::Transport,
     pub stripe: StripeConfig,
     /// Tax added to orders, as a fraction of the net amount (0.2 for 20 %).
     pub tax_rate: Decimal,
@@ -85,12 +86,23 @@ impl Config {
                 )
             })?,
         };
+        let mail_transport = match optional("KASSA_MAIL_TRANSPORT").as_deref() {
+            None | Some("log") => crate::mail::Transport::Log,
+            Some("ses") => crate::mail::Transport::Ses,
+            Some(other) => {
+                return Err(ConfigError::Invalid(
+                    "KASSA_MAIL_TRANSPORT",
+                    format!("`{other}` is neither `ses` nor `log`"),
+                ))
+            }
+        };
         Ok(Self {
             events_table: required("KASSA_EVENTS_TABLE")?,
             state_table: required("KASSA_STATE_TABLE")?,
             event_bus: optional("KASSA_EVENT_BUS"),
             mail_from: optional("KASSA_MAIL_FROM").unwrap_or_else(|| "billing@example.com".into()),
             mail_sink_dir: optional("KASSA_MAIL_SINK_DIR").map(PathBuf::from),
+            mail_transport,
             stripe: StripeConfig {
                 api_base: optional("KASSA_STRIPE_API_BASE")
                     .unwrap_or_else(|| "https://api.stripe.com".into()),

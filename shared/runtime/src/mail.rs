@@ -1,6 +1,6 @@
-//! The mail port. Email has no local server to talk to, so locally a sink writes each mail
-//! as a JSON file a person (or a test) can read; on AWS the log adapter records what would
-//! be sent until a delivery adapter is configured.
+//! The mail port. On AWS the SES adapter sends each mail through SES v2. Locally a sink
+//! writes each mail as a JSON file a person (or a test) can read; the log adapter records
+//! what would be sent where mail is switched off.
 
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -79,18 +79,68 @@ impl Mailer for LogMailer {
     }
 }
 
-/// The adapter configuration asks for: the sink when a directory is set, else the log.
+/// Sends through Amazon SES (v2 API). The sender must be a verified identity; a refusal
+/// is an error, so the side effect fails and its event is redelivered.
+#[derive(Debug, Clone)]
+pub struct SesMailer {
+    client: aws_sdk_sesv2::Client,
+}
+
+impl SesMailer {
+    pub fn new(client: aws_sdk_sesv2::Client) -> Self {
+        Self { client }
+    }
+}
+
+impl Mailer for SesMailer {
+    async fn send(&self, mail: &Mail) -> Result<(), MailError> {
+        use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+        let text = |data: &str| {
+            Content::builder()
+                .data(data)
+                .charset("UTF-8")
+                .build()
+                .map_err(|e| MailError(e.to_string()))
+        };
+        let message = Message::builder()
+            .subject(text(&mail.subject)?)
+            .body(Body::builder().text(text(&mail.body)?).build())
+            .build();
+        self.client
+            .send_email()
+            .from_email_address(&mail.from)
+            .destination(Destination::builder().to_addresses(&mail.to).build())
+            .content(EmailContent::builder().simple(message).build())
+            .send()
+            .await
+            .map_err(|e| MailError(aws_sdk_sesv2::error::DisplayErrorContext(e).to_string()))?;
+        tracing::info!(to = %mail.to, subject = %mail.subject, id = %mail.id, "mail sent");
+        Ok(())
+    }
+}
+
+/// How mail leaves kassa (`KASSA_MAIL_TRANSPORT`): through SES, or only into the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Ses,
+    Log,
+}
+
+/// The adapter configuration asks for: the sink when a directory is set (locally), else
+/// SES or the log as the transport says.
 #[derive(Debug, Clone)]
 pub enum ConfiguredMailer {
     Sink(MailSink),
+    Ses(SesMailer),
     Log(LogMailer),
 }
 
 impl ConfiguredMailer {
-    pub fn from_config(config: &crate::Config) -> Self {
-        match &config.mail_sink_dir {
-            Some(dir) => Self::Sink(MailSink::new(dir)),
-            None => Self::Log(LogMailer),
+    pub fn from_config(config: &crate::Config, aws: &crate::SdkConfig) -> Self {
+        match (&config.mail_sink_dir, config.mail_transport) {
+            (Some(dir), _) => Self::Sink(MailSink::new(dir)),
+            (None, Transport::Ses) => Self::Ses(SesMailer::new(aws_sdk_sesv2::Client::new(aws))),
+            (None, Transport::Log) => Self::Log(LogMailer),
         }
     }
 }
@@ -99,6 +149,7 @@ impl Mailer for ConfiguredMailer {
     async fn send(&self, mail: &Mail) -> Result<(), MailError> {
         match self {
             Self::Sink(s) => s.send(mail).await,
+            Self::Ses(s) => s.send(mail).await,
             Self::Log(l) => l.send(mail).await,
         }
     }
