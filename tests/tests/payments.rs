@@ -395,6 +395,17 @@ async fn webhook_signatures_are_verified_on_the_raw_body_before_anything_is_writ
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     wait_status(&api, &bought.order, "fulfilled").await;
 
+    // Signed but not a Stripe event: refused as such, nothing written.
+    for (case, payload) in [
+        ("not JSON", "{"),
+        ("no id", r#"{"type":"payment_intent.succeeded"}"#),
+    ] {
+        let header = webhook_signature::sign(payload.as_bytes(), &secret, now);
+        let answer = deliver_raw(&api, payload, Some(&header)).await;
+        assert_eq!(answer.status, 400, "{case}: {:?}", answer.body);
+        assert_eq!(answer.body["code"], "invalid_event", "{case}");
+    }
+
     // A verified but unknown type is acknowledged and ignored.
     let answer = deliver(
         &api,
