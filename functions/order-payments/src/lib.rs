@@ -33,7 +33,6 @@ pub struct OrderPayments {
     book: OrderBook,
     idempotency: Idempotency,
     gateway: StripeGateway,
-    state_table: String,
     clock: Arc<dyn Clock>,
 }
 
@@ -49,7 +48,6 @@ impl OrderPayments {
             book: OrderBook::new(client.clone(), &config.state_table),
             idempotency: Idempotency::new(client, &config.state_table, NAME),
             gateway: StripeGateway::new(&config.stripe.api_base, config.stripe.secret_key()?),
-            state_table: config.state_table.clone(),
             clock,
         })
     }
@@ -213,7 +211,7 @@ impl OrderPayments {
                 .min(1);
         }
         let mut subscriptions = 0;
-        for subscription in self.subscriptions_of(user).await? {
+        for subscription in self.book.subscriptions_of(user).await? {
             match self
                 .gateway
                 .cancel_subscription(&subscription, &format!("user-deleted-{subscription}"))
@@ -227,28 +225,6 @@ impl OrderPayments {
         Ok(
             serde_json::json!({ "orders_canceled": canceled, "subscriptions_canceled": subscriptions }),
         )
-    }
-
-    /// The subscriptions the webhook indexed for `user`.
-    async fn subscriptions_of(&self, user: &str) -> Result<Vec<String>, EffectError> {
-        use aws_sdk_dynamodb::types::AttributeValue::S;
-        let mut pages = self
-            .store
-            .client()
-            .query()
-            .table_name(&self.state_table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", S(format!("subscriptions#{user}")))
-            .into_paginator()
-            .items()
-            .send();
-        let mut ids = Vec::new();
-        while let Some(item) = pages.next().await {
-            if let Some(S(id)) = item?.get("sk") {
-                ids.push(id.clone());
-            }
-        }
-        Ok(ids)
     }
 }
 

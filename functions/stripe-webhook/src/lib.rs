@@ -28,7 +28,7 @@ use kassa_runtime::command::{self, Command};
 use kassa_runtime::config::ConfigError;
 use kassa_runtime::http::{json, respond};
 use kassa_runtime::invoicing::{self, Invoicing, OVERDUE_AGENDA};
-use kassa_runtime::orders::{ORDER_KEY, USER_KEY, WORKSPACE_KEY};
+use kassa_runtime::orders::{OrderBook, ORDER_KEY, USER_KEY, WORKSPACE_KEY};
 use kassa_runtime::{Clock, Config, Problem, SdkConfig};
 use kassa_store::receipt::{receipt, RECEIPT};
 use kassa_store::{retry, Agenda, Commit, EventStore, Metadata, StoreError, StreamId};
@@ -42,7 +42,7 @@ pub struct StripeWebhook {
     store: EventStore,
     invoicing: Invoicing,
     overdue: Agenda,
-    state_table: String,
+    book: OrderBook,
     secret: String,
     tolerance_secs: i64,
     clock: Arc<dyn Clock>,
@@ -72,8 +72,8 @@ impl StripeWebhook {
         Self {
             invoicing: Invoicing::new(store.clone(), state_table),
             overdue: Agenda::new(store.client().clone(), state_table, OVERDUE_AGENDA),
+            book: OrderBook::new(store.client().clone(), state_table),
             store,
-            state_table: state_table.to_owned(),
             secret: secret.into(),
             tolerance_secs,
             clock,
@@ -419,7 +419,10 @@ impl StripeWebhook {
                 .iter()
                 .any(|e| matches!(e, subscription::SubscriptionEvent::Created { .. }));
             if announced {
-                commit.put(self.subscriber_entry(&user, &facts.id)?, "subscriber_index");
+                commit.put(
+                    self.book.subscriber(user.as_str(), &facts.id)?,
+                    "subscriber_index",
+                );
             }
             Ok(())
         };
@@ -431,21 +434,6 @@ impl StripeWebhook {
             &index,
         )
         .await
-    }
-
-    /// Each user's subscriptions, for `user.deleted` to cancel.
-    fn subscriber_entry(
-        &self,
-        user: &UserId,
-        subscription: &str,
-    ) -> Result<aws_sdk_dynamodb::types::Put, StoreError> {
-        use aws_sdk_dynamodb::types::AttributeValue::S;
-        aws_sdk_dynamodb::types::Put::builder()
-            .table_name(&self.state_table)
-            .item("pk", S(format!("subscriptions#{user}")))
-            .item("sk", S(subscription.to_owned()))
-            .build()
-            .map_err(StoreError::dynamo)
     }
 
     async fn on_invoice(

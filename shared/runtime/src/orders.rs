@@ -1,6 +1,6 @@
 //! What the orders context keeps beside its streams, in the state table: the expiry
-//! agenda, each buyer's list of orders (for `user.deleted`), and the payment client
-//! secret, which is handed to the buyer but never published in an event.
+//! agenda, each user's orders and provider subscriptions (for `user.deleted`), and the
+//! payment client secret, which is handed to the buyer but never published in an event.
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put};
 use aws_sdk_dynamodb::Client;
@@ -29,6 +29,10 @@ pub fn agenda_time(t: OffsetDateTime) -> String {
 
 fn buyer_key(user: &str) -> String {
     format!("orders#{user}")
+}
+
+fn subscriber_key(user: &str) -> String {
+    format!("subscriptions#{user}")
 }
 
 fn secret_key(order: Uuid) -> String {
@@ -108,23 +112,47 @@ impl OrderBook {
 
     /// Every order `user` placed.
     pub async fn orders_of(&self, user: &str) -> Result<Vec<Uuid>, StoreError> {
+        self.list(buyer_key(user))
+            .await?
+            .iter()
+            .map(|id| Uuid::parse_str(id).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    /// Records that provider subscription `subscription` belongs to `user`, in the commit
+    /// that first announces it.
+    pub fn subscriber(&self, user: &str, subscription: &str) -> Result<Put, StoreError> {
+        Put::builder()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(subscriber_key(user)))
+            .item("sk", AttributeValue::S(subscription.to_owned()))
+            .build()
+            .map_err(StoreError::dynamo)
+    }
+
+    /// Every provider subscription of `user`.
+    pub async fn subscriptions_of(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        self.list(subscriber_key(user)).await
+    }
+
+    /// The sort keys of a list partition.
+    async fn list(&self, partition: String) -> Result<Vec<String>, StoreError> {
         let mut pages = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(buyer_key(user)))
+            .expression_attribute_values(":pk", AttributeValue::S(partition))
             .consistent_read(true)
             .into_paginator()
             .items()
             .send();
-        let mut ids = Vec::new();
+        let mut keys = Vec::new();
         while let Some(item) = pages.next().await {
-            let item = item.map_err(StoreError::dynamo)?;
-            if let Some(AttributeValue::S(id)) = item.get("sk") {
-                ids.push(Uuid::parse_str(id).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+            if let Some(AttributeValue::S(key)) = item.map_err(StoreError::dynamo)?.get("sk") {
+                keys.push(key.clone());
             }
         }
-        Ok(ids)
+        Ok(keys)
     }
 }
