@@ -12,18 +12,28 @@ use kassa_domain::identity::{Actor, Role};
 use kassa_runtime::access::{self, wallet_stream, workspace_stream, MEMBERSHIP};
 use kassa_runtime::http::{json, json_body, request_id, respond, uuid_param};
 use kassa_runtime::{caller, Clock, Config, Problem, SdkConfig};
-use kassa_store::{retry, EventStore, Head, Metadata, StoreError};
+use kassa_store::lease::LEASE;
+use kassa_store::{retry, EventStore, Head, Leases, Metadata, StoreError};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// Wallet heads a warm instance remembers; past this the memory is simply cleared.
 const CACHED_WALLETS: usize = 1024;
 
+/// How long a debit waits for its turn on a contended wallet before answering 409; well
+/// inside the function's 10 s timeout.
+const TURN_PATIENCE: Duration = Duration::from_secs(6);
+
+/// How long a turn may last; a sandbox that dies holding it blocks the wallet no longer.
+const TURN_LEASE: Duration = Duration::from_secs(5);
+
 pub struct ConsumeCredits {
     store: EventStore,
+    leases: Leases,
     clock: Arc<dyn Clock>,
     heads: Mutex<HashMap<Uuid, Head>>,
 }
@@ -65,6 +75,7 @@ enum Refused {
 impl ConsumeCredits {
     pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
         Self {
+            leases: Leases::new(store.client().clone(), store.table()),
             store,
             clock,
             heads: Mutex::default(),
@@ -91,12 +102,24 @@ impl ConsumeCredits {
         };
         let metadata = Metadata::origin(request_id(request), actor.user.as_str());
 
-        let mut cached = self.cached(workspace);
-        let outcome = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |seen| {
-            let head = seen.or_else(|| cached.take());
-            self.attempt(workspace, &actor, command.clone(), metadata.clone(), head)
-        })
-        .await;
+        // Optimistic first: an uncontended debit costs one transaction and nothing more.
+        let first = self
+            .attempt(
+                workspace,
+                &actor,
+                command.clone(),
+                metadata.clone(),
+                self.cached(workspace),
+                None,
+            )
+            .await;
+        let outcome = match first {
+            Err(StoreError::Conflict { current, .. }) => {
+                self.take_turn(workspace, &actor, &command, &metadata, current.map(|h| *h))
+                    .await
+            }
+            other => other,
+        };
         match outcome {
             Ok(Ok(consumption)) => Ok(consumption),
             Ok(Err(Refused::Problem(p))) => Err(p),
@@ -112,8 +135,67 @@ impl ConsumeCredits {
         }
     }
 
+    /// After a lost race the wallet is contended: rather than every loser racing again
+    /// (most of them losing again), contenders take turns through the wallet's lease. The
+    /// holder still retries on a conflict (a newcomer's optimistic attempt may win), and
+    /// its commit releases the lease.
+    async fn take_turn(
+        &self,
+        workspace: Uuid,
+        actor: &Actor,
+        command: &CreditCommand,
+        metadata: &Metadata,
+        seen: Option<Head>,
+    ) -> Result<Result<Consumption, Refused>, StoreError> {
+        let key = format!("Lease#{}", wallet_stream(workspace));
+        let holder = Uuid::now_v7().to_string();
+        let deadline = Instant::now() + TURN_PATIENCE;
+        let mut waits = 0u32;
+        while !self
+            .leases
+            .acquire(&key, &holder, self.clock.now(), TURN_LEASE)
+            .await?
+        {
+            if Instant::now() >= deadline {
+                return Err(StoreError::Conflict {
+                    stream: wallet_stream(workspace),
+                    current: None,
+                });
+            }
+            waits += 1;
+            let cap_ms = (1u64 << waits.min(6)).clamp(2, 50);
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=cap_ms))).await;
+        }
+        let mut seen = seen;
+        let outcome = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |current| {
+            let head = current.or_else(|| seen.take());
+            self.attempt(
+                workspace,
+                actor,
+                command.clone(),
+                metadata.clone(),
+                head,
+                Some((&key, &holder)),
+            )
+        })
+        .await;
+        if !matches!(outcome, Ok(Ok(_))) {
+            // Nothing committed, so the lease is still ours: pass the turn on.
+            self.leases.abandon(&key, &holder).await?;
+        }
+        match outcome {
+            // The turn outlasted its lease and someone else has the wallet now.
+            Err(StoreError::Refused(LEASE)) => Err(StoreError::Conflict {
+                stream: wallet_stream(workspace),
+                current: None,
+            }),
+            other => other,
+        }
+    }
+
     /// One decide-and-commit. `head` is the wallet as last seen (cache or failed
-    /// condition); without one, or when the decision on it is a refusal, it reads.
+    /// condition); without one, or when the decision on it is a refusal, it reads. A held
+    /// `lease` (key, holder) is released by the commit.
     async fn attempt(
         &self,
         workspace: Uuid,
@@ -121,6 +203,7 @@ impl ConsumeCredits {
         command: CreditCommand,
         metadata: Metadata,
         head: Option<Head>,
+        lease: Option<(&str, &str)>,
     ) -> Result<Result<Consumption, Refused>, StoreError> {
         let stream = wallet_stream(workspace);
         let mut head = head;
@@ -169,6 +252,9 @@ impl ConsumeCredits {
             )?;
         }
         commit.append::<CreditEvent>(&stream, head.version, &events, &next)?;
+        if let Some((key, holder)) = lease {
+            commit.delete(self.leases.release(key, holder)?, LEASE);
+        }
         self.store.commit(commit).await?;
         self.remember(
             workspace,

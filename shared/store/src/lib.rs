@@ -13,6 +13,7 @@ pub mod commit;
 pub mod error;
 pub mod event;
 pub mod idempotency;
+pub mod lease;
 pub mod store;
 pub use store::EventItem;
 
@@ -33,5 +34,6 @@ pub mod receipt;
 pub mod renewal;
 pub mod sequence;
 pub use agenda::{Agenda, Entry};
+pub use lease::Leases;
 pub use renewal::{DueRenewal, Renewals};
 pub use sequence::Sequences;

@@ -10,8 +10,8 @@
 //! counter's condition still guards against a holder that outlived its lease.
 
 use crate::attribute::{get_u64, n, s};
+use crate::lease::Leases;
 use crate::StoreError;
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{Delete, Update};
 use aws_sdk_dynamodb::Client;
 use std::time::Duration;
@@ -21,20 +21,22 @@ use time::OffsetDateTime;
 pub struct Sequences {
     client: Client,
     table: String,
+    leases: Leases,
 }
 
 /// Label of the counter's guard in a commit.
 pub const SEQUENCE: &str = "sequence";
 
-/// Label of the lease release in a commit: refused when the lease was lost.
-pub const LEASE: &str = "sequence_lease";
+pub use crate::lease::LEASE;
 
 impl Sequences {
     /// Counters live in the events table beside the streams whose commits advance them.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
+        let table = table.into();
         Self {
+            leases: Leases::new(client.clone(), &table),
             client,
-            table: table.into(),
+            table,
         }
     }
 
@@ -54,62 +56,19 @@ impl Sequences {
         now: OffsetDateTime,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let until = now.unix_timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(60).max(1);
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(Self::lease_key(name)))
-            .item("sk", n(0))
-            .item("kind", s("lease"))
-            .item("holder", s(holder))
-            .item("until", n(until))
-            .condition_expression("attribute_not_exists(pk) OR #until < :now")
-            .expression_attribute_names("#until", "until")
-            .expression_attribute_values(":now", n(now.unix_timestamp()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::dynamo(e)),
-        }
+        self.leases
+            .acquire(&Self::lease_key(name), holder, now, ttl)
+            .await
     }
 
     /// Releases `holder`'s lease as part of a commit, refused (as [`LEASE`]) if it was lost.
     pub fn release(&self, name: &str, holder: &str) -> Result<Delete, StoreError> {
-        Delete::builder()
-            .table_name(&self.table)
-            .key("pk", s(Self::lease_key(name)))
-            .key("sk", n(0))
-            .condition_expression("holder = :me")
-            .expression_attribute_values(":me", s(holder))
-            .build()
-            .map_err(StoreError::dynamo)
+        self.leases.release(&Self::lease_key(name), holder)
     }
 
-    /// Releases `holder`'s lease after a commit that did not happen; a lease already lost
-    /// or expired is left alone.
+    /// Releases `holder`'s lease after a commit that did not happen.
     pub async fn abandon(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(Self::lease_key(name)))
-            .key("sk", n(0))
-            .condition_expression("holder = :me")
-            .expression_attribute_values(":me", s(holder))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(e) => Err(StoreError::dynamo(e)),
-        }
+        self.leases.abandon(&Self::lease_key(name), holder).await
     }
 
     /// The last number taken from `name` (0 when none was), read consistently.
