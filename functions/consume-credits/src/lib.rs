@@ -263,6 +263,7 @@ impl ConsumeCredits {
                 version: head.version + events.len() as u64,
                 state: serde_json::to_value(&next)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                schema: 1,
             },
         );
         Ok(Ok(summarize(&events)))

@@ -2,6 +2,7 @@
 //! `decide`/`evolve` pair. Time and identifiers come in as parameters so that the same
 //! inputs always give the same events.
 
+pub mod aggregate;
 pub mod catalog;
 pub mod credits;
 pub mod event;
@@ -11,6 +12,7 @@ pub mod money;
 pub mod order;
 pub mod pack;
 pub mod payment;
+pub mod scenario;
 pub mod subscription;
 pub mod tier;
 pub mod user;

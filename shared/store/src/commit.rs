@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::{
 };
 use kassa_domain::event::DomainEvent;
 use serde::Serialize;
+use std::collections::HashMap;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -28,8 +29,18 @@ pub struct Commit {
     pub(crate) items: Vec<TransactWriteItem>,
     pub(crate) guards: Vec<Guard>,
     pub(crate) recorded: Vec<RecordedEvent>,
+    /// Streams appended to so far: a transaction may touch an item once, so a second
+    /// append to a stream continues its events and replaces its head.
+    heads: HashMap<StreamId, HeadSlot>,
     metadata: Metadata,
     now: OffsetDateTime,
+}
+
+/// Where a stream's head sits in the commit and what it expects.
+struct HeadSlot {
+    index: usize,
+    expected: u64,
+    version: u64,
 }
 
 impl Commit {
@@ -39,6 +50,7 @@ impl Commit {
             items: Vec::new(),
             guards: Vec::new(),
             recorded: Vec::new(),
+            heads: HashMap::new(),
             metadata,
             now,
         }
@@ -58,7 +70,10 @@ impl Commit {
     }
 
     /// Appends `events` to `stream` at `expected` (0 for a new stream) and writes its head
-    /// with the new `state`. Nothing is added when there are no events.
+    /// with the new `state`. Nothing is added when there are no events. Appending to a
+    /// stream this commit already appended to continues from where that left off
+    /// (`expected` must be that version), and the head is written once, conditional on the
+    /// first `expected`.
     pub fn append<E: DomainEvent>(
         &mut self,
         stream: &StreamId,
@@ -82,6 +97,16 @@ impl Commit {
         if events.is_empty() {
             return Ok(self);
         }
+        let slot = self.heads.get(stream);
+        if let Some(slot) = slot {
+            if slot.version != expected {
+                return Err(StoreError::Corrupt(format!(
+                    "{stream} appended at {expected} in a commit that took it to {}",
+                    slot.version
+                )));
+            }
+        }
+        let condition_on = slot.map_or(expected, |s| s.expected);
         let mut version = expected;
         for event in events {
             version += 1;
@@ -94,6 +119,7 @@ impl Commit {
                 time: self.now,
                 payload: event.payload(),
                 metadata: self.metadata.clone(),
+                schema: E::SCHEMA,
             };
             let item = EventItem::from_recorded(&recorded)?.into_item()?;
             let put = Put::builder()
@@ -120,18 +146,32 @@ impl Commit {
             .table_name(&self.table)
             .set_item(Some(head))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let put = if expected == 0 {
+        let put = if condition_on == 0 {
             put.condition_expression("attribute_not_exists(pk)")
         } else {
             put.condition_expression("version = :expected")
-                .expression_attribute_values(":expected", n(expected))
+                .expression_attribute_values(":expected", n(condition_on))
         };
-        self.push(
-            TransactWriteItem::builder()
-                .put(put.build().map_err(StoreError::dynamo)?)
-                .build(),
-            Guard::Head(stream.clone()),
-        );
+        let item = TransactWriteItem::builder()
+            .put(put.build().map_err(StoreError::dynamo)?)
+            .build();
+        match self.heads.get_mut(stream) {
+            Some(slot) => {
+                self.items[slot.index] = item;
+                slot.version = version;
+            }
+            None => {
+                self.heads.insert(
+                    stream.clone(),
+                    HeadSlot {
+                        index: self.items.len(),
+                        expected,
+                        version,
+                    },
+                );
+                self.push(item, Guard::Head(stream.clone()));
+            }
+        }
         Ok(self)
     }
 

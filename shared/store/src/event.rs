@@ -74,11 +74,24 @@ pub struct RecordedEvent {
     pub time: OffsetDateTime,
     pub payload: serde_json::Value,
     pub metadata: Metadata,
+    /// The schema version the payload was written under (see `DomainEvent::SCHEMA`);
+    /// events from before versioning were all written under 1.
+    #[serde(default = "first_schema")]
+    pub schema: u32,
+}
+
+pub(crate) fn first_schema() -> u32 {
+    1
 }
 
 impl RecordedEvent {
-    /// The domain event, rebuilt from type and payload.
+    /// The domain event, rebuilt from type and payload and upcast from the schema it was
+    /// written under.
     pub fn decode<E: kassa_domain::event::DomainEvent>(&self) -> Result<E, serde_json::Error> {
-        E::from_parts(&self.event_type, self.payload.clone())
+        E::from_stored(kassa_domain::event::Stored {
+            event_type: self.event_type.clone(),
+            schema: self.schema,
+            payload: self.payload.clone(),
+        })
     }
 }

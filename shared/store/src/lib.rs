@@ -8,6 +8,7 @@
 //! relay publishes the event items (and only those) after the commit.
 
 pub mod agenda;
+pub mod aggregate;
 mod attribute;
 pub mod commit;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod lease;
 pub mod store;
 pub use store::EventItem;
 
+pub use aggregate::{stream_of, Loaded};
 pub use commit::{Commit, Guard};
 pub use error::StoreError;
 pub use event::{Metadata, RecordedEvent, StreamId};

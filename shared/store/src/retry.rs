@@ -23,12 +23,17 @@ where
         match Box::pin(attempt(seen.take())).await {
             Err(StoreError::Conflict { current, .. }) if tries < attempts => {
                 seen = current.map(|h| *h);
-                // Contenders that lost together must not retry together: the window
-                // doubles from 4 ms up to 400 ms.
-                let cap_ms = (2u64 << tries.min(8)).min(400);
-                tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap_ms))).await;
+                pause(tries).await;
             }
             other => return other,
         }
     }
+}
+
+/// Waits before retry number `tries` + 1: contenders that lost together must not retry
+/// together, so the delay is a random "full jitter" in a window that doubles from 4 ms up
+/// to 400 ms.
+pub async fn pause(tries: u32) {
+    let cap_ms = (2u64 << tries.min(8)).min(400);
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap_ms))).await;
 }

@@ -30,6 +30,8 @@ pub struct EventItem {
     /// JSON text: DynamoDB maps would lose decimal precision and key order.
     pub payload: String,
     pub metadata: String,
+    #[serde(default = "crate::event::first_schema")]
+    pub schema: u32,
 }
 
 pub const EVENT_KIND: &str = "event";
@@ -49,6 +51,7 @@ impl EventItem {
                 .map_err(|e| StoreError::Corrupt(format!("time does not format: {e}")))?,
             payload: to_json(&e.payload)?,
             metadata: to_json(&e.metadata)?,
+            schema: e.schema,
         })
     }
 
@@ -75,6 +78,7 @@ impl EventItem {
             payload: serde_json::from_str(&self.payload).map_err(|e| corrupt("payload", &e))?,
             metadata: serde_json::from_str::<Metadata>(&self.metadata)
                 .map_err(|e| corrupt("metadata", &e))?,
+            schema: self.schema,
         }))
     }
 }
@@ -89,6 +93,9 @@ pub struct Head {
     pub stream: StreamId,
     pub version: u64,
     pub state: serde_json::Value,
+    /// The schema the state was written under (`Aggregate::SCHEMA`); 1 for heads from
+    /// before heads were versioned.
+    pub schema: u32,
 }
 
 impl Head {
@@ -102,6 +109,11 @@ impl Head {
             stream: StreamId::from_stored(get_s(item, "pk")?.to_owned()),
             version: get_u64(item, "version")?,
             state: get_json(item, "state")?,
+            schema: match item.get("schema") {
+                Some(_) => u32::try_from(get_u64(item, "schema")?)
+                    .map_err(|_| StoreError::Corrupt("head schema out of range".into()))?,
+                None => crate::event::first_schema(),
+            },
         })
     }
 }

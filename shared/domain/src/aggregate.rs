@@ -1,0 +1,190 @@
+//! The shape every aggregate shares, so that one kernel can load, decide, commit and retry
+//! any of them, and one test helper can state any decider's rules as given/when/then.
+//!
+//! An aggregate's stream is `<NAME>#<id>`; its head holds the state as of the latest event,
+//! written under [`Aggregate::SCHEMA`]. A head written under another schema, or one that
+//! no longer decodes, is rebuilt from the stream's events, so changing a state's shape
+//! needs no migration.
+
+use crate::credits::{self, CreditCommand, CreditError, CreditEvent, Wallet};
+use crate::event::DomainEvent;
+use crate::identity::{Actor, UserId};
+use crate::invoice::{self, Invoice, InvoiceCommand, InvoiceError, InvoiceEvent};
+use crate::order::{self, Order, OrderCommand, OrderError, OrderEvent};
+use crate::payment::{self, Payment, PaymentCommand, PaymentEvent};
+use crate::subscription::{self, Subscription, SubscriptionCommand, SubscriptionEvent};
+use crate::user::{self, User, UserEvent};
+use crate::workspace::{self, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::convert::Infallible;
+use std::fmt::Display;
+use uuid::Uuid;
+
+pub trait Aggregate: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The stream's prefix: `Wallet` in `Wallet#<workspace id>`.
+    const NAME: &'static str;
+
+    /// The shape of the state kept in the head. Bump it when that shape changes.
+    const SCHEMA: u32 = 1;
+
+    /// What names one instance: a UUID, or a provider's id (`pi_...`).
+    type Id: Display + ?Sized + Sync;
+    type Command: Clone + Send + Sync;
+    type Event: DomainEvent + Send + Sync;
+    type Error: std::error::Error + Send + Sync;
+
+    fn decide(state: Option<&Self>, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
+
+    fn evolve(state: Option<Self>, event: &Self::Event) -> Option<Self>;
+
+    /// String sets written beside the state on the head, so that a commit elsewhere can
+    /// test them inside its own transaction (a workspace's members, say). Never empty
+    /// sets: DynamoDB has none.
+    fn head_sets(&self) -> Vec<(&'static str, Vec<String>)> {
+        Vec::new()
+    }
+}
+
+impl Aggregate for Wallet {
+    const NAME: &'static str = "Wallet";
+    type Id = Uuid;
+    type Command = CreditCommand;
+    type Event = CreditEvent;
+    type Error = CreditError;
+
+    fn decide(state: Option<&Self>, command: CreditCommand) -> Result<Vec<CreditEvent>, CreditError> {
+        credits::decide(state, command)
+    }
+
+    fn evolve(state: Option<Self>, event: &CreditEvent) -> Option<Self> {
+        credits::evolve(state, event)
+    }
+}
+
+/// A workspace command and who gives it: the decider checks rights itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ByActor<C> {
+    pub command: C,
+    pub actor: Actor,
+}
+
+/// The head's member set, tested by `contains(members, :user)` in other commits.
+pub const MEMBERS: &str = "members";
+
+impl Aggregate for Workspace {
+    const NAME: &'static str = "Workspace";
+    type Id = Uuid;
+    type Command = ByActor<WorkspaceCommand>;
+    type Event = WorkspaceEvent;
+    type Error = WorkspaceError;
+
+    fn decide(
+        state: Option<&Self>,
+        command: ByActor<WorkspaceCommand>,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        workspace::decide(state, command.command, &command.actor)
+    }
+
+    fn evolve(state: Option<Self>, event: &WorkspaceEvent) -> Option<Self> {
+        workspace::evolve(state, event)
+    }
+
+    fn head_sets(&self) -> Vec<(&'static str, Vec<String>)> {
+        vec![(MEMBERS, self.members().map(|u| u.as_str().to_owned()).collect())]
+    }
+}
+
+impl Aggregate for Order {
+    const NAME: &'static str = "Order";
+    type Id = Uuid;
+    type Command = OrderCommand;
+    type Event = OrderEvent;
+    type Error = OrderError;
+
+    fn decide(state: Option<&Self>, command: OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
+        order::decide(state, command)
+    }
+
+    fn evolve(state: Option<Self>, event: &OrderEvent) -> Option<Self> {
+        order::evolve(state, event)
+    }
+}
+
+/// One stream per provider payment intent (`Payment#pi_...`).
+impl Aggregate for Payment {
+    const NAME: &'static str = "Payment";
+    type Id = str;
+    type Command = PaymentCommand;
+    type Event = PaymentEvent;
+    type Error = Infallible;
+
+    fn decide(state: Option<&Self>, command: PaymentCommand) -> Result<Vec<PaymentEvent>, Infallible> {
+        Ok(payment::decide(state, command))
+    }
+
+    fn evolve(state: Option<Self>, event: &PaymentEvent) -> Option<Self> {
+        payment::evolve(state, event)
+    }
+}
+
+/// One stream per provider subscription (`Subscription#sub_...`).
+impl Aggregate for Subscription {
+    const NAME: &'static str = "Subscription";
+    type Id = str;
+    type Command = SubscriptionCommand;
+    type Event = SubscriptionEvent;
+    type Error = Infallible;
+
+    fn decide(
+        state: Option<&Self>,
+        command: SubscriptionCommand,
+    ) -> Result<Vec<SubscriptionEvent>, Infallible> {
+        Ok(subscription::decide(state, command))
+    }
+
+    fn evolve(state: Option<Self>, event: &SubscriptionEvent) -> Option<Self> {
+        subscription::evolve(state, event)
+    }
+}
+
+impl Aggregate for Invoice {
+    const NAME: &'static str = "Invoice";
+    type Id = Uuid;
+    type Command = InvoiceCommand;
+    type Event = InvoiceEvent;
+    type Error = InvoiceError;
+
+    fn decide(state: Option<&Self>, command: InvoiceCommand) -> Result<Vec<InvoiceEvent>, InvoiceError> {
+        invoice::decide(state, command)
+    }
+
+    fn evolve(state: Option<Self>, event: &InvoiceEvent) -> Option<Self> {
+        invoice::evolve(state, event)
+    }
+}
+
+/// What can be done to a user record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserCommand {
+    /// Deleting twice is a no-op.
+    Delete { user_id: UserId, by: UserId },
+}
+
+impl Aggregate for User {
+    const NAME: &'static str = "User";
+    type Id = str;
+    type Command = UserCommand;
+    type Event = UserEvent;
+    type Error = Infallible;
+
+    fn decide(state: Option<&Self>, command: UserCommand) -> Result<Vec<UserEvent>, Infallible> {
+        match command {
+            UserCommand::Delete { user_id, by } => Ok(user::delete(state, user_id, by)),
+        }
+    }
+
+    fn evolve(state: Option<Self>, event: &UserEvent) -> Option<Self> {
+        user::evolve(state, event)
+    }
+}
