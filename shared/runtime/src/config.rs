@@ -19,6 +19,9 @@ pub struct Config {
     pub stripe: StripeConfig,
     /// Tax added to orders, as a fraction of the net amount (0.2 for 20 %).
     pub tax_rate: Decimal,
+    /// The dead-letter queue of a side-effect function's queue: poison messages are
+    /// parked there at once, with their reason.
+    pub dead_letter_queue: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +114,7 @@ impl Config {
                 webhook_tolerance_secs: tolerance,
             },
             tax_rate,
+            dead_letter_queue: optional("KASSA_DEAD_LETTER_QUEUE_URL"),
         })
     }
 }

@@ -1,0 +1,66 @@
+//! Working through an agenda: everything due is handled one entry at a time, and the run
+//! fails (so the schedule retries it) only after every entry had its try.
+//!
+//! An entry is taken in the commit that settles it, so when two runs overlap, one settles
+//! it and the other finds it gone: that is `Settled`, not a failure.
+
+use crate::effect::EffectError;
+use kassa_store::{Agenda, Entry};
+use serde::Serialize;
+use std::future::Future;
+
+/// What became of one due entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// This run acted on it.
+    Done,
+    /// Nothing was left to do: another run, or the event that settles it, came first.
+    Settled,
+}
+
+/// A run's summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Sweep {
+    pub due: usize,
+    pub done: usize,
+    pub settled: usize,
+    pub failed: usize,
+}
+
+/// Handles every entry of `agenda` due by `when` with `handle`. `what` names the entries
+/// in logs ("renewal", "expiry").
+pub async fn sweep<F, Fut>(
+    agenda: &Agenda,
+    when: &str,
+    what: &str,
+    mut handle: F,
+) -> Result<Sweep, EffectError>
+where
+    F: FnMut(Entry) -> Fut,
+    Fut: Future<Output = Result<Fate, EffectError>>,
+{
+    let due = agenda.due_by(when).await?;
+    let mut run = Sweep {
+        due: due.len(),
+        ..Sweep::default()
+    };
+    for entry in due {
+        let subject = entry.subject.clone();
+        match Box::pin(handle(entry)).await {
+            Ok(Fate::Done) => run.done += 1,
+            Ok(Fate::Settled) => run.settled += 1,
+            Err(e) => {
+                tracing::error!(%subject, error = %e, "{what} failed");
+                run.failed += 1;
+            }
+        }
+    }
+    tracing::info!(?run, "{what} run");
+    if run.failed > 0 {
+        return Err(EffectError::retry(format!(
+            "{} of {} {what} entries failed",
+            run.failed, run.due
+        )));
+    }
+    Ok(run)
+}
