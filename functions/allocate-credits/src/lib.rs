@@ -1,60 +1,53 @@
 //! On `workspace.created`: allocate the tier's monthly credits plus its signup bonus.
-//! Idempotent twice over: by event id (the idempotency record) and by allocation id (the
-//! wallet refuses to apply `signup` a second time).
+//! Idempotent twice over: by event id (the inbox) and by allocation id (the wallet refuses
+//! to apply `signup` a second time).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use kassa_domain::credits::{self, AllocationReason, CreditCommand};
+use kassa_domain::credits::{self, AllocationReason, CreditCommand, Wallet};
 use kassa_domain::workspace::WorkspaceEvent;
-use kassa_runtime::events::{self, EffectError};
-use kassa_runtime::{wallet, Clock, Config, SdkConfig};
-use kassa_store::{EventStore, Idempotency, Metadata, RecordedEvent, Renewals};
+use kassa_runtime::effect::EffectError;
+use kassa_runtime::function::StartError;
+use kassa_runtime::inbox::Inbox;
+use kassa_runtime::{Clock, Config, Function, Kernel, SdkConfig, SqsFunction};
+use kassa_store::{EventStore, Metadata, RecordedEvent, Renewals};
 use std::sync::Arc;
 use time::macros::format_description;
 
 pub const NAME: &str = "allocate-credits";
 
 pub struct AllocateCredits {
-    store: EventStore,
+    kernel: Kernel,
     renewals: Renewals,
-    idempotency: Idempotency,
-    clock: Arc<dyn Clock>,
+    inbox: Inbox,
+}
+
+impl Function for AllocateCredits {
+    fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let client = aws_sdk_dynamodb::Client::new(aws);
+        Ok(Self {
+            kernel: Kernel::new(
+                EventStore::new(client.clone(), &config.events_table),
+                clock.clone(),
+            ),
+            renewals: Renewals::new(client, &config.state_table),
+            inbox: Inbox::from_config(config, aws, NAME, clock),
+        })
+    }
+}
+
+impl SqsFunction for AllocateCredits {
+    async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
+        self.inbox
+            .each_once(batch, |event| async move { self.allocate(&event).await })
+            .await
+    }
 }
 
 impl AllocateCredits {
-    pub fn new(
-        store: EventStore,
-        renewals: Renewals,
-        idempotency: Idempotency,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            store,
-            renewals,
-            idempotency,
-            clock,
-        }
-    }
-
-    pub fn from_config(config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
-        let client = aws_sdk_dynamodb::Client::new(aws);
-        Self::new(
-            EventStore::new(client.clone(), &config.events_table),
-            Renewals::new(client.clone(), &config.state_table),
-            Idempotency::new(client, &config.state_table, NAME),
-            clock,
-        )
-    }
-
-    pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
-        events::each_once(
-            batch,
-            &self.idempotency,
-            self.clock.as_ref(),
-            |event| async move { self.allocate(&event).await },
-        )
-        .await
-    }
-
     async fn allocate(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
         let WorkspaceEvent::Created {
             workspace_id, tier, ..
@@ -73,19 +66,21 @@ impl AllocateCredits {
         // same commit as the allocation, so neither exists without the other.
         let due = credits::renewal_after(event.time.date())
             .format(format_description!("[year]-[month]-[day]"))?;
-        let metadata = Metadata::caused_by(event, format!("system:{NAME}"));
-        let recorded = wallet::allocate(
-            &self.store,
-            self.clock.as_ref(),
-            workspace_id,
-            command,
-            metadata,
-            |commit| {
-                commit.put(self.renewals.schedule(workspace_id, &due)?, "renewal");
-                Ok(())
-            },
-        )
-        .await?;
-        Ok(serde_json::json!({ "allocated": recorded.len() }))
+        let (command, due) = (&command, &due);
+        let done = self
+            .kernel
+            .run(Metadata::caused_by(event, format!("system:{NAME}")), |tx| {
+                Box::pin(async move {
+                    let mut wallet = tx.load::<Wallet>(&workspace_id).await?;
+                    let events = tx.decide(&mut wallet, command.clone())?;
+                    if !events.is_empty() {
+                        tx.commit()
+                            .put(self.renewals.schedule(workspace_id, due)?, "renewal");
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(serde_json::json!({ "allocated": done.recorded.len() }))
     }
 }

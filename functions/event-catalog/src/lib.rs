@@ -1,9 +1,9 @@
 //! The event catalog over HTTP: every event type kassa publishes, with the JSON Schema of
 //! its payload, generated from the same Rust types as docs/event-catalog.json.
 
-use kassa_runtime::config::ConfigError;
+use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, respond, route_key, string_param};
-use kassa_runtime::{caller, Clock, Config, Problem, SdkConfig};
+use kassa_runtime::{caller, Clock, Config, Function, HttpFunction, Problem, SdkConfig};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 
@@ -16,18 +16,6 @@ impl EventCatalog {
         Self {
             catalog: kassa_domain::catalog::catalog(),
         }
-    }
-
-    pub fn from_config(
-        _config: &Config,
-        _aws: &SdkConfig,
-        _clock: Arc<dyn Clock>,
-    ) -> Result<Self, ConfigError> {
-        Ok(Self::new())
-    }
-
-    pub async fn handle(&self, request: Request) -> Response<Body> {
-        respond(self.serve(&request))
     }
 
     fn serve(&self, request: &Request) -> Result<Response<Body>, Problem> {
@@ -51,6 +39,22 @@ impl EventCatalog {
                 format!("route `{other}` is not served here"),
             )),
         }
+    }
+}
+
+impl Function for EventCatalog {
+    fn from_config(
+        _config: &Config,
+        _aws: &SdkConfig,
+        _clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        Ok(Self::new())
+    }
+}
+
+impl HttpFunction for EventCatalog {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        respond(self.serve(&request))
     }
 }
 

@@ -6,10 +6,12 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_domain::credits::CreditEvent;
 use kassa_domain::workspace::Workspace;
 use kassa_runtime::access::workspace_stream;
-use kassa_runtime::events::{self, EffectError};
-use kassa_runtime::mail::{Mail, Mailer};
-use kassa_runtime::{Clock, Config, SdkConfig};
-use kassa_store::{EventStore, Idempotency, Notification, ReadModels, RecordedEvent};
+use kassa_runtime::effect::EffectError;
+use kassa_runtime::function::StartError;
+use kassa_runtime::inbox::Inbox;
+use kassa_runtime::mail::{ConfiguredMailer, Mail, Mailer};
+use kassa_runtime::{Clock, Config, Function, SdkConfig, SqsFunction};
+use kassa_store::{EventStore, Notification, ReadModels, RecordedEvent};
 use std::sync::Arc;
 
 pub const NAME: &str = "low-balance-notifier";
@@ -17,51 +19,22 @@ pub const NAME: &str = "low-balance-notifier";
 pub struct LowBalanceNotifier<M> {
     store: EventStore,
     read_models: ReadModels,
-    idempotency: Idempotency,
+    inbox: Inbox,
     mailer: M,
     mail_from: String,
-    clock: Arc<dyn Clock>,
 }
 
 impl<M: Mailer> LowBalanceNotifier<M> {
-    pub fn new(
-        store: EventStore,
-        read_models: ReadModels,
-        idempotency: Idempotency,
-        mailer: M,
-        mail_from: String,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            store,
-            read_models,
-            idempotency,
-            mailer,
-            mail_from,
-            clock,
-        }
-    }
-
-    pub fn from_config(config: &Config, aws: &SdkConfig, mailer: M, clock: Arc<dyn Clock>) -> Self {
+    /// With a mailer of the caller's choice (tests pass a failing one).
+    pub fn with_mailer(config: &Config, aws: &SdkConfig, mailer: M, clock: Arc<dyn Clock>) -> Self {
         let client = aws_sdk_dynamodb::Client::new(aws);
-        Self::new(
-            EventStore::new(client.clone(), &config.events_table),
-            ReadModels::new(client.clone(), &config.state_table),
-            Idempotency::new(client, &config.state_table, NAME),
+        Self {
+            store: EventStore::new(client.clone(), &config.events_table),
+            read_models: ReadModels::new(client, &config.state_table),
+            inbox: Inbox::from_config(config, aws, NAME, clock),
             mailer,
-            config.mail_from.clone(),
-            clock,
-        )
-    }
-
-    pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
-        events::each_once(
-            batch,
-            &self.idempotency,
-            self.clock.as_ref(),
-            |event| async move { self.notify(&event).await },
-        )
-        .await
+            mail_from: config.mail_from.clone(),
+        }
     }
 
     async fn notify(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
@@ -77,7 +50,7 @@ impl<M: Mailer> LowBalanceNotifier<M> {
             .store
             .load(&workspace_stream(workspace_id))
             .await?
-            .ok_or_else(|| format!("workspace {workspace_id} not found"))?;
+            .ok_or_else(|| EffectError::retry(format!("workspace {workspace_id} not found")))?;
         let ws: Workspace = head.state()?;
         let message = format!(
             "Workspace \"{}\" is low on credits: {balance} left, below the {} tier's threshold of {threshold}.",
@@ -105,5 +78,31 @@ impl<M: Mailer> LowBalanceNotifier<M> {
         };
         let stored = self.read_models.add_notification(&notification).await?;
         Ok(serde_json::json!({ "stored": stored }))
+    }
+}
+
+impl Function for LowBalanceNotifier<ConfiguredMailer> {
+    fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        Ok(Self::with_mailer(
+            config,
+            aws,
+            ConfiguredMailer::from_config(config, aws),
+            clock,
+        ))
+    }
+}
+
+impl<M: Mailer + 'static> SqsFunction for LowBalanceNotifier<M>
+where
+    Self: Function,
+{
+    async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
+        self.inbox
+            .each_once(batch, |event| async move { self.notify(&event).await })
+            .await
     }
 }

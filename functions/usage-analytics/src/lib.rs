@@ -2,9 +2,11 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_domain::credits::CreditEvent;
-use kassa_runtime::events::{self, EffectError};
-use kassa_runtime::{Clock, Config, SdkConfig};
-use kassa_store::{FeatureUse, Idempotency, ReadModels, RecordedEvent};
+use kassa_runtime::effect::EffectError;
+use kassa_runtime::function::StartError;
+use kassa_runtime::inbox::Inbox;
+use kassa_runtime::{Clock, Config, Function, SdkConfig, SqsFunction};
+use kassa_store::{FeatureUse, ReadModels, RecordedEvent};
 use std::sync::Arc;
 use time::macros::format_description;
 
@@ -12,38 +14,32 @@ pub const NAME: &str = "usage-analytics";
 
 pub struct UsageAnalytics {
     read_models: ReadModels,
-    idempotency: Idempotency,
-    clock: Arc<dyn Clock>,
+    inbox: Inbox,
+}
+
+impl Function for UsageAnalytics {
+    fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let client = aws_sdk_dynamodb::Client::new(aws);
+        Ok(Self {
+            read_models: ReadModels::new(client, &config.state_table),
+            inbox: Inbox::from_config(config, aws, NAME, clock),
+        })
+    }
+}
+
+impl SqsFunction for UsageAnalytics {
+    async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
+        self.inbox
+            .each_once(batch, |event| async move { self.count(&event).await })
+            .await
+    }
 }
 
 impl UsageAnalytics {
-    pub fn new(read_models: ReadModels, idempotency: Idempotency, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            read_models,
-            idempotency,
-            clock,
-        }
-    }
-
-    pub fn from_config(config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
-        let client = aws_sdk_dynamodb::Client::new(aws);
-        Self::new(
-            ReadModels::new(client.clone(), &config.state_table),
-            Idempotency::new(client, &config.state_table, NAME),
-            clock,
-        )
-    }
-
-    pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
-        events::each_once(
-            batch,
-            &self.idempotency,
-            self.clock.as_ref(),
-            |event| async move { self.count(&event).await },
-        )
-        .await
-    }
-
     async fn count(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
         let CreditEvent::Consumed {
             workspace_id,
@@ -70,7 +66,7 @@ impl UsageAnalytics {
         };
         let counted = self
             .read_models
-            .record_usage(&use_, self.clock.now().unix_timestamp())
+            .record_usage(&use_, self.inbox.clock().now().unix_timestamp())
             .await?;
         Ok(serde_json::json!({ "counted": counted }))
     }

@@ -2,13 +2,15 @@
 //! runner keeps by hand: it links code, while routes, rules and schedules come from the
 //! template.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use aws_lambda_events::event::dynamodb::Event as StreamBatch;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use kassa_runtime::mail::ConfiguredMailer;
-use kassa_runtime::{Clock, Config, SdkConfig};
+use kassa_runtime::{
+    Clock, Config, HttpFunction, ScheduledFunction, SdkConfig, SqsFunction, StreamFunction,
+};
 use lambda_http::{Body, Request, Response};
 use std::future::Future;
 use std::pin::Pin;
@@ -53,6 +55,63 @@ macro_rules! schedule {
     }};
 }
 
+/// An HTTP function built from its configuration, as its `main.rs` builds it.
+pub fn http<F: HttpFunction>(
+    config: &Config,
+    aws: &SdkConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Lambda> {
+    let function = Arc::new(F::from_config(config, aws, clock).map_err(|e| anyhow!(e))?);
+    Ok(Lambda::Http(Arc::new(move |request| {
+        let function = function.clone();
+        Box::pin(async move { function.handle(request).await })
+    })))
+}
+
+/// A side-effect function fed by an SQS queue.
+pub fn sqs<F: SqsFunction>(
+    config: &Config,
+    aws: &SdkConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Lambda> {
+    let function = Arc::new(F::from_config(config, aws, clock).map_err(|e| anyhow!(e))?);
+    Ok(Lambda::Sqs(Arc::new(move |batch| {
+        let function = function.clone();
+        Box::pin(async move { function.handle(batch).await })
+    })))
+}
+
+/// A scheduled function; its run summary is logged and answered.
+pub fn scheduled<F: ScheduledFunction>(
+    config: &Config,
+    aws: &SdkConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Lambda> {
+    let function = Arc::new(F::from_config(config, aws, clock).map_err(|e| anyhow!(e))?);
+    Ok(Lambda::Schedule(Arc::new(move |event| {
+        let function = function.clone();
+        Box::pin(async move {
+            match function.handle(event).await {
+                Ok(run) => serde_json::to_value(run).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    })))
+}
+
+/// A function reading the events table's stream.
+pub fn stream<F: StreamFunction>(
+    config: &Config,
+    aws: &SdkConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Lambda> {
+    let function = Arc::new(F::from_config(config, aws, clock).map_err(|e| anyhow!(e))?);
+    Ok(Lambda::Stream(Arc::new(move |batch| {
+        let function = function.clone();
+        Box::pin(async move { function.handle(batch).await })
+    })))
+}
+
 /// The handler for the template's function `id`, built as its `main.rs` builds it.
 pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) -> Result<Lambda> {
     Ok(match id {
@@ -72,23 +131,15 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
             Stream,
             kassa_event_relay::EventRelay::from_config(config, aws)?
         ),
-        "AllocateCreditsFunction" => lambda!(
-            Sqs,
-            kassa_allocate_credits::AllocateCredits::from_config(config, aws, clock)
-        ),
-        "UsageAnalyticsFunction" => lambda!(
-            Sqs,
-            kassa_usage_analytics::UsageAnalytics::from_config(config, aws, clock)
-        ),
-        "LowBalanceNotifierFunction" => lambda!(
-            Sqs,
-            kassa_low_balance_notifier::LowBalanceNotifier::from_config(
-                config,
-                aws,
-                ConfiguredMailer::from_config(config, aws),
-                clock
-            )
-        ),
+        "AllocateCreditsFunction" => {
+            sqs::<kassa_allocate_credits::AllocateCredits>(config, aws, clock)?
+        }
+        "UsageAnalyticsFunction" => {
+            sqs::<kassa_usage_analytics::UsageAnalytics>(config, aws, clock)?
+        }
+        "LowBalanceNotifierFunction" => sqs::<
+            kassa_low_balance_notifier::LowBalanceNotifier<ConfiguredMailer>,
+        >(config, aws, clock)?,
         "RenewCreditsFunction" => schedule!(kassa_renew_credits::RenewCredits::from_config(
             config, aws, clock
         )),
@@ -115,11 +166,8 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "OverdueInvoicesFunction" => schedule!(
             kassa_overdue_invoices::OverdueInvoices::from_config(config, aws, clock)?
         ),
-        "EventCatalogFunction" => lambda!(
-            Http,
-            kassa_event_catalog::EventCatalog::from_config(config, aws, clock)?
-        ),
-        "UsersFunction" => lambda!(Http, kassa_users::Users::from_config(config, aws, clock)?),
+        "EventCatalogFunction" => http::<kassa_event_catalog::EventCatalog>(config, aws, clock)?,
+        "UsersFunction" => http::<kassa_users::Users>(config, aws, clock)?,
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

@@ -34,7 +34,10 @@ pub trait Aggregate: Clone + Serialize + DeserializeOwned + Send + Sync + 'stati
     type Event: DomainEvent + Send + Sync;
     type Error: std::error::Error + Send + Sync;
 
-    fn decide(state: Option<&Self>, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
+    fn decide(
+        state: Option<&Self>,
+        command: Self::Command,
+    ) -> Result<Vec<Self::Event>, Self::Error>;
 
     fn evolve(state: Option<Self>, event: &Self::Event) -> Option<Self>;
 
@@ -53,7 +56,10 @@ impl Aggregate for Wallet {
     type Event = CreditEvent;
     type Error = CreditError;
 
-    fn decide(state: Option<&Self>, command: CreditCommand) -> Result<Vec<CreditEvent>, CreditError> {
+    fn decide(
+        state: Option<&Self>,
+        command: CreditCommand,
+    ) -> Result<Vec<CreditEvent>, CreditError> {
         credits::decide(state, command)
     }
 
@@ -91,7 +97,10 @@ impl Aggregate for Workspace {
     }
 
     fn head_sets(&self) -> Vec<(&'static str, Vec<String>)> {
-        vec![(MEMBERS, self.members().map(|u| u.as_str().to_owned()).collect())]
+        vec![(
+            MEMBERS,
+            self.members().map(|u| u.as_str().to_owned()).collect(),
+        )]
     }
 }
 
@@ -119,7 +128,10 @@ impl Aggregate for Payment {
     type Event = PaymentEvent;
     type Error = Infallible;
 
-    fn decide(state: Option<&Self>, command: PaymentCommand) -> Result<Vec<PaymentEvent>, Infallible> {
+    fn decide(
+        state: Option<&Self>,
+        command: PaymentCommand,
+    ) -> Result<Vec<PaymentEvent>, Infallible> {
         Ok(payment::decide(state, command))
     }
 
@@ -155,7 +167,10 @@ impl Aggregate for Invoice {
     type Event = InvoiceEvent;
     type Error = InvoiceError;
 
-    fn decide(state: Option<&Self>, command: InvoiceCommand) -> Result<Vec<InvoiceEvent>, InvoiceError> {
+    fn decide(
+        state: Option<&Self>,
+        command: InvoiceCommand,
+    ) -> Result<Vec<InvoiceEvent>, InvoiceError> {
         invoice::decide(state, command)
     }
 

@@ -49,6 +49,18 @@ impl<E: std::fmt::Display> From<IdempotencyError<E>> for EffectError {
     }
 }
 
+/// A command's refusal is decided on state, and deciding again on the same state gives
+/// the same answer: poison, unless the handler knows the state will move (an order not
+/// visible yet) and says `Retry` itself.
+impl<E: std::fmt::Display> From<crate::kernel::Fail<E>> for EffectError {
+    fn from(fail: crate::kernel::Fail<E>) -> Self {
+        match fail {
+            crate::kernel::Fail::Refused(e) => Self::Poison(format!("refused: {e}")),
+            crate::kernel::Fail::Store(e) => Self::from(e),
+        }
+    }
+}
+
 /// A payload that does not decode now never will.
 impl From<serde_json::Error> for EffectError {
     fn from(e: serde_json::Error) -> Self {

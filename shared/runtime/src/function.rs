@@ -18,7 +18,11 @@ pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A function built from configuration.
 pub trait Function: Sized + Send + Sync + 'static {
-    fn from_config(config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) -> Result<Self, StartError>;
+    fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError>;
 }
 
 /// Serves API Gateway routes.
@@ -88,8 +92,10 @@ pub async fn run_schedule<F: ScheduledFunction>() -> Result<(), lambda_runtime::
 pub async fn run_stream<F: StreamFunction>() -> Result<(), lambda_runtime::Error> {
     let function = start::<F>().await?;
     let function = &function;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamBatch>| async move {
-        Ok::<_, lambda_runtime::Error>(function.handle(event.payload).await)
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<StreamBatch>| async move {
+            Ok::<_, lambda_runtime::Error>(function.handle(event.payload).await)
+        },
+    ))
     .await
 }

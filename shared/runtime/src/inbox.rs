@@ -41,7 +41,12 @@ impl Inbox {
         }
     }
 
-    pub fn from_config(config: &Config, aws: &SdkConfig, scope: &str, clock: Arc<dyn Clock>) -> Self {
+    pub fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        scope: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let dynamodb = aws_sdk_dynamodb::Client::new(aws);
         Self::new(
             Idempotency::new(dynamodb, &config.state_table, scope),

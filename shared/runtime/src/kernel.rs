@@ -30,7 +30,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// The body's future, boxed so that it may borrow the transaction it is given.
-pub type Body<'t, T, E> = Pin<Box<dyn Future<Output = Result<T, Fail<E>>> + Send + 't>>;
+pub type Attempt<'t, T, E> = Pin<Box<dyn Future<Output = Result<T, Fail<E>>> + Send + 't>>;
 
 /// Why a command did not commit: its own refusal, or the store's failure (a conflict
 /// that outlived its retries among them).
@@ -88,7 +88,7 @@ impl Kernel {
     /// Runs `body` until its commit goes through, it refuses, or the store fails.
     pub async fn run<'k, T, E, F>(&'k self, metadata: Metadata, body: F) -> Result<Done<T>, Fail<E>>
     where
-        F: for<'t> FnMut(&'t mut Tx<'k>) -> Body<'t, T, E>,
+        F: for<'t> FnMut(&'t mut Tx<'k>) -> Attempt<'t, T, E>,
     {
         self.run_seeded(metadata, Vec::new(), body).await
     }
@@ -103,7 +103,7 @@ impl Kernel {
         mut body: F,
     ) -> Result<Done<T>, Fail<E>>
     where
-        F: for<'t> FnMut(&'t mut Tx<'k>) -> Body<'t, T, E>,
+        F: for<'t> FnMut(&'t mut Tx<'k>) -> Attempt<'t, T, E>,
     {
         let mut seen: HashMap<StreamId, Head> =
             seeds.into_iter().map(|h| (h.stream.clone(), h)).collect();

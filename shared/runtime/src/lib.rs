@@ -24,6 +24,9 @@ pub use aws_config::SdkConfig;
 pub use caller::caller;
 pub use clock::{Clock, SystemClock};
 pub use config::Config;
-pub use function::{run_http, run_schedule, run_sqs, run_stream, Function, HttpFunction, ScheduledFunction, SqsFunction, StreamFunction};
+pub use function::{
+    run_http, run_schedule, run_sqs, run_stream, Function, HttpFunction, ScheduledFunction,
+    SqsFunction, StreamFunction,
+};
 pub use kernel::{Done, Fail, Kernel, Tx};
 pub use problem::Problem;
