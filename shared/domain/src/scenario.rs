@@ -82,3 +82,82 @@ where
         self.outcome
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::given;
+    use crate::credits::{AllocationReason, CreditCommand, CreditError, CreditEvent, Wallet};
+    use crate::tier::TierId;
+    use uuid::Uuid;
+
+    const WS: Uuid = Uuid::nil();
+
+    fn opened() -> CreditEvent {
+        CreditEvent::WalletOpened {
+            workspace_id: WS,
+            tier: TierId::Free,
+        }
+    }
+
+    fn allocated(credits: u64) -> CreditEvent {
+        CreditEvent::Allocated {
+            workspace_id: WS,
+            allocation_id: "signup".into(),
+            reason: AllocationReason::Signup,
+            base: credits,
+            bonus: 0,
+            total: credits,
+            balance_after: credits as i64,
+        }
+    }
+
+    fn consume(feature: &str, quantity: u64) -> CreditCommand {
+        CreditCommand::Consume {
+            consumption_id: WS,
+            feature: feature.into(),
+            quantity,
+        }
+    }
+
+    fn consumed(credits: u64, balance_after: i64) -> CreditEvent {
+        CreditEvent::Consumed {
+            workspace_id: WS,
+            consumption_id: WS,
+            feature: "api.call".into(),
+            quantity: credits,
+            credits,
+            balance_after,
+        }
+    }
+
+    #[test]
+    fn a_consume_within_the_balance_debits_it() {
+        let wallet = given::<Wallet>([opened(), allocated(1_000)])
+            .when(consume("api.call", 3))
+            .then([consumed(3, 997)]);
+        assert_eq!(wallet.map(|w| w.balance), Some(997));
+    }
+
+    #[test]
+    fn a_consume_past_the_balance_on_the_free_tier_is_refused() {
+        given::<Wallet>([opened(), allocated(2)])
+            .when(consume("api.call", 3))
+            .then_refused(CreditError::InsufficientCredits {
+                needed: 3,
+                balance: 2,
+                allowance: 0,
+            });
+    }
+
+    #[test]
+    fn an_allocation_is_applied_once() {
+        given::<Wallet>([opened(), allocated(10)])
+            .when(CreditCommand::Allocate {
+                allocation_id: "signup".into(),
+                base: 10,
+                bonus: 0,
+                reason: AllocationReason::Signup,
+            })
+            .then([]);
+    }
+}
