@@ -32,6 +32,7 @@ fn event_image(stream: &str, version: u64) -> serde_json::Value {
         payload: json!({ "n": version }).to_string(),
         metadata: json!({ "correlation_id": Uuid::nil(), "causation_id": null, "actor": "t" })
             .to_string(),
+        schema: 1,
     };
     let item: serde_dynamo::Item = serde_dynamo::to_item(item).unwrap();
     serde_json::to_value(item).unwrap()
