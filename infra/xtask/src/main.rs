@@ -8,6 +8,7 @@ mod cli;
 mod dev;
 mod dev_secret;
 mod emulators;
+mod new_function;
 mod repo;
 mod setup;
 mod supervisor;
@@ -29,6 +30,10 @@ commands:
                             (KASSA_TEST_THREADS=N passes --test-threads N)
   bench                     latency, hot-wallet throughput and cold start figures
   catalog                   regenerate docs/event-catalog.json (event JSON Schemas)
+  new-function NAME --http [--route \"POST /path\"] | --sqs --event TYPE | --schedule [EXPR]
+                            scaffold a function on the kernel: package, template
+                            resources (route, or queue + DLQ + rule, or schedule),
+                            workspace entry and the local runner's entry
   token --user U [--role R] [--ttl-hours H]
                             print a dev JWT for U (role default `user`, 12 h)
   help                      this text
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&repo, &rest),
         Some("token") => token::run(&repo, &rest),
         Some("catalog") => catalog::run(&repo),
+        Some("new-function") => new_function::run(&repo, &rest),
         Some(other) => {
             eprint!("xtask: unknown command `{other}`\n\n{USAGE}");
             Ok(ExitCode::from(2))
