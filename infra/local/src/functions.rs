@@ -16,7 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pub type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 #[derive(Clone)]
 pub enum Lambda {

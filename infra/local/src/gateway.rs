@@ -1,8 +1,10 @@
-//! The local API Gateway: matches the template's HttpApi routes, verifies the bearer token
-//! as the JWT authorizer would (HS256 with the dev secret locally), and hands the function
-//! the same API Gateway v2 payload Lambda would.
+//! The local API Gateway: matches the template's HttpApi routes, throttles each route as
+//! its stage's settings say, verifies the bearer token as the JWT authorizer would (HS256
+//! with the dev secret locally), and hands the function the same API Gateway v2 payload
+//! Lambda would.
 
 use crate::functions::Lambda;
+use crate::throttle::{Throttle, TokenBucket};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -11,14 +13,25 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use lambda_http::request::LambdaRequest;
 use lambda_http::Body;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 pub const ISSUER: &str = "kassa-local";
 pub const AUDIENCE: &str = "kassa";
 
 pub struct Gateway {
-    routes: HashMap<String, matchit::Router<(String, bool, Lambda)>>,
+    routes: HashMap<String, matchit::Router<Target>>,
     key: DecodingKey,
+}
+
+/// What a matched route leads to.
+#[derive(Clone)]
+struct Target {
+    route_key: String,
+    public: bool,
+    /// The route's own bucket; `None` when its API sets no throttling.
+    bucket: Option<Arc<Mutex<TokenBucket>>>,
+    lambda: Lambda,
 }
 
 impl Gateway {
@@ -29,19 +42,28 @@ impl Gateway {
         }
     }
 
-    /// Serves `method path` with `lambda`; a `public` route takes calls without a token.
+    /// Serves `method path` with `lambda`; a `public` route takes calls without a token, a
+    /// `throttle`d one takes no more than its limits allow.
     pub fn add(
         &mut self,
         method: &str,
         path: &str,
         public: bool,
+        throttle: Option<Throttle>,
         lambda: Lambda,
     ) -> anyhow::Result<()> {
         let route_key = format!("{method} {path}");
+        let target = Target {
+            route_key: route_key.clone(),
+            public,
+            bucket: throttle
+                .map(|throttle| Arc::new(Mutex::new(TokenBucket::full(throttle, Instant::now())))),
+            lambda,
+        };
         self.routes
             .entry(method.to_owned())
             .or_default()
-            .insert(path, (route_key.clone(), public, lambda))
+            .insert(path, target)
             .map_err(|e| anyhow::anyhow!("route {route_key}: {e}"))
     }
 
@@ -99,6 +121,26 @@ fn problem(status: StatusCode, code: &str, detail: &str) -> axum::response::Resp
         .into_response()
 }
 
+/// 429 for a route over its limits, with the whole seconds until its next token.
+fn too_many_requests(
+    route_key: &str,
+    wait: Option<std::time::Duration>,
+) -> axum::response::Response {
+    let mut response = problem(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        &format!("{route_key} is over its rate limit"),
+    );
+    if let Some(wait) = wait {
+        // Rounded up, so a caller that waits as told finds a token.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert("retry-after", seconds.max(1).into());
+    }
+    response
+}
+
 async fn serve(
     State(gw): State<Arc<Gateway>>,
     method: Method,
@@ -107,19 +149,17 @@ async fn serve(
     body: Bytes,
 ) -> axum::response::Response {
     let path = uri.path().to_owned();
-    let Some(((route_key, public, lambda), params)) =
-        gw.routes.get(method.as_str()).and_then(|r| {
-            r.at(&path).ok().map(|m| {
-                (
-                    m.value.clone(),
-                    m.params
-                        .iter()
-                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .collect::<HashMap<_, _>>(),
-                )
-            })
+    let Some((target, params)) = gw.routes.get(method.as_str()).and_then(|r| {
+        r.at(&path).ok().map(|m| {
+            (
+                m.value.clone(),
+                m.params
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect::<HashMap<_, _>>(),
+            )
         })
-    else {
+    }) else {
         let allowed = gw.routes.iter().any(|(_, r)| r.at(&path).is_ok());
         return if allowed {
             problem(
@@ -131,6 +171,21 @@ async fn serve(
             problem(StatusCode::NOT_FOUND, "no_route", "no such route")
         };
     };
+    let Target {
+        route_key,
+        public,
+        bucket,
+        lambda,
+    } = target;
+    if let Some(bucket) = bucket {
+        let taken = bucket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take(Instant::now());
+        if let Err(wait) = taken {
+            return too_many_requests(&route_key, wait);
+        }
+    }
     let claims = match gw.claims(&headers) {
         Some(claims) => claims,
         None if public => HashMap::new(),

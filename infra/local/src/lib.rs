@@ -12,6 +12,7 @@ pub mod resources;
 pub mod schedule;
 pub mod stream;
 pub mod template;
+pub mod throttle;
 
 use anyhow::{anyhow, Context, Result};
 use kassa_runtime::clock::OffsetClock;
@@ -50,9 +51,21 @@ impl Options {
                 .context("KASSA_JWT_SECRET (run through cargo xtask test)")?,
             mail_sink_dir: None,
             retry_after: Duration::from_secs(1),
-            parameters: stripe_parameters(&format!("whsec_test_{}", uuid::Uuid::now_v7().simple())),
+            parameters: stripe_parameters(&format!("whsec_test_{}", uuid::Uuid::now_v7().simple()))
+                .into_iter()
+                .chain(unthrottled())
+                .collect(),
         })
     }
+}
+
+/// Route throttling far above anything a test sends, so only a test that sets its own
+/// limits meets a 429.
+fn unthrottled() -> [(String, String); 2] {
+    [
+        ("ApiThrottlingRateLimit".to_owned(), "1000000".to_owned()),
+        ("ApiThrottlingBurstLimit".to_owned(), "1000000".to_owned()),
+    ]
 }
 
 /// The template's Stripe parameters as `cargo xtask` provides them: localstripe's URL and
@@ -100,6 +113,7 @@ impl Stack {
         let streams = aws_sdk_dynamodbstreams::Client::new(&aws);
 
         let mut gateway = gateway::Gateway::new(&options.jwt_secret);
+        let throttles = throttle::of_apis(&template, &names)?;
         let mut tasks = Vec::new();
         let mut configs = std::collections::HashMap::new();
         let mut schedules = std::collections::HashMap::new();
@@ -113,10 +127,23 @@ impl Stack {
             configs.insert(function.id.clone(), config);
             for trigger in &function.triggers {
                 match trigger {
-                    Trigger::Http(route) => {
-                        gateway.add(&route.method, &route.path, route.public, lambda.clone())?
-                    }
-                    Trigger::Sqs { queue, batch_size } => {
+                    Trigger::Http(route) => gateway.add(
+                        &route.method,
+                        &route.path,
+                        route.public,
+                        route
+                            .api
+                            .as_ref()
+                            .and_then(|api| throttles.get(api))
+                            .copied(),
+                        lambda.clone(),
+                    )?,
+                    Trigger::Sqs {
+                        queue,
+                        batch_size,
+                        batching_window,
+                        concurrency,
+                    } => {
                         let source = queues::QueueSource {
                             client: clients.sqs.clone(),
                             url: names
@@ -126,6 +153,8 @@ impl Stack {
                                 .ok_or_else(|| anyhow!("no queue {queue}"))?,
                             arn: names.arns.get(queue).cloned().unwrap_or_default(),
                             batch_size: *batch_size,
+                            batching_window: *batching_window,
+                            concurrency: *concurrency,
                             retry_after: options.retry_after,
                             lambda: lambda.clone(),
                         };

@@ -2,10 +2,12 @@
 //! sources, rules, queues, tables and the bus. Intrinsics (`!Ref`, `!GetAtt`, `!Sub`) are
 //! resolved against the names the runner gives resources locally.
 
+use crate::queues::DEFAULT_CONCURRENCY;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_norway::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -21,6 +23,8 @@ pub struct Route {
     /// `Auth: {Authorizer: NONE}`: the function authenticates the call itself (a signed
     /// webhook), so the gateway passes it through without a token.
     pub public: bool,
+    /// The HTTP API it belongs to (`ApiId: !Ref <id>`); `None` for SAM's implicit API.
+    pub api: Option<String>,
 }
 
 impl Route {
@@ -35,7 +39,11 @@ pub enum Trigger {
     Http(Route),
     Sqs {
         queue: String,
-        batch_size: i32,
+        batch_size: usize,
+        /// MaximumBatchingWindowInSeconds, zero when unset.
+        batching_window: Duration,
+        /// ScalingConfig.MaximumConcurrency, or the runner's default.
+        concurrency: usize,
     },
     Stream {
         table: String,
@@ -70,6 +78,21 @@ pub struct Queue {
     pub visibility_timeout: Option<i64>,
     /// Dead-letter queue id and maxReceiveCount.
     pub redrive: Option<(String, i64)>,
+}
+
+/// An `AWS::Serverless::HttpApi` as far as the runner plays its stage.
+#[derive(Debug, Clone)]
+pub struct HttpApi {
+    pub id: String,
+    /// `DefaultRouteSettings` when it sets both throttling limits.
+    pub throttling: Option<RouteThrottling>,
+}
+
+/// Throttling limits as written in the template: numbers or `!Ref` to parameters.
+#[derive(Debug, Clone)]
+pub struct RouteThrottling {
+    pub rate: Value,
+    pub burst: Value,
 }
 
 #[derive(Debug, Clone)]
@@ -169,12 +192,22 @@ impl Template {
                                 .and_then(|a| a.get("Authorizer"))
                                 .and_then(scalar)
                                 .is_some_and(|a| a == "NONE"),
+                            api: ref_target(get("ApiId")),
                         }),
                         Some("SQS") => Trigger::Sqs {
                             queue: get_att_target(get("Queue"))
                                 .with_context(|| format!("{id}.{name}.Queue"))?,
-                            batch_size: get("BatchSize").and_then(Value::as_i64).unwrap_or(10)
-                                as i32,
+                            batch_size: get("BatchSize").and_then(Value::as_u64).unwrap_or(10)
+                                as usize,
+                            batching_window: Duration::from_secs(
+                                get("MaximumBatchingWindowInSeconds")
+                                    .and_then(Value::as_u64)
+                                    .unwrap_or(0),
+                            ),
+                            concurrency: get("ScalingConfig")
+                                .and_then(|s| s.get("MaximumConcurrency"))
+                                .and_then(Value::as_u64)
+                                .map_or(DEFAULT_CONCURRENCY, |n| n as usize),
                         },
                         Some("DynamoDB") => Trigger::Stream {
                             table: get_att_target(get("Stream"))
@@ -282,6 +315,23 @@ impl Template {
         Ok(out)
     }
 
+    pub fn http_apis(&self) -> Vec<HttpApi> {
+        self.of_type("AWS::Serverless::HttpApi")
+            .map(|(id, r)| {
+                let settings = r
+                    .get("Properties")
+                    .and_then(|p| p.get("DefaultRouteSettings"));
+                let limit = |k: &str| settings.and_then(|s| s.get(k)).cloned();
+                HttpApi {
+                    id: id.clone(),
+                    throttling: limit("ThrottlingRateLimit")
+                        .zip(limit("ThrottlingBurstLimit"))
+                        .map(|(rate, burst)| RouteThrottling { rate, burst }),
+                }
+            })
+            .collect()
+    }
+
     pub fn buses(&self) -> Vec<String> {
         self.of_type("AWS::Events::EventBus")
             .map(|(id, _)| id.clone())
@@ -330,6 +380,15 @@ pub fn scalar(v: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The resource or parameter a `!Ref X` (or `Ref: X`) names.
+fn ref_target(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::Tagged(t) if t.tag == "Ref" => scalar(&t.value),
+        Value::Mapping(m) => m.get("Ref").and_then(scalar),
         _ => None,
     }
 }
@@ -413,5 +472,57 @@ mod tests {
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), n);
+    }
+
+    #[test]
+    fn sqs_mappings_take_their_batching_and_concurrency_from_the_event_source() {
+        let template = Template::parse(
+            r#"
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+  Scaled:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Work:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt Queue.Arn
+            BatchSize: 25
+            MaximumBatchingWindowInSeconds: 2
+            ScalingConfig:
+              MaximumConcurrency: 3
+  Plain:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Work:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt Queue.Arn
+"#,
+        )
+        .unwrap();
+        let mappings: BTreeMap<String, (usize, Duration, usize)> = template
+            .functions()
+            .unwrap()
+            .into_iter()
+            .flat_map(|f| f.triggers.into_iter().map(move |t| (f.id.clone(), t)))
+            .filter_map(|(id, t)| match t {
+                Trigger::Sqs {
+                    batch_size,
+                    batching_window,
+                    concurrency,
+                    ..
+                } => Some((id, (batch_size, batching_window, concurrency))),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(mappings["Scaled"], (25, Duration::from_secs(2), 3));
+        assert_eq!(
+            mappings["Plain"],
+            (10, Duration::ZERO, crate::queues::DEFAULT_CONCURRENCY)
+        );
     }
 }

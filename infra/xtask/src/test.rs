@@ -2,6 +2,7 @@
 //! of the workspace against freshly started emulators, so tests never see
 //! state left by an earlier run.
 
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -75,20 +76,36 @@ pub fn run(repo: &Repo, args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::from(supervisor::exit_code(status)))
 }
 
+/// AWS's serverless rules (PyPI `cfn-lint-serverless`), run on top of
+/// cfn-lint's own: throttling, access logs, log retention, DLQs, destinations.
+const SERVERLESS_RULES: &str = "cfn_lint_serverless.rules";
+
 fn lint_template(repo: &Repo) -> Result<()> {
     let started = Instant::now();
+    lint(repo, &repo.template())?;
+    println!(
+        "test: cfn-lint template.yaml ok, serverless rules included ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Fails on any finding, warnings included: cfn-lint's exit status is non-zero
+/// for each level, so a rule the project disagrees with is suppressed in the
+/// template beside its reason rather than left to scroll past.
+fn lint(repo: &Repo, template: &Path) -> Result<()> {
     let status = Command::new(repo.venv_program("cfn-lint"))
-        .arg(repo.template())
+        .arg(template)
+        .args(["--append-rules", SERVERLESS_RULES])
         .current_dir(&repo.root)
         .status()
         .context("starting cfn-lint from the project venv")?;
     if !status.success() {
-        bail!("test: cfn-lint template.yaml failed ({status})");
+        bail!(
+            "test: cfn-lint {} reported findings ({status})",
+            template.display()
+        );
     }
-    println!(
-        "test: cfn-lint template.yaml ok ({:.1} s)",
-        started.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 
@@ -110,7 +127,8 @@ fn cargo_test_args(passthrough: &[String], threads: Option<String>) -> Result<Ve
 
 #[cfg(test)]
 mod tests {
-    use super::cargo_test_args;
+    use super::{cargo_test_args, lint};
+    use crate::repo::Repo;
 
     fn strings(args: &[&str]) -> Vec<String> {
         args.iter().map(|arg| (*arg).to_owned()).collect()
@@ -138,5 +156,49 @@ mod tests {
     fn refuses_a_thread_cap_that_is_not_a_count() {
         assert!(cargo_test_args(&[], Some("many".into())).is_err());
         assert!(cargo_test_args(&[], Some("0".into())).is_err());
+    }
+
+    /// A function without a log group: clean for cfn-lint's own rules, a
+    /// warning (WS1004) for the serverless rules.
+    const FUNCTION: &str = r#"AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Function:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: provided.al2023
+      Handler: bootstrap
+      CodeUri: .
+      MemorySize: 128
+      Timeout: 3
+      Tracing: Active
+"#;
+
+    const LOG_GROUP: &str = r#"  FunctionLogs:
+    Type: AWS::Logs::LogGroup
+    Properties:
+      LogGroupName: !Sub /aws/lambda/${Function}
+      RetentionInDays: 7
+"#;
+
+    fn lint_text(name: &str, text: &str) -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("kassa-lint-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let template = dir.join("template.yaml");
+        std::fs::write(&template, text)?;
+        let linted = lint(&Repo::locate(), &template);
+        std::fs::remove_dir_all(&dir)?;
+        linted
+    }
+
+    #[test]
+    fn a_serverless_warning_fails_the_lint() {
+        let error = lint_text("warning", FUNCTION).expect_err("WS1004 is a finding");
+        assert!(error.to_string().contains("reported findings"), "{error:#}");
+    }
+
+    #[test]
+    fn a_template_that_follows_the_serverless_rules_passes() {
+        lint_text("clean", &format!("{FUNCTION}{LOG_GROUP}")).unwrap();
     }
 }
