@@ -64,6 +64,10 @@ impl Names {
     }
 
     fn reference(&self, template: &Template, id: &str) -> Result<String> {
+        // CloudFormation's Ref of an SQS queue is its URL.
+        if let Some(url) = self.queue_urls.get(id) {
+            return Ok(url.clone());
+        }
         if let Some(p) = self.physical.get(id) {
             return Ok(p.clone());
         }
