@@ -1099,3 +1099,297 @@ async fn the_event_catalog_route_serves_every_event_type() {
         kassa_domain::payment::PaymentEvent::TYPES[4]
     );
 }
+
+/// A free workspace holding `balance` credits, and a starter order for it that a full
+/// refund proved paid: `order.completed` and `order.refunded` committed together, as
+/// order-payments records them when the refund is the first it hears of the payment.
+async fn refunded_before_fulfilment(
+    isolated: &common::Isolated,
+    balance: u64,
+) -> (uuid::Uuid, Vec<RecordedEvent>) {
+    use kassa_domain::credits::{self, AllocationReason, CreditCommand, CreditEvent};
+    use kassa_domain::identity::{Actor, UserId};
+    use kassa_domain::money::{Currency, Money};
+    use kassa_domain::order::{self, NewOrder, OrderCommand, OrderEvent, OrderLine, Purpose};
+    use kassa_domain::tier::TierId;
+    use kassa_domain::workspace::{self, WorkspaceCommand, WorkspaceEvent};
+    use kassa_runtime::access::{head_attributes, order_stream, wallet_stream, workspace_stream};
+
+    let store = &isolated.store;
+    let ws = uuid::Uuid::now_v7();
+    let meta = || kassa_store::Metadata::origin(uuid::Uuid::now_v7(), BUYER);
+    let created = workspace::decide(
+        None,
+        WorkspaceCommand::Create {
+            id: ws,
+            name: "Acme".into(),
+            tier: TierId::Free,
+            billing_email: Some("ops@acme.test".into()),
+        },
+        &Actor::user(BUYER),
+    )
+    .unwrap();
+    let workspace = created.iter().fold(None, workspace::evolve).unwrap();
+    let mut wallet_events = credits::decide(
+        None,
+        CreditCommand::Open {
+            workspace_id: ws,
+            tier: TierId::Free,
+        },
+    )
+    .unwrap();
+    let opened = wallet_events.iter().fold(None, credits::evolve);
+    wallet_events.extend(
+        credits::decide(
+            opened.as_ref(),
+            CreditCommand::Allocate {
+                allocation_id: "signup".into(),
+                base: balance,
+                bonus: 0,
+                reason: AllocationReason::Signup,
+            },
+        )
+        .unwrap(),
+    );
+    let wallet = wallet_events.iter().fold(None, credits::evolve);
+    let mut commit = store.commit_builder(meta(), time::OffsetDateTime::now_utc());
+    commit
+        .append_with::<WorkspaceEvent>(
+            &workspace_stream(ws),
+            0,
+            &created,
+            &workspace,
+            head_attributes(&workspace),
+        )
+        .unwrap()
+        .append::<CreditEvent>(&wallet_stream(ws), 0, &wallet_events, &wallet)
+        .unwrap();
+    store.commit(commit).await.unwrap();
+
+    let ten = Money::new(rust_decimal::Decimal::new(1000, 2), Currency::Usd);
+    let order_id = uuid::Uuid::now_v7();
+    let mut events = order::decide(
+        None,
+        OrderCommand::Create(NewOrder {
+            order_id,
+            user_id: UserId::new(BUYER),
+            purpose: Purpose::CreditPack {
+                workspace_id: ws,
+                pack: "starter".into(),
+                quantity: 1,
+                credits: 1_000,
+            },
+            lines: vec![OrderLine {
+                description: "1000 credits (starter pack)".into(),
+                quantity: 1,
+                unit_price: ten,
+                amount: ten,
+            }],
+            tax_rate: rust_decimal::Decimal::ZERO,
+            reference: None,
+            now: time::OffsetDateTime::now_utc(),
+        }),
+    )
+    .unwrap();
+    let open = events.iter().fold(None, order::evolve);
+    let paid = order::decide(
+        open.as_ref(),
+        OrderCommand::Refund {
+            payment_intent_id: "pi_isolated".into(),
+            payment_id: "ch_isolated".into(),
+            refund_id: "re_isolated".into(),
+            amount: ten,
+        },
+    )
+    .unwrap();
+    events.extend(paid);
+    let order = events.iter().fold(None, order::evolve);
+    let mut commit = store.commit_builder(meta(), time::OffsetDateTime::now_utc());
+    commit
+        .append::<OrderEvent>(&order_stream(order_id), 0, &events, &order)
+        .unwrap();
+    let recorded = store.commit(commit).await.unwrap();
+    let types: Vec<_> = recorded.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        ["order.created", "order.completed", "order.refunded"],
+        "completed and refunded in one commit"
+    );
+    (ws, recorded)
+}
+
+#[tokio::test]
+async fn a_refund_handled_before_its_purchase_leaves_the_wallet_as_purchase_then_refund() {
+    use kassa_runtime::access::{invoice_stream, order_stream, wallet_stream};
+    for refund_first in [false, true] {
+        let isolated = common::Isolated::new().await;
+        let purchases = isolated.function("CreditPurchasesFunction").await;
+        let order_payments = isolated.function("OrderPaymentsFunction").await;
+        // 50 credits left: a refund that claws back before its purchase is applied takes
+        // those 50 and records 950 as spent, then the purchase adds 1,000 for free.
+        let (ws, recorded) = refunded_before_fulfilment(&isolated, 50).await;
+        let (completed, refunded) = (&recorded[1], &recorded[2]);
+        let arrival = if refund_first {
+            [refunded, completed]
+        } else {
+            [completed, refunded]
+        };
+        let case = if refund_first {
+            "refund first"
+        } else {
+            "purchase first"
+        };
+        for event in arrival {
+            let failed = isolated.deliver(&purchases, &[event]).await;
+            assert!(failed.is_empty(), "{case}: {failed:?}");
+        }
+        // Redelivered after the commit, before the idempotency record completed.
+        for event in arrival {
+            isolated.forget("credit-purchases", event).await;
+            let failed = isolated.deliver(&purchases, &[event]).await;
+            assert!(failed.is_empty(), "{case}, redelivered: {failed:?}");
+        }
+
+        let wallet = isolated.events(&wallet_stream(ws)).await;
+        let of = |t: &str| {
+            wallet
+                .iter()
+                .filter(|e| e.event_type == t)
+                .collect::<Vec<_>>()
+        };
+        let purchased = of("credits.purchased");
+        let clawed = of("credits.clawed_back");
+        assert_eq!(purchased.len(), 1, "{case}: purchased once");
+        assert_eq!(clawed.len(), 1, "{case}: clawed back once");
+        assert_eq!(clawed[0].payload["clawed_back"], 1_000, "{case}");
+        assert_eq!(clawed[0].payload["shortfall"], 0, "{case}");
+        assert_eq!(
+            wallet.last().unwrap().payload["balance_after"],
+            50,
+            "{case}: the 50 credits the buyer had, no more, no less"
+        );
+        let order_id = completed.payload["order_id"].as_str().unwrap();
+        let invoice = kassa_runtime::invoicing::invoice_id(&format!("order:{order_id}"));
+        let invoice_events = isolated.events(&invoice_stream(invoice)).await;
+        assert!(
+            invoice_events
+                .iter()
+                .any(|e| e.event_type == "invoice.paid"),
+            "{case}: the order is invoiced, paid"
+        );
+        let receipts = isolated
+            .mails()
+            .into_iter()
+            .filter(|m| m.subject.contains("receipt"))
+            .count();
+        assert_eq!(receipts, 1, "{case}: one receipt");
+
+        // order-payments fulfils the order on credits.purchased, once, though it was
+        // refunded meanwhile: the credits were delivered.
+        for _ in 0..2 {
+            isolated.forget("order-payments", purchased[0]).await;
+            let failed = isolated.deliver(&order_payments, &[purchased[0]]).await;
+            assert!(failed.is_empty(), "{case}: {failed:?}");
+        }
+        let order_id = uuid::Uuid::parse_str(order_id).unwrap();
+        let order = isolated.events(&order_stream(order_id)).await;
+        let fulfilled = order
+            .iter()
+            .filter(|e| e.event_type == "order.fulfilled")
+            .count();
+        assert_eq!(fulfilled, 1, "{case}: order.fulfilled follows, once");
+        let head = isolated
+            .store
+            .load(&order_stream(order_id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.state["status"], "refunded", "{case}");
+    }
+}
+
+#[tokio::test]
+async fn a_refund_reported_before_its_payment_leaves_the_wallet_as_purchase_then_refund() {
+    let api = Api::start().await;
+    let (ws, start) = api.workspace(BUYER, "free").await;
+    // Down to 100 credits: a clawback taken before its purchase would show as a shortfall
+    // and as free credits.
+    let spent = api
+        .post(
+            format!("/workspaces/{ws}/credits/consume"),
+            BUYER,
+            json!({ "feature": "api.call", "quantity": start - 100 }),
+        )
+        .await;
+    assert_eq!(spent.status, 200, "{:?}", spent.body);
+    let bought = buy(&api, &ws, "starter").await;
+
+    // Stripe's refund arrives before its success: payment.completed and payment.refunded,
+    // then order.completed and order.refunded, which credit-purchases may get either way.
+    let answer = deliver(
+        &api,
+        &refund_event(&api, &bought, "re_first", bought.amount_minor),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    deliver(
+        &api,
+        &intent_event(&api, &bought, "payment_intent.succeeded", -5),
+    )
+    .await;
+    wait_status(&api, &bought.order, "refunded").await;
+    let wallet = format!("Wallet#{ws}");
+    let order_stream = format!("Order#{}", bought.order);
+    eventually("the clawback and the fulfilment", || async {
+        let clawed = types_of(&api, &wallet)
+            .await
+            .contains(&"credits.clawed_back".to_owned());
+        let fulfilled = types_of(&api, &order_stream)
+            .await
+            .contains(&"order.fulfilled".to_owned());
+        (clawed && fulfilled).then_some(())
+    })
+    .await;
+    eventually("the receipt", || async {
+        mails(&api)
+            .into_iter()
+            .find(|m| m.subject.contains("receipt"))
+    })
+    .await;
+    // Let any straggling delivery land before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    assert_eq!(balance(&api, &ws).await, 100);
+    let wallet_events = events_of(&api, &wallet).await;
+    let count = |t: &str| wallet_events.iter().filter(|e| e.event_type == t).count();
+    assert_eq!(count("credits.purchased"), 1);
+    assert_eq!(count("credits.clawed_back"), 1);
+    let clawed = wallet_events
+        .iter()
+        .find(|e| e.event_type == "credits.clawed_back")
+        .unwrap();
+    assert_eq!(clawed.payload["clawed_back"], 1_000);
+    assert_eq!(clawed.payload["shortfall"], 0);
+    let order_types = types_of(&api, &order_stream).await;
+    assert_eq!(
+        order_types
+            .iter()
+            .filter(|t| *t == "order.fulfilled")
+            .count(),
+        1,
+        "{order_types:?}"
+    );
+    assert_eq!(order_status(&api, &bought.order).await, "refunded");
+    let invoices = api.get(format!("/workspaces/{ws}/invoices"), BUYER).await;
+    assert_eq!(
+        invoices.body["invoices"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        invoices.body
+    );
+    let receipts = mails(&api)
+        .into_iter()
+        .filter(|m| m.subject.contains("receipt"))
+        .count();
+    assert_eq!(receipts, 1);
+}

@@ -114,6 +114,10 @@ pub struct Order {
     pub payment_id: Option<String>,
     pub refunds: BTreeMap<String, Money>,
     pub cancel_reason: Option<String>,
+    /// What it bought was delivered (`order.fulfilled`), whether or not it was refunded
+    /// before or after: the status alone cannot say so once refunded.
+    #[serde(default)]
+    pub fulfilled: bool,
 }
 
 impl Order {
@@ -455,12 +459,16 @@ fn transition(order: &Order, command: OrderCommand) -> Result<Vec<OrderEvent>, O
             events
         }
         OrderCommand::Fulfill { details } => match status {
-            OrderStatus::Completed => vec![OrderEvent::Fulfilled {
-                order_id,
-                user_id,
-                fulfillment_details: details,
-            }],
-            OrderStatus::Fulfilled | OrderStatus::Refunded => vec![],
+            // A refund may be recorded before the delivery it follows is reported (the
+            // two travel separately): the delivery is still recorded, once.
+            OrderStatus::Completed | OrderStatus::Refunded if !order.fulfilled => {
+                vec![OrderEvent::Fulfilled {
+                    order_id,
+                    user_id,
+                    fulfillment_details: details,
+                }]
+            }
+            OrderStatus::Completed | OrderStatus::Fulfilled | OrderStatus::Refunded => vec![],
             other => return Err(OrderError::NotPaid(other.as_str())),
         },
     })
@@ -540,6 +548,7 @@ pub fn evolve(state: Option<Order>, event: &OrderEvent) -> Option<Order> {
             payment_id: None,
             refunds: BTreeMap::new(),
             cancel_reason: None,
+            fulfilled: false,
         }),
         (Some(mut o), event) => {
             match event {
@@ -572,10 +581,17 @@ pub fn evolve(state: Option<Order>, event: &OrderEvent) -> Option<Order> {
                 OrderEvent::Refunded {
                     refund_id, amount, ..
                 } => {
+                    // Heads written before `fulfilled` existed know it from the status.
+                    o.fulfilled |= o.status == OrderStatus::Fulfilled;
                     o.status = OrderStatus::Refunded;
                     o.refunds.insert(refund_id.clone(), *amount);
                 }
-                OrderEvent::Fulfilled { .. } => o.status = OrderStatus::Fulfilled,
+                OrderEvent::Fulfilled { .. } => {
+                    o.fulfilled = true;
+                    if o.status == OrderStatus::Completed {
+                        o.status = OrderStatus::Fulfilled;
+                    }
+                }
             }
             Some(o)
         }
@@ -756,6 +772,30 @@ mod tests {
         assert_eq!(out.len(), 1);
         events.extend(out);
         assert_eq!(decide(given(&events).as_ref(), fulfil), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_delivery_reported_after_the_refund_is_recorded_once_and_the_order_stays_refunded() {
+        let events = created();
+        let state = given(&events).unwrap();
+        let refund = OrderCommand::Refund {
+            payment_intent_id: "pi_1".into(),
+            payment_id: "ch_1".into(),
+            refund_id: "re_1".into(),
+            amount: usd(2400),
+        };
+        let mut all = events;
+        all.extend(decide(Some(&state), refund).unwrap());
+        let fulfil = OrderCommand::Fulfill {
+            details: serde_json::json!({"credits": 2000}),
+        };
+        let out = decide(given(&all).as_ref(), fulfil.clone()).unwrap();
+        assert_eq!(out.len(), 1, "{out:?}");
+        all.extend(out);
+        let state = given(&all).unwrap();
+        assert_eq!(state.status, OrderStatus::Refunded);
+        assert!(state.fulfilled);
+        assert_eq!(decide(Some(&state), fulfil), Ok(vec![]));
     }
 
     #[test]
