@@ -1393,3 +1393,46 @@ async fn a_refund_reported_before_its_payment_leaves_the_wallet_as_purchase_then
         .count();
     assert_eq!(receipts, 1);
 }
+
+#[tokio::test]
+async fn a_redelivered_order_created_leaves_the_buyers_payment_intent_alone() {
+    let api = Api::start().await;
+    let (ws, start) = api.workspace(BUYER, "pro").await;
+    let bought = buy(&api, &ws, "starter").await;
+    let created = events_of(&api, &format!("Order#{}", bought.order)).await[0].clone();
+    assert_eq!(created.event_type, "order.created");
+
+    // The same order.created again, after the first delivery committed but before its
+    // idempotency record completed (a crash, a timeout): SQS hands it over once more.
+    let config = &api.stack.configs["PaymentIntentsFunction"];
+    let intents = kassa_local::functions::build(
+        "PaymentIntentsFunction",
+        config,
+        &kassa_runtime::config::aws().await,
+        std::sync::Arc::new(api.stack.clock.clone()),
+    )
+    .unwrap();
+    common::forget_handled(&config.state_table, "payment-intents", &created).await;
+    let failed = common::deliver_batch(&intents, &[&created]).await;
+    assert!(failed.is_empty(), "{failed:?}");
+
+    // Nothing happened at Stripe: no second intent, and the buyer's is still payable.
+    let at_stripe: Vec<String> = common::intents_of_order(&bought.order)
+        .await
+        .iter()
+        .map(common::id)
+        .collect();
+    assert_eq!(at_stripe, [bought.intent.clone()]);
+    assert_eq!(
+        intent_at_localstripe(&bought.intent).await["status"],
+        "requires_payment_method"
+    );
+    let pending = order(&api, &bought.order).await;
+    assert_eq!(pending["status"], "payment_pending");
+    assert_eq!(pending["payment_intent_id"], bought.intent.as_str());
+    api.stack.register_stripe_webhook().await.unwrap();
+    let paid = common::pay_at_localstripe(&bought.intent).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    wait_status(&api, &bought.order, "fulfilled").await;
+    assert_eq!(balance(&api, &ws).await, start + 1_000);
+}

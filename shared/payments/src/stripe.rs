@@ -9,6 +9,7 @@ use crate::stripe_event::subscription_from_value;
 use kassa_domain::money::Money;
 use serde::Deserialize;
 use serde_json::Value;
+use std::time::Duration;
 
 #[derive(Clone)]
 pub struct StripeGateway {
@@ -51,10 +52,25 @@ struct RefundBody {
     amount: i64,
 }
 
+/// Longest one call to Stripe may take, connecting included. The functions time out after
+/// 10 s (template.yaml Globals) and some make two calls in a row before they commit, so
+/// each gets well under half of it; a call that gives up is `Unavailable` and is retried
+/// with the same idempotency key.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Longest the connection alone may take: an unreachable Stripe fails fast.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl StripeGateway {
     pub fn new(base: impl Into<String>, secret_key: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            // Only a TLS backend that cannot start fails here, as `Client::new` would.
+            .expect("the HTTP client for Stripe builds");
         Self {
-            http: reqwest::Client::new(),
+            http,
             base: base.into().trim_end_matches('/').to_owned(),
             secret_key: secret_key.into(),
             item_price_param: "price",

@@ -353,53 +353,16 @@ impl Isolated {
         .unwrap()
     }
 
-    /// Hands `lambda` one SQS batch of `events`, each wrapped as EventBridge delivers it;
-    /// answers the message ids the function reported as failed.
     pub async fn deliver(
         &self,
         lambda: &kassa_local::functions::Lambda,
         events: &[&kassa_store::RecordedEvent],
     ) -> Vec<String> {
-        let records: Vec<Value> = events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let body = serde_json::json!({
-                    "version": "0", "id": uuid::Uuid::now_v7(), "detail-type": e.event_type,
-                    "source": format!("kassa.{}", e.context), "detail": e,
-                });
-                serde_json::json!({ "messageId": format!("m{i}"), "body": body.to_string() })
-            })
-            .collect();
-        let batch = serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
-        let kassa_local::functions::Lambda::Sqs(handle) = lambda else {
-            panic!("not an SQS function");
-        };
-        handle(batch)
-            .await
-            .batch_item_failures
-            .into_iter()
-            .map(|f| f.item_identifier)
-            .collect()
+        deliver_batch(lambda, events).await
     }
 
-    /// Drops the idempotency record `scope` (a function's name) keeps for `event`, as if
-    /// the function had crashed after its commit and before completing the record: the
-    /// next delivery of the event runs the effect again.
     pub async fn forget(&self, scope: &str, event: &kassa_store::RecordedEvent) {
-        use aws_sdk_dynamodb::types::AttributeValue;
-        dynamodb()
-            .await
-            .delete_item()
-            .table_name(&self.state_table)
-            .key(
-                "pk",
-                AttributeValue::S(format!("idempotency#{scope}#{}", event.event_id)),
-            )
-            .key("sk", AttributeValue::S("-".into()))
-            .send()
-            .await
-            .unwrap();
+        forget_handled(&self.state_table, scope, event).await
     }
 
     pub async fn events(&self, stream: &kassa_store::StreamId) -> Vec<kassa_store::RecordedEvent> {
@@ -410,5 +373,88 @@ impl Isolated {
         kassa_runtime::mail::MailSink::new(&self.mail_dir)
             .read_all()
             .unwrap_or_default()
+    }
+}
+
+/// Hands `lambda` one SQS batch of `events`, each wrapped as EventBridge delivers it;
+/// answers the message ids the function reported as failed.
+pub async fn deliver_batch(
+    lambda: &kassa_local::functions::Lambda,
+    events: &[&kassa_store::RecordedEvent],
+) -> Vec<String> {
+    let records: Vec<Value> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let body = serde_json::json!({
+                "version": "0", "id": uuid::Uuid::now_v7(), "detail-type": e.event_type,
+                "source": format!("kassa.{}", e.context), "detail": e,
+            });
+            serde_json::json!({ "messageId": format!("m{i}"), "body": body.to_string() })
+        })
+        .collect();
+    let batch = serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
+    let kassa_local::functions::Lambda::Sqs(handle) = lambda else {
+        panic!("not an SQS function");
+    };
+    handle(batch)
+        .await
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
+}
+
+/// Drops the idempotency record `scope` (a function's name) keeps for `event` in
+/// `state_table`, as if the function had crashed after its commit and before completing
+/// the record: the next delivery of the event runs the effect again.
+pub async fn forget_handled(state_table: &str, scope: &str, event: &kassa_store::RecordedEvent) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    dynamodb()
+        .await
+        .delete_item()
+        .table_name(state_table)
+        .key(
+            "pk",
+            AttributeValue::S(format!("idempotency#{scope}#{}", event.event_id)),
+        )
+        .key("sk", AttributeValue::S("-".into()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Every PaymentIntent localstripe holds whose metadata names `order` (localstripe
+/// cannot filter by metadata: this pages through all of them).
+pub async fn intents_of_order(order: &str) -> Vec<Value> {
+    let base = std::env::var("KASSA_STRIPE_API_BASE").unwrap();
+    let secret = std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap();
+    let http = reqwest::Client::new();
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "100".to_owned())];
+        if let Some(after) = &after {
+            query.push(("starting_after", after.clone()));
+        }
+        let page: Value = http
+            .get(format!("{base}/v1/payment_intents"))
+            .basic_auth(&secret, Some(""))
+            .query(&query)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let data = page["data"].as_array().cloned().unwrap_or_default();
+        after = data.last().map(id);
+        found.extend(
+            data.into_iter()
+                .filter(|i| i["metadata"][kassa_runtime::orders::ORDER_KEY] == order),
+        );
+        if page["has_more"] != true || after.is_none() {
+            return found;
+        }
     }
 }
