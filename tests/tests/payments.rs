@@ -1436,3 +1436,218 @@ async fn a_redelivered_order_created_leaves_the_buyers_payment_intent_alone() {
     wait_status(&api, &bought.order, "fulfilled").await;
     assert_eq!(balance(&api, &ws).await, start + 1_000);
 }
+
+/// A charge.refunded as API versions from 2022-11-15 send it: no `refunds` list, only
+/// the charge's cumulative `amount_refunded`.
+fn unlisted_refund_event(api: &Api, intent: &str, charge: &str, amount_refunded: i64) -> Value {
+    stripe_event(
+        "charge.refunded",
+        now(api).unix_timestamp(),
+        json!({
+            "id": charge, "object": "charge", "payment_intent": intent, "currency": "usd",
+            "amount": 1_000, "amount_refunded": amount_refunded,
+            "refunded": amount_refunded >= 1_000,
+        }),
+    )
+}
+
+async fn refund_at_localstripe(intent: &str, amount_minor: i64) -> String {
+    let refund = common::stripe_post(
+        "/v1/refunds",
+        &[
+            ("payment_intent", intent),
+            ("amount", &amount_minor.to_string()),
+        ],
+    )
+    .await;
+    common::id(&refund)
+}
+
+#[tokio::test]
+async fn one_refund_is_booked_once_under_stripes_refund_id_however_it_is_reported() {
+    let api = Api::start().await;
+    api.stack.register_stripe_webhook().await.unwrap();
+    let (ws, start) = api.workspace(BUYER, "pro").await;
+    let bought = buy(&api, &ws, "starter").await;
+    let paid = common::pay_at_localstripe(&bought.intent).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    let charge = paid["latest_charge"]["id"].as_str().unwrap().to_owned();
+    wait_status(&api, &bought.order, "fulfilled").await;
+
+    // 5.00 refunded at Stripe (its dashboard, or the refund route before it records): the
+    // charge.refunded of a newer API version names no refund, an older one lists it.
+    let first = refund_at_localstripe(&bought.intent, 500).await;
+    let answer = deliver(
+        &api,
+        &unlisted_refund_event(&api, &bought.intent, &charge, 500),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let mut listed = refund_event(&api, &bought, &first, 500);
+    listed["data"]["object"]["id"] = json!(charge);
+    let answer = deliver(&api, &listed).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let refunded = wait_status(&api, &bought.order, "refunded").await;
+    assert_eq!(refunded["refunded"]["amount"], "5.00");
+
+    // The rest through the route, then Stripe's report of both, unlisted.
+    let rest = api
+        .call_as(
+            "POST",
+            format!("/orders/{}/refund", bought.order),
+            Some(("support", "admin")),
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(rest.status, 202, "{:?}", rest.body);
+    assert_eq!(rest.body["amount"]["amount"], "5.00");
+    let second = rest.body["refund_id"].as_str().unwrap().to_owned();
+    let answer = deliver(
+        &api,
+        &unlisted_refund_event(&api, &bought.intent, &charge, 1_000),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    eventually("both refunds on the order", || async {
+        let o = order(&api, &bought.order).await;
+        (o["refunded"]["amount"] == "10.00").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut refund_ids: Vec<String> = events_of(&api, &format!("Payment#{}", bought.intent))
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "payment.refunded")
+        .map(|e| e.payload["refund_id"].as_str().unwrap().to_owned())
+        .collect();
+    refund_ids.sort();
+    let mut expected = vec![first, second];
+    expected.sort();
+    assert_eq!(refund_ids, expected);
+    assert_eq!(
+        order(&api, &bought.order).await["refunded"]["amount"],
+        "10.00"
+    );
+    let clawed: i64 = events_of(&api, &format!("Wallet#{ws}"))
+        .await
+        .iter()
+        .filter(|e| e.event_type == "credits.clawed_back")
+        .map(|e| e.payload["requested"].as_i64().unwrap())
+        .sum();
+    assert_eq!(clawed, 1_000, "500 credits per 5.00 refunded, no more");
+    assert_eq!(balance(&api, &ws).await, start);
+}
+
+#[tokio::test]
+async fn refunds_beyond_what_was_paid_are_recorded_as_a_mismatch_and_never_applied() {
+    let api = Api::start().await;
+    let (ws, start) = api.workspace(BUYER, "pro").await;
+    let bought = buy(&api, &ws, "starter").await;
+    deliver(
+        &api,
+        &intent_event(&api, &bought, "payment_intent.succeeded", 0),
+    )
+    .await;
+    wait_status(&api, &bought.order, "fulfilled").await;
+
+    let answer = deliver(&api, &refund_event(&api, &bought, "re_too_much", 1_500)).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let payment = format!("Payment#{}", bought.intent);
+    let recorded = eventually("the mismatch", || async {
+        events_of(&api, &payment)
+            .await
+            .into_iter()
+            .find(|e| e.event_type == "payment.mismatched")
+    })
+    .await;
+    assert_eq!(recorded.payload["reason"], "refund_exceeds_payment");
+    assert_eq!(recorded.payload["refund_id"], "re_too_much");
+    assert_eq!(
+        recorded.payload["expected_amount"],
+        json!({ "amount": "10.00", "currency": "USD" })
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!types_of(&api, &payment)
+        .await
+        .contains(&"payment.refunded".to_owned()));
+    assert_eq!(order_status(&api, &bought.order).await, "fulfilled");
+    assert_eq!(balance(&api, &ws).await, start + 1_000);
+}
+
+#[tokio::test]
+async fn a_payment_report_that_is_not_the_orders_is_recorded_as_a_mismatch_and_not_applied() {
+    let api = Api::start().await;
+    let (ws, start) = api.workspace(BUYER, "pro").await;
+    let bought = buy(&api, &ws, "starter").await;
+
+    // Another intent whose metadata names the order, and the order's own intent with an
+    // amount other than the order's total.
+    let foreign = Bought {
+        order: bought.order.clone(),
+        intent: format!("pi_{}", uuid::Uuid::now_v7().simple()),
+        amount_minor: bought.amount_minor,
+    };
+    let cheap = Bought {
+        order: bought.order.clone(),
+        intent: bought.intent.clone(),
+        amount_minor: 1,
+    };
+    for (case, event, reason) in [
+        (
+            "another intent succeeded",
+            intent_event(&api, &foreign, "payment_intent.succeeded", 0),
+            "intent",
+        ),
+        (
+            "another intent failed",
+            intent_event(&api, &foreign, "payment_intent.payment_failed", 0),
+            "intent",
+        ),
+        (
+            "one cent paid",
+            intent_event(&api, &cheap, "payment_intent.succeeded", 0),
+            "amount",
+        ),
+    ] {
+        let answer = deliver(&api, &event).await;
+        assert_eq!(answer.status, 200, "{case}: {:?}", answer.body);
+        assert_eq!(
+            answer.body["mismatched"], reason,
+            "{case}: {:?}",
+            answer.body
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(order_status(&api, &bought.order).await, "payment_pending");
+    assert_eq!(
+        types_of(&api, &format!("Payment#{}", foreign.intent)).await,
+        Vec::<String>::new(),
+        "an intent that is not the order's gets no payment stream"
+    );
+    assert_eq!(
+        types_of(&api, &format!("Payment#{}", bought.intent)).await,
+        ["payment.intent.created"]
+    );
+    let foreign_mismatches = events_of(&api, &format!("PaymentMismatch#{}", foreign.intent)).await;
+    assert_eq!(foreign_mismatches.len(), 2);
+    assert_eq!(
+        foreign_mismatches[0].payload["expected_payment_intent_id"],
+        bought.intent.as_str()
+    );
+    let cheap_mismatches = events_of(&api, &format!("PaymentMismatch#{}", bought.intent)).await;
+    assert_eq!(cheap_mismatches.len(), 1);
+    assert_eq!(
+        cheap_mismatches[0].payload["reported_amount"],
+        json!({ "amount": "0.01", "currency": "USD" })
+    );
+
+    // The order's own payment still completes it.
+    deliver(
+        &api,
+        &intent_event(&api, &bought, "payment_intent.succeeded", 0),
+    )
+    .await;
+    wait_status(&api, &bought.order, "fulfilled").await;
+    assert_eq!(balance(&api, &ws).await, start + 1_000);
+}

@@ -303,6 +303,8 @@ pub enum OrderError {
     InvalidReference,
     #[error("the tax rate must be between 0 and 1")]
     InvalidTaxRate,
+    #[error("refunding {refund} would pass the {left} left of what was paid")]
+    RefundExceedsPayment { refund: Money, left: Money },
     #[error(transparent)]
     Currency(#[from] CurrencyMismatch),
 }
@@ -318,6 +320,7 @@ impl OrderError {
             Self::NotDue => "order_not_due",
             Self::InvalidReference => "invalid_reference",
             Self::InvalidTaxRate => "invalid_tax_rate",
+            Self::RefundExceedsPayment { .. } => "refund_exceeds_payment",
             Self::Currency(_) => "currency_mismatch",
         }
     }
@@ -441,6 +444,16 @@ fn transition(order: &Order, command: OrderCommand) -> Result<Vec<OrderEvent>, O
                 return Err(
                     CurrencyMismatch(amount.currency.code(), order.total.currency.code()).into(),
                 );
+            }
+            let left = Money::new(
+                order.total.amount - order.refunded().amount,
+                amount.currency,
+            );
+            if amount.amount > left.amount {
+                return Err(OrderError::RefundExceedsPayment {
+                    refund: amount,
+                    left,
+                });
             }
             let mut events = Vec::new();
             if !status.is_paid() {
@@ -753,6 +766,30 @@ mod tests {
             payment_id: "ch_1".into(),
         };
         assert_eq!(decide(Some(&state), late), Ok(vec![]));
+    }
+
+    #[test]
+    fn refunds_never_pass_the_total_paid() {
+        let mut events = created();
+        complete(&mut events);
+        let refund = |id: &str, minor| OrderCommand::Refund {
+            payment_intent_id: "pi_1".into(),
+            payment_id: "ch_1".into(),
+            refund_id: id.into(),
+            amount: usd(minor),
+        };
+        let state = given(&events).unwrap();
+        events.extend(decide(Some(&state), refund("re_1", 2000)).unwrap());
+        let state = given(&events).unwrap();
+        assert_eq!(
+            decide(Some(&state), refund("re_2", 401)),
+            Err(OrderError::RefundExceedsPayment {
+                refund: usd(401),
+                left: usd(400)
+            })
+        );
+        events.extend(decide(Some(&state), refund("re_2", 400)).unwrap());
+        assert_eq!(given(&events).unwrap().refunded(), usd(2400));
     }
 
     #[test]
