@@ -1651,3 +1651,80 @@ async fn a_payment_report_that_is_not_the_orders_is_recorded_as_a_mismatch_and_n
     wait_status(&api, &bought.order, "fulfilled").await;
     assert_eq!(balance(&api, &ws).await, start + 1_000);
 }
+
+/// Stripe's `data.previous_attributes` of an update that moved the subscription off `plan`.
+fn previous_plan(plan: &str) -> Value {
+    json!({
+        "items": { "object": "list", "data": [ { "id": "si_1", "price": { "id": plan } } ] },
+        "plan": { "id": plan },
+    })
+}
+
+#[tokio::test]
+async fn subscription_updates_stamped_in_one_second_end_the_same_whatever_their_arrival() {
+    let api = Api::start().await;
+    let now = now(&api).unix_timestamp();
+    let store = EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"));
+    let updated = |sub: &str, plan: &str, previous: Option<&str>| {
+        let mut event = stripe_event(
+            "customer.subscription.updated",
+            now - 10,
+            subscription_object(sub, plan, "active"),
+        );
+        if let Some(previous) = previous {
+            event["data"]["previous_attributes"] = previous_plan(previous);
+        }
+        event
+    };
+    for (case, chained) in [
+        (
+            "basic → pro → team, as previous_attributes chain them",
+            true,
+        ),
+        ("no previous_attributes to tell", false),
+    ] {
+        let mut finals = Vec::new();
+        for reversed in [false, true] {
+            let sub = format!("sub_{}", uuid::Uuid::now_v7().simple());
+            deliver(
+                &api,
+                &stripe_event(
+                    "customer.subscription.created",
+                    now - 60,
+                    subscription_object(&sub, "price_basic", "active"),
+                ),
+            )
+            .await;
+            let (first, second) = if chained {
+                (
+                    updated(&sub, "price_pro", Some("price_basic")),
+                    updated(&sub, "price_team", Some("price_pro")),
+                )
+            } else {
+                (
+                    updated(&sub, "price_pro", None),
+                    updated(&sub, "price_team", None),
+                )
+            };
+            let arrival = if reversed {
+                [second, first]
+            } else {
+                [first, second]
+            };
+            for event in &arrival {
+                let answer = deliver(&api, event).await;
+                assert_eq!(answer.status, 200, "{case}: {:?}", answer.body);
+            }
+            let head = store
+                .load(&StreamId::new("Subscription", &sub))
+                .await
+                .unwrap()
+                .unwrap();
+            finals.push(head.state["plan"].clone());
+        }
+        assert_eq!(finals[0], finals[1], "{case}: {finals:?}");
+        if chained {
+            assert_eq!(finals[0], "price_team", "{case}");
+        }
+    }
+}

@@ -7,7 +7,10 @@
 //! - the event id is recorded by a conditional put in the same transaction as its events,
 //!   and a repeat (even 50 at once) finds it there and has no second effect;
 //! - every translation is decided against the stream's state, never by arrival: a failure
-//!   after the success changes nothing, an older subscription update is ignored.
+//!   after the success changes nothing, an older subscription update is ignored (one of
+//!   the same second by the sequence its previous attributes give, else by event id);
+//! - a payment report is checked against the order before it is applied: another intent
+//!   than the order's, or another amount, is recorded as `payment.mismatched` and alerted.
 //!
 //! Deliveries about objects kassa did not create (no kassa metadata, or an order this
 //! deployment does not know) are acknowledged and ignored, so an account shared with other
@@ -20,7 +23,7 @@ use kassa_domain::order::{Order, OrderLine};
 use kassa_domain::payment::{
     self, IntentOrigin, Mismatches, Payment, PaymentCommand, PaymentEvent,
 };
-use kassa_domain::subscription::{self, Snapshot, Subscription, SubscriptionCommand};
+use kassa_domain::subscription::{self, Snapshot, Subscription, SubscriptionCommand, Terms};
 use kassa_payments::gateway::{GatewayError, PaymentGateway};
 use kassa_payments::stripe::StripeGateway;
 use kassa_payments::stripe_event::{
@@ -519,6 +522,12 @@ impl StripeWebhook {
             current_period_end: facts.current_period_end,
             cancel_at_period_end: facts.cancel_at_period_end,
             ended_at: facts.ended_at,
+            // What the update says it replaced, over what it left: the terms before it.
+            before: facts.previous.as_ref().map(|p| Terms {
+                plan: p.price.clone().or_else(|| facts.price.clone()),
+                status: p.status.clone().unwrap_or_else(|| facts.status.clone()),
+                cancel_at_period_end: p.cancel_at_period_end.unwrap_or(facts.cancel_at_period_end),
+            }),
         };
         let at = event.created;
         let decide = |state: Option<&Subscription>| {
@@ -526,6 +535,7 @@ impl StripeWebhook {
                 state,
                 SubscriptionCommand::Observe {
                     at,
+                    event_id: event.id.clone(),
                     snapshot: snapshot.clone(),
                     deleted,
                 },
