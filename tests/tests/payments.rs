@@ -1422,7 +1422,7 @@ async fn a_redelivered_order_created_leaves_the_buyers_payment_intent_alone() {
         .iter()
         .map(common::id)
         .collect();
-    assert_eq!(at_stripe, [bought.intent.clone()]);
+    assert_eq!(at_stripe, [bought.intent.as_str()]);
     assert_eq!(
         intent_at_localstripe(&bought.intent).await["status"],
         "requires_payment_method"
