@@ -1099,3 +1099,632 @@ async fn the_event_catalog_route_serves_every_event_type() {
         kassa_domain::payment::PaymentEvent::TYPES[4]
     );
 }
+
+/// A free workspace holding `balance` credits, and a starter order for it that a full
+/// refund proved paid: `order.completed` and `order.refunded` committed together, as
+/// order-payments records them when the refund is the first it hears of the payment.
+async fn refunded_before_fulfilment(
+    isolated: &common::Isolated,
+    balance: u64,
+) -> (uuid::Uuid, Vec<RecordedEvent>) {
+    use kassa_domain::credits::{self, AllocationReason, CreditCommand, CreditEvent};
+    use kassa_domain::identity::{Actor, UserId};
+    use kassa_domain::money::{Currency, Money};
+    use kassa_domain::order::{self, NewOrder, OrderCommand, OrderEvent, OrderLine, Purpose};
+    use kassa_domain::tier::TierId;
+    use kassa_domain::workspace::{self, WorkspaceCommand, WorkspaceEvent};
+    use kassa_runtime::access::{head_attributes, order_stream, wallet_stream, workspace_stream};
+
+    let store = &isolated.store;
+    let ws = uuid::Uuid::now_v7();
+    let meta = || kassa_store::Metadata::origin(uuid::Uuid::now_v7(), BUYER);
+    let created = workspace::decide(
+        None,
+        WorkspaceCommand::Create {
+            id: ws,
+            name: "Acme".into(),
+            tier: TierId::Free,
+            billing_email: Some("ops@acme.test".into()),
+        },
+        &Actor::user(BUYER),
+    )
+    .unwrap();
+    let workspace = created.iter().fold(None, workspace::evolve).unwrap();
+    let mut wallet_events = credits::decide(
+        None,
+        CreditCommand::Open {
+            workspace_id: ws,
+            tier: TierId::Free,
+        },
+    )
+    .unwrap();
+    let opened = wallet_events.iter().fold(None, credits::evolve);
+    wallet_events.extend(
+        credits::decide(
+            opened.as_ref(),
+            CreditCommand::Allocate {
+                allocation_id: "signup".into(),
+                base: balance,
+                bonus: 0,
+                reason: AllocationReason::Signup,
+            },
+        )
+        .unwrap(),
+    );
+    let wallet = wallet_events.iter().fold(None, credits::evolve);
+    let mut commit = store.commit_builder(meta(), time::OffsetDateTime::now_utc());
+    commit
+        .append_with::<WorkspaceEvent>(
+            &workspace_stream(ws),
+            0,
+            &created,
+            &workspace,
+            head_attributes(&workspace),
+        )
+        .unwrap()
+        .append::<CreditEvent>(&wallet_stream(ws), 0, &wallet_events, &wallet)
+        .unwrap();
+    store.commit(commit).await.unwrap();
+
+    let ten = Money::new(rust_decimal::Decimal::new(1000, 2), Currency::Usd);
+    let order_id = uuid::Uuid::now_v7();
+    let mut events = order::decide(
+        None,
+        OrderCommand::Create(NewOrder {
+            order_id,
+            user_id: UserId::new(BUYER),
+            purpose: Purpose::CreditPack {
+                workspace_id: ws,
+                pack: "starter".into(),
+                quantity: 1,
+                credits: 1_000,
+            },
+            lines: vec![OrderLine {
+                description: "1000 credits (starter pack)".into(),
+                quantity: 1,
+                unit_price: ten,
+                amount: ten,
+            }],
+            tax_rate: rust_decimal::Decimal::ZERO,
+            reference: None,
+            now: time::OffsetDateTime::now_utc(),
+        }),
+    )
+    .unwrap();
+    let open = events.iter().fold(None, order::evolve);
+    let paid = order::decide(
+        open.as_ref(),
+        OrderCommand::Refund {
+            payment_intent_id: "pi_isolated".into(),
+            payment_id: "ch_isolated".into(),
+            refund_id: "re_isolated".into(),
+            amount: ten,
+        },
+    )
+    .unwrap();
+    events.extend(paid);
+    let order = events.iter().fold(None, order::evolve);
+    let mut commit = store.commit_builder(meta(), time::OffsetDateTime::now_utc());
+    commit
+        .append::<OrderEvent>(&order_stream(order_id), 0, &events, &order)
+        .unwrap();
+    let recorded = store.commit(commit).await.unwrap();
+    let types: Vec<_> = recorded.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        ["order.created", "order.completed", "order.refunded"],
+        "completed and refunded in one commit"
+    );
+    (ws, recorded)
+}
+
+#[tokio::test]
+async fn a_refund_handled_before_its_purchase_leaves_the_wallet_as_purchase_then_refund() {
+    use kassa_runtime::access::{invoice_stream, order_stream, wallet_stream};
+    for refund_first in [false, true] {
+        let isolated = common::Isolated::new().await;
+        let purchases = isolated.function("CreditPurchasesFunction").await;
+        let order_payments = isolated.function("OrderPaymentsFunction").await;
+        // 50 credits left: a refund that claws back before its purchase is applied takes
+        // those 50 and records 950 as spent, then the purchase adds 1,000 for free.
+        let (ws, recorded) = refunded_before_fulfilment(&isolated, 50).await;
+        let (completed, refunded) = (&recorded[1], &recorded[2]);
+        let arrival = if refund_first {
+            [refunded, completed]
+        } else {
+            [completed, refunded]
+        };
+        let case = if refund_first {
+            "refund first"
+        } else {
+            "purchase first"
+        };
+        for event in arrival {
+            let failed = isolated.deliver(&purchases, &[event]).await;
+            assert!(failed.is_empty(), "{case}: {failed:?}");
+        }
+        // Redelivered after the commit, before the idempotency record completed.
+        for event in arrival {
+            isolated.forget("credit-purchases", event).await;
+            let failed = isolated.deliver(&purchases, &[event]).await;
+            assert!(failed.is_empty(), "{case}, redelivered: {failed:?}");
+        }
+
+        let wallet = isolated.events(&wallet_stream(ws)).await;
+        let of = |t: &str| {
+            wallet
+                .iter()
+                .filter(|e| e.event_type == t)
+                .collect::<Vec<_>>()
+        };
+        let purchased = of("credits.purchased");
+        let clawed = of("credits.clawed_back");
+        assert_eq!(purchased.len(), 1, "{case}: purchased once");
+        assert_eq!(clawed.len(), 1, "{case}: clawed back once");
+        assert_eq!(clawed[0].payload["clawed_back"], 1_000, "{case}");
+        assert_eq!(clawed[0].payload["shortfall"], 0, "{case}");
+        assert_eq!(
+            wallet.last().unwrap().payload["balance_after"],
+            50,
+            "{case}: the 50 credits the buyer had, no more, no less"
+        );
+        let order_id = completed.payload["order_id"].as_str().unwrap();
+        let invoice = kassa_runtime::invoicing::invoice_id(&format!("order:{order_id}"));
+        let invoice_events = isolated.events(&invoice_stream(invoice)).await;
+        assert!(
+            invoice_events
+                .iter()
+                .any(|e| e.event_type == "invoice.paid"),
+            "{case}: the order is invoiced, paid"
+        );
+        let receipts = isolated
+            .mails()
+            .into_iter()
+            .filter(|m| m.subject.contains("receipt"))
+            .count();
+        assert_eq!(receipts, 1, "{case}: one receipt");
+
+        // order-payments fulfils the order on credits.purchased, once, though it was
+        // refunded meanwhile: the credits were delivered.
+        for _ in 0..2 {
+            isolated.forget("order-payments", purchased[0]).await;
+            let failed = isolated.deliver(&order_payments, &[purchased[0]]).await;
+            assert!(failed.is_empty(), "{case}: {failed:?}");
+        }
+        let order_id = uuid::Uuid::parse_str(order_id).unwrap();
+        let order = isolated.events(&order_stream(order_id)).await;
+        let fulfilled = order
+            .iter()
+            .filter(|e| e.event_type == "order.fulfilled")
+            .count();
+        assert_eq!(fulfilled, 1, "{case}: order.fulfilled follows, once");
+        let head = isolated
+            .store
+            .load(&order_stream(order_id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.state["status"], "refunded", "{case}");
+    }
+}
+
+#[tokio::test]
+async fn a_refund_reported_before_its_payment_leaves_the_wallet_as_purchase_then_refund() {
+    let api = Api::start().await;
+    let (ws, start) = api.workspace(BUYER, "free").await;
+    // Down to 100 credits: a clawback taken before its purchase would show as a shortfall
+    // and as free credits.
+    let spent = api
+        .post(
+            format!("/workspaces/{ws}/credits/consume"),
+            BUYER,
+            json!({ "feature": "api.call", "quantity": start - 100 }),
+        )
+        .await;
+    assert_eq!(spent.status, 200, "{:?}", spent.body);
+    let bought = buy(&api, &ws, "starter").await;
+
+    // Stripe's refund arrives before its success: payment.completed and payment.refunded,
+    // then order.completed and order.refunded, which credit-purchases may get either way.
+    let answer = deliver(
+        &api,
+        &refund_event(&api, &bought, "re_first", bought.amount_minor),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    deliver(
+        &api,
+        &intent_event(&api, &bought, "payment_intent.succeeded", -5),
+    )
+    .await;
+    wait_status(&api, &bought.order, "refunded").await;
+    let wallet = format!("Wallet#{ws}");
+    let order_stream = format!("Order#{}", bought.order);
+    eventually("the clawback and the fulfilment", || async {
+        let clawed = types_of(&api, &wallet)
+            .await
+            .contains(&"credits.clawed_back".to_owned());
+        let fulfilled = types_of(&api, &order_stream)
+            .await
+            .contains(&"order.fulfilled".to_owned());
+        (clawed && fulfilled).then_some(())
+    })
+    .await;
+    eventually("the receipt", || async {
+        mails(&api)
+            .into_iter()
+            .find(|m| m.subject.contains("receipt"))
+    })
+    .await;
+    // Let any straggling delivery land before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    assert_eq!(balance(&api, &ws).await, 100);
+    let wallet_events = events_of(&api, &wallet).await;
+    let count = |t: &str| wallet_events.iter().filter(|e| e.event_type == t).count();
+    assert_eq!(count("credits.purchased"), 1);
+    assert_eq!(count("credits.clawed_back"), 1);
+    let clawed = wallet_events
+        .iter()
+        .find(|e| e.event_type == "credits.clawed_back")
+        .unwrap();
+    assert_eq!(clawed.payload["clawed_back"], 1_000);
+    assert_eq!(clawed.payload["shortfall"], 0);
+    let order_types = types_of(&api, &order_stream).await;
+    assert_eq!(
+        order_types
+            .iter()
+            .filter(|t| *t == "order.fulfilled")
+            .count(),
+        1,
+        "{order_types:?}"
+    );
+    assert_eq!(order_status(&api, &bought.order).await, "refunded");
+    let invoices = api.get(format!("/workspaces/{ws}/invoices"), BUYER).await;
+    assert_eq!(
+        invoices.body["invoices"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        invoices.body
+    );
+    let receipts = mails(&api)
+        .into_iter()
+        .filter(|m| m.subject.contains("receipt"))
+        .count();
+    assert_eq!(receipts, 1);
+}
+
+#[tokio::test]
+async fn a_redelivered_order_created_leaves_the_buyers_payment_intent_alone() {
+    let api = Api::start().await;
+    let (ws, start) = api.workspace(BUYER, "pro").await;
+    let bought = buy(&api, &ws, "starter").await;
+    let created = events_of(&api, &format!("Order#{}", bought.order)).await[0].clone();
+    assert_eq!(created.event_type, "order.created");
+
+    // The same order.created again, after the first delivery committed but before its
+    // idempotency record completed (a crash, a timeout): SQS hands it over once more.
+    let config = &api.stack.configs["PaymentIntentsFunction"];
+    let intents = kassa_local::functions::build(
+        "PaymentIntentsFunction",
+        config,
+        &kassa_runtime::config::aws().await,
+        std::sync::Arc::new(api.stack.clock.clone()),
+    )
+    .unwrap();
+    common::forget_handled(&config.state_table, "payment-intents", &created).await;
+    let failed = common::deliver_batch(&intents, &[&created]).await;
+    assert!(failed.is_empty(), "{failed:?}");
+
+    // Nothing happened at Stripe: no second intent, and the buyer's is still payable.
+    let at_stripe: Vec<String> = common::intents_of_order(&bought.order)
+        .await
+        .iter()
+        .map(common::id)
+        .collect();
+    assert_eq!(at_stripe, [bought.intent.as_str()]);
+    assert_eq!(
+        intent_at_localstripe(&bought.intent).await["status"],
+        "requires_payment_method"
+    );
+    let pending = order(&api, &bought.order).await;
+    assert_eq!(pending["status"], "payment_pending");
+    assert_eq!(pending["payment_intent_id"], bought.intent.as_str());
+    api.stack.register_stripe_webhook().await.unwrap();
+    let paid = common::pay_at_localstripe(&bought.intent).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    wait_status(&api, &bought.order, "fulfilled").await;
+    assert_eq!(balance(&api, &ws).await, start + 1_000);
+}
+
+/// A charge.refunded as API versions from 2022-11-15 send it: no `refunds` list, only
+/// the charge's cumulative `amount_refunded`.
+fn unlisted_refund_event(api: &Api, intent: &str, charge: &str, amount_refunded: i64) -> Value {
+    stripe_event(
+        "charge.refunded",
+        now(api).unix_timestamp(),
+        json!({
+            "id": charge, "object": "charge", "payment_intent": intent, "currency": "usd",
+            "amount": 1_000, "amount_refunded": amount_refunded,
+            "refunded": amount_refunded >= 1_000,
+        }),
+    )
+}
+
+async fn refund_at_localstripe(intent: &str, amount_minor: i64) -> String {
+    let refund = common::stripe_post(
+        "/v1/refunds",
+        &[
+            ("payment_intent", intent),
+            ("amount", &amount_minor.to_string()),
+        ],
+    )
+    .await;
+    common::id(&refund)
+}
+
+#[tokio::test]
+async fn one_refund_is_booked_once_under_stripes_refund_id_however_it_is_reported() {
+    let api = Api::start().await;
+    api.stack.register_stripe_webhook().await.unwrap();
+    let (ws, start) = api.workspace(BUYER, "pro").await;
+    let bought = buy(&api, &ws, "starter").await;
+    let paid = common::pay_at_localstripe(&bought.intent).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    let charge = paid["latest_charge"]["id"].as_str().unwrap().to_owned();
+    wait_status(&api, &bought.order, "fulfilled").await;
+
+    // 5.00 refunded at Stripe (its dashboard, or the refund route before it records): the
+    // charge.refunded of a newer API version names no refund, an older one lists it.
+    let first = refund_at_localstripe(&bought.intent, 500).await;
+    let answer = deliver(
+        &api,
+        &unlisted_refund_event(&api, &bought.intent, &charge, 500),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let mut listed = refund_event(&api, &bought, &first, 500);
+    listed["data"]["object"]["id"] = json!(charge);
+    let answer = deliver(&api, &listed).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let refunded = wait_status(&api, &bought.order, "refunded").await;
+    assert_eq!(refunded["refunded"]["amount"], "5.00");
+
+    // The rest through the route, then Stripe's report of both, unlisted.
+    let rest = api
+        .call_as(
+            "POST",
+            format!("/orders/{}/refund", bought.order),
+            Some(("support", "admin")),
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(rest.status, 202, "{:?}", rest.body);
+    assert_eq!(rest.body["amount"]["amount"], "5.00");
+    let second = rest.body["refund_id"].as_str().unwrap().to_owned();
+    let answer = deliver(
+        &api,
+        &unlisted_refund_event(&api, &bought.intent, &charge, 1_000),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    eventually("both refunds on the order", || async {
+        let o = order(&api, &bought.order).await;
+        (o["refunded"]["amount"] == "10.00").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut refund_ids: Vec<String> = events_of(&api, &format!("Payment#{}", bought.intent))
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "payment.refunded")
+        .map(|e| e.payload["refund_id"].as_str().unwrap().to_owned())
+        .collect();
+    refund_ids.sort();
+    let mut expected = vec![first, second];
+    expected.sort();
+    assert_eq!(refund_ids, expected);
+    assert_eq!(
+        order(&api, &bought.order).await["refunded"]["amount"],
+        "10.00"
+    );
+    let clawed: i64 = events_of(&api, &format!("Wallet#{ws}"))
+        .await
+        .iter()
+        .filter(|e| e.event_type == "credits.clawed_back")
+        .map(|e| e.payload["requested"].as_i64().unwrap())
+        .sum();
+    assert_eq!(clawed, 1_000, "500 credits per 5.00 refunded, no more");
+    assert_eq!(balance(&api, &ws).await, start);
+}
+
+#[tokio::test]
+async fn refunds_beyond_what_was_paid_are_recorded_as_a_mismatch_and_never_applied() {
+    let api = Api::start().await;
+    let (ws, start) = api.workspace(BUYER, "pro").await;
+    let bought = buy(&api, &ws, "starter").await;
+    deliver(
+        &api,
+        &intent_event(&api, &bought, "payment_intent.succeeded", 0),
+    )
+    .await;
+    wait_status(&api, &bought.order, "fulfilled").await;
+
+    let answer = deliver(&api, &refund_event(&api, &bought, "re_too_much", 1_500)).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let payment = format!("Payment#{}", bought.intent);
+    let recorded = eventually("the mismatch", || async {
+        events_of(&api, &payment)
+            .await
+            .into_iter()
+            .find(|e| e.event_type == "payment.mismatched")
+    })
+    .await;
+    assert_eq!(recorded.payload["reason"], "refund_exceeds_payment");
+    assert_eq!(recorded.payload["refund_id"], "re_too_much");
+    assert_eq!(
+        recorded.payload["expected_amount"],
+        json!({ "amount": "10.00", "currency": "USD" })
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!types_of(&api, &payment)
+        .await
+        .contains(&"payment.refunded".to_owned()));
+    assert_eq!(order_status(&api, &bought.order).await, "fulfilled");
+    assert_eq!(balance(&api, &ws).await, start + 1_000);
+}
+
+#[tokio::test]
+async fn a_payment_report_that_is_not_the_orders_is_recorded_as_a_mismatch_and_not_applied() {
+    let api = Api::start().await;
+    let (ws, start) = api.workspace(BUYER, "pro").await;
+    let bought = buy(&api, &ws, "starter").await;
+
+    // Another intent whose metadata names the order, and the order's own intent with an
+    // amount other than the order's total.
+    let foreign = Bought {
+        order: bought.order.clone(),
+        intent: format!("pi_{}", uuid::Uuid::now_v7().simple()),
+        amount_minor: bought.amount_minor,
+    };
+    let cheap = Bought {
+        order: bought.order.clone(),
+        intent: bought.intent.clone(),
+        amount_minor: 1,
+    };
+    for (case, event, reason) in [
+        (
+            "another intent succeeded",
+            intent_event(&api, &foreign, "payment_intent.succeeded", 0),
+            "intent",
+        ),
+        (
+            "another intent failed",
+            intent_event(&api, &foreign, "payment_intent.payment_failed", 0),
+            "intent",
+        ),
+        (
+            "one cent paid",
+            intent_event(&api, &cheap, "payment_intent.succeeded", 0),
+            "amount",
+        ),
+    ] {
+        let answer = deliver(&api, &event).await;
+        assert_eq!(answer.status, 200, "{case}: {:?}", answer.body);
+        assert_eq!(
+            answer.body["mismatched"], reason,
+            "{case}: {:?}",
+            answer.body
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(order_status(&api, &bought.order).await, "payment_pending");
+    assert_eq!(
+        types_of(&api, &format!("Payment#{}", foreign.intent)).await,
+        Vec::<String>::new(),
+        "an intent that is not the order's gets no payment stream"
+    );
+    assert_eq!(
+        types_of(&api, &format!("Payment#{}", bought.intent)).await,
+        ["payment.intent.created"]
+    );
+    let foreign_mismatches = events_of(&api, &format!("PaymentMismatch#{}", foreign.intent)).await;
+    assert_eq!(foreign_mismatches.len(), 2);
+    assert_eq!(
+        foreign_mismatches[0].payload["expected_payment_intent_id"],
+        bought.intent.as_str()
+    );
+    let cheap_mismatches = events_of(&api, &format!("PaymentMismatch#{}", bought.intent)).await;
+    assert_eq!(cheap_mismatches.len(), 1);
+    assert_eq!(
+        cheap_mismatches[0].payload["reported_amount"],
+        json!({ "amount": "0.01", "currency": "USD" })
+    );
+
+    // The order's own payment still completes it.
+    deliver(
+        &api,
+        &intent_event(&api, &bought, "payment_intent.succeeded", 0),
+    )
+    .await;
+    wait_status(&api, &bought.order, "fulfilled").await;
+    assert_eq!(balance(&api, &ws).await, start + 1_000);
+}
+
+/// Stripe's `data.previous_attributes` of an update that moved the subscription off `plan`.
+fn previous_plan(plan: &str) -> Value {
+    json!({
+        "items": { "object": "list", "data": [ { "id": "si_1", "price": { "id": plan } } ] },
+        "plan": { "id": plan },
+    })
+}
+
+#[tokio::test]
+async fn subscription_updates_stamped_in_one_second_end_the_same_whatever_their_arrival() {
+    let api = Api::start().await;
+    let now = now(&api).unix_timestamp();
+    let store = EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"));
+    let updated = |sub: &str, plan: &str, previous: Option<&str>| {
+        let mut event = stripe_event(
+            "customer.subscription.updated",
+            now - 10,
+            subscription_object(sub, plan, "active"),
+        );
+        if let Some(previous) = previous {
+            event["data"]["previous_attributes"] = previous_plan(previous);
+        }
+        event
+    };
+    for (case, chained) in [
+        (
+            "basic → pro → team, as previous_attributes chain them",
+            true,
+        ),
+        ("no previous_attributes to tell", false),
+    ] {
+        let mut finals = Vec::new();
+        for reversed in [false, true] {
+            let sub = format!("sub_{}", uuid::Uuid::now_v7().simple());
+            deliver(
+                &api,
+                &stripe_event(
+                    "customer.subscription.created",
+                    now - 60,
+                    subscription_object(&sub, "price_basic", "active"),
+                ),
+            )
+            .await;
+            let (first, second) = if chained {
+                (
+                    updated(&sub, "price_pro", Some("price_basic")),
+                    updated(&sub, "price_team", Some("price_pro")),
+                )
+            } else {
+                (
+                    updated(&sub, "price_pro", None),
+                    updated(&sub, "price_team", None),
+                )
+            };
+            let arrival = if reversed {
+                [second, first]
+            } else {
+                [first, second]
+            };
+            for event in &arrival {
+                let answer = deliver(&api, event).await;
+                assert_eq!(answer.status, 200, "{case}: {:?}", answer.body);
+            }
+            let head = store
+                .load(&StreamId::new("Subscription", &sub))
+                .await
+                .unwrap()
+                .unwrap();
+            finals.push(head.state["plan"].clone());
+        }
+        assert_eq!(finals[0], finals[1], "{case}: {finals:?}");
+        if chained {
+            assert_eq!(finals[0], "price_team", "{case}");
+        }
+    }
+}

@@ -196,3 +196,90 @@ async fn an_unknown_subscription_can_be_neither_moved_nor_cancelled() {
         "{cancelled:?}"
     );
 }
+
+#[tokio::test]
+async fn a_stripe_that_never_answers_is_given_up_on_well_inside_the_function_timeout() {
+    // Takes connections and never answers, as a hung Stripe or a black-holed network would.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let stripe = StripeGateway::new(format!("http://{address}"), "sk_test_hung");
+    let request = IntentRequest {
+        amount: usd("10.00"),
+        customer: None,
+        metadata: BTreeMap::new(),
+    };
+    let started = std::time::Instant::now();
+    // The functions' timeout is 10 s (template.yaml Globals): the call must end well before.
+    let result = tokio::time::timeout(
+        std::time::Duration::from_secs(9),
+        stripe.create_payment_intent(&request, &key()),
+    )
+    .await
+    .expect("the call gives up by itself before the function's 10 s");
+    assert!(
+        matches!(result, Err(GatewayError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    holder.abort();
+}
+
+#[tokio::test]
+async fn the_refunds_of_a_charge_are_listed_under_their_own_ids() {
+    let stripe = gateway();
+    let request = IntentRequest {
+        amount: usd("20.00"),
+        customer: None,
+        metadata: BTreeMap::new(),
+    };
+    let intent = stripe
+        .create_payment_intent(&request, &key())
+        .await
+        .unwrap();
+    let paid = common::pay_at_localstripe(&intent.id).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    let charge = paid["latest_charge"]["id"]
+        .as_str()
+        .or_else(|| paid["latest_charge"].as_str())
+        .unwrap()
+        .to_owned();
+    assert!(stripe.list_refunds(&charge).await.unwrap().is_empty());
+
+    let first = stripe
+        .refund(&intent.id, Some(usd("5.00")), &key())
+        .await
+        .unwrap();
+    let second = stripe
+        .refund(&intent.id, Some(usd("2.50")), &key())
+        .await
+        .unwrap();
+    let mut listed = stripe.list_refunds(&charge).await.unwrap();
+    listed.sort_by_key(|r| r.amount_minor);
+    let seen: Vec<_> = listed
+        .iter()
+        .map(|r| (r.id.as_str(), r.amount_minor, r.currency.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (second.id.as_str(), 250, "usd"),
+            (first.id.as_str(), 500, "usd")
+        ]
+    );
+
+    let unknown = stripe.list_refunds("ch_does_not_exist").await;
+    assert!(
+        matches!(unknown, Err(GatewayError::Refused { .. })),
+        "{unknown:?}"
+    );
+}

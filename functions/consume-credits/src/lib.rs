@@ -61,7 +61,9 @@ fn refusal(e: &CreditError) -> Problem {
         CreditError::InsufficientCredits { .. } => 402,
         CreditError::UnknownFeature(..) | CreditError::InvalidQuantity => 422,
         CreditError::NoWallet => 404,
-        CreditError::AlreadyOpen | CreditError::EmptyAllocation => 409,
+        CreditError::AlreadyOpen
+        | CreditError::EmptyAllocation
+        | CreditError::PurchaseNotApplied(_) => 409,
     };
     Problem::new(status, e.code(), e.to_string())
 }

@@ -3,7 +3,9 @@
 //!   (`credits.purchased`), the paid invoice is issued under the workspace's next number,
 //!   and the receipt is mailed to the workspace's billing address;
 //! - `order.refunded`: the refunded share of the credits is clawed back, never below zero
-//!   (`credits.clawed_back` records any shortfall).
+//!   (`credits.clawed_back` records any shortfall). A refund handled before its
+//!   `order.completed` applies the purchase first, so either order of arrival leaves the
+//!   wallet as purchase then refund.
 //!
 //! Each step is idempotent on its own (the wallet applies an order once, the invoice id
 //! derives from the order, the mail id from the invoice), so a redelivery that finds some
@@ -163,6 +165,7 @@ impl CreditPurchases {
                 purpose:
                     Purpose::CreditPack {
                         workspace_id,
+                        pack,
                         credits,
                         ..
                     },
@@ -182,15 +185,26 @@ impl CreditPurchases {
                         .unwrap_or(0)
                         .min(credits)
                 };
-                let recorded = wallet::allocate(
+                // The refund proves the order was paid, and its `order.completed` may not
+                // have arrived yet: the purchase is applied first (once per order, so the
+                // later `order.completed` adds nothing and only invoices), then the
+                // clawback, in one commit. The wallet ends as if purchase then refund.
+                let recorded = wallet::apply(
                     &self.store,
                     self.clock.as_ref(),
                     workspace_id,
-                    CreditCommand::ClawBack {
-                        order_id,
-                        refund_id,
-                        credits: share,
-                    },
+                    &[
+                        CreditCommand::Purchase {
+                            order_id,
+                            pack,
+                            credits,
+                        },
+                        CreditCommand::ClawBack {
+                            order_id,
+                            refund_id,
+                            credits: share,
+                        },
+                    ],
                     Metadata::caused_by(event, format!("system:{NAME}")),
                     |_| Ok(()),
                 )

@@ -107,7 +107,9 @@ impl OrderPayments {
                         amount,
                     },
                 ),
-                PaymentEvent::IntentCreated { .. } => return skipped(event),
+                PaymentEvent::IntentCreated { .. } | PaymentEvent::Mismatched { .. } => {
+                    return skipped(event)
+                }
             },
             "credits" => match event.decode::<CreditEvent>()? {
                 CreditEvent::Purchased {
@@ -167,6 +169,12 @@ impl OrderPayments {
             Ok(done) => Ok(done.recorded.len()),
             Err(e @ OrderError::NotPaid(_)) if fulfil => Err(e.to_string().into()),
             Err(OrderError::NotFound) => Err(format!("order {order_id} not found yet").into()),
+            // Never applied; the payment stream caps refunds first, so this is a bug or
+            // tampering and someone must look.
+            Err(e @ OrderError::RefundExceedsPayment { .. }) => {
+                tracing::error!(alert = "payment_mismatched", %order_id, event_type = %event.event_type, reason = %e, "refund not applied to the order");
+                Ok(0)
+            }
             Err(e) => {
                 tracing::info!(%order_id, event_type = %event.event_type, reason = %e, "order unchanged");
                 Ok(0)

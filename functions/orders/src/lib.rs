@@ -125,7 +125,8 @@ fn refusal(e: OrderError) -> Problem {
         OrderError::AlreadyExists
         | OrderError::NotOpen(_)
         | OrderError::NotPaid(_)
-        | OrderError::NotDue => 409,
+        | OrderError::NotDue
+        | OrderError::RefundExceedsPayment { .. } => 409,
         OrderError::Empty
         | OrderError::InvalidReference
         | OrderError::InvalidTaxRate

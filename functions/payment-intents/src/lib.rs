@@ -2,9 +2,11 @@
 //! record `payment.intent.created` and `order.payment_pending` in one commit, with the
 //! client secret kept for the buyer beside them.
 //!
-//! The intent is created with the order id as its idempotency key, so a redelivered event
-//! gets the same intent back from Stripe. An order canceled before its intent existed gets
-//! the intent canceled again instead of waiting for a payment.
+//! The intent is created with the order id as its idempotency key, so a retry gets the
+//! same intent back from Stripe. A redelivery that finds the order already holding its
+//! intent does nothing (the buyer may be paying it). An order canceled before its intent
+//! existed gets the intent canceled instead of waiting for a payment; the intent an order
+//! holds is never canceled here.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_domain::order::{self, Order, OrderCommand, OrderEvent};
@@ -67,6 +69,20 @@ impl PaymentIntents {
         else {
             return Ok(serde_json::json!({ "skipped": event.event_type }));
         };
+        let order_stream = order_stream(order_id);
+        let held = |order: &Order| order.payment_intent_id.clone();
+        let order: Order = self
+            .store
+            .load(&order_stream)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("{order_stream} is missing")))?
+            .state()?;
+        if let Some(intent) = held(&order) {
+            // A redelivery after the intent was recorded: done already. Stripe is not asked
+            // again (its idempotency key lapses after a day, and an intent it created anew
+            // would then look like a stray one).
+            return Ok(serde_json::json!({ "payment_intent_id": intent, "pending": false }));
+        }
         let mut metadata = BTreeMap::from([
             (ORDER_KEY.to_owned(), order_id.to_string()),
             (USER_KEY.to_owned(), user_id.to_string()),
@@ -93,8 +109,8 @@ impl PaymentIntents {
         };
         let client_secret = intent.client_secret.clone().unwrap_or_default();
         let metadata = Metadata::caused_by(event, format!("system:{NAME}"));
-        let (order_stream, payment_stream) = (order_stream(order_id), payment_stream(&intent.id));
-        let pending = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |_| async {
+        let payment_stream = payment_stream(&intent.id);
+        let outcome = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |_| async {
             let order_head = self
                 .store
                 .load(&order_stream)
@@ -109,7 +125,11 @@ impl PaymentIntents {
             )
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             if order_events.is_empty() {
-                return Ok(false);
+                return Ok(if held(&order).as_deref() == Some(intent.id.as_str()) {
+                    Awaiting::Already
+                } else {
+                    Awaiting::Stray
+                });
             }
             let payment_head = self.store.load(&payment_stream).await?;
             let (version, payment) = match &payment_head {
@@ -141,11 +161,13 @@ impl PaymentIntents {
                 commit.put(self.book.secret(order, &client_secret)?, "client_secret");
             }
             self.store.commit(commit).await?;
-            Ok(true)
+            Ok(Awaiting::Recorded)
         })
         .await?;
-        if !pending {
-            // Canceled or expired before the intent existed: nobody may pay it now.
+        if outcome == Awaiting::Stray {
+            // The order was canceled or expired before this intent existed, or holds
+            // another one: nobody may pay this one. The intent the order holds is never
+            // canceled here; a redelivery finds it and changes nothing.
             if let Err(e) = self
                 .gateway
                 .cancel_payment_intent(&intent.id, &format!("cancel-{order_id}"))
@@ -156,6 +178,20 @@ impl PaymentIntents {
                 tracing::warn!(%order_id, intent = %intent.id, error = %e, "intent not canceled");
             }
         }
-        Ok(serde_json::json!({ "payment_intent_id": intent.id, "pending": pending }))
+        Ok(serde_json::json!({
+            "payment_intent_id": intent.id,
+            "pending": outcome == Awaiting::Recorded,
+        }))
     }
+}
+
+/// What became of the intent just created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaiting {
+    /// Recorded: the order now waits for its payment.
+    Recorded,
+    /// The order already holds this very intent (a redelivery raced the first delivery).
+    Already,
+    /// The order is no longer open for it, or holds another intent.
+    Stray,
 }

@@ -7,7 +7,10 @@
 //! - the event id is recorded by a conditional put in the same transaction as its events,
 //!   and a repeat (even 50 at once) finds it there and has no second effect;
 //! - every translation is decided against the stream's state, never by arrival: a failure
-//!   after the success changes nothing, an older subscription update is ignored.
+//!   after the success changes nothing, an older subscription update is ignored (one of
+//!   the same second by the sequence its previous attributes give, else by event id);
+//! - a payment report is checked against the order before it is applied: another intent
+//!   than the order's, or another amount, is recorded as `payment.mismatched` and alerted.
 //!
 //! Deliveries about objects kassa did not create (no kassa metadata, or an order this
 //! deployment does not know) are acknowledged and ignored, so an account shared with other
@@ -16,9 +19,13 @@
 use kassa_domain::identity::UserId;
 use kassa_domain::invoice::{self, Draft, Invoice, InvoiceCommand, PAYMENT_TERMS_DAYS};
 use kassa_domain::money::{Currency, Money};
-use kassa_domain::order::OrderLine;
-use kassa_domain::payment::{self, IntentOrigin, Payment, PaymentCommand};
-use kassa_domain::subscription::{self, Snapshot, Subscription, SubscriptionCommand};
+use kassa_domain::order::{Order, OrderLine};
+use kassa_domain::payment::{
+    self, IntentOrigin, Mismatches, Payment, PaymentCommand, PaymentEvent,
+};
+use kassa_domain::subscription::{self, Snapshot, Subscription, SubscriptionCommand, Terms};
+use kassa_payments::gateway::{GatewayError, PaymentGateway};
+use kassa_payments::stripe::StripeGateway;
 use kassa_payments::stripe_event::{
     self, IntentFacts, InvoiceFacts, Signal, StripeEvent, SubscriptionFacts,
 };
@@ -31,7 +38,9 @@ use kassa_runtime::invoicing::{self, Invoicing, OVERDUE_AGENDA};
 use kassa_runtime::orders::{OrderBook, ORDER_KEY, USER_KEY, WORKSPACE_KEY};
 use kassa_runtime::{Clock, Config, Problem, SdkConfig};
 use kassa_store::receipt::{receipt, RECEIPT};
-use kassa_store::{retry, Agenda, Commit, EventStore, Metadata, StoreError, StreamId};
+use kassa_store::{
+    retry, Agenda, Commit, EventStore, Metadata, RecordedEvent, StoreError, StreamId,
+};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -43,6 +52,8 @@ pub struct StripeWebhook {
     invoicing: Invoicing,
     overdue: Agenda,
     book: OrderBook,
+    /// Reads what a delivery leaves out (the refunds of a charge on newer API versions).
+    gateway: StripeGateway,
     secret: String,
     tolerance_secs: i64,
     clock: Arc<dyn Clock>,
@@ -53,6 +64,8 @@ enum Outcome {
     Recorded(usize),
     Duplicate,
     Ignored(String),
+    /// Contradicts kassa's record of the order: recorded as `payment.mismatched`, not applied.
+    Mismatched(&'static str),
 }
 
 fn server_error(e: &StoreError) -> Problem {
@@ -61,18 +74,56 @@ fn server_error(e: &StoreError) -> Problem {
     Problem::new(503, "not_stored", "the event could not be stored; retry").retry_after(5)
 }
 
+/// The `alert` field of the error line logged for every `payment.mismatched` recorded: a
+/// CloudWatch metric filter matches `{ $.level = "ERROR" && $.fields.alert = "payment_mismatched" }`.
+pub const MISMATCH_ALERT: &str = "payment_mismatched";
+
+/// Logs the alert line for each `payment.mismatched` among `recorded`.
+fn alert(recorded: &[RecordedEvent]) {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let money = |m: &Option<Money>| m.map(|m| m.to_string()).unwrap_or_default();
+    for event in recorded {
+        let Ok(PaymentEvent::Mismatched {
+            payment_intent_id,
+            order_id,
+            reason,
+            expected_payment_intent_id,
+            expected_amount,
+            reported_amount,
+            refund_id,
+        }) = event.decode::<PaymentEvent>()
+        else {
+            continue;
+        };
+        tracing::error!(
+            alert = MISMATCH_ALERT,
+            event_id = %event.event_id,
+            %payment_intent_id,
+            %order_id,
+            reason = reason.as_str(),
+            expected_payment_intent_id = %text(&expected_payment_intent_id),
+            expected_amount = %money(&expected_amount),
+            reported_amount = %money(&reported_amount),
+            refund_id = %text(&refund_id),
+            "a Stripe report contradicts the order; recorded, not applied"
+        );
+    }
+}
+
 impl StripeWebhook {
     pub fn new(
         store: EventStore,
         state_table: &str,
         secret: impl Into<String>,
         tolerance_secs: i64,
+        gateway: StripeGateway,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             invoicing: Invoicing::new(store.clone(), state_table),
             overdue: Agenda::new(store.client().clone(), state_table, OVERDUE_AGENDA),
             book: OrderBook::new(store.client().clone(), state_table),
+            gateway,
             store,
             secret: secret.into(),
             tolerance_secs,
@@ -91,6 +142,7 @@ impl StripeWebhook {
             &config.state_table,
             config.stripe.webhook_secret()?,
             config.stripe.webhook_tolerance_secs,
+            StripeGateway::new(&config.stripe.api_base, config.stripe.secret_key()?),
             clock,
         ))
     }
@@ -126,6 +178,9 @@ impl StripeWebhook {
             Outcome::Ignored(why) => {
                 tracing::info!(id = %event.id, event_type = %event.event_type, %why, "ignored");
                 serde_json::json!({ "id": event.id, "ignored": why })
+            }
+            Outcome::Mismatched(reason) => {
+                serde_json::json!({ "id": event.id, "mismatched": reason })
             }
         };
         Ok(json(200, &answer))
@@ -191,20 +246,25 @@ impl StripeWebhook {
                 let Some(currency) = Currency::from_code(currency) else {
                     return Ok(Outcome::Ignored(format!("currency {currency}")));
                 };
-                let refunds: Vec<(String, Money, Option<String>)> = refunds
+                let listed: Vec<_> = refunds
                     .iter()
-                    .filter(|r| !matches!(r.status.as_deref(), Some("failed" | "canceled")))
-                    .map(|r| {
-                        (
-                            r.id.clone(),
-                            Money::from_minor(r.amount_minor, currency),
-                            r.reason.clone(),
-                        )
+                    .map(|r| Listed {
+                        id: r.id.clone(),
+                        amount_minor: r.amount_minor,
+                        status: r.status.clone(),
+                        reason: r.reason.clone(),
                     })
                     .collect();
-                let cumulative = Money::from_minor(*amount_minor, currency);
-                self.on_refund(event, intent_id, charge_id, refunds, cumulative)
-                    .await
+                let refunds = match self.refunds(charge_id, listed, *amount_minor).await? {
+                    Ok(refunds) => refunds,
+                    Err(ignored) => return Ok(ignored),
+                };
+                let refunds = refunds
+                    .into_iter()
+                    .filter(|r| !matches!(r.status.as_deref(), Some("failed" | "canceled")))
+                    .map(|r| (r.id, Money::from_minor(r.amount_minor, currency), r.reason))
+                    .collect();
+                self.on_refund(event, intent_id, charge_id, refunds).await
             }
             Signal::InvoicePaid { invoice } => self.on_invoice(event, invoice, true).await,
             Signal::InvoicePaymentFailed { invoice } => {
@@ -256,15 +316,19 @@ impl StripeWebhook {
             Ok(Ok(done)) if done.recorded.is_empty() => Ok(Outcome::Ignored(
                 "nothing changed: already applied or superseded".into(),
             )),
-            Ok(Ok(done)) => Ok(Outcome::Recorded(done.recorded.len())),
+            Ok(Ok(done)) => {
+                alert(&done.recorded);
+                Ok(Outcome::Recorded(done.recorded.len()))
+            }
             Ok(Err(never)) => match never {},
             Err(StoreError::Refused(RECEIPT)) => Ok(Outcome::Duplicate),
             Err(e) => Err(server_error(&e)),
         }
     }
 
-    /// Who the intent belongs to, from the metadata kassa put on it, if the order exists here.
-    async fn origin(&self, intent: &IntentFacts) -> Result<Option<IntentOrigin>, Problem> {
+    /// Who the intent belongs to by the metadata kassa put on it, and that order, if it
+    /// exists here. The metadata is only a claim: see [`payment::check`].
+    async fn origin(&self, intent: &IntentFacts) -> Result<Option<(IntentOrigin, Order)>, Problem> {
         let (Some(order), Some(user), Some(currency)) = (
             intent
                 .metadata
@@ -275,18 +339,22 @@ impl StripeWebhook {
         ) else {
             return Ok(None);
         };
-        let known = self
+        let Some(head) = self
             .store
             .load(&order_stream(order))
             .await
             .map_err(|e| server_error(&e))?
-            .is_some();
-        Ok(known.then(|| IntentOrigin {
+        else {
+            return Ok(None);
+        };
+        let state: Order = head.state().map_err(|e| server_error(&e))?;
+        let origin = IntentOrigin {
             payment_intent_id: intent.id.clone(),
             order_id: order,
             user_id: UserId::new(user.clone()),
             amount: Money::from_minor(intent.amount_minor, currency),
-        }))
+        };
+        Ok(Some((origin, state)))
     }
 
     async fn on_intent(
@@ -295,9 +363,13 @@ impl StripeWebhook {
         intent: &IntentFacts,
         command: impl Fn(IntentOrigin) -> PaymentCommand + Send + Sync,
     ) -> Result<Outcome, Problem> {
-        let Some(origin) = self.origin(intent).await? else {
+        let Some((origin, order)) = self.origin(intent).await? else {
             return Ok(Outcome::Ignored("not a kassa payment".into()));
         };
+        let held = order.payment_intent_id.as_deref();
+        if let Some(mismatch) = payment::check(held, order.total, &origin) {
+            return self.mismatched(event, &intent.id, mismatch).await;
+        }
         let decide = |state: Option<&Payment>| payment::decide(state, command(origin.clone()));
         self.record(
             event,
@@ -315,7 +387,6 @@ impl StripeWebhook {
         intent_id: &str,
         charge_id: &str,
         refunds: Vec<(String, Money, Option<String>)>,
-        cumulative: Money,
     ) -> Result<Outcome, Problem> {
         let stream = payment_stream(intent_id);
         let known = self
@@ -343,30 +414,9 @@ impl StripeWebhook {
                 *state = out.iter().fold(state.take(), payment::evolve);
                 events.extend(out);
             };
-            if refunds.is_empty() {
-                // Newer API versions do not list the refunds: book what the cumulative
-                // figure adds to what is already recorded.
-                let booked = state.as_ref().map_or(rust_decimal::Decimal::ZERO, |p| {
-                    p.refunds.values().map(|m| m.amount).sum()
-                });
-                let delta = cumulative.amount - booked;
-                if delta > rust_decimal::Decimal::ZERO {
-                    apply(
-                        &mut state,
-                        PaymentCommand::Refund {
-                            origin: origin.clone(),
-                            payment_id: charge_id.to_owned(),
-                            refund_id: format!(
-                                "{charge_id}:{}",
-                                cumulative.minor_units().unwrap_or(0)
-                            ),
-                            amount: Money::new(delta, cumulative.currency),
-                            reason: None,
-                        },
-                    );
-                }
-            }
-            for (refund_id, amount, reason) in &refunds {
+            // Oldest first, so that if they ever exceed the payment it is the latest that
+            // is refused.
+            for (refund_id, amount, reason) in refunds.iter().rev() {
                 apply(
                     &mut state,
                     PaymentCommand::Refund {
@@ -382,6 +432,76 @@ impl StripeWebhook {
         };
         self.record(event, &stream, &decide, payment::evolve, &command::nothing)
             .await
+    }
+
+    /// The charge's refunds, by Stripe's own ids. From API version 2022-11-15 a
+    /// `charge.refunded` no longer lists them, and older ones list only the first page:
+    /// whenever the listed refunds do not account for the charge's `amount_refunded`, they
+    /// are read from Stripe. Newest first, as Stripe lists them.
+    async fn refunds(
+        &self,
+        charge_id: &str,
+        listed: Vec<Listed>,
+        amount_refunded: i64,
+    ) -> Result<Result<Vec<Listed>, Outcome>, Problem> {
+        let accounted: i64 = listed
+            .iter()
+            .filter(|r| !matches!(r.status.as_deref(), Some("failed" | "canceled")))
+            .map(|r| r.amount_minor)
+            .sum();
+        if accounted >= amount_refunded {
+            return Ok(Ok(listed));
+        }
+        match self.gateway.list_refunds(charge_id).await {
+            Ok(refunds) => Ok(Ok(refunds
+                .into_iter()
+                .map(|r| Listed {
+                    id: r.id,
+                    amount_minor: r.amount_minor,
+                    status: Some(r.status),
+                    reason: r.reason,
+                })
+                .collect())),
+            Err(GatewayError::Refused { kind, message }) => {
+                tracing::warn!(charge = %charge_id, %kind, %message, "Stripe does not list the refunds");
+                Ok(Err(Outcome::Ignored(format!(
+                    "Stripe does not list the refunds of {charge_id}: {message}"
+                ))))
+            }
+            Err(e) => {
+                // Stripe retries any non-2xx: the refunds are read again then.
+                tracing::error!(charge = %charge_id, error = %e, "refunds not read; Stripe will retry");
+                Err(Problem::new(503, "provider_unavailable", e.to_string()).retry_after(5))
+            }
+        }
+    }
+
+    /// Records `mismatch` (a `payment.mismatched`) on the intent's own mismatch stream with
+    /// the delivery's receipt, and alerts. Nothing else is applied.
+    async fn mismatched(
+        &self,
+        event: &StripeEvent,
+        intent_id: &str,
+        mismatch: PaymentEvent,
+    ) -> Result<Outcome, Problem> {
+        let reason = match &mismatch {
+            PaymentEvent::Mismatched { reason, .. } => reason.as_str(),
+            _ => "mismatch",
+        };
+        let decide = |_: Option<&Mismatches>| vec![mismatch.clone()];
+        match self
+            .record(
+                event,
+                &mismatch_stream(intent_id),
+                &decide,
+                payment::tally,
+                &command::nothing,
+            )
+            .await?
+        {
+            Outcome::Recorded(_) => Ok(Outcome::Mismatched(reason)),
+            other => Ok(other),
+        }
     }
 
     async fn on_subscription(
@@ -402,6 +522,12 @@ impl StripeWebhook {
             current_period_end: facts.current_period_end,
             cancel_at_period_end: facts.cancel_at_period_end,
             ended_at: facts.ended_at,
+            // What the update says it replaced, over what it left: the terms before it.
+            before: facts.previous.as_ref().map(|p| Terms {
+                plan: p.price.clone().or_else(|| facts.price.clone()),
+                status: p.status.clone().unwrap_or_else(|| facts.status.clone()),
+                cancel_at_period_end: p.cancel_at_period_end.unwrap_or(facts.cancel_at_period_end),
+            }),
         };
         let at = event.created;
         let decide = |state: Option<&Subscription>| {
@@ -409,6 +535,7 @@ impl StripeWebhook {
                 state,
                 SubscriptionCommand::Observe {
                     at,
+                    event_id: event.id.clone(),
                     snapshot: snapshot.clone(),
                     deleted,
                 },
@@ -511,7 +638,7 @@ impl StripeWebhook {
             {
                 Outcome::Recorded(n) => recorded += n,
                 Outcome::Duplicate => return Ok(Outcome::Duplicate),
-                Outcome::Ignored(_) => {}
+                Outcome::Ignored(_) | Outcome::Mismatched(_) => {}
             }
         }
         if let (false, Some(sub)) = (paid, &facts.subscription) {
@@ -539,7 +666,7 @@ impl StripeWebhook {
             {
                 Outcome::Recorded(n) => recorded += n,
                 Outcome::Duplicate => return Ok(Outcome::Duplicate),
-                Outcome::Ignored(_) => {}
+                Outcome::Ignored(_) | Outcome::Mismatched(_) => {}
             }
         }
         Ok(if recorded > 0 {
@@ -548,6 +675,20 @@ impl StripeWebhook {
             Outcome::Ignored("nothing changed: already applied".into())
         })
     }
+}
+
+/// A refund as a delivery lists it or Stripe's API answers it.
+struct Listed {
+    id: String,
+    amount_minor: i64,
+    status: Option<String>,
+    reason: Option<String>,
+}
+
+/// Where reports refused by [`payment::check`] are kept: an intent that is not an order's
+/// gets no payment stream.
+fn mismatch_stream(intent_id: &str) -> StreamId {
+    StreamId::new("PaymentMismatch", intent_id)
 }
 
 /// The invoice's lines in kassa's terms; an invoice without lines gets one for its total.
@@ -583,4 +724,68 @@ fn lines(facts: &InvoiceFacts, currency: Currency) -> Vec<OrderLine> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kassa_domain::event::DomainEvent;
+    use kassa_domain::payment::MismatchReason;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The line the README tells operators to match, in the JSON shape Lambda logs have
+    /// (`kassa_runtime::telemetry`).
+    #[test]
+    fn a_recorded_mismatch_logs_the_error_line_the_metric_filter_matches() {
+        let mismatch = PaymentEvent::Mismatched {
+            payment_intent_id: "pi_foreign".into(),
+            order_id: Uuid::from_u128(7),
+            reason: MismatchReason::Intent,
+            expected_payment_intent_id: Some("pi_order".into()),
+            expected_amount: Some(Money::from_minor(1_000, Currency::Usd)),
+            reported_amount: Some(Money::from_minor(1_000, Currency::Usd)),
+            refund_id: None,
+        };
+        let recorded = RecordedEvent {
+            event_id: Uuid::from_u128(1),
+            stream: mismatch_stream("pi_foreign"),
+            version: 1,
+            event_type: mismatch.event_type().to_owned(),
+            context: PaymentEvent::CONTEXT.to_owned(),
+            time: time::OffsetDateTime::UNIX_EPOCH,
+            payload: mismatch.payload(),
+            metadata: Metadata::origin(Uuid::from_u128(2), "test"),
+        };
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .without_time()
+            .with_current_span(false)
+            .with_target(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || alert(&[recorded]));
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["level"], "ERROR", "{line}");
+        assert_eq!(line["fields"]["alert"], MISMATCH_ALERT, "{line}");
+        assert_eq!(line["fields"]["payment_intent_id"], "pi_foreign");
+        assert_eq!(line["fields"]["expected_payment_intent_id"], "pi_order");
+        assert_eq!(line["fields"]["reason"], "intent");
+        assert_eq!(line["fields"]["reported_amount"], "10.00 USD");
+    }
 }

@@ -61,7 +61,9 @@ pub enum CreditCommand {
         credits: u64,
     },
     /// Takes back credits of a refunded purchase, once per refund. The balance never goes
-    /// below zero for it: what is already spent is recorded as the shortfall.
+    /// below zero for it: what is already spent is recorded as the shortfall. Refused
+    /// until the purchase itself is applied: credits never bought cannot be taken back,
+    /// and taking them first would let the purchase add them again afterwards.
     ClawBack {
         order_id: Uuid,
         refund_id: String,
@@ -172,6 +174,8 @@ pub enum CreditError {
     InvalidQuantity,
     #[error("an allocation must add at least one credit")]
     EmptyAllocation,
+    #[error("the purchase of order {0} is not applied; nothing of it can be clawed back")]
+    PurchaseNotApplied(Uuid),
     #[error(
         "not enough credits: {needed} needed, balance {balance}, overage allowance {allowance}"
     )]
@@ -190,6 +194,7 @@ impl CreditError {
             Self::UnknownFeature(..) => "unknown_feature",
             Self::InvalidQuantity => "invalid_quantity",
             Self::EmptyAllocation => "empty_allocation",
+            Self::PurchaseNotApplied(_) => "purchase_not_applied",
             Self::InsufficientCredits { .. } => "insufficient_credits",
         }
     }
@@ -272,6 +277,9 @@ pub fn decide(
         ) => {
             if wallet.allocations.contains(&clawback_key(&refund_id)) {
                 return Ok(vec![]);
+            }
+            if !wallet.allocations.contains(&purchase_key(order_id)) {
+                return Err(CreditError::PurchaseNotApplied(order_id));
             }
             let available = u64::try_from(wallet.balance.max(0)).unwrap_or(0);
             let clawed_back = credits.min(available);
@@ -725,6 +733,18 @@ mod purchase_tests {
         assert_eq!(w.balance, 1_050);
     }
 
+    fn bought(balance: i64, order: u128, credits: u64) -> Wallet {
+        let (_, w) = apply(
+            wallet(balance),
+            CreditCommand::Purchase {
+                order_id: Uuid::from_u128(order),
+                pack: "starter".into(),
+                credits,
+            },
+        );
+        w
+    }
+
     #[test]
     fn a_clawback_stops_at_zero_and_records_the_shortfall_once() {
         let claw = CreditCommand::ClawBack {
@@ -732,7 +752,8 @@ mod purchase_tests {
             refund_id: "re_1".into(),
             credits: 1_000,
         };
-        let (events, w) = apply(wallet(300), claw.clone());
+        // 1,000 bought, 700 of them spent since.
+        let (events, w) = apply(bought(-700, 7, 1_000), claw.clone());
         let CreditEvent::ClawedBack {
             clawed_back,
             shortfall,
@@ -748,7 +769,7 @@ mod purchase_tests {
         assert_eq!(w.balance, 0);
         // In overage already: nothing to take, all of it is shortfall.
         let (events, w) = apply(
-            wallet(-40),
+            bought(-50, 8, 10),
             CreditCommand::ClawBack {
                 order_id: Uuid::from_u128(8),
                 refund_id: "re_2".into(),
@@ -764,5 +785,33 @@ mod purchase_tests {
             }
         ));
         assert_eq!(w.balance, -40);
+    }
+
+    #[test]
+    fn a_clawback_before_its_purchase_is_refused_and_changes_nothing() {
+        let claw = CreditCommand::ClawBack {
+            order_id: Uuid::from_u128(7),
+            refund_id: "re_1".into(),
+            credits: 1_000,
+        };
+        let w = wallet(50);
+        assert_eq!(
+            decide(Some(&w), claw.clone()),
+            Err(CreditError::PurchaseNotApplied(Uuid::from_u128(7)))
+        );
+        // Another order's purchase does not count.
+        let w = bought(50, 8, 1_000);
+        assert!(decide(Some(&w), claw.clone()).is_err());
+        // Purchase, then clawback: the wallet ends where it started.
+        let (_, w) = apply(
+            w,
+            CreditCommand::Purchase {
+                order_id: Uuid::from_u128(7),
+                pack: "starter".into(),
+                credits: 1_000,
+            },
+        );
+        let (_, w) = apply(w, claw);
+        assert_eq!(w.balance, 1_050);
     }
 }

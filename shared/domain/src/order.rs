@@ -114,6 +114,10 @@ pub struct Order {
     pub payment_id: Option<String>,
     pub refunds: BTreeMap<String, Money>,
     pub cancel_reason: Option<String>,
+    /// What it bought was delivered (`order.fulfilled`), whether or not it was refunded
+    /// before or after: the status alone cannot say so once refunded.
+    #[serde(default)]
+    pub fulfilled: bool,
 }
 
 impl Order {
@@ -299,6 +303,8 @@ pub enum OrderError {
     InvalidReference,
     #[error("the tax rate must be between 0 and 1")]
     InvalidTaxRate,
+    #[error("refunding {refund} would pass the {left} left of what was paid")]
+    RefundExceedsPayment { refund: Money, left: Money },
     #[error(transparent)]
     Currency(#[from] CurrencyMismatch),
 }
@@ -314,6 +320,7 @@ impl OrderError {
             Self::NotDue => "order_not_due",
             Self::InvalidReference => "invalid_reference",
             Self::InvalidTaxRate => "invalid_tax_rate",
+            Self::RefundExceedsPayment { .. } => "refund_exceeds_payment",
             Self::Currency(_) => "currency_mismatch",
         }
     }
@@ -438,6 +445,16 @@ fn transition(order: &Order, command: OrderCommand) -> Result<Vec<OrderEvent>, O
                     CurrencyMismatch(amount.currency.code(), order.total.currency.code()).into(),
                 );
             }
+            let left = Money::new(
+                order.total.amount - order.refunded().amount,
+                amount.currency,
+            );
+            if amount.amount > left.amount {
+                return Err(OrderError::RefundExceedsPayment {
+                    refund: amount,
+                    left,
+                });
+            }
             let mut events = Vec::new();
             if !status.is_paid() {
                 // A refund proves the payment: record the completion it implies first.
@@ -455,12 +472,16 @@ fn transition(order: &Order, command: OrderCommand) -> Result<Vec<OrderEvent>, O
             events
         }
         OrderCommand::Fulfill { details } => match status {
-            OrderStatus::Completed => vec![OrderEvent::Fulfilled {
-                order_id,
-                user_id,
-                fulfillment_details: details,
-            }],
-            OrderStatus::Fulfilled | OrderStatus::Refunded => vec![],
+            // A refund may be recorded before the delivery it follows is reported (the
+            // two travel separately): the delivery is still recorded, once.
+            OrderStatus::Completed | OrderStatus::Refunded if !order.fulfilled => {
+                vec![OrderEvent::Fulfilled {
+                    order_id,
+                    user_id,
+                    fulfillment_details: details,
+                }]
+            }
+            OrderStatus::Completed | OrderStatus::Fulfilled | OrderStatus::Refunded => vec![],
             other => return Err(OrderError::NotPaid(other.as_str())),
         },
     })
@@ -540,6 +561,7 @@ pub fn evolve(state: Option<Order>, event: &OrderEvent) -> Option<Order> {
             payment_id: None,
             refunds: BTreeMap::new(),
             cancel_reason: None,
+            fulfilled: false,
         }),
         (Some(mut o), event) => {
             match event {
@@ -572,10 +594,17 @@ pub fn evolve(state: Option<Order>, event: &OrderEvent) -> Option<Order> {
                 OrderEvent::Refunded {
                     refund_id, amount, ..
                 } => {
+                    // Heads written before `fulfilled` existed know it from the status.
+                    o.fulfilled |= o.status == OrderStatus::Fulfilled;
                     o.status = OrderStatus::Refunded;
                     o.refunds.insert(refund_id.clone(), *amount);
                 }
-                OrderEvent::Fulfilled { .. } => o.status = OrderStatus::Fulfilled,
+                OrderEvent::Fulfilled { .. } => {
+                    o.fulfilled = true;
+                    if o.status == OrderStatus::Completed {
+                        o.status = OrderStatus::Fulfilled;
+                    }
+                }
             }
             Some(o)
         }
@@ -740,6 +769,30 @@ mod tests {
     }
 
     #[test]
+    fn refunds_never_pass_the_total_paid() {
+        let mut events = created();
+        complete(&mut events);
+        let refund = |id: &str, minor| OrderCommand::Refund {
+            payment_intent_id: "pi_1".into(),
+            payment_id: "ch_1".into(),
+            refund_id: id.into(),
+            amount: usd(minor),
+        };
+        let state = given(&events).unwrap();
+        events.extend(decide(Some(&state), refund("re_1", 2000)).unwrap());
+        let state = given(&events).unwrap();
+        assert_eq!(
+            decide(Some(&state), refund("re_2", 401)),
+            Err(OrderError::RefundExceedsPayment {
+                refund: usd(401),
+                left: usd(400)
+            })
+        );
+        events.extend(decide(Some(&state), refund("re_2", 400)).unwrap());
+        assert_eq!(given(&events).unwrap().refunded(), usd(2400));
+    }
+
+    #[test]
     fn fulfilment_needs_the_payment_and_happens_once() {
         let mut events = created();
         let state = given(&events).unwrap();
@@ -756,6 +809,30 @@ mod tests {
         assert_eq!(out.len(), 1);
         events.extend(out);
         assert_eq!(decide(given(&events).as_ref(), fulfil), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_delivery_reported_after_the_refund_is_recorded_once_and_the_order_stays_refunded() {
+        let events = created();
+        let state = given(&events).unwrap();
+        let refund = OrderCommand::Refund {
+            payment_intent_id: "pi_1".into(),
+            payment_id: "ch_1".into(),
+            refund_id: "re_1".into(),
+            amount: usd(2400),
+        };
+        let mut all = events;
+        all.extend(decide(Some(&state), refund).unwrap());
+        let fulfil = OrderCommand::Fulfill {
+            details: serde_json::json!({"credits": 2000}),
+        };
+        let out = decide(given(&all).as_ref(), fulfil.clone()).unwrap();
+        assert_eq!(out.len(), 1, "{out:?}");
+        all.extend(out);
+        let state = given(&all).unwrap();
+        assert_eq!(state.status, OrderStatus::Refunded);
+        assert!(state.fulfilled);
+        assert_eq!(decide(Some(&state), fulfil), Ok(vec![]));
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! The provider does not order its deliveries, so every command is decided against the
 //! state: a failure reported after the success changes nothing, a repeated refund id is a
 //! no-op, and a refund seen before the success records the success it implies first.
+//!
+//! Refunds are capped here: their sum never exceeds the amount paid. A refund that would
+//! pass it is recorded as `payment.mismatched` and not applied, as is a report about an
+//! intent that is not its order's or does not carry the order's total.
 
 use crate::event::DomainEvent;
 use crate::identity::UserId;
@@ -32,6 +36,19 @@ pub struct Payment {
     pub payment_id: Option<String>,
     pub failures: u32,
     pub refunds: BTreeMap<String, Money>,
+}
+
+impl Payment {
+    /// What may still be refunded: the amount paid less the refunds recorded.
+    pub fn refundable(&self) -> Money {
+        let refunded: rust_decimal::Decimal = self
+            .refunds
+            .values()
+            .filter(|m| m.currency == self.amount.currency)
+            .map(|m| m.amount)
+            .sum();
+        Money::new(self.amount.amount - refunded, self.amount.currency)
+    }
 }
 
 /// What kassa knows of an intent from the order that asked for it (or, for a webhook that
@@ -73,6 +90,28 @@ pub enum PaymentCommand {
 pub struct PaymentError {
     pub code: Option<String>,
     pub message: String,
+}
+
+/// What a provider's report disagreed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MismatchReason {
+    /// The intent is not the one the order holds.
+    Intent,
+    /// The intent's amount or currency is not the order's total.
+    Amount,
+    /// The refund would take the refunds past the amount paid (or is in another currency).
+    RefundExceedsPayment,
+}
+
+impl MismatchReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Intent => "intent",
+            Self::Amount => "amount",
+            Self::RefundExceedsPayment => "refund_exceeds_payment",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -119,6 +158,23 @@ pub enum PaymentEvent {
         amount: Money,
         reason: Option<String>,
     },
+    /// The provider reported something about a payment that contradicts kassa's record of
+    /// its order: recorded and alerted, never applied.
+    #[serde(rename = "payment.mismatched")]
+    Mismatched {
+        /// The intent the report is about.
+        payment_intent_id: String,
+        /// The order the report names (by the intent's metadata or kassa's own record).
+        order_id: Uuid,
+        reason: MismatchReason,
+        /// The intent the order holds, when the report is about another.
+        expected_payment_intent_id: Option<String>,
+        /// The order's total, or for a refund what is left to refund.
+        expected_amount: Option<Money>,
+        /// What the report says: the intent's amount, or the refund's.
+        reported_amount: Option<Money>,
+        refund_id: Option<String>,
+    },
 }
 
 impl DomainEvent for PaymentEvent {
@@ -129,6 +185,7 @@ impl DomainEvent for PaymentEvent {
         "payment.failed",
         "payment.canceled",
         "payment.refunded",
+        "payment.mismatched",
     ];
 
     fn event_type(&self) -> &'static str {
@@ -138,6 +195,7 @@ impl DomainEvent for PaymentEvent {
             Self::Failed { .. } => "payment.failed",
             Self::Canceled { .. } => "payment.canceled",
             Self::Refunded { .. } => "payment.refunded",
+            Self::Mismatched { .. } => "payment.mismatched",
         }
     }
 }
@@ -215,7 +273,21 @@ pub fn decide(state: Option<&Payment>, command: PaymentCommand) -> Vec<PaymentEv
             reason,
             ..
         } => {
-            if !payment.refunds.contains_key(&refund_id) {
+            if payment.refunds.contains_key(&refund_id) {
+                return events;
+            }
+            let left = payment.refundable();
+            if amount.currency != left.currency || amount.amount > left.amount {
+                events.push(PaymentEvent::Mismatched {
+                    payment_intent_id,
+                    order_id,
+                    reason: MismatchReason::RefundExceedsPayment,
+                    expected_payment_intent_id: None,
+                    expected_amount: Some(left),
+                    reported_amount: Some(amount),
+                    refund_id: Some(refund_id),
+                });
+            } else {
                 if payment.status != PaymentStatus::Succeeded {
                     events.push(PaymentEvent::Completed {
                         payment_intent_id: payment_intent_id.clone(),
@@ -238,6 +310,47 @@ pub fn decide(state: Option<&Payment>, command: PaymentCommand) -> Vec<PaymentEv
         }
     }
     events
+}
+
+/// Checks what the provider reports of an intent against the order it names: the order's
+/// own intent, when it holds one, and its total (amount and currency). `Some` is the
+/// `payment.mismatched` to record instead of applying the report.
+pub fn check(
+    order_intent: Option<&str>,
+    order_total: Money,
+    reported: &IntentOrigin,
+) -> Option<PaymentEvent> {
+    let mismatch = |reason, expected_payment_intent_id: Option<&str>| PaymentEvent::Mismatched {
+        payment_intent_id: reported.payment_intent_id.clone(),
+        order_id: reported.order_id,
+        reason,
+        expected_payment_intent_id: expected_payment_intent_id.map(str::to_owned),
+        expected_amount: Some(order_total),
+        reported_amount: Some(reported.amount),
+        refund_id: None,
+    };
+    match order_intent {
+        Some(held) if held != reported.payment_intent_id => {
+            Some(mismatch(MismatchReason::Intent, Some(held)))
+        }
+        _ if reported.amount != order_total => Some(mismatch(MismatchReason::Amount, None)),
+        _ => None,
+    }
+}
+
+/// How many reports about one intent were refused by [`check`]. They are kept on a stream
+/// of their own: an intent that is not an order's must not get a payment stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mismatches {
+    pub count: u32,
+}
+
+pub fn tally(state: Option<Mismatches>, event: &PaymentEvent) -> Option<Mismatches> {
+    let mut state = state.unwrap_or_default();
+    if let PaymentEvent::Mismatched { .. } = event {
+        state.count += 1;
+    }
+    Some(state)
 }
 
 pub fn evolve(state: Option<Payment>, event: &PaymentEvent) -> Option<Payment> {
@@ -274,6 +387,7 @@ pub fn evolve(state: Option<Payment>, event: &PaymentEvent) -> Option<Payment> {
                 } => {
                     p.refunds.insert(refund_id.clone(), *amount);
                 }
+                PaymentEvent::Mismatched { .. } => {}
             }
             Some(p)
         }
@@ -390,6 +504,99 @@ mod tests {
             ]
         );
         assert_eq!(state.unwrap().refunds.len(), 1);
+    }
+
+    fn refund_of(id: &str, minor: i64) -> PaymentCommand {
+        PaymentCommand::Refund {
+            origin: origin(),
+            payment_id: "ch_1".into(),
+            refund_id: id.into(),
+            amount: Money::from_minor(minor, Currency::Usd),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn refunds_never_pass_the_amount_paid() {
+        // 24.00 paid: 10.00, then 14.00 is all of it; one cent more is refused.
+        let (types, state) = run(vec![
+            succeed(),
+            refund_of("re_1", 1_000),
+            refund_of("re_2", 1_401),
+            refund_of("re_3", 1_400),
+            refund_of("re_4", 1),
+        ]);
+        assert_eq!(
+            types,
+            [
+                "payment.intent.created",
+                "payment.completed",
+                "payment.refunded",
+                "payment.mismatched",
+                "payment.refunded",
+                "payment.mismatched"
+            ]
+        );
+        let state = state.unwrap();
+        assert_eq!(state.refunds.len(), 2);
+        assert_eq!(state.refundable(), Money::from_minor(0, Currency::Usd));
+        let over = decide(Some(&state), refund_of("re_5", 1));
+        assert!(matches!(
+            &over[..],
+            [PaymentEvent::Mismatched {
+                reason: MismatchReason::RefundExceedsPayment,
+                refund_id: Some(id),
+                ..
+            }] if id == "re_5"
+        ));
+        // A refund in another currency is not applied either.
+        let (_, paid) = run(vec![succeed()]);
+        let euros = PaymentCommand::Refund {
+            origin: origin(),
+            payment_id: "ch_1".into(),
+            refund_id: "re_eur".into(),
+            amount: Money::from_minor(100, Currency::Eur),
+            reason: None,
+        };
+        assert!(matches!(
+            &decide(paid.as_ref(), euros)[..],
+            [PaymentEvent::Mismatched { .. }]
+        ));
+    }
+
+    #[test]
+    fn a_report_about_another_intent_or_amount_than_the_orders_is_a_mismatch() {
+        let total = origin().amount;
+        assert_eq!(check(Some("pi_1"), total, &origin()), None);
+        assert_eq!(check(None, total, &origin()), None, "no intent held yet");
+        let Some(PaymentEvent::Mismatched {
+            reason,
+            expected_payment_intent_id,
+            ..
+        }) = check(Some("pi_other"), total, &origin())
+        else {
+            panic!("another intent passed")
+        };
+        assert_eq!(reason, MismatchReason::Intent);
+        assert_eq!(expected_payment_intent_id.as_deref(), Some("pi_other"));
+        let mut cheaper = origin();
+        cheaper.amount = Money::from_minor(1, Currency::Usd);
+        assert!(matches!(
+            check(Some("pi_1"), total, &cheaper),
+            Some(PaymentEvent::Mismatched {
+                reason: MismatchReason::Amount,
+                ..
+            })
+        ));
+        let mut euros = origin();
+        euros.amount = Money::new(total.amount, Currency::Eur);
+        assert!(matches!(
+            check(None, total, &euros),
+            Some(PaymentEvent::Mismatched {
+                reason: MismatchReason::Amount,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! `customer.subscription.updated` cannot roll a plan back. Whatever arrives first
 //! announces the subscription (`subscription.created`), even an update or a failed
 //! invoice.
+//!
+//! The provider stamps observations in whole seconds, so two may tie. A tie is broken by
+//! the sequence the provider's own report gives (see [`follows`]), else by the provider's
+//! event id, so the same observations end in the same state whatever their arrival.
 
 use crate::event::DomainEvent;
 use crate::identity::UserId;
@@ -22,6 +26,27 @@ pub struct Snapshot {
     pub current_period_end: Option<i64>,
     pub cancel_at_period_end: bool,
     pub ended_at: Option<i64>,
+    /// The terms just before this observation, when the provider says (an update's
+    /// previous attributes laid over its snapshot).
+    pub before: Option<Terms>,
+}
+
+impl Snapshot {
+    pub fn terms(&self) -> Terms {
+        Terms {
+            plan: self.plan.clone(),
+            status: self.status.clone(),
+            cancel_at_period_end: self.cancel_at_period_end,
+        }
+    }
+}
+
+/// What kassa follows of a subscription, as one observation leaves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Terms {
+    pub plan: Option<String>,
+    pub status: String,
+    pub cancel_at_period_end: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,14 +62,32 @@ pub struct Subscription {
     pub expired: bool,
     /// Provider timestamp (Unix seconds) of the newest observation applied.
     pub observed_at: i64,
+    /// The provider's id of the event that reported it.
+    #[serde(default)]
+    pub observed_event: Option<String>,
+    /// The terms it says came just before it.
+    #[serde(default)]
+    pub observed_before: Option<Terms>,
     pub payment_failures: u32,
+}
+
+impl Subscription {
+    pub fn terms(&self) -> Terms {
+        Terms {
+            plan: self.plan.clone(),
+            status: self.status.clone(),
+            cancel_at_period_end: self.cancel_at_period_end,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubscriptionCommand {
-    /// `customer.subscription.created/updated/deleted`, stamped with the event's `created`.
+    /// `customer.subscription.created/updated/deleted`, stamped with the event's `created`
+    /// and named by the event's id.
     Observe {
         at: i64,
+        event_id: String,
         snapshot: Snapshot,
         deleted: bool,
     },
@@ -68,6 +111,12 @@ pub enum SubscriptionEvent {
         plan_id: Option<String>,
         status: String,
         observed_at: i64,
+        /// The provider's event that reported it.
+        #[serde(default)]
+        observed_event: Option<String>,
+        /// The terms that event says came just before it.
+        #[serde(default)]
+        observed_before: Option<Terms>,
     },
     #[serde(rename = "subscription.updated")]
     Updated {
@@ -78,6 +127,10 @@ pub enum SubscriptionEvent {
         status: String,
         cancel_at_period_end: bool,
         observed_at: i64,
+        #[serde(default)]
+        observed_event: Option<String>,
+        #[serde(default)]
+        observed_before: Option<Terms>,
     },
     #[serde(rename = "subscription.canceled")]
     Canceled {
@@ -133,9 +186,10 @@ pub fn decide(
     match command {
         SubscriptionCommand::Observe {
             at,
+            event_id,
             snapshot,
             deleted,
-        } => observe(state, at, snapshot, deleted),
+        } => observe(state, at, event_id, snapshot, deleted),
         SubscriptionCommand::PaymentFailed {
             at,
             subscription_id,
@@ -159,15 +213,35 @@ pub fn decide(
     }
 }
 
+/// Whether `snap`, stamped in the same second as the newest observation applied to `s`,
+/// is the later of the two. Stripe's `previous_attributes` give the sequence: an update
+/// whose previous terms are the current ones follows them, and the current observation
+/// follows `snap` when its own previous terms are `snap`'s. When that says neither or both
+/// (no previous attributes, or a change and its undoing in one second), the greater event
+/// id is taken as the later: arbitrary, but the same whatever the order of arrival.
+pub fn follows(s: &Subscription, snap: &Snapshot, event_id: &str) -> bool {
+    let after_current = snap.before.as_ref() == Some(&s.terms());
+    let before_current = s.observed_before.as_ref() == Some(&snap.terms());
+    match (after_current, before_current) {
+        (true, false) => true,
+        (false, true) => false,
+        _ => Some(event_id) > s.observed_event.as_deref(),
+    }
+}
+
 fn observe(
     state: Option<&Subscription>,
     at: i64,
+    event_id: String,
     snap: Snapshot,
     deleted: bool,
 ) -> Vec<SubscriptionEvent> {
     let mut events = Vec::new();
     if let Some(s) = state {
-        if s.expired || (s.announced && at < s.observed_at) {
+        // A deletion is final at the provider: nothing observed in its second follows it.
+        let newer = at > s.observed_at
+            || (at == s.observed_at && (deleted || follows(s, &snap, &event_id)));
+        if s.expired || (s.announced && !newer) {
             return events;
         }
     }
@@ -183,14 +257,13 @@ fn observe(
             plan_id: snap.plan.clone(),
             status: snap.status.clone(),
             observed_at: at,
+            observed_event: Some(event_id.clone()),
+            observed_before: snap.before.clone(),
         });
     } else if let Some(s) = state {
         // A newer observation is recorded even when nothing kassa tracks changed: its
-        // timestamp is what keeps an older one from undoing it.
-        let changed = s.plan != snap.plan
-            || s.status != snap.status
-            || s.cancel_at_period_end != snap.cancel_at_period_end;
-        if (changed || at > s.observed_at) && !deleted {
+        // timestamp, event id and previous terms are what keep an older one from undoing it.
+        if !deleted {
             events.push(SubscriptionEvent::Updated {
                 subscription_id: id.clone(),
                 user_id: user_id.clone(),
@@ -199,6 +272,8 @@ fn observe(
                 status: snap.status.clone(),
                 cancel_at_period_end: snap.cancel_at_period_end,
                 observed_at: at,
+                observed_event: Some(event_id.clone()),
+                observed_before: snap.before.clone(),
             });
         }
     }
@@ -239,6 +314,8 @@ pub fn evolve(state: Option<Subscription>, event: &SubscriptionEvent) -> Option<
         canceled: false,
         expired: false,
         observed_at: 0,
+        observed_event: None,
+        observed_before: None,
         payment_failures: 0,
     });
     match event {
@@ -248,6 +325,8 @@ pub fn evolve(state: Option<Subscription>, event: &SubscriptionEvent) -> Option<
             plan_id,
             status,
             observed_at,
+            observed_event,
+            observed_before,
         } => {
             s.subscription_id = subscription_id.clone();
             s.user_id = s.user_id.take().or(user_id.clone());
@@ -255,18 +334,24 @@ pub fn evolve(state: Option<Subscription>, event: &SubscriptionEvent) -> Option<
             s.status = status.clone();
             s.announced = true;
             s.observed_at = s.observed_at.max(*observed_at);
+            s.observed_event = observed_event.clone();
+            s.observed_before = observed_before.clone();
         }
         SubscriptionEvent::Updated {
             new_plan,
             status,
             cancel_at_period_end,
             observed_at,
+            observed_event,
+            observed_before,
             ..
         } => {
             s.plan = new_plan.clone();
             s.status = status.clone();
             s.cancel_at_period_end = *cancel_at_period_end;
             s.observed_at = s.observed_at.max(*observed_at);
+            s.observed_event = observed_event.clone();
+            s.observed_before = observed_before.clone();
         }
         SubscriptionEvent::Canceled { observed_at, .. } => {
             s.canceled = true;
@@ -307,12 +392,25 @@ mod tests {
             current_period_end: Some(2_000),
             cancel_at_period_end: false,
             ended_at: None,
+            before: None,
         }
     }
 
+    /// An update from `from` to `plan`, as a delivery with previous attributes says.
+    fn moved(from: &str, plan: &str) -> Snapshot {
+        let mut snapshot = snap(plan, "active");
+        snapshot.before = Some(snap(from, "active").terms());
+        snapshot
+    }
+
     fn observe(at: i64, snapshot: Snapshot, deleted: bool) -> SubscriptionCommand {
+        observed(&format!("evt_{at}"), at, snapshot, deleted)
+    }
+
+    fn observed(event_id: &str, at: i64, snapshot: Snapshot, deleted: bool) -> SubscriptionCommand {
         SubscriptionCommand::Observe {
             at,
+            event_id: event_id.into(),
             snapshot,
             deleted,
         }
@@ -346,6 +444,68 @@ mod tests {
             observe(200, snap("team", "active"), false),
         ]);
         assert_eq!(s.plan.as_deref(), Some("basic"));
+    }
+
+    /// Both orders of arrival of the last two commands, after the first.
+    fn both_orders(
+        first: SubscriptionCommand,
+        pair: [SubscriptionCommand; 2],
+    ) -> [Subscription; 2] {
+        let [a, b] = pair;
+        let (_, forward) = run(vec![first.clone(), a.clone(), b.clone()]);
+        let (_, reversed) = run(vec![first, b, a]);
+        [forward, reversed]
+    }
+
+    #[test]
+    fn updates_in_one_second_follow_the_sequence_their_previous_attributes_give() {
+        let [forward, reversed] = both_orders(
+            observe(100, snap("basic", "active"), false),
+            [
+                // Ids that would pick the wrong one, were they asked.
+                observed("evt_b", 200, moved("basic", "pro"), false),
+                observed("evt_a", 200, moved("pro", "team"), false),
+            ],
+        );
+        assert_eq!(forward.plan.as_deref(), Some("team"));
+        assert_eq!(reversed.plan.as_deref(), Some("team"));
+        assert_eq!(forward.terms(), reversed.terms());
+    }
+
+    #[test]
+    fn updates_in_one_second_that_do_not_say_their_sequence_are_ordered_by_event_id() {
+        // No previous attributes at all.
+        let [forward, reversed] = both_orders(
+            observe(100, snap("basic", "active"), false),
+            [
+                observed("evt_2", 200, snap("pro", "active"), false),
+                observed("evt_1", 200, snap("team", "active"), false),
+            ],
+        );
+        assert_eq!(forward.plan.as_deref(), Some("pro"));
+        assert_eq!(reversed.plan.as_deref(), Some("pro"));
+        // A change and its undoing in one second: each follows the other.
+        let [forward, reversed] = both_orders(
+            observe(100, snap("basic", "active"), false),
+            [
+                observed("evt_1", 200, moved("basic", "pro"), false),
+                observed("evt_2", 200, moved("pro", "basic"), false),
+            ],
+        );
+        assert_eq!(forward.plan.as_deref(), Some("basic"));
+        assert_eq!(reversed.plan.as_deref(), Some("basic"));
+    }
+
+    #[test]
+    fn a_deletion_in_the_second_of_an_update_ends_the_subscription_either_way() {
+        let [forward, reversed] = both_orders(
+            observe(100, snap("basic", "active"), false),
+            [
+                observed("evt_z", 200, moved("basic", "pro"), false),
+                observed("evt_a", 200, snap("basic", "canceled"), true),
+            ],
+        );
+        assert!(forward.expired && reversed.expired);
     }
 
     #[test]

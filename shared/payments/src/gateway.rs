@@ -22,9 +22,13 @@ pub struct PaymentIntent {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refund {
+    /// The provider's refund id (`re_...`): the one name kassa books a refund under.
     pub id: String,
     pub status: String,
     pub amount_minor: i64,
+    /// Lowercase, as Stripe sends it.
+    pub currency: String,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +100,12 @@ pub trait PaymentGateway: Send + Sync {
         amount: Option<Money>,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<Refund, GatewayError>> + Send;
+
+    /// Every refund of a charge, newest first, whatever its status.
+    fn list_refunds(
+        &self,
+        charge: &str,
+    ) -> impl Future<Output = Result<Vec<Refund>, GatewayError>> + Send;
 
     fn create_subscription(
         &self,

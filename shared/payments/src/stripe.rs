@@ -9,6 +9,7 @@ use crate::stripe_event::subscription_from_value;
 use kassa_domain::money::Money;
 use serde::Deserialize;
 use serde_json::Value;
+use std::time::Duration;
 
 #[derive(Clone)]
 pub struct StripeGateway {
@@ -49,12 +50,50 @@ struct RefundBody {
     id: String,
     status: String,
     amount: i64,
+    currency: String,
+    #[serde(default)]
+    reason: Option<String>,
 }
+
+#[derive(Deserialize)]
+struct RefundList {
+    data: Vec<RefundBody>,
+    #[serde(default)]
+    has_more: bool,
+}
+
+fn refund(body: RefundBody) -> Refund {
+    Refund {
+        id: body.id,
+        status: body.status,
+        amount_minor: body.amount,
+        currency: body.currency,
+        reason: body.reason,
+    }
+}
+
+/// Refunds asked for per page; Stripe's maximum.
+const REFUND_PAGE: usize = 100;
+
+/// Longest one call to Stripe may take, connecting included. The functions time out after
+/// 10 s (template.yaml Globals) and some make two calls in a row before they commit, so
+/// each gets well under half of it; a call that gives up is `Unavailable` and is retried
+/// with the same idempotency key.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Longest the connection alone may take: an unreachable Stripe fails fast.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl StripeGateway {
     pub fn new(base: impl Into<String>, secret_key: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            // Only a TLS backend that cannot start fails here, as `Client::new` would.
+            .expect("the HTTP client for Stripe builds");
         Self {
-            http: reqwest::Client::new(),
+            http,
             base: base.into().trim_end_matches('/').to_owned(),
             secret_key: secret_key.into(),
             item_price_param: "price",
@@ -240,11 +279,33 @@ impl PaymentGateway for StripeGateway {
             form.push(("amount".to_owned(), minor(amount)?.to_string()));
         }
         let body: RefundBody = self.post("/v1/refunds", &form, idempotency_key).await?;
-        Ok(Refund {
-            id: body.id,
-            status: body.status,
-            amount_minor: body.amount,
-        })
+        Ok(refund(body))
+    }
+
+    async fn list_refunds(&self, charge: &str) -> Result<Vec<Refund>, GatewayError> {
+        let mut refunds = Vec::new();
+        loop {
+            let mut query = vec![
+                ("charge", charge.to_owned()),
+                ("limit", REFUND_PAGE.to_string()),
+            ];
+            if let Some(last) = refunds.last() {
+                let last: &Refund = last;
+                query.push(("starting_after", last.id.clone()));
+            }
+            let page: RefundList = self
+                .send(
+                    self.http
+                        .get(format!("{}/v1/refunds", self.base))
+                        .query(&query),
+                )
+                .await?;
+            let more = page.has_more && !page.data.is_empty();
+            refunds.extend(page.data.into_iter().map(refund));
+            if !more {
+                return Ok(refunds);
+            }
+        }
     }
 
     async fn create_subscription(

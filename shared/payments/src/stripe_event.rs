@@ -120,6 +120,18 @@ pub struct SubscriptionFacts {
     pub canceled_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub metadata: BTreeMap<String, String>,
+    /// For `customer.subscription.updated`, what the update changed of the fields above
+    /// (Stripe's `data.previous_attributes`); `None` when the event does not say.
+    pub previous: Option<PreviousTerms>,
+}
+
+/// The values an update replaced, for the fields kassa reads that it lists; a field the
+/// update did not change is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreviousTerms {
+    pub status: Option<String>,
+    pub price: Option<String>,
+    pub cancel_at_period_end: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -148,7 +160,8 @@ pub fn parse(body: &[u8]) -> Result<StripeEvent, ParseError> {
     let id = event.string("id")?;
     let event_type = event.string("type")?;
     let created = event.int("created")?;
-    let object = event.object("data")?.object("object")?;
+    let data = event.object("data")?;
+    let object = data.object("object")?;
     let signal = match event_type.as_str() {
         "payment_intent.succeeded" => Signal::IntentSucceeded {
             intent: intent_facts(&object)?,
@@ -197,7 +210,12 @@ pub fn parse(body: &[u8]) -> Result<StripeEvent, ParseError> {
             Signal::SubscriptionCreated(subscription_facts(&object)?)
         }
         "customer.subscription.updated" => {
-            Signal::SubscriptionUpdated(subscription_facts(&object)?)
+            let mut facts = subscription_facts(&object)?;
+            facts.previous = match data.opt_object("previous_attributes")? {
+                Some(previous) => Some(previous_terms(&previous)?),
+                None => None,
+            };
+            Signal::SubscriptionUpdated(facts)
         }
         "customer.subscription.deleted" => {
             Signal::SubscriptionDeleted(subscription_facts(&object)?)
@@ -351,20 +369,38 @@ fn line_price(line: &Obj) -> Result<Option<String>, ParseError> {
     line.id_ref("plan")
 }
 
-fn subscription_facts(subscription: &Obj) -> Result<SubscriptionFacts, ParseError> {
+/// The first item's price, else its plan, else the subscription's (legacy) plan.
+fn subscription_price(subscription: &Obj) -> Result<Option<String>, ParseError> {
     let items = subscription.list("items")?;
-    let first = items.first();
-    let price = match first {
+    let price = match items.first() {
         Some(item) => match item.id_ref("price")? {
             Some(price) => Some(price),
             None => item.id_ref("plan")?,
         },
         None => None,
     };
-    let price = match price {
-        Some(price) => Some(price),
-        None => subscription.id_ref("plan")?,
+    match price {
+        Some(price) => Ok(Some(price)),
+        None => subscription.id_ref("plan"),
+    }
+}
+
+fn previous_terms(previous: &Obj) -> Result<PreviousTerms, ParseError> {
+    let cancel_at_period_end = match previous.get("cancel_at_period_end") {
+        None => None,
+        Some(_) => Some(previous.flag("cancel_at_period_end")?),
     };
+    Ok(PreviousTerms {
+        status: previous.opt_string("status")?,
+        price: subscription_price(previous)?,
+        cancel_at_period_end,
+    })
+}
+
+fn subscription_facts(subscription: &Obj) -> Result<SubscriptionFacts, ParseError> {
+    let items = subscription.list("items")?;
+    let first = items.first();
+    let price = subscription_price(subscription)?;
     let current_period_end = match subscription.opt_int("current_period_end")? {
         Some(end) => Some(end),
         None => match first {
@@ -382,6 +418,7 @@ fn subscription_facts(subscription: &Obj) -> Result<SubscriptionFacts, ParseErro
         canceled_at: subscription.opt_int("canceled_at")?,
         ended_at: subscription.opt_int("ended_at")?,
         metadata: subscription.metadata("metadata")?,
+        previous: None,
     })
 }
 
@@ -942,6 +979,7 @@ mod tests {
             canceled_at: None,
             ended_at: None,
             metadata: map(&[("workspace_id", "ws-1")]),
+            previous: None,
         }
     }
 
@@ -984,6 +1022,38 @@ mod tests {
             signal("customer.subscription.updated", object),
             Signal::SubscriptionUpdated(expected)
         );
+    }
+
+    #[test]
+    fn an_update_says_what_it_changed() {
+        let body = String::from_utf8(event("customer.subscription.updated", SUBSCRIPTION))
+            .unwrap()
+            .replace(
+                r#""data":{"object":"#,
+                r#""data":{"previous_attributes":{"items":{"object":"list","data":[{"id":"si_QhHxSubItem01","price":{"id":"price_basic"}}]},"plan":{"id":"price_basic"},"status":"trialing","cancel_at_period_end":true},"object":"#,
+            );
+        let Signal::SubscriptionUpdated(facts) = parse(body.as_bytes()).unwrap().signal else {
+            panic!("not an update");
+        };
+        assert_eq!(
+            facts.previous,
+            Some(PreviousTerms {
+                status: Some("trialing".to_owned()),
+                price: Some("price_basic".to_owned()),
+                cancel_at_period_end: Some(true),
+            })
+        );
+        // An update of something else lists none of them.
+        let body = String::from_utf8(event("customer.subscription.updated", SUBSCRIPTION))
+            .unwrap()
+            .replace(
+                r#""data":{"object":"#,
+                r#""data":{"previous_attributes":{"metadata":{}},"object":"#,
+            );
+        let Signal::SubscriptionUpdated(facts) = parse(body.as_bytes()).unwrap().signal else {
+            panic!("not an update");
+        };
+        assert_eq!(facts.previous, Some(PreviousTerms::default()));
     }
 
     #[test]

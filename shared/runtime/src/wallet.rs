@@ -1,5 +1,5 @@
 //! Allocating credits to a wallet, shared by every handler that adds credits (signup,
-//! renewal, and later purchases): decide on the current head, commit with whatever index
+//! renewal, purchases) or takes purchased ones back: decide on the current head, commit with whatever index
 //! or lock items the caller adds, retry on conflict.
 
 use crate::access::wallet_stream;
@@ -19,9 +19,22 @@ pub async fn allocate(
     metadata: Metadata,
     also: impl Fn(&mut Commit) -> Result<(), StoreError>,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
+    apply(store, clock, workspace, &[command], metadata, also).await
+}
+
+/// As [`allocate`], for several commands decided one after the other on the same head and
+/// committed together: all of them or none (a purchase and the clawback of its refund).
+pub async fn apply(
+    store: &EventStore,
+    clock: &dyn Clock,
+    workspace: Uuid,
+    commands: &[CreditCommand],
+    metadata: Metadata,
+    also: impl Fn(&mut Commit) -> Result<(), StoreError>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
     let stream = wallet_stream(workspace);
     retry::on_conflict(retry::DEFAULT_ATTEMPTS, |seen| {
-        let (command, metadata, stream, also) = (command.clone(), metadata.clone(), &stream, &also);
+        let (metadata, stream, also) = (metadata.clone(), &stream, &also);
         async move {
             let head = match seen {
                 Some(h) => h,
@@ -31,12 +44,17 @@ pub async fn allocate(
                     .ok_or_else(|| StoreError::Corrupt(format!("{stream} has no wallet")))?,
             };
             let wallet: Wallet = head.state()?;
-            let events = credits::decide(Some(&wallet), command)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let mut next = Some(wallet);
+            let mut events = Vec::new();
+            for command in commands {
+                let decided = credits::decide(next.as_ref(), command.clone())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                next = decided.iter().fold(next, credits::evolve);
+                events.extend(decided);
+            }
             if events.is_empty() {
                 return Ok(Vec::new());
             }
-            let next = events.iter().fold(Some(wallet), credits::evolve);
             let mut commit = store.commit_builder(metadata, clock.now());
             commit.append::<CreditEvent>(stream, head.version, &events, &next)?;
             also(&mut commit)?;

@@ -302,3 +302,159 @@ pub async fn customer_with_card(stripe: &kassa_payments::stripe::StripeGateway) 
     .await;
     customer
 }
+
+/// Functions of the template built on fresh tables with no stack around them: no relay, no
+/// queue pollers. The test hands each function the events it chooses, in the order it
+/// chooses, as SQS may deliver them (the local runner polls each queue serially, so
+/// through the stack events arrive in commit order).
+pub struct Isolated {
+    pub store: kassa_store::EventStore,
+    pub state_table: String,
+    pub config: kassa_runtime::Config,
+    pub mail_dir: PathBuf,
+}
+
+impl Isolated {
+    pub async fn new() -> Isolated {
+        kassa_runtime::telemetry::init();
+        let (events, state) = tables().await;
+        let mail_dir =
+            std::env::temp_dir().join(format!("kassa-mail-{}", uuid::Uuid::now_v7().simple()));
+        let mut env = std::collections::HashMap::from([
+            ("KASSA_EVENTS_TABLE".to_owned(), events.clone()),
+            ("KASSA_STATE_TABLE".to_owned(), state.clone()),
+            (
+                "KASSA_MAIL_SINK_DIR".to_owned(),
+                mail_dir.display().to_string(),
+            ),
+        ]);
+        for var in ["KASSA_STRIPE_API_BASE", "KASSA_STRIPE_SECRET_KEY"] {
+            if let Ok(value) = std::env::var(var) {
+                env.insert(var.to_owned(), value);
+            }
+        }
+        Isolated {
+            store: kassa_store::EventStore::new(dynamodb().await, events),
+            state_table: state,
+            config: kassa_runtime::Config::from_map(&env).unwrap(),
+            mail_dir,
+        }
+    }
+
+    /// The template function `id`, built as its main.rs builds it.
+    pub async fn function(&self, id: &str) -> kassa_local::functions::Lambda {
+        let aws = kassa_runtime::config::aws().await;
+        kassa_local::functions::build(
+            id,
+            &self.config,
+            &aws,
+            std::sync::Arc::new(kassa_runtime::clock::SystemClock),
+        )
+        .unwrap()
+    }
+
+    pub async fn deliver(
+        &self,
+        lambda: &kassa_local::functions::Lambda,
+        events: &[&kassa_store::RecordedEvent],
+    ) -> Vec<String> {
+        deliver_batch(lambda, events).await
+    }
+
+    pub async fn forget(&self, scope: &str, event: &kassa_store::RecordedEvent) {
+        forget_handled(&self.state_table, scope, event).await
+    }
+
+    pub async fn events(&self, stream: &kassa_store::StreamId) -> Vec<kassa_store::RecordedEvent> {
+        self.store.read_stream(stream, 100).await.unwrap()
+    }
+
+    pub fn mails(&self) -> Vec<kassa_runtime::mail::Mail> {
+        kassa_runtime::mail::MailSink::new(&self.mail_dir)
+            .read_all()
+            .unwrap_or_default()
+    }
+}
+
+/// Hands `lambda` one SQS batch of `events`, each wrapped as EventBridge delivers it;
+/// answers the message ids the function reported as failed.
+pub async fn deliver_batch(
+    lambda: &kassa_local::functions::Lambda,
+    events: &[&kassa_store::RecordedEvent],
+) -> Vec<String> {
+    let records: Vec<Value> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let body = serde_json::json!({
+                "version": "0", "id": uuid::Uuid::now_v7(), "detail-type": e.event_type,
+                "source": format!("kassa.{}", e.context), "detail": e,
+            });
+            serde_json::json!({ "messageId": format!("m{i}"), "body": body.to_string() })
+        })
+        .collect();
+    let batch = serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
+    let kassa_local::functions::Lambda::Sqs(handle) = lambda else {
+        panic!("not an SQS function");
+    };
+    handle(batch)
+        .await
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
+}
+
+/// Drops the idempotency record `scope` (a function's name) keeps for `event` in
+/// `state_table`, as if the function had crashed after its commit and before completing
+/// the record: the next delivery of the event runs the effect again.
+pub async fn forget_handled(state_table: &str, scope: &str, event: &kassa_store::RecordedEvent) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    dynamodb()
+        .await
+        .delete_item()
+        .table_name(state_table)
+        .key(
+            "pk",
+            AttributeValue::S(format!("idempotency#{scope}#{}", event.event_id)),
+        )
+        .key("sk", AttributeValue::S("-".into()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Every PaymentIntent localstripe holds whose metadata names `order` (localstripe
+/// cannot filter by metadata: this pages through all of them).
+pub async fn intents_of_order(order: &str) -> Vec<Value> {
+    let base = std::env::var("KASSA_STRIPE_API_BASE").unwrap();
+    let secret = std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap();
+    let http = reqwest::Client::new();
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "100".to_owned())];
+        if let Some(after) = &after {
+            query.push(("starting_after", after.clone()));
+        }
+        let page: Value = http
+            .get(format!("{base}/v1/payment_intents"))
+            .basic_auth(&secret, Some(""))
+            .query(&query)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let data = page["data"].as_array().cloned().unwrap_or_default();
+        after = data.last().map(id);
+        found.extend(
+            data.into_iter()
+                .filter(|i| i["metadata"][kassa_runtime::orders::ORDER_KEY] == order),
+        );
+        if page["has_more"] != true || after.is_none() {
+            return found;
+        }
+    }
+}
