@@ -281,7 +281,7 @@ impl Orders {
                 Ok(view(&order, 1, None))
             }
             Ok(Err(e)) => Err(refusal(e)),
-            Err(StoreError::Refused(MEMBERSHIP)) => Err(access::forbidden(workspace)),
+            Err(StoreError::Refused(MEMBERSHIP)) => Err(access::not_found(workspace)),
             Err(e) => Err(access::store_problem(&e)),
         }
     }
@@ -500,6 +500,9 @@ impl Orders {
             .list(&series, limit)
             .await
             .map_err(|e| access::store_problem(&e))?;
+        if ids.is_empty() {
+            return Ok(serde_json::json!({ "invoices": [] }));
+        }
         let streams: Vec<_> = ids.iter().map(|id| invoice_stream(*id)).collect();
         let refs: Vec<_> = streams.iter().collect();
         let heads = self
