@@ -8,6 +8,7 @@ pub mod command;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod idempotency_key;
 pub mod invoicing;
 pub mod mail;
 pub mod orders;
