@@ -21,13 +21,11 @@ fn shown_after(command: &str) -> String {
     {
         let text = line.trim_start().trim_start_matches('#').trim();
         let text = text.split('←').next().unwrap_or_default().trim();
-        if !shown.is_empty() && !text.starts_with('{') {
-            shown.push_str(text);
-        } else if shown.is_empty() {
-            shown.push_str(text);
-        } else {
+        // A line starting a new object is the next answer's.
+        if !shown.is_empty() && text.starts_with('{') {
             break;
         }
+        shown.push_str(text);
     }
     shown
 }
@@ -71,7 +69,10 @@ async fn the_walkthrough_answers_what_the_readme_shows() {
     assert_shown(r#"{"feature":"api.call","quantity":1}"#, &second.body);
     let refused = consume("ai.generate", 1000).await;
     assert_eq!(refused.status, 402, "{:?}", refused.body);
-    assert_shown(r#"{"feature":"ai.generate","quantity":1000}"#, &refused.body);
+    assert_shown(
+        r#"{"feature":"ai.generate","quantity":1000}"#,
+        &refused.body,
+    );
 }
 
 #[tokio::test]
@@ -161,14 +162,22 @@ async fn a_stranger_cannot_tell_someone_elses_workspace_from_none() {
                 format!("/workspaces/{id}/collaborators"),
                 Some(r#"{"user_id":"mallory"}"#.into()),
             ),
-            ("DELETE", format!("/workspaces/{id}/collaborators/alice"), None),
+            (
+                "DELETE",
+                format!("/workspaces/{id}/collaborators/alice"),
+                None,
+            ),
             (
                 "POST",
                 format!("/workspaces/{id}/credits/consume"),
                 Some(r#"{"feature":"api.call","quantity":1}"#.into()),
             ),
             ("GET", format!("/workspaces/{id}/credits/balance"), None),
-            ("GET", format!("/workspaces/{id}/credits/transactions"), None),
+            (
+                "GET",
+                format!("/workspaces/{id}/credits/transactions"),
+                None,
+            ),
             ("GET", format!("/workspaces/{id}/usage"), None),
             ("GET", format!("/workspaces/{id}/notifications"), None),
             (
@@ -180,10 +189,17 @@ async fn a_stranger_cannot_tell_someone_elses_workspace_from_none() {
         ]
     };
     for ((method, path, body), (_, none, _)) in routes(&ws).into_iter().zip(routes(&unknown)) {
-        let theirs = api.call(method, &path, Some("mallory"), body.as_deref()).await;
-        let missing = api.call(method, &none, Some("mallory"), body.as_deref()).await;
+        let theirs = api
+            .call(method, &path, Some("mallory"), body.as_deref())
+            .await;
+        let missing = api
+            .call(method, &none, Some("mallory"), body.as_deref())
+            .await;
         assert_eq!(theirs.status, 404, "{method} {path}: {:?}", theirs.body);
-        assert_eq!(theirs.body["code"], "workspace_not_found", "{method} {path}");
+        assert_eq!(
+            theirs.body["code"], "workspace_not_found",
+            "{method} {path}"
+        );
         assert_eq!(
             theirs.content_type, "application/problem+json",
             "{method} {path}"

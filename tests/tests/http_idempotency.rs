@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
-use common::{eventually, Api, Answer};
+use common::{eventually, Answer, Api};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -183,9 +183,16 @@ async fn a_malformed_key_is_a_400_and_writes_nothing() {
             ONE_CALL,
         )
         .await;
-        assert_eq!(refused.answer.status, 400, "{why}: {:?}", refused.answer.body);
+        assert_eq!(
+            refused.answer.status, 400,
+            "{why}: {:?}",
+            refused.answer.body
+        );
         assert_eq!(refused.answer.content_type, "application/problem+json");
-        assert_eq!(refused.answer.body["code"], "invalid_idempotency_key", "{why}");
+        assert_eq!(
+            refused.answer.body["code"], "invalid_idempotency_key",
+            "{why}"
+        );
     }
     // 255 characters, and the draft's quoted form, are keys.
     let longest = "k".repeat(255);
@@ -409,7 +416,10 @@ async fn two_partial_refunds_at_once_are_two_refunds_and_a_retry_is_neither() {
         refund(&api, &order, None, "1.00"),
         refund(&api, &order, None, "1.00"),
     );
-    assert_ne!(third.answer.body["refund_id"], fourth.answer.body["refund_id"]);
+    assert_ne!(
+        third.answer.body["refund_id"],
+        fourth.answer.body["refund_id"]
+    );
     assert_eq!(refunds_at_stripe(&intent).await.len(), 4);
 
     // The client retries the first: the same refund, and Stripe is not asked again.
@@ -438,7 +448,10 @@ async fn a_repeat_while_the_first_is_still_running_is_a_409() {
         &path.parse().unwrap(),
         &HeaderMap::from_iter([
             ("idempotency-key".parse().unwrap(), "slow".parse().unwrap()),
-            ("content-type".parse().unwrap(), "application/json".parse().unwrap()),
+            (
+                "content-type".parse().unwrap(),
+                "application/json".parse().unwrap(),
+            ),
         ]),
         &Bytes::from_static(ONE_CALL.as_bytes()),
         "POST /workspaces/{workspaceId}/credits/consume",
@@ -454,10 +467,14 @@ async fn a_repeat_while_the_first_is_still_running_is_a_409() {
     );
     let mut copy = None;
     let held = records
-        .serve(&first, kassa_runtime::Clock::now(&api.stack.clock), |_| async {
-            copy = Some(consume(&api, &ws, OWNER, Some("slow"), ONE_CALL).await);
-            kassa_runtime::http::json(200, &json!({ "held": true }))
-        })
+        .serve(
+            &first,
+            kassa_runtime::Clock::now(&api.stack.clock),
+            |_| async {
+                copy = Some(consume(&api, &ws, OWNER, Some("slow"), ONE_CALL).await);
+                kassa_runtime::http::json(200, &json!({ "held": true }))
+            },
+        )
         .await;
     assert_eq!(held.status(), 200);
     let copy = copy.expect("the copy was sent while the first ran");

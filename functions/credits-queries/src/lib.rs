@@ -327,7 +327,11 @@ mod tests {
             Just("-9999-01-01".to_owned()),
             Just("9999-12-31".to_owned()),
             // The ends of `time`'s range are where arithmetic on days overflows.
-            (prop_oneof![-9999i32..=-9998, -9999i32..=9999, 9998i32..=9999], 0u8..=13, 0u8..=32)
+            (
+                prop_oneof![-9999i32..=-9998, -9999i32..=9999, 9998i32..=9999],
+                0u8..=13,
+                0u8..=32
+            )
                 .prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
             "[-+]?[0-9]{1,6}-[0-9]{1,2}-[0-9]{1,2}",
             "\\PC{0,16}",

@@ -199,7 +199,8 @@ impl Orders {
         let result = match route_key(&request).as_str() {
             // The commands a client may retry: each answered once per Idempotency-Key.
             "POST /workspaces/{workspaceId}/credits/purchases" => {
-                let purchase = |_| async { respond(self.purchase(&request).await.map(|v| json(201, &v))) };
+                let purchase =
+                    |_| async { respond(self.purchase(&request).await.map(|v| json(201, &v))) };
                 return self.requests.serve(&request, now, purchase).await;
             }
             "POST /orders/{orderId}/refund" => {

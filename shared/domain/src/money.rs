@@ -151,7 +151,10 @@ mod tests {
             assert_eq!(money.to_string(), format!("{written} USD"), "{amount}");
         }
         // Zero times anything has scale 0 in rust_decimal: where "0" came from.
-        let tax = Money::new(Decimal::from_str("10.00").unwrap() * Decimal::ZERO, Currency::Eur);
+        let tax = Money::new(
+            Decimal::from_str("10.00").unwrap() * Decimal::ZERO,
+            Currency::Eur,
+        );
         assert_eq!(serde_json::to_value(tax).unwrap()["amount"], "0.00");
     }
 

@@ -162,7 +162,10 @@ mod tests {
         for t in [i64::MIN, i64::MIN + 1, -1, i64::MAX] {
             let header = format!("t={t},v1={}", "00".repeat(32));
             assert!(
-                matches!(check(BODY, Some(&header)), Err(SignatureError::Stale { .. })),
+                matches!(
+                    check(BODY, Some(&header)),
+                    Err(SignatureError::Stale { .. })
+                ),
                 "t={t}"
             );
         }

@@ -316,10 +316,7 @@ mod tests {
         ] {
             assert_eq!(key(bad), Err("invalid_idempotency_key".into()), "{bad:?}");
         }
-        assert_eq!(
-            key(&"k".repeat(256)),
-            Err("invalid_idempotency_key".into())
-        );
+        assert_eq!(key(&"k".repeat(256)), Err("invalid_idempotency_key".into()));
         assert!(IdempotencyKey::parse("clé".as_bytes()).is_err());
         assert!(IdempotencyKey::parse(&[0xff, 0x41]).is_err());
     }
