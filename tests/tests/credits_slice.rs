@@ -389,8 +389,8 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
             Some("bob"),
             path.clone(),
             Some(r#"{"feature":"api.call","quantity":1}"#),
-            403,
-            "forbidden",
+            404,
+            "workspace_not_found",
         ),
         (
             "no token",
@@ -405,8 +405,8 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
             Some("alice"),
             format!("/workspaces/{other}/credits/balance"),
             None,
-            403,
-            "forbidden",
+            404,
+            "workspace_not_found",
         ),
         (
             "bad limit",
@@ -509,7 +509,7 @@ async fn collaborators_may_consume_until_removed() {
             json!({ "feature": "api.call", "quantity": 1 }),
         )
     };
-    assert_eq!(consume("bob").await.status, 403);
+    assert_eq!(consume("bob").await.status, 404);
     let added = api
         .post(
             &format!("/workspaces/{ws}/collaborators"),
@@ -539,7 +539,7 @@ async fn collaborators_may_consume_until_removed() {
         .await;
     assert_eq!(removed.status, 200, "{:?}", removed.body);
     // The membership check is inside the debit's transaction: no stale grant survives.
-    assert_eq!(consume("bob").await.status, 403);
+    assert_eq!(consume("bob").await.status, 404);
     assert_eq!(consume("alice").await.status, 200);
 }
 

@@ -894,8 +894,8 @@ async fn bad_input_to_the_order_routes_is_a_clear_4xx_and_writes_nothing() {
             purchases.clone(),
             Some("mallory"),
             Some(r#"{"pack":"starter"}"#),
-            403,
-            "forbidden",
+            404,
+            "workspace_not_found",
         ),
         (
             "no token",
@@ -939,8 +939,8 @@ async fn bad_input_to_the_order_routes_is_a_clear_4xx_and_writes_nothing() {
             format!("/workspaces/{ws}/invoices"),
             Some("mallory"),
             None,
-            403,
-            "forbidden",
+            404,
+            "workspace_not_found",
         ),
         (
             "unknown invoice",

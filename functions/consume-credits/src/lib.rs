@@ -11,6 +11,7 @@ use kassa_domain::credits::{self, CreditCommand, CreditError, CreditEvent, Walle
 use kassa_domain::identity::{Actor, Role};
 use kassa_runtime::access::{self, wallet_stream, workspace_stream, MEMBERSHIP};
 use kassa_runtime::http::{json, json_body, request_id, respond, uuid_param};
+use kassa_runtime::idempotency_key::IdempotentRequests;
 use kassa_runtime::{caller, Clock, Config, Problem, SdkConfig};
 use kassa_store::lease::LEASE;
 use kassa_store::{retry, EventStore, Head, Leases, Metadata, StoreError};
@@ -20,6 +21,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
+
+/// The function's name: the scope of its requests' idempotency records.
+pub const NAME: &str = "consume-credits";
 
 /// Wallet heads a warm instance remembers; past this the memory is simply cleared.
 const CACHED_WALLETS: usize = 1024;
@@ -36,6 +40,8 @@ pub struct ConsumeCredits {
     leases: Leases,
     clock: Arc<dyn Clock>,
     heads: Mutex<HashMap<Uuid, Head>>,
+    /// Answers to requests that carried an `Idempotency-Key`.
+    requests: Option<IdempotentRequests>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,22 +81,43 @@ enum Refused {
 }
 
 impl ConsumeCredits {
+    /// The debit alone, as the benches measure it: without [`ConsumeCredits::keeping`], a
+    /// request's `Idempotency-Key` is checked but not remembered.
     pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
         Self {
             leases: Leases::new(store.client().clone(), store.table()),
             store,
             clock,
             heads: Mutex::default(),
+            requests: None,
         }
+    }
+
+    /// Answers repeats of requests with an `Idempotency-Key` from `requests`.
+    pub fn keeping(mut self, requests: IdempotentRequests) -> Self {
+        self.requests = Some(requests);
+        self
     }
 
     pub fn from_config(config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
         let client = aws_sdk_dynamodb::Client::new(aws);
-        Self::new(EventStore::new(client, &config.events_table), clock)
+        let requests = IdempotentRequests::new(client.clone(), &config.state_table, NAME);
+        Self::new(EventStore::new(client, &config.events_table), clock).keeping(requests)
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        respond(self.consume(&request).await.map(|c| json(200, &c)))
+        let consume = || async { respond(self.consume(&request).await.map(|c| json(200, &c))) };
+        match &self.requests {
+            Some(requests) => {
+                requests
+                    .serve(&request, self.clock.now(), |_| consume())
+                    .await
+            }
+            None => match kassa_runtime::idempotency_key::IdempotencyKey::from_request(&request) {
+                Err(problem) => problem.into_response(),
+                Ok(_) => consume().await,
+            },
+        }
     }
 
     async fn consume(&self, request: &Request) -> Result<Consumption, Problem> {

@@ -130,15 +130,7 @@ impl CreditsQueries {
             }
             "GET /workspaces/{workspaceId}/credits/transactions" => {
                 let limit = limit_param(request, 50, 200)?;
-                let after = match query_param(request, "after") {
-                    None => 0,
-                    Some(raw) => raw.parse::<u64>().map_err(|_| {
-                        Problem::bad_request(
-                            "invalid_cursor",
-                            "`after` must be a cursor this API returned",
-                        )
-                    })?,
-                };
+                let after = after_param(request)?;
                 access::load_admitted(&self.store, id, &actor).await?;
                 let page = self
                     .store
@@ -150,15 +142,7 @@ impl CreditsQueries {
                 Ok(json(200, &History { items, next }))
             }
             "GET /workspaces/{workspaceId}/usage" => {
-                let today = self.clock.now().date();
-                let to = day_param(request, "to")?.unwrap_or(today);
-                let from = day_param(request, "from")?.unwrap_or(to - time::Duration::days(29));
-                if from > to || (to - from).whole_days() >= MAX_USAGE_DAYS {
-                    return Err(Problem::bad_request(
-                        "invalid_range",
-                        format!("`from` must not be after `to`, and the range at most {MAX_USAGE_DAYS} days"),
-                    ));
-                }
+                let (from, to) = usage_window(request, self.clock.now().date())?;
                 access::load_admitted(&self.store, id, &actor).await?;
                 let (from, to) = (fmt_day(from), fmt_day(to));
                 let days = self
@@ -208,7 +192,43 @@ fn fmt_day(d: Date) -> String {
     d.format(DAY).unwrap_or_default()
 }
 
-fn day_param(request: &Request, name: &str) -> Result<Option<Date>, Problem> {
+/// The `after` cursor of the transaction history: 0 (the start) when absent.
+pub fn after_param(request: &Request) -> Result<u64, Problem> {
+    match query_param(request, "after") {
+        None => Ok(0),
+        Some(raw) => raw.parse::<u64>().map_err(|_| {
+            Problem::bad_request(
+                "invalid_cursor",
+                "`after` must be a cursor this API returned",
+            )
+        }),
+    }
+}
+
+/// The days a usage summary covers: `from` and `to` as given, `to` today and `from` 29
+/// days before `to` when absent.
+pub fn usage_window(request: &Request, today: Date) -> Result<(Date, Date), Problem> {
+    let invalid_range = || {
+        Problem::bad_request(
+            "invalid_range",
+            format!("`from` must not be after `to`, and the range at most {MAX_USAGE_DAYS} days"),
+        )
+    };
+    let to = day_param(request, "to")?.unwrap_or(today);
+    // `to` may be the first day `time` can represent: no default before it.
+    let from = match day_param(request, "from")? {
+        Some(from) => from,
+        None => to
+            .checked_sub(time::Duration::days(29))
+            .ok_or_else(invalid_range)?,
+    };
+    if from > to || (to - from).whole_days() >= MAX_USAGE_DAYS {
+        return Err(invalid_range());
+    }
+    Ok((from, to))
+}
+
+pub fn day_param(request: &Request, name: &str) -> Result<Option<Date>, Problem> {
     query_param(request, name)
         .map(|raw| {
             Date::parse(&raw, DAY).map_err(|_| {
@@ -261,5 +281,98 @@ fn transaction(event: &RecordedEvent) -> Option<Transaction> {
         }
         // Alerts and the opening are facts about the wallet, not movements of credits.
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::RequestExt;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use time::macros::date;
+
+    fn with_query(pairs: &[(&str, &str)]) -> Request {
+        let query: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Request::default().with_query_string_parameters(query)
+    }
+
+    const TODAY: Date = date!(2026 - 11 - 21);
+
+    #[test]
+    fn a_window_at_the_first_representable_day_is_refused_not_a_panic() {
+        let refused = usage_window(&with_query(&[("to", "-9999-01-01")]), TODAY);
+        assert_eq!(refused.map_err(|p| p.code), Err("invalid_range".into()));
+        let ok = usage_window(
+            &with_query(&[("from", "-9999-01-01"), ("to", "-9999-01-01")]),
+            TODAY,
+        );
+        assert_eq!(ok, Ok((Date::MIN, Date::MIN)));
+    }
+
+    #[test]
+    fn the_default_window_is_the_last_thirty_days() {
+        assert_eq!(
+            usage_window(&with_query(&[]), TODAY),
+            Ok((date!(2026 - 10 - 23), TODAY))
+        );
+    }
+
+    /// A day, a near-day or noise: what a caller might put in `from` and `to`.
+    fn day_like() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("-9999-01-01".to_owned()),
+            Just("9999-12-31".to_owned()),
+            // The ends of `time`'s range are where arithmetic on days overflows.
+            (
+                prop_oneof![-9999i32..=-9998, -9999i32..=9999, 9998i32..=9999],
+                0u8..=13,
+                0u8..=32
+            )
+                .prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
+            "[-+]?[0-9]{1,6}-[0-9]{1,2}-[0-9]{1,2}",
+            "\\PC{0,16}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_from_and_to_are_a_window_or_a_400(
+            from in proptest::option::of(day_like()),
+            to in proptest::option::of(day_like()),
+            today in (-9999i32..=9999, 1u16..=366)
+                .prop_filter_map("a day", |(y, d)| Date::from_ordinal_date(y, d).ok()),
+        ) {
+            let mut pairs = Vec::new();
+            if let Some(from) = &from { pairs.push(("from", from.as_str())); }
+            if let Some(to) = &to { pairs.push(("to", to.as_str())); }
+            match usage_window(&with_query(&pairs), today) {
+                Ok((from, to)) => {
+                    prop_assert!(from <= to);
+                    prop_assert!((to - from).whole_days() < MAX_USAGE_DAYS);
+                }
+                Err(problem) => {
+                    prop_assert_eq!(problem.status, 400);
+                    prop_assert!(["invalid_date", "invalid_range"].contains(&problem.code.as_str()));
+                }
+            }
+        }
+
+        #[test]
+        fn any_after_is_a_cursor_or_a_400(after in prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            "\\PC{0,24}",
+        ]) {
+            match after_param(&with_query(&[("after", &after)])) {
+                Ok(n) => prop_assert_eq!(n.to_string(), after),
+                Err(problem) => {
+                    prop_assert_eq!(problem.status, 400);
+                    prop_assert_eq!(problem.code, "invalid_cursor");
+                }
+            }
+        }
     }
 }

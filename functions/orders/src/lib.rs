@@ -21,6 +21,7 @@ use kassa_runtime::config::ConfigError;
 use kassa_runtime::http::{
     json, json_body, limit_param, request_id, respond, route_key, uuid_param,
 };
+use kassa_runtime::idempotency_key::{IdempotencyKey, IdempotentRequests};
 use kassa_runtime::invoicing::{self, Invoicing};
 use kassa_runtime::orders::{self as order_book, OrderBook};
 use kassa_runtime::{caller, Clock, Config, Problem, SdkConfig};
@@ -39,7 +40,12 @@ pub struct Orders {
     gateway: StripeGateway,
     tax_rate: Decimal,
     clock: Arc<dyn Clock>,
+    /// Answers to purchases and refunds that carried an `Idempotency-Key`.
+    requests: IdempotentRequests,
 }
+
+/// The function's name: the scope of its requests' idempotency records.
+pub const NAME: &str = "orders";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,6 +164,7 @@ impl Orders {
         gateway: StripeGateway,
         tax_rate: Decimal,
         clock: Arc<dyn Clock>,
+        requests: IdempotentRequests,
     ) -> Self {
         Self {
             store,
@@ -166,6 +173,7 @@ impl Orders {
             gateway,
             tax_rate,
             clock,
+            requests,
         }
     }
 
@@ -178,23 +186,33 @@ impl Orders {
         let store = EventStore::new(client.clone(), &config.events_table);
         Ok(Self::new(
             store.clone(),
-            OrderBook::new(client, &config.state_table),
+            OrderBook::new(client.clone(), &config.state_table),
             Invoicing::new(store, &config.state_table),
             StripeGateway::new(&config.stripe.api_base, config.stripe.secret_key()?),
             config.tax_rate,
             clock,
+            IdempotentRequests::new(client, &config.state_table, NAME),
         ))
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
+        let now = self.clock.now();
         let result = match route_key(&request).as_str() {
+            // The commands a client may retry: each answered once per Idempotency-Key.
             "POST /workspaces/{workspaceId}/credits/purchases" => {
-                self.purchase(&request).await.map(|v| json(201, &v))
+                let purchase =
+                    |_| async { respond(self.purchase(&request).await.map(|v| json(201, &v))) };
+                return self.requests.serve(&request, now, purchase).await;
+            }
+            "POST /orders/{orderId}/refund" => {
+                let refund = |key| async {
+                    respond(self.refund(&request, key).await.map(|v| json(202, &v)))
+                };
+                return self.requests.serve(&request, now, refund).await;
             }
             "GET /orders/{orderId}" => self.get(&request).await.map(|v| json(200, &v)),
             "PATCH /orders/{orderId}" => self.update(&request).await.map(|v| json(200, &v)),
             "POST /orders/{orderId}/cancel" => self.cancel(&request).await.map(|v| json(200, &v)),
-            "POST /orders/{orderId}/refund" => self.refund(&request).await.map(|v| json(202, &v)),
             "GET /workspaces/{workspaceId}/invoices" => {
                 self.invoices(&request).await.map(|v| json(200, &v))
             }
@@ -282,7 +300,7 @@ impl Orders {
                 Ok(view(&order, 1, None))
             }
             Ok(Err(e)) => Err(refusal(e)),
-            Err(StoreError::Refused(MEMBERSHIP)) => Err(access::forbidden(workspace)),
+            Err(StoreError::Refused(MEMBERSHIP)) => Err(access::not_found(workspace)),
             Err(e) => Err(access::store_problem(&e)),
         }
     }
@@ -407,7 +425,11 @@ impl Orders {
         .await
     }
 
-    async fn refund(&self, request: &Request) -> Result<serde_json::Value, Problem> {
+    async fn refund(
+        &self,
+        request: &Request,
+        key: Option<IdempotencyKey>,
+    ) -> Result<serde_json::Value, Problem> {
         let body: RefundBody = json_body(request)?;
         let (actor, order, _) = self.load_own(request).await?;
         if actor.role != Role::Admin {
@@ -441,8 +463,14 @@ impl Orders {
             ));
         }
         let amount = Money::new(amount, order.total.currency);
-        // One key per refund of this order: a retried request returns the same refund.
-        let key = format!("refund-{}-{}", order.order_id, order.refunds.len());
+        // Stripe's key comes from what the caller sent, so a retry of the same request
+        // (same Idempotency-Key) is the same refund, and two requests are two refunds.
+        // Without a key each request is a refund of its own. Never from the order's refunds:
+        // they lag behind the refunds already made.
+        let key = match &key {
+            Some(key) => format!("refund-{}-{}", order.order_id, key.digest(&actor)),
+            None => format!("refund-{}-{}", order.order_id, Uuid::now_v7()),
+        };
         let refund = self
             .gateway
             .refund(intent, Some(amount), &key)
@@ -501,6 +529,9 @@ impl Orders {
             .list(&series, limit)
             .await
             .map_err(|e| access::store_problem(&e))?;
+        if ids.is_empty() {
+            return Ok(serde_json::json!({ "invoices": [] }));
+        }
         let streams: Vec<_> = ids.iter().map(|id| invoice_stream(*id)).collect();
         let refs: Vec<_> = streams.iter().collect();
         let heads = self

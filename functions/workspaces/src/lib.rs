@@ -60,8 +60,8 @@ fn view(ws: &Workspace, version: u64) -> WorkspaceView<'_> {
 
 fn refusal(e: WorkspaceError) -> Problem {
     let status = match e {
-        WorkspaceError::NotFound => 404,
-        WorkspaceError::Forbidden | WorkspaceError::OwnerOnly => 403,
+        WorkspaceError::NotFound | WorkspaceError::Forbidden => 404,
+        WorkspaceError::OwnerOnly => 403,
         WorkspaceError::AlreadyExists
         | WorkspaceError::AlreadyCollaborator(_)
         | WorkspaceError::NotCollaborator(_) => 409,
@@ -190,10 +190,12 @@ impl Workspaces {
                 };
                 let ws: Workspace = head.state()?;
                 if !ws.admits(actor) {
-                    return Ok(Err(access::forbidden(id)));
+                    return Ok(Err(access::not_found(id)));
                 }
                 let events = match workspace::decide(Some(&ws), command, actor) {
                     Ok(events) => events,
+                    // A stranger is told what a missing workspace would tell them.
+                    Err(WorkspaceError::Forbidden) => return Ok(Err(access::not_found(id))),
                     Err(e) => return Ok(Err(refusal(e))),
                 };
                 let Some(next) = fold(Some(ws), &events) else {

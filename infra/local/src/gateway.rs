@@ -299,3 +299,72 @@ pub fn http_event(
     });
     Ok(event)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SECRET: &str = "test-secret";
+
+    fn token(issuer: &str) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = serde_json::json!({
+            "sub": "alice", "role": "admin", "iat": now, "exp": now + 600,
+            "iss": issuer, "aud": AUDIENCE,
+        });
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn claims_of(authorization: &[u8]) -> Option<HashMap<String, String>> {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = axum::http::HeaderValue::from_bytes(authorization) {
+            headers.insert("authorization", value);
+        }
+        Gateway::new(SECRET).claims(&headers)
+    }
+
+    #[test]
+    fn only_a_bearer_token_signed_for_kassa_passes() {
+        let claims = claims_of(format!("Bearer {}", token(ISSUER)).as_bytes()).unwrap();
+        assert_eq!(claims["sub"], "alice");
+        assert_eq!(claims["role"], "admin");
+        assert_eq!(claims_of(token(ISSUER).as_bytes()), None, "no scheme");
+        assert_eq!(
+            claims_of(format!("Bearer {}", token("elsewhere")).as_bytes()),
+            None
+        );
+        assert_eq!(claims_of(b""), None);
+    }
+
+    proptest! {
+        /// Whatever the Authorization header holds, the gateway answers (a 401 when it is
+        /// not a valid token) and never panics.
+        #[test]
+        fn any_authorization_is_claims_or_nothing(
+            raw in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                "Bearer [A-Za-z0-9_.=-]{0,200}".prop_map(String::into_bytes),
+                "(Bearer |bearer |Basic )?[a-zA-Z0-9+/=]{0,40}\\.[a-zA-Z0-9_-]{0,40}\\.[a-zA-Z0-9_-]{0,40}"
+                    .prop_map(String::into_bytes),
+            ],
+        ) {
+            prop_assert_eq!(claims_of(&raw), None);
+        }
+
+        /// A valid token with its signature or payload changed is refused.
+        #[test]
+        fn a_tampered_token_is_refused(at in 0usize..400, with in any::<u8>()) {
+            let mut raw = format!("Bearer {}", token(ISSUER)).into_bytes();
+            let at = 7 + at % (raw.len() - 7);
+            prop_assume!(raw[at] != with && raw[at] != b'.');
+            raw[at] = with;
+            prop_assert_eq!(claims_of(&raw), None);
+        }
+    }
+}

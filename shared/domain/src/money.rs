@@ -36,12 +36,26 @@ impl Currency {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+// Serialized as `{"amount": "24.00", "currency": "USD"}`: the amount is written with at
+// least the currency's minor digits (see `Money::shown`), whatever scale the arithmetic that
+// made it left, so no route, event or mail can show `"0"` beside `"0.00"`. (A plain comment:
+// a doc comment would change the event catalog's schemas.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 pub struct Money {
     /// A decimal string, e.g. `"24.00"`: exact, never a float.
     #[schemars(with = "String")]
     pub amount: Decimal,
     pub currency: Currency,
+}
+
+impl Serialize for Money {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut money = serializer.serialize_struct("Money", 2)?;
+        money.serialize_field("amount", &self.shown())?;
+        money.serialize_field("currency", &self.currency)?;
+        money.end()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,6 +87,18 @@ impl Money {
         Self::new(Decimal::new(minor, currency.minor_digits()), currency)
     }
 
+    /// The amount as it is written: padded to the currency's minor digits (`0` is `0.00`,
+    /// `10` is `10.00`). More digits than that are kept, never rounded away: an amount is
+    /// rounded where it is decided, not where it is printed.
+    pub fn shown(self) -> Decimal {
+        let minor = self.currency.minor_digits();
+        let mut shown = self.amount;
+        if shown.scale() < minor {
+            shown.rescale(minor);
+        }
+        shown
+    }
+
     /// Multiplies by a whole count (a quantity of credits, seats, tickets).
     pub fn times(self, count: u64) -> Money {
         Money::new(self.amount * Decimal::from(count), self.currency)
@@ -90,7 +116,7 @@ impl Money {
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.amount, self.currency.code())
+        write!(f, "{} {}", self.shown(), self.currency.code())
     }
 }
 
@@ -104,6 +130,40 @@ mod tests {
         let usd = Money::new(Decimal::ONE, Currency::Usd);
         let eur = Money::new(Decimal::ONE, Currency::Eur);
         assert_eq!(usd.checked_add(eur), Err(CurrencyMismatch("USD", "EUR")));
+    }
+
+    #[test]
+    fn amounts_are_written_with_the_currencys_minor_digits() {
+        for (amount, written) in [
+            ("0", "0.00"),
+            ("0.000", "0.000"),
+            ("10", "10.00"),
+            ("10.5", "10.50"),
+            ("-3", "-3.00"),
+            ("0.125", "0.125"),
+        ] {
+            let money = Money::new(Decimal::from_str(amount).unwrap(), Currency::Usd);
+            assert_eq!(
+                serde_json::to_value(money).unwrap(),
+                serde_json::json!({ "amount": written, "currency": "USD" }),
+                "{amount}"
+            );
+            assert_eq!(money.to_string(), format!("{written} USD"), "{amount}");
+        }
+        // Zero times anything has scale 0 in rust_decimal: where "0" came from.
+        let tax = Money::new(
+            Decimal::from_str("10.00").unwrap() * Decimal::ZERO,
+            Currency::Eur,
+        );
+        assert_eq!(serde_json::to_value(tax).unwrap()["amount"], "0.00");
+    }
+
+    #[test]
+    fn written_amounts_read_back_equal() {
+        let money = Money::new(Decimal::from(7), Currency::Usd);
+        let back: Money = serde_json::from_value(serde_json::to_value(money).unwrap()).unwrap();
+        assert_eq!(back, money);
+        assert_eq!(back.amount.scale(), 2);
     }
 
     #[test]

@@ -49,10 +49,11 @@ pub fn verify(
     if signatures.is_empty() {
         return Err(SignatureError::Malformed);
     }
-    let age_secs = now - timestamp;
-    if age_secs.abs() > tolerance_secs {
+    // The timestamp is the caller's, unauthenticated until the HMAC matches: any i64 may
+    // come, so the age is computed without overflowing.
+    if now.abs_diff(timestamp) > u64::try_from(tolerance_secs).unwrap_or(0) {
         return Err(SignatureError::Stale {
-            age_secs,
+            age_secs: now.saturating_sub(timestamp),
             tolerance_secs,
         });
     }
@@ -154,6 +155,50 @@ mod tests {
             check(BODY, Some(&format!("t={NOW}"))),
             Err(SignatureError::Malformed)
         );
+    }
+
+    #[test]
+    fn a_timestamp_at_the_ends_of_the_range_is_stale_not_a_panic() {
+        for t in [i64::MIN, i64::MIN + 1, -1, i64::MAX] {
+            let header = format!("t={t},v1={}", "00".repeat(32));
+            assert!(
+                matches!(
+                    check(BODY, Some(&header)),
+                    Err(SignatureError::Stale { .. })
+                ),
+                "t={t}"
+            );
+        }
+        let header = format!("t={},v1={}", i64::MIN, "00".repeat(32));
+        assert!(matches!(
+            verify(BODY, Some(&header), SECRET, i64::MAX, i64::MAX),
+            Err(SignatureError::Stale { .. })
+        ));
+    }
+
+    proptest::proptest! {
+        /// Whatever an unauthenticated caller puts in the header, verification answers
+        /// (and never panics); only a correct signature passes.
+        #[test]
+        fn any_header_is_answered_without_a_panic(
+            header in "(t=-?[0-9]{0,20}|v1=[0-9a-f]{0,64}|v0=[a-z0-9]{0,8}|\\PC{0,12}|,| ){0,6}",
+            now in proptest::prelude::any::<i64>(),
+            tolerance in proptest::prelude::any::<i64>(),
+        ) {
+            let answer = verify(BODY, Some(&header), SECRET, now, tolerance);
+            proptest::prop_assert_ne!(answer, Ok(()));
+        }
+
+        #[test]
+        fn any_timestamp_is_answered_without_a_panic(
+            t in proptest::prelude::any::<i64>(),
+            now in proptest::prelude::any::<i64>(),
+        ) {
+            let header = sign(BODY, SECRET, t);
+            let answer = verify(BODY, Some(&header), SECRET, now, DEFAULT_TOLERANCE_SECS);
+            let fresh = i128::from(now).abs_diff(i128::from(t)) <= DEFAULT_TOLERANCE_SECS as u128;
+            proptest::prop_assert_eq!(answer.is_ok(), fresh);
+        }
     }
 
     #[test]

@@ -26,14 +26,16 @@ pub fn head_attributes(ws: &Workspace) -> HashMap<String, AttributeValue> {
     HashMap::from([("members".to_owned(), AttributeValue::Ss(members))])
 }
 
-/// The workspace if `actor` may see it: 404 when there is none, 403 when it is not theirs.
+/// The workspace if `actor` may see it. A workspace that is not theirs is answered as one
+/// that does not exist (404): a stranger learns nothing about what exists, the same rule
+/// as for orders and invoices.
 pub fn admitted(head: Option<&Head>, id: Uuid, actor: &Actor) -> Result<Workspace, Problem> {
     let head = head.ok_or_else(|| not_found(id))?;
     let ws: Workspace = head.state().map_err(|e| Problem::internal(&e))?;
     if ws.admits(actor) {
         Ok(ws)
     } else {
-        Err(forbidden(id))
+        Err(not_found(id))
     }
 }
 
@@ -53,12 +55,9 @@ pub async fn load_admitted(
     Ok((head, ws))
 }
 
+/// No workspace `id`, or none the caller may see: the two answer alike.
 pub fn not_found(id: Uuid) -> Problem {
     Problem::not_found("workspace_not_found", format!("no workspace {id}"))
-}
-
-pub fn forbidden(id: Uuid) -> Problem {
-    Problem::forbidden(format!("you are not a member of workspace {id}"))
 }
 
 /// A store failure as an answer: a conflict that outlived its retries is a 409; anything

@@ -38,3 +38,54 @@ pub fn caller(request: &Request) -> Result<Actor, Problem> {
         role,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// A request whose authorizer passed `claims`, as API Gateway's JWT authorizer does.
+    fn with_claims(claims: &HashMap<String, String>) -> Request {
+        let context: ApiGatewayV2httpRequestContext = serde_json::from_value(serde_json::json!({
+            "authorizer": { "jwt": { "claims": claims, "scopes": null } },
+            "http": { "method": "GET", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "" },
+        }))
+        .unwrap();
+        Request::default().with_request_context(RequestContext::ApiGatewayV2(context))
+    }
+
+    #[test]
+    fn no_claims_is_a_401() {
+        assert_eq!(caller(&Request::default()).unwrap_err().status, 401);
+        let no_sub = with_claims(&HashMap::from([("role".into(), "admin".into())]));
+        assert_eq!(caller(&no_sub).unwrap_err().status, 401);
+    }
+
+    proptest! {
+        /// Whatever claims a token carries: an actor, a 401 or a 403, never a panic, and
+        /// never the `system` role.
+        #[test]
+        fn any_claims_are_an_actor_or_a_4xx(
+            sub in proptest::option::of("\\PC{0,24}"),
+            role in proptest::option::of(prop_oneof![
+                Just("user".to_owned()),
+                Just("admin".to_owned()),
+                Just("system".to_owned()),
+                "\\PC{0,12}",
+            ]),
+        ) {
+            let mut claims = HashMap::new();
+            if let Some(sub) = &sub { claims.insert("sub".to_owned(), sub.clone()); }
+            if let Some(role) = &role { claims.insert(ROLE_CLAIM.to_owned(), role.clone()); }
+            match caller(&with_claims(&claims)) {
+                Ok(actor) => {
+                    prop_assert_eq!(Some(actor.user.as_str()), sub.as_deref());
+                    prop_assert!(matches!(actor.role, Role::User | Role::Admin));
+                }
+                Err(p) => prop_assert!(p.status == 401 || p.status == 403, "{:?}", p),
+            }
+        }
+    }
+}

@@ -72,6 +72,7 @@ where
         }
         Err(IdempotencyError::Handler(e)) => Err(e),
         Err(IdempotencyError::InProgress(k)) => Err(format!("{k} is in progress").into()),
+        Err(IdempotencyError::Mismatch(k)) => Err(format!("{k} belongs to another event").into()),
         Err(IdempotencyError::Store(e)) => Err(e.into()),
     }
 }

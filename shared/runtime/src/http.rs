@@ -126,3 +126,96 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Response<Body> {
 pub fn respond(result: Result<Response<Body>, Problem>) -> Response<Body> {
     result.unwrap_or_else(Problem::into_response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn with_query(name: &str, value: &str) -> Request {
+        let query = HashMap::from([(name.to_owned(), value.to_owned())]);
+        Request::default().with_query_string_parameters(query)
+    }
+
+    fn with_path(name: &str, value: &str) -> Request {
+        let path = HashMap::from([(name.to_owned(), value.to_owned())]);
+        Request::default().with_path_parameters(path)
+    }
+
+    fn is_problem(p: &Problem, status: u16, code: &str) -> bool {
+        p.status == status && p.code == code && !p.detail.is_empty()
+    }
+
+    #[test]
+    fn limits_outside_the_range_are_refused() {
+        assert_eq!(limit_param(&Request::default(), 50, 100), Ok(50));
+        assert_eq!(limit_param(&with_query("limit", "100"), 50, 100), Ok(100));
+        for bad in ["0", "101", "-1", "1.5", "", "2147483648", " 7"] {
+            let refused = limit_param(&with_query("limit", bad), 50, 100).unwrap_err();
+            assert!(is_problem(&refused, 400, "invalid_limit"), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_limit_is_in_range_or_a_400(raw in prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            "\\PC{0,24}",
+        ]) {
+            match limit_param(&with_query("limit", &raw), 20, 200) {
+                Ok(n) => prop_assert!((1..=200).contains(&n)),
+                Err(p) => prop_assert!(is_problem(&p, 400, "invalid_limit")),
+            }
+        }
+
+        #[test]
+        fn any_path_id_is_a_uuid_or_a_404(raw in prop_oneof![
+            any::<u128>().prop_map(|n| Uuid::from_u128(n).to_string()),
+            "[0-9a-fA-F-]{0,40}",
+            "\\PC{0,48}",
+        ]) {
+            match uuid_param(&with_path("orderId", &raw), "orderId", "order_not_found") {
+                Ok(id) => prop_assert_eq!(Uuid::parse_str(&raw).ok(), Some(id)),
+                Err(p) => prop_assert!(is_problem(&p, 404, "order_not_found")),
+            }
+        }
+
+        #[test]
+        fn any_path_name_is_itself_or_a_400(raw in "\\PC{0,48}") {
+            match string_param(&with_path("userId", &raw), "userId") {
+                Ok(name) => prop_assert_eq!(name, raw),
+                Err(p) => {
+                    prop_assert!(raw.is_empty());
+                    prop_assert!(is_problem(&p, 400, "missing_parameter"));
+                }
+            }
+        }
+
+        /// Whatever the content type and body, a JSON body is read or refused with a 4xx.
+        #[test]
+        fn any_body_and_content_type_is_read_or_a_4xx(
+            content_type in proptest::option::of(prop_oneof![
+                Just("application/json".to_owned()),
+                Just("application/json; charset=utf-8".to_owned()),
+                "[ -~]{0,40}",
+            ]),
+            body in prop_oneof![
+                Just(r#"{"n":1}"#.to_owned()),
+                "\\PC{0,64}",
+                "[ {}\\[\\]\":,0-9a-z]{0,64}",
+            ],
+        ) {
+            let mut request = Request::new(Body::Text(body));
+            if let Some(ct) = &content_type {
+                if let Ok(value) = ct.parse() {
+                    request.headers_mut().insert("content-type", value);
+                }
+            }
+            if let Err(p) = json_body::<HashMap<String, i64>>(&request) {
+                prop_assert!((400..500).contains(&p.status), "{:?}", p);
+                prop_assert!(!p.code.is_empty());
+            }
+        }
+    }
+}

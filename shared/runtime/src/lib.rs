@@ -10,6 +10,7 @@ pub mod effect;
 pub mod events;
 pub mod function;
 pub mod http;
+pub mod idempotency_key;
 pub mod inbox;
 pub mod invoicing;
 pub mod kernel;

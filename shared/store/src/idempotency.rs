@@ -53,6 +53,9 @@ pub enum IdempotencyError<E> {
     /// Another invocation is working on the same key right now; try again later.
     #[error("another invocation is handling {0}")]
     InProgress(String),
+    /// The key was first used with another request (see [`Idempotency::run_fingerprinted`]).
+    #[error("{0} was first used with another request")]
+    Mismatch(String),
     #[error(transparent)]
     Store(StoreError),
     #[error(transparent)]
@@ -93,7 +96,39 @@ impl Idempotency {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<serde_json::Value, E>>,
     {
-        if let Some(response) = self.begin(key, now).await? {
+        self.run_once(key, None, now, handler).await
+    }
+
+    /// As [`Idempotency::run`], for keys a client chooses: the record keeps `fingerprint`
+    /// (a digest of the request), and a repeat whose fingerprint differs is refused with
+    /// [`IdempotencyError::Mismatch`] rather than answered with another request's response.
+    /// Powertools calls this the payload validation.
+    pub async fn run_fingerprinted<F, Fut, E>(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        now: OffsetDateTime,
+        handler: F,
+    ) -> Result<Outcome, IdempotencyError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<serde_json::Value, E>>,
+    {
+        self.run_once(key, Some(fingerprint), now, handler).await
+    }
+
+    async fn run_once<F, Fut, E>(
+        &self,
+        key: &str,
+        fingerprint: Option<&str>,
+        now: OffsetDateTime,
+        handler: F,
+    ) -> Result<Outcome, IdempotencyError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<serde_json::Value, E>>,
+    {
+        if let Some(response) = self.begin(key, fingerprint, now).await? {
             return Ok(Outcome::Repeated(response));
         }
         match handler().await {
@@ -115,13 +150,14 @@ impl Idempotency {
     async fn begin<E>(
         &self,
         key: &str,
+        fingerprint: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Option<serde_json::Value>, IdempotencyError<E>> {
         let now_s = now.unix_timestamp();
         let now_ms = now_s * 1000 + i64::from(now.millisecond());
         let expires_at = now_s + self.config.expires_after.as_secs() as i64;
         let in_progress_expiry = now_ms + self.config.in_progress_timeout.as_millis() as i64;
-        let result = self
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
@@ -129,7 +165,11 @@ impl Idempotency {
             .item("sk", s("-"))
             .item("status", s(IN_PROGRESS))
             .item("expires_at", n(expires_at))
-            .item("in_progress_expires_at", n(in_progress_expiry))
+            .item("in_progress_expires_at", n(in_progress_expiry));
+        if let Some(fingerprint) = fingerprint {
+            put = put.item("fingerprint", s(fingerprint));
+        }
+        let result = put
             .condition_expression(
                 "attribute_not_exists(pk) OR expires_at < :now \
                  OR (#status = :in_progress AND in_progress_expires_at < :now_ms)",
@@ -146,6 +186,11 @@ impl Idempotency {
             Err(SdkError::ServiceError(e)) => match e.into_err() {
                 PutItemError::ConditionalCheckFailedException(failed) => {
                     let existing: Item = failed.item.unwrap_or_default();
+                    if let Some(fingerprint) = fingerprint {
+                        if existing.get("fingerprint") != Some(&s(fingerprint)) {
+                            return Err(IdempotencyError::Mismatch(key.to_owned()));
+                        }
+                    }
                     match existing.get("status") {
                         Some(AttributeValue::S(st)) if st == COMPLETED => {
                             let response = match existing.get("response") {

@@ -188,10 +188,14 @@ impl EventStore {
     }
 
     /// The heads of several streams in one round trip (`BatchGetItem`), keyed by stream.
+    /// No streams read nothing: DynamoDB refuses a `BatchGetItem` without keys.
     pub async fn load_many(
         &self,
         streams: &[&StreamId],
     ) -> Result<HashMap<StreamId, Head>, StoreError> {
+        if streams.is_empty() {
+            return Ok(HashMap::new());
+        }
         let mut keys: Vec<Item> = streams
             .iter()
             .map(|st| HashMap::from([("pk".into(), s(st.as_str())), ("sk".into(), n(0))]))
