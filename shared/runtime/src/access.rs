@@ -61,8 +61,9 @@ pub fn forbidden(id: Uuid) -> Problem {
     Problem::forbidden(format!("you are not a member of workspace {id}"))
 }
 
-/// A store failure as an answer: a conflict that outlived its retries is a 409; anything
-/// else is a bug or an outage.
+/// A store failure as an answer: a conflict that outlived its retries is a 409, throttling
+/// that outlived its retries a 503; both say when to retry. Anything else is a bug or an
+/// outage.
 pub fn store_problem(e: &StoreError) -> Problem {
     match e {
         StoreError::Conflict { .. } => Problem::conflict(
@@ -70,6 +71,12 @@ pub fn store_problem(e: &StoreError) -> Problem {
             "the resource changed concurrently too often; retry the request",
         )
         .retry_after(1),
+        StoreError::Throttled(_) => Problem::new(
+            503,
+            "throttled",
+            "the service is briefly over capacity; retry the request",
+        )
+        .retry_after(2),
         other => Problem::internal(other),
     }
 }
@@ -94,4 +101,19 @@ pub fn invoice_stream(id: Uuid) -> StreamId {
 
 pub fn user_stream(id: &str) -> StreamId {
     StreamId::new("User", id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_is_a_503_to_retry_later() {
+        let problem = store_problem(&StoreError::Throttled("ThrottlingError".into()));
+        assert_eq!(problem.status, 503);
+        assert_eq!(problem.code, "throttled");
+        assert!(problem.retry_after.is_some());
+        let response = problem.into_response();
+        assert!(response.headers().contains_key("retry-after"));
+    }
 }
