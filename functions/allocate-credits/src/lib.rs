@@ -71,7 +71,8 @@ impl AllocateCredits {
         };
         // The first monthly renewal is due a month after signup; it is scheduled in the
         // same commit as the allocation, so neither exists without the other.
-        let due = credits::renewal_after(event.time.date())
+        let signup = event.time.date();
+        let due = credits::renewal_after(signup, signup.day())
             .format(format_description!("[year]-[month]-[day]"))?;
         let metadata = Metadata::caused_by(event, format!("system:{NAME}"));
         let recorded = wallet::allocate(
@@ -81,7 +82,10 @@ impl AllocateCredits {
             command,
             metadata,
             |commit| {
-                commit.put(self.renewals.schedule(workspace_id, &due)?, "renewal");
+                commit.put(
+                    self.renewals.schedule(workspace_id, &due, signup.day())?,
+                    "renewal",
+                );
                 Ok(())
             },
         )
