@@ -50,7 +50,11 @@ async fn a_run_that_loses_the_entry_to_another_run_counts_it_settled_not_failed(
 
     // Two runs read the same due entry; the first takes it.
     let first = expiry.run(due.clone()).await.unwrap();
-    assert_eq!((first.expired, first.settled, first.failed), (0, 1, 0), "{first:?}");
+    assert_eq!(
+        (first.expired, first.settled, first.failed),
+        (0, 1, 0),
+        "{first:?}"
+    );
     let second = expiry
         .run(due)
         .await

@@ -72,5 +72,9 @@ async fn an_invoice_waits_out_a_dead_holders_lease_and_is_issued() {
     .await
     .expect("issued soon after the dead holder's lease ran out, not after the whole patience")
     .unwrap();
-    assert!(issued.invoice.number.ends_with("000001"), "{}", issued.invoice.number);
+    assert!(
+        issued.invoice.number.ends_with("000001"),
+        "{}",
+        issued.invoice.number
+    );
 }

@@ -77,7 +77,10 @@ async fn a_notice_whose_mail_failed_is_mailed_by_the_next_run_and_only_once() {
     // The mail sink cannot write: a file stands where its directory should be.
     std::fs::write(&api.mail_dir, "not a directory").unwrap();
     let failed = api.stack.fire("OverdueInvoicesFunction").await;
-    assert!(failed.is_err(), "a run whose notice failed fails: {failed:?}");
+    assert!(
+        failed.is_err(),
+        "a run whose notice failed fails: {failed:?}"
+    );
 
     // The sink works again: the next run sends the notice it owes.
     std::fs::remove_file(&api.mail_dir).unwrap();
@@ -87,7 +90,9 @@ async fn a_notice_whose_mail_failed_is_mailed_by_the_next_run_and_only_once() {
     assert_eq!(mails.len(), 1, "{mails:?}");
     assert_eq!(mails[0].id, format!("invoice-overdue-{invoice}"));
     assert_eq!(mails[0].to, "ops@acme.test");
-    let notes = api.get(format!("/workspaces/{ws}/notifications"), "ada").await;
+    let notes = api
+        .get(format!("/workspaces/{ws}/notifications"), "ada")
+        .await;
     let kinds: Vec<_> = notes.body["items"]
         .as_array()
         .unwrap()

@@ -58,7 +58,13 @@ async fn purchases_and_clawbacks_appear_in_the_transactions_history() {
     let items = history.body["items"].as_array().unwrap();
     let movements: Vec<_> = items
         .iter()
-        .map(|i| (i["kind"].clone(), i["credits"].clone(), i["balance_after"].clone()))
+        .map(|i| {
+            (
+                i["kind"].clone(),
+                i["credits"].clone(),
+                i["balance_after"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         movements,

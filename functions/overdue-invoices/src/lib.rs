@@ -129,9 +129,8 @@ impl OverdueInvoices {
                     return Ok(None);
                 };
                 let invoice: Invoice = head.state()?;
-                let events =
-                    invoice::decide(Some(&invoice), InvoiceCommand::MarkOverdue { today })
-                        .unwrap_or_default();
+                let events = invoice::decide(Some(&invoice), InvoiceCommand::MarkOverdue { today })
+                    .unwrap_or_default();
                 if events.is_empty() {
                     return Ok(Some(invoice));
                 }

@@ -685,10 +685,22 @@ mod renewal_tests {
 
     #[test]
     fn renewals_fall_on_the_same_day_next_month_clamped_to_its_end() {
-        assert_eq!(renewal_after(date!(2026 - 11 - 21), 21), date!(2026 - 12 - 21));
-        assert_eq!(renewal_after(date!(2026 - 12 - 15), 15), date!(2027 - 01 - 15));
-        assert_eq!(renewal_after(date!(2027 - 01 - 31), 31), date!(2027 - 02 - 28));
-        assert_eq!(renewal_after(date!(2028 - 01 - 31), 31), date!(2028 - 02 - 29));
+        assert_eq!(
+            renewal_after(date!(2026 - 11 - 21), 21),
+            date!(2026 - 12 - 21)
+        );
+        assert_eq!(
+            renewal_after(date!(2026 - 12 - 15), 15),
+            date!(2027 - 01 - 15)
+        );
+        assert_eq!(
+            renewal_after(date!(2027 - 01 - 31), 31),
+            date!(2027 - 02 - 28)
+        );
+        assert_eq!(
+            renewal_after(date!(2028 - 01 - 31), 31),
+            date!(2028 - 02 - 29)
+        );
     }
 
     #[test]
@@ -708,7 +720,10 @@ mod renewal_tests {
                 date!(2027 - 05 - 31)
             ]
         );
-        assert_eq!(renewal_after(date!(2027 - 02 - 28), 30), date!(2027 - 03 - 30));
+        assert_eq!(
+            renewal_after(date!(2027 - 02 - 28), 30),
+            date!(2027 - 03 - 30)
+        );
     }
 }
 

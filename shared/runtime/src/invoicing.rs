@@ -112,7 +112,11 @@ impl Invoicing {
             // The clock as of this try: a lease is judged against the time it is asked
             // for, or a dead holder's lease would never be seen to expire.
             let asked_at = now + started.elapsed();
-            if !self.sequences.lease(&name, &holder, asked_at, LEASE).await? {
+            if !self
+                .sequences
+                .lease(&name, &holder, asked_at, LEASE)
+                .await?
+            {
                 // Someone is issuing in this series right now: wait a moment, cheaply.
                 let cap_ms = (1u64 << tries.min(5)).clamp(2, 25);
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=cap_ms))).await;

@@ -87,7 +87,10 @@ mod tests {
             "RequestLimitExceeded",
         ] {
             let error = StoreError::sdk(failed(code));
-            assert!(matches!(error, StoreError::Throttled(_)), "{code}: {error:?}");
+            assert!(
+                matches!(error, StoreError::Throttled(_)),
+                "{code}: {error:?}"
+            );
         }
     }
 

@@ -64,7 +64,10 @@ mod tests {
             async { Err(StoreError::Throttled("ThrottlingError".into())) }
         })
         .await;
-        assert!(matches!(outcome, Err(StoreError::Throttled(_))), "{outcome:?}");
+        assert!(
+            matches!(outcome, Err(StoreError::Throttled(_))),
+            "{outcome:?}"
+        );
         assert!(tries.load(Ordering::SeqCst) > 1, "retried");
     }
 

@@ -364,10 +364,10 @@ fn refusal(
                 }
             },
             // Capacity, not contention: the same transaction may pass after a pause.
-            Some(code @ ("ThrottlingError" | "ProvisionedThroughputExceeded")) => {
-                if !matches!(conflict, Some(StoreError::Conflict { .. })) {
-                    conflict = Some(StoreError::Throttled(code.to_owned()));
-                }
+            Some(code @ ("ThrottlingError" | "ProvisionedThroughputExceeded"))
+                if !matches!(conflict, Some(StoreError::Conflict { .. })) =>
+            {
+                conflict = Some(StoreError::Throttled(code.to_owned()));
             }
             Some("TransactionConflict")
                 if !matches!(conflict, Some(StoreError::Conflict { .. })) =>
@@ -409,7 +409,10 @@ mod tests {
         ];
         for code in ["ThrottlingError", "ProvisionedThroughputExceeded"] {
             let error = refusal(&guards, &reasons(&["None", code]));
-            assert!(matches!(error, StoreError::Throttled(_)), "{code}: {error:?}");
+            assert!(
+                matches!(error, StoreError::Throttled(_)),
+                "{code}: {error:?}"
+            );
         }
     }
 
@@ -423,6 +426,9 @@ mod tests {
             &guards,
             &reasons(&["ConditionalCheckFailed", "ThrottlingError"]),
         );
-        assert!(matches!(error, StoreError::Refused("membership")), "{error:?}");
+        assert!(
+            matches!(error, StoreError::Refused("membership")),
+            "{error:?}"
+        );
     }
 }
