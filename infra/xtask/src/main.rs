@@ -8,6 +8,7 @@ mod cli;
 mod dev;
 mod dev_secret;
 mod emulators;
+mod redrive;
 mod repo;
 mod setup;
 mod supervisor;
@@ -29,6 +30,11 @@ commands:
                             (KASSA_TEST_THREADS=N passes --test-threads N)
   bench                     latency, hot-wallet throughput and cold start figures
   catalog                   regenerate docs/event-catalog.json (event JSON Schemas)
+  redrive [--queue Q --bus B]
+                            publish again what the relay parked or Lambda gave up
+                            on: the local stack's (a running `dev`) by default; on
+                            AWS, Q and B are the stack's RelayFailureQueueUrl and
+                            EventBusName outputs
   token --user U [--role R] [--ttl-hours H]
                             print a dev JWT for U (role default `user`, 12 h)
   help                      this text
@@ -49,6 +55,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&repo, &rest),
         Some("bench") => bench::run(&repo, &rest),
         Some("token") => token::run(&repo, &rest),
+        Some("redrive") => redrive::run(&repo, &rest),
         Some("catalog") => catalog::run(&repo),
         Some(other) => {
             eprint!("xtask: unknown command `{other}`\n\n{USAGE}");
