@@ -64,7 +64,8 @@ impl AllocateCredits {
         };
         // The first monthly renewal is due a month after signup; it is scheduled in the
         // same commit as the allocation, so neither exists without the other.
-        let due = credits::renewal_after(event.time.date())
+        let signup = event.time.date();
+        let due = credits::renewal_after(signup, signup.day())
             .format(format_description!("[year]-[month]-[day]"))?;
         let (command, due) = (&command, &due);
         let done = self
@@ -75,7 +76,7 @@ impl AllocateCredits {
                     let events = tx.decide(&mut wallet, command.clone())?;
                     if !events.is_empty() {
                         tx.commit()
-                            .put(self.renewals.schedule(workspace_id, due)?, "renewal");
+                            .put(self.renewals.schedule(workspace_id, due, signup.day())?, "renewal");
                     }
                     Ok(())
                 })

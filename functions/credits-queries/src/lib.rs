@@ -41,6 +41,12 @@ struct Transaction {
     feature: Option<String>,
     quantity: Option<u64>,
     reason: Option<String>,
+    /// The order a purchase or clawback belongs to.
+    order_id: Option<Uuid>,
+    pack: Option<String>,
+    refund_id: Option<String>,
+    /// Refunded credits a clawback could not take because they were already spent.
+    shortfall: Option<u64>,
     #[serde(with = "time::serde::rfc3339")]
     at: time::OffsetDateTime,
 }
@@ -252,6 +258,10 @@ fn transaction(event: &RecordedEvent) -> Option<Transaction> {
         feature: None,
         quantity: None,
         reason: None,
+        order_id: None,
+        pack: None,
+        refund_id: None,
+        shortfall: None,
         at: event.time,
     };
     match decoded {
@@ -279,8 +289,37 @@ fn transaction(event: &RecordedEvent) -> Option<Transaction> {
             t.quantity = Some(quantity);
             Some(t)
         }
-        // Alerts and the opening are facts about the wallet, not movements of credits.
-        _ => None,
+        CreditEvent::Purchased {
+            order_id,
+            pack,
+            credits,
+            balance_after,
+            ..
+        } => {
+            let mut t = base("purchase", credits as i64, balance_after);
+            t.order_id = Some(order_id);
+            t.pack = Some(pack);
+            Some(t)
+        }
+        CreditEvent::ClawedBack {
+            order_id,
+            refund_id,
+            clawed_back,
+            shortfall,
+            balance_after,
+            ..
+        } => {
+            let mut t = base("clawback", -(clawed_back as i64), balance_after);
+            t.order_id = Some(order_id);
+            t.refund_id = Some(refund_id);
+            t.shortfall = Some(shortfall);
+            Some(t)
+        }
+        // Alerts, overage notes and the opening are facts about the wallet, not movements
+        // of credits.
+        CreditEvent::WalletOpened { .. }
+        | CreditEvent::BalanceLow { .. }
+        | CreditEvent::Overage { .. } => None,
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Run {
     pub expired: usize,
     /// Paid, canceled or otherwise settled before their window closed.
     pub settled: usize,
+    /// Taken off the agenda by another run while this one was at it.
+    pub already_settled: usize,
     pub failed: usize,
 }
 
@@ -38,7 +40,12 @@ pub struct ExpireOrders {
 enum Fate {
     Expired,
     Settled,
+    /// Another run took the agenda entry first; whatever it decided stands.
+    AlreadySettled,
 }
+
+/// The label of the agenda entry's removal in an expiry commit.
+const TAKEN: &str = "expiry_taken";
 
 impl ExpireOrders {
     pub fn from_config(
@@ -60,6 +67,12 @@ impl ExpireOrders {
     pub async fn handle(&self, _schedule: EventBridgeEvent) -> Result<Run, EffectError> {
         let now = self.clock.now();
         let due = self.book.expiry().due_by(&agenda_time(now)).await?;
+        self.run(due).await
+    }
+
+    /// Expires the `due` agenda entries, as a run that read them from the agenda. Public
+    /// so that two overlapping runs, which read the same entries, can be replayed exactly.
+    pub async fn run(&self, due: Vec<Entry>) -> Result<Run, EffectError> {
         let mut run = Run {
             due: due.len(),
             ..Run::default()
@@ -69,6 +82,7 @@ impl ExpireOrders {
             match self.expire(&entry, correlation).await {
                 Ok(Fate::Expired) => run.expired += 1,
                 Ok(Fate::Settled) => run.settled += 1,
+                Ok(Fate::AlreadySettled) => run.already_settled += 1,
                 Err(e) => {
                     tracing::error!(order = %entry.subject, error = %e, "expiry failed");
                     run.failed += 1;
@@ -110,9 +124,12 @@ impl ExpireOrders {
                             Ok(_) => {}
                             // Paid meanwhile: the order is not ours to expire.
                             Err(GatewayError::Refused { .. }) => {
-                                commit.delete(self.book.expiry().take(entry)?, "expiry_taken");
-                                self.store.commit(commit).await?;
-                                return Ok(Fate::Settled);
+                                commit.delete(self.book.expiry().take(entry)?, TAKEN);
+                                return match self.store.commit(commit).await {
+                                    Ok(_) => Ok(Fate::Settled),
+                                    Err(StoreError::Refused(TAKEN)) => Ok(Fate::AlreadySettled),
+                                    Err(e) => Err(e),
+                                };
                             }
                             Err(e) => return Err(StoreError::Dynamo(e.to_string())),
                         }
@@ -120,7 +137,7 @@ impl ExpireOrders {
                     let next = events.iter().fold(Some(order.clone()), order::evolve);
                     commit.append::<OrderEvent>(stream, head.version, &events, &next)?;
                 }
-                commit.delete(self.book.expiry().take(entry)?, "expiry_taken");
+                commit.delete(self.book.expiry().take(entry)?, TAKEN);
                 let expired = !events.is_empty();
                 match self.store.commit(commit).await {
                     Ok(_) => Ok(if expired {
@@ -128,8 +145,7 @@ impl ExpireOrders {
                     } else {
                         Fate::Settled
                     }),
-                    // Another run took it.
-                    Err(StoreError::Refused("expiry_taken")) => Ok(Fate::Settled),
+                    Err(StoreError::Refused(TAKEN)) => Ok(Fate::AlreadySettled),
                     Err(e) => Err(e),
                 }
             }

@@ -1,8 +1,10 @@
 //! Scheduled daily: open invoices whose due date has passed become `invoice.overdue`, and
-//! the workspace is notified (stored notification and a mail to its billing address).
+//! the workspace is notified (stored notification and a mail to its billing address). An
+//! invoice leaves the overdue agenda only once its notice is out, so a failed mail is
+//! retried by the next run.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use kassa_domain::invoice::{self, Invoice, InvoiceCommand, InvoiceEvent};
+use kassa_domain::invoice::{self, Invoice, InvoiceCommand, InvoiceEvent, InvoiceStatus};
 use kassa_domain::workspace::Workspace;
 use kassa_runtime::access::{invoice_stream, workspace_stream};
 use kassa_runtime::config::ConfigError;
@@ -19,10 +21,15 @@ use uuid::Uuid;
 
 pub const NAME: &str = "overdue-invoices";
 
+/// The label of the agenda entry's removal.
+const TAKEN: &str = "overdue_taken";
+
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Run {
     pub due: usize,
+    /// Overdue invoices whose notice went out in this run.
     pub overdue: usize,
+    /// Paid (or gone) before a notice was owed.
     pub settled: usize,
     pub failed: usize,
 }
@@ -66,17 +73,11 @@ impl OverdueInvoices {
         };
         let correlation = Uuid::now_v7();
         for entry in due {
-            match self.mark(&entry, today, correlation).await {
-                Ok(Some(invoice)) => {
-                    run.overdue += 1;
-                    if let Err(e) = self.notify(&invoice, today).await {
-                        tracing::error!(invoice = %entry.subject, error = %e, "overdue notice failed");
-                        run.failed += 1;
-                    }
-                }
+            match self.settle(&entry, today, correlation).await {
+                Ok(Some(_)) => run.overdue += 1,
                 Ok(None) => run.settled += 1,
                 Err(e) => {
-                    tracing::error!(invoice = %entry.subject, error = %e, "overdue marking failed");
+                    tracing::error!(invoice = %entry.subject, error = %e, "overdue notice failed");
                     run.failed += 1;
                 }
             }
@@ -88,8 +89,31 @@ impl OverdueInvoices {
         Ok(run)
     }
 
-    /// Marks the invoice overdue and takes it off the agenda in one commit; `None` when it
-    /// was paid (or another run marked it).
+    /// Marks the invoice overdue, notifies, and only then takes it off the agenda: the
+    /// entry is the record of a notice owed, so a notice that fails is sent by the next
+    /// run, and one sent is not sent again. `None` when the invoice was paid meanwhile.
+    async fn settle(
+        &self,
+        entry: &Entry,
+        today: time::Date,
+        correlation: Uuid,
+    ) -> Result<Option<Invoice>, EffectError> {
+        let invoice = self.mark(entry, today, correlation).await?;
+        let owed = invoice.filter(|i| i.overdue && i.status != InvoiceStatus::Paid);
+        if let Some(invoice) = &owed {
+            self.notify(invoice, today).await?;
+        }
+        let metadata = Metadata::origin(correlation, format!("system:{NAME}"));
+        let mut commit = self.store.commit_builder(metadata, self.clock.now());
+        commit.delete(self.agenda.take(entry)?, TAKEN);
+        match self.store.commit(commit).await {
+            // Another run took it: it had sent the notice too, or it found nothing owed.
+            Ok(_) | Err(StoreError::Refused(TAKEN)) => Ok(owed),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The invoice, marked overdue if it was not yet (and is neither paid nor missing).
     async fn mark(
         &self,
         entry: &Entry,
@@ -98,33 +122,27 @@ impl OverdueInvoices {
     ) -> Result<Option<Invoice>, EffectError> {
         let stream = invoice_stream(Uuid::parse_str(&entry.subject)?);
         let metadata = Metadata::origin(correlation, format!("system:{NAME}"));
-        let marked = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |_| {
+        let invoice = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |_| {
             let (metadata, stream) = (metadata.clone(), &stream);
             async move {
-                let head = self.store.load(stream).await?;
+                let Some(head) = self.store.load(stream).await? else {
+                    return Ok(None);
+                };
+                let invoice: Invoice = head.state()?;
+                let events = invoice::decide(Some(&invoice), InvoiceCommand::MarkOverdue { today })
+                    .unwrap_or_default();
+                if events.is_empty() {
+                    return Ok(Some(invoice));
+                }
+                let next = events.iter().fold(Some(invoice), invoice::evolve);
                 let mut commit = self.store.commit_builder(metadata, self.clock.now());
-                let mut marked = None;
-                if let Some(head) = &head {
-                    let invoice: Invoice = head.state()?;
-                    let events =
-                        invoice::decide(Some(&invoice), InvoiceCommand::MarkOverdue { today })
-                            .unwrap_or_default();
-                    if !events.is_empty() {
-                        let next = events.iter().fold(Some(invoice), invoice::evolve);
-                        commit.append::<InvoiceEvent>(stream, head.version, &events, &next)?;
-                        marked = next;
-                    }
-                }
-                commit.delete(self.agenda.take(entry)?, "overdue_taken");
-                match self.store.commit(commit).await {
-                    Ok(_) => Ok(marked),
-                    Err(StoreError::Refused("overdue_taken")) => Ok(None),
-                    Err(e) => Err(e),
-                }
+                commit.append::<InvoiceEvent>(stream, head.version, &events, &next)?;
+                self.store.commit(commit).await?;
+                Ok(next)
             }
         })
         .await?;
-        Ok(marked)
+        Ok(invoice)
     }
 
     async fn notify(&self, invoice: &Invoice, today: time::Date) -> Result<(), EffectError> {

@@ -1,6 +1,7 @@
 //! Scheduled daily: every wallet whose monthly renewal is due gets its tier's monthly
-//! credits (unused credits roll over), and its next renewal is scheduled — all in the
-//! commit that appends `credits.allocated`. A run that overlaps another, or a retried
+//! credits (unused credits roll over), and its next renewal is scheduled on the wallet's
+//! anchor day (its signup's day of the month) — all in the commit that appends
+//! `credits.allocated`. A run that overlaps another, or a retried
 //! invocation, finds the entry already taken and does nothing twice.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -80,7 +81,8 @@ impl RenewCredits {
         let metadata = Metadata::origin(correlation, format!("system:{NAME}"));
         let due = time::Date::parse(&renewal.due, DAY)
             .map_err(|e| StoreError::Corrupt(format!("renewal day {}: {e}", renewal.due)))?;
-        let next_due = credits::renewal_after(due)
+        let anchor = renewal.anchor.unwrap_or(due.day());
+        let next_due = credits::renewal_after(due, anchor)
             .format(DAY)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let command = CreditCommand::Renew {
@@ -95,7 +97,8 @@ impl RenewCredits {
             |commit| {
                 commit.delete(self.renewals.take(renewal)?, "renewal_taken");
                 commit.put(
-                    self.renewals.schedule(renewal.workspace_id, &next_due)?,
+                    self.renewals
+                        .schedule(renewal.workspace_id, &next_due, anchor)?,
                     "renewal",
                 );
                 Ok(())

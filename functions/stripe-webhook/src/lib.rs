@@ -768,6 +768,7 @@ mod tests {
             time: time::OffsetDateTime::UNIX_EPOCH,
             payload: mismatch.payload(),
             metadata: Metadata::origin(Uuid::from_u128(2), "test"),
+            schema: 1,
         };
         let lines = Lines::default();
         let writer = lines.clone();

@@ -76,6 +76,8 @@ impl Gateway {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
+        // API Gateway's JWT authorizer refuses a token before its `nbf` as after its `exp`.
+        validation.validate_nbf = true;
         let data = jsonwebtoken::decode::<HashMap<String, serde_json::Value>>(
             token,
             &self.key,

@@ -56,7 +56,7 @@ impl StreamSource {
                         }
                         if !records.is_empty() {
                             delivered = true;
-                            self.deliver(records).await;
+                            self.deliver(shard, records).await;
                         }
                     }
                     // An expired or trimmed iterator: reopen after what was delivered.
@@ -110,7 +110,7 @@ impl StreamSource {
         Ok(request.send().await?.shard_iterator)
     }
 
-    async fn deliver(&self, records: Vec<Record>) {
+    async fn deliver(&self, shard: &str, records: Vec<Record>) {
         let Lambda::Stream(handler) = &self.lambda else {
             return;
         };
@@ -150,12 +150,18 @@ impl StreamSource {
                     "stream batch failed past its retries"
                 );
                 if let Some((sqs, url)) = &self.on_failure {
+                    // Lambda's on-failure record, which `cargo xtask redrive` reads.
                     let body = serde_json::json!({
-                        "source": "local stream mapping",
-                        "streamArn": self.stream_arn,
-                        "firstSequenceNumber": records.first().and_then(|r| r.change.sequence_number.clone()),
-                        "lastSequenceNumber": records.last().and_then(|r| r.change.sequence_number.clone()),
-                        "batchSize": records.len(),
+                        "requestContext": { "condition": "RetryAttemptsExhausted", "approximateInvokeCount": attempt },
+                        "version": "1.0",
+                        "timestamp": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                        "DDBStreamBatchInfo": {
+                            "shardId": shard,
+                            "startSequenceNumber": records.first().and_then(|r| r.change.sequence_number.clone()),
+                            "endSequenceNumber": records.last().and_then(|r| r.change.sequence_number.clone()),
+                            "batchSize": records.len(),
+                            "streamArn": self.stream_arn,
+                        },
                     });
                     let _ = sqs
                         .send_message()

@@ -4,7 +4,7 @@
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::cli::Flags;
 use crate::emulators::Emulators;
@@ -13,6 +13,8 @@ use crate::supervisor::{self, Supervised};
 use crate::{dev_secret, setup, token};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
+/// The prefix kassa-local gives the dev stack's resources (`kassa-dev-EventBus`, ...).
+pub const DEV_PREFIX: &str = "kassa-dev";
 const DEMO_USER: &str = "demo";
 const DEMO_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
@@ -53,11 +55,27 @@ pub fn run(repo: &Repo, args: &[String]) -> Result<ExitCode> {
         .args(["--listen", listen])
         .current_dir(&repo.root)
         .envs(emulators.environment());
+    let endpoints = repo.dev_endpoints();
+    write_endpoints(&endpoints, &emulators)?;
     let mut local = Supervised::spawn("kassa-local", command)?;
-    let status = local.wait()?;
+    let status = local.wait();
+    let _ = std::fs::remove_file(&endpoints);
+    let status = status?;
     println!("dev: kassa-local exited ({status}), stopping the emulators");
     drop(emulators);
     Ok(ExitCode::from(supervisor::exit_code(status)))
+}
+
+/// Keeps the emulators' AWS endpoints where `cargo xtask redrive` finds them.
+fn write_endpoints(path: &std::path::Path, emulators: &Emulators) -> Result<()> {
+    let endpoints: serde_json::Map<String, serde_json::Value> = emulators
+        .environment()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("AWS_"))
+        .map(|(name, value)| (name.to_owned(), value.into()))
+        .collect();
+    std::fs::write(path, serde_json::Value::Object(endpoints).to_string())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The cargo that is running us (cargo sets $CARGO for what it runs), so the

@@ -9,6 +9,7 @@ mod dev;
 mod dev_secret;
 mod emulators;
 mod new_function;
+mod redrive;
 mod repo;
 mod setup;
 mod supervisor;
@@ -34,6 +35,11 @@ commands:
                             scaffold a function on the kernel: package, template
                             resources (route, or queue + DLQ + rule, or schedule),
                             workspace entry and the local runner's entry
+  redrive [--queue Q --bus B]
+                            publish again what the relay parked or Lambda gave up
+                            on: the local stack's (a running `dev`) by default; on
+                            AWS, Q and B are the stack's RelayFailureQueueUrl and
+                            EventBusName outputs
   token --user U [--role R] [--ttl-hours H]
                             print a dev JWT for U (role default `user`, 12 h)
   help                      this text
@@ -54,6 +60,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&repo, &rest),
         Some("bench") => bench::run(&repo, &rest),
         Some("token") => token::run(&repo, &rest),
+        Some("redrive") => redrive::run(&repo, &rest),
         Some("catalog") => catalog::run(&repo),
         Some("new-function") => new_function::run(&repo, &rest),
         Some(other) => {

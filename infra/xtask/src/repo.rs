@@ -55,6 +55,12 @@ impl Repo {
         self.root.join(".kassa")
     }
 
+    /// The emulators' endpoints while `cargo xtask dev` runs, for commands that reach
+    /// its stack from another terminal (`cargo xtask redrive`).
+    pub fn dev_endpoints(&self) -> PathBuf {
+        self.kassa_dir().join("dev-endpoints.json")
+    }
+
     /// Where the local stack writes the mails it would have sent.
     pub fn mail_sink(&self) -> PathBuf {
         self.kassa_dir().join("mail")

@@ -673,15 +673,17 @@ mod tests {
     }
 }
 
-/// The day a wallet's next monthly credits are due: the same day next month, or that
-/// month's last day when it is shorter (a signup on 31 January renews on 28/29 February).
-pub fn renewal_after(day: time::Date) -> time::Date {
+/// The day a wallet's monthly credits fall due after those due on `day`, for a wallet
+/// that renews on day `anchor` of the month (its signup's): that day of the next month,
+/// or the month's last day when it is shorter. The anchor, not `day`, gives the day, so a
+/// short month does not move later renewals: 31 January, 28 February, 31 March.
+pub fn renewal_after(day: time::Date, anchor: u8) -> time::Date {
     let (year, month) = match day.month() {
         time::Month::December => (day.year() + 1, time::Month::January),
         m => (day.year(), m.next()),
     };
     let last = time::util::days_in_month(month, year);
-    time::Date::from_calendar_date(year, month, day.day().min(last)).unwrap_or(day)
+    time::Date::from_calendar_date(year, month, anchor.clamp(1, last)).unwrap_or(day)
 }
 
 #[cfg(test)]
@@ -691,10 +693,45 @@ mod renewal_tests {
 
     #[test]
     fn renewals_fall_on_the_same_day_next_month_clamped_to_its_end() {
-        assert_eq!(renewal_after(date!(2026 - 11 - 21)), date!(2026 - 12 - 21));
-        assert_eq!(renewal_after(date!(2026 - 12 - 15)), date!(2027 - 01 - 15));
-        assert_eq!(renewal_after(date!(2027 - 01 - 31)), date!(2027 - 02 - 28));
-        assert_eq!(renewal_after(date!(2028 - 01 - 31)), date!(2028 - 02 - 29));
+        assert_eq!(
+            renewal_after(date!(2026 - 11 - 21), 21),
+            date!(2026 - 12 - 21)
+        );
+        assert_eq!(
+            renewal_after(date!(2026 - 12 - 15), 15),
+            date!(2027 - 01 - 15)
+        );
+        assert_eq!(
+            renewal_after(date!(2027 - 01 - 31), 31),
+            date!(2027 - 02 - 28)
+        );
+        assert_eq!(
+            renewal_after(date!(2028 - 01 - 31), 31),
+            date!(2028 - 02 - 29)
+        );
+    }
+
+    #[test]
+    fn after_a_short_month_renewals_return_to_the_anchor_day() {
+        let mut due = date!(2027 - 01 - 31);
+        let mut dues = Vec::new();
+        for _ in 0..4 {
+            due = renewal_after(due, 31);
+            dues.push(due);
+        }
+        assert_eq!(
+            dues,
+            [
+                date!(2027 - 02 - 28),
+                date!(2027 - 03 - 31),
+                date!(2027 - 04 - 30),
+                date!(2027 - 05 - 31)
+            ]
+        );
+        assert_eq!(
+            renewal_after(date!(2027 - 02 - 28), 30),
+            date!(2027 - 03 - 30)
+        );
     }
 }
 

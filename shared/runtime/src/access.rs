@@ -60,8 +60,9 @@ pub fn not_found(id: Uuid) -> Problem {
     Problem::not_found("workspace_not_found", format!("no workspace {id}"))
 }
 
-/// A store failure as an answer: a conflict that outlived its retries is a 409; anything
-/// else is a bug or an outage.
+/// A store failure as an answer: a conflict that outlived its retries is a 409, throttling
+/// that outlived its retries a 503; both say when to retry. Anything else is a bug or an
+/// outage.
 pub fn store_problem(e: &StoreError) -> Problem {
     match e {
         StoreError::Conflict { .. } => Problem::conflict(
@@ -69,6 +70,12 @@ pub fn store_problem(e: &StoreError) -> Problem {
             "the resource changed concurrently too often; retry the request",
         )
         .retry_after(1),
+        StoreError::Throttled(_) => Problem::new(
+            503,
+            "throttled",
+            "the service is briefly over capacity; retry the request",
+        )
+        .retry_after(2),
         other => Problem::internal(other),
     }
 }
@@ -93,4 +100,19 @@ pub fn invoice_stream(id: Uuid) -> StreamId {
 
 pub fn user_stream(id: &str) -> StreamId {
     StreamId::new("User", id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_is_a_503_to_retry_later() {
+        let problem = store_problem(&StoreError::Throttled("ThrottlingError".into()));
+        assert_eq!(problem.status, 503);
+        assert_eq!(problem.code, "throttled");
+        assert!(problem.retry_after.is_some());
+        let response = problem.into_response();
+        assert!(response.headers().contains_key("retry-after"));
+    }
 }

@@ -12,6 +12,8 @@ pub struct Config {
     pub state_table: String,
     /// Only the relay publishes, so only it needs the bus.
     pub event_bus: Option<String>,
+    /// Where the relay parks events it cannot publish (a queue URL, or locally its name).
+    pub relay_failure_queue: Option<String>,
     pub mail_from: String,
     /// Where the local mail sink writes; unset on AWS.
     pub mail_sink_dir: Option<PathBuf>,
@@ -103,6 +105,7 @@ impl Config {
             events_table: required("KASSA_EVENTS_TABLE")?,
             state_table: required("KASSA_STATE_TABLE")?,
             event_bus: optional("KASSA_EVENT_BUS"),
+            relay_failure_queue: optional("KASSA_RELAY_FAILURE_QUEUE"),
             mail_from: optional("KASSA_MAIL_FROM").unwrap_or_else(|| "billing@example.com".into()),
             mail_sink_dir: optional("KASSA_MAIL_SINK_DIR").map(PathBuf::from),
             mail_transport,

@@ -91,7 +91,8 @@ impl Invoicing {
             queues.entry(name.clone()).or_default().clone()
         };
         let _turn = turn.lock().await;
-        let deadline = std::time::Instant::now() + PATIENCE;
+        let started = std::time::Instant::now();
+        let deadline = started + PATIENCE;
         let holder = Uuid::now_v7().to_string();
         let mut tries = 0u32;
         loop {
@@ -108,7 +109,14 @@ impl Invoicing {
                     current: None,
                 });
             }
-            if !self.sequences.lease(&name, &holder, now, LEASE).await? {
+            // The clock as of this try: a lease is judged against the time it is asked
+            // for, or a dead holder's lease would never be seen to expire.
+            let asked_at = now + started.elapsed();
+            if !self
+                .sequences
+                .lease(&name, &holder, asked_at, LEASE)
+                .await?
+            {
                 // Someone is issuing in this series right now: wait a moment, cheaply.
                 let cap_ms = (1u64 << tries.min(5)).clamp(2, 25);
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=cap_ms))).await;

@@ -15,7 +15,8 @@
 //! The body runs once per attempt. It may load several aggregates, decide on each (even
 //! twice on one), require typed guards and add lock, index or agenda items; nothing is
 //! written until it returns. A conflict on any head retries the whole body, with the heads
-//! the failed conditions returned standing in for reads.
+//! the failed conditions returned standing in for reads; throttling is retried a few times
+//! after longer pauses, then answered (503 with Retry-After over HTTP).
 
 use crate::clock::Clock;
 use kassa_domain::aggregate::Aggregate;
@@ -107,7 +108,7 @@ impl Kernel {
     {
         let mut seen: HashMap<StreamId, Head> =
             seeds.into_iter().map(|h| (h.stream.clone(), h)).collect();
-        let mut tries = 0;
+        let (mut tries, mut throttled) = (0, 0);
         loop {
             tries += 1;
             let now = self.clock.now();
@@ -134,6 +135,13 @@ impl Kernel {
                         seen.insert(head.stream.clone(), *head);
                     }
                     retry::pause(tries).await;
+                }
+                Err(StoreError::Throttled(code))
+                    if throttled < retry::THROTTLED_RETRIES && tries < self.attempts =>
+                {
+                    throttled += 1;
+                    tracing::warn!(%code, throttled, "DynamoDB throttled; retrying after a pause");
+                    retry::pause_throttled(throttled).await;
                 }
                 Err(e) => return Err(Fail::Store(e)),
                 Ok(()) => unreachable!("a committed attempt returns"),

@@ -87,6 +87,7 @@ fn title_of(status: u16) -> &'static str {
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Content",
+        503 => "Service Unavailable",
         _ => "Internal Server Error",
     }
 }

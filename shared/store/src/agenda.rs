@@ -7,7 +7,7 @@
 
 use crate::attribute::{get_s, query_all, s, Item};
 use crate::StoreError;
-use aws_sdk_dynamodb::types::{Delete, Put};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put};
 use aws_sdk_dynamodb::Client;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +38,20 @@ impl Agenda {
 
     /// Puts `subject` on the agenda at `when`; refused if it is already there at that time.
     pub fn schedule(&self, when: &str, subject: &str) -> Result<Put, StoreError> {
-        Put::builder()
+        self.schedule_with(when, subject, [])
+    }
+
+    /// As [`Agenda::schedule`], with attributes of the entry's own (read back by
+    /// [`Agenda::due_items`]).
+    pub(crate) fn schedule_with(
+        &self,
+        when: &str,
+        subject: &str,
+        attributes: impl IntoIterator<Item = (&'static str, AttributeValue)>,
+    ) -> Result<Put, StoreError> {
+        attributes
+            .into_iter()
+            .fold(Put::builder(), |put, (name, value)| put.item(name, value))
             .table_name(&self.table)
             .item("pk", s(self.partition))
             .item("sk", s(sort_key(when, subject)))
@@ -62,6 +75,15 @@ impl Agenda {
 
     /// Every entry due at or before `when`, oldest first.
     pub async fn due_by(&self, when: &str) -> Result<Vec<Entry>, StoreError> {
+        self.due_items(when, entry).await
+    }
+
+    /// Every item due at or before `when`, oldest first, read by `parse`.
+    pub(crate) async fn due_items<T>(
+        &self,
+        when: &str,
+        parse: impl Fn(&Item) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let query = self
             .client
             .query()
@@ -71,11 +93,11 @@ impl Agenda {
             // '~' sorts after every character of the subjects kassa uses.
             .expression_attribute_values(":last", s(format!("{when}#~")))
             .consistent_read(true);
-        query_all(query, entry).await
+        query_all(query, parse).await
     }
 }
 
-fn entry(item: &Item) -> Result<Entry, StoreError> {
+pub(crate) fn entry(item: &Item) -> Result<Entry, StoreError> {
     Ok(Entry {
         when: get_s(item, "when")?.to_owned(),
         subject: get_s(item, "subject")?.to_owned(),

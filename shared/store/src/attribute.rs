@@ -50,7 +50,7 @@ pub(crate) async fn query_all<T>(
     let mut items = query.into_paginator().items().send();
     let mut out = Vec::new();
     while let Some(item) = items.next().await {
-        out.push(parse(&item.map_err(StoreError::dynamo)?)?);
+        out.push(parse(&item.map_err(StoreError::sdk)?)?);
     }
     Ok(out)
 }

@@ -1,4 +1,12 @@
 use crate::store::Head;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+
+/// Error codes of a DynamoDB call refused for capacity.
+const THROTTLING_CODES: [&str; 3] = [
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+];
 use crate::StreamId;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +26,10 @@ pub enum StoreError {
     TooManyItems(usize),
     #[error("stored data is not what kassa wrote: {0}")]
     Corrupt(String),
+    /// DynamoDB refused for capacity (a throttled request, or a transaction cancelled for
+    /// throttling): worth another try after a pause, unlike [`StoreError::Dynamo`].
+    #[error("DynamoDB is throttling: {0}")]
+    Throttled(String),
     #[error("DynamoDB: {0}")]
     Dynamo(String),
 }
@@ -25,6 +37,19 @@ pub enum StoreError {
 impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
+    }
+
+    /// A failed SDK call. Capacity errors are [`StoreError::Throttled`]: the SDK has
+    /// already retried them, and the caller may still try again after a pause.
+    pub fn sdk(e: impl ProvideErrorMetadata + std::error::Error) -> Self {
+        match e.code() {
+            Some(code) if THROTTLING_CODES.contains(&code) => Self::Throttled(code.to_owned()),
+            _ => Self::dynamo(e),
+        }
+    }
+
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, Self::Throttled(_))
     }
 
     pub fn dynamo(e: impl std::error::Error) -> Self {
@@ -42,4 +67,36 @@ fn aws_error_source(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+
+    fn failed(code: &str) -> GetItemError {
+        GetItemError::generic(ErrorMetadata::builder().code(code).message("m").build())
+    }
+
+    #[test]
+    fn capacity_errors_of_a_call_are_throttling() {
+        for code in [
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "RequestLimitExceeded",
+        ] {
+            let error = StoreError::sdk(failed(code));
+            assert!(
+                matches!(error, StoreError::Throttled(_)),
+                "{code}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_errors_of_a_call_are_not() {
+        let error = StoreError::sdk(failed("ValidationException"));
+        assert!(matches!(error, StoreError::Dynamo(_)), "{error:?}");
+    }
 }

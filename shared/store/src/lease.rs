@@ -32,6 +32,9 @@ impl Leases {
     }
 
     /// Takes the lease on `key` for `holder` unless someone else holds an unexpired one.
+    /// `now` is the clock read for this very try: a waiter that tries again must read the
+    /// clock again, or it never sees a dead holder's lease run out (and any lease it then
+    /// takes would be born expired).
     pub async fn acquire(
         &self,
         key: &str,
@@ -59,7 +62,7 @@ impl Leases {
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Ok(false)
             }
-            Err(e) => Err(StoreError::dynamo(e)),
+            Err(e) => Err(StoreError::sdk(e)),
         }
     }
 
@@ -93,7 +96,7 @@ impl Leases {
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Ok(())
             }
-            Err(e) => Err(StoreError::dynamo(e)),
+            Err(e) => Err(StoreError::sdk(e)),
         }
     }
 }

@@ -82,7 +82,7 @@ impl Sequences {
             .consistent_read(true)
             .send()
             .await
-            .map_err(StoreError::dynamo)?;
+            .map_err(StoreError::sdk)?;
         match out.item {
             Some(item) => get_u64(&item, "last"),
             None => Ok(0),

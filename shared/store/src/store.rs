@@ -177,7 +177,7 @@ impl EventStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(StoreError::dynamo)?;
+            .map_err(StoreError::sdk)?;
         match out.item {
             Some(item) => {
                 self.count_reads(1);
@@ -217,7 +217,7 @@ impl EventStore {
                 .request_items(&self.table, request)
                 .send()
                 .await
-                .map_err(StoreError::dynamo)?;
+                .map_err(StoreError::sdk)?;
             for item in out
                 .responses
                 .unwrap_or_default()
@@ -254,7 +254,7 @@ impl EventStore {
             .limit(limit)
             .send()
             .await
-            .map_err(StoreError::dynamo)?;
+            .map_err(StoreError::sdk)?;
         let items = out.items.unwrap_or_default();
         self.count_reads(items.len());
         let mut events = Vec::with_capacity(items.len());
@@ -323,9 +323,9 @@ impl EventStore {
                 TransactWriteItemsError::TransactionInProgressException(_) => {
                     Err(first_head_conflict(&guards))
                 }
-                other => Err(StoreError::dynamo(other)),
+                other => Err(StoreError::sdk(other)),
             },
-            Err(other) => Err(StoreError::dynamo(other)),
+            Err(other) => Err(StoreError::sdk(other)),
         }
     }
 }
@@ -345,7 +345,8 @@ fn first_head_conflict(guards: &[Guard]) -> StoreError {
 }
 
 /// Says which guard refused a cancelled transaction. A refused business check wins over
-/// a version conflict: retrying would not change its answer.
+/// a version conflict, and a conflict over throttling: retrying would not change the
+/// first's answer, and the second's retry decides again on the head it carries.
 fn refusal(
     guards: &[Guard],
     reasons: &[aws_sdk_dynamodb::types::CancellationReason],
@@ -378,7 +379,15 @@ fn refusal(
                     }
                 }
             },
-            Some("TransactionConflict") if conflict.is_none() => {
+            // Capacity, not contention: the same transaction may pass after a pause.
+            Some(code @ ("ThrottlingError" | "ProvisionedThroughputExceeded"))
+                if !matches!(conflict, Some(StoreError::Conflict { .. })) =>
+            {
+                conflict = Some(StoreError::Throttled(code.to_owned()));
+            }
+            Some("TransactionConflict")
+                if !matches!(conflict, Some(StoreError::Conflict { .. })) =>
+            {
                 conflict = Some(StoreError::Conflict {
                     stream: match guard {
                         Guard::Head(s) | Guard::Event(s) => s.clone(),
@@ -394,4 +403,48 @@ fn refusal(
         let codes: Vec<_> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
         StoreError::Dynamo(format!("transaction cancelled: {}", codes.join(", ")))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::CancellationReason;
+
+    fn reasons(codes: &[&str]) -> Vec<CancellationReason> {
+        codes
+            .iter()
+            .map(|c| CancellationReason::builder().code(*c).build())
+            .collect()
+    }
+
+    #[test]
+    fn a_transaction_cancelled_for_capacity_is_throttled() {
+        let guards = [
+            Guard::Check("membership"),
+            Guard::Head(StreamId::new("Wallet", "w")),
+        ];
+        for code in ["ThrottlingError", "ProvisionedThroughputExceeded"] {
+            let error = refusal(&guards, &reasons(&["None", code]));
+            assert!(
+                matches!(error, StoreError::Throttled(_)),
+                "{code}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_guard_wins_over_throttling() {
+        let guards = [
+            Guard::Check("membership"),
+            Guard::Head(StreamId::new("Wallet", "w")),
+        ];
+        let error = refusal(
+            &guards,
+            &reasons(&["ConditionalCheckFailed", "ThrottlingError"]),
+        );
+        assert!(
+            matches!(error, StoreError::Refused("membership")),
+            "{error:?}"
+        );
+    }
 }
