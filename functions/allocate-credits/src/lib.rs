@@ -75,8 +75,10 @@ impl AllocateCredits {
                     let mut wallet = tx.load::<Wallet>(&workspace_id).await?;
                     let events = tx.decide(&mut wallet, command.clone())?;
                     if !events.is_empty() {
-                        tx.commit()
-                            .put(self.renewals.schedule(workspace_id, due, signup.day())?, "renewal");
+                        tx.commit().put(
+                            self.renewals.schedule(workspace_id, due, signup.day())?,
+                            "renewal",
+                        );
                     }
                     Ok(())
                 })
