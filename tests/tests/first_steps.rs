@@ -218,3 +218,50 @@ async fn a_stranger_cannot_tell_someone_elses_workspace_from_none() {
     let workspace = api.get(format!("/workspaces/{ws}"), "alice").await;
     assert_eq!(workspace.body["collaborators"], json!([]));
 }
+
+#[tokio::test]
+async fn crafted_query_and_header_values_are_answered_with_a_4xx() {
+    let api = Api::start().await;
+    let (ws, _) = api.workspace("alice", "pro").await;
+    for (path, code) in [
+        (
+            format!("/workspaces/{ws}/usage?to=-9999-01-01"),
+            "invalid_range",
+        ),
+        (
+            format!("/workspaces/{ws}/usage?from=+10000-01-01"),
+            "invalid_date",
+        ),
+        (
+            format!("/workspaces/{ws}/credits/transactions?after=-1"),
+            "invalid_cursor",
+        ),
+        (
+            format!("/workspaces/{ws}/credits/transactions?limit=99999999999"),
+            "invalid_limit",
+        ),
+        (
+            format!("/workspaces/{ws}/notifications?limit=%00"),
+            "invalid_limit",
+        ),
+    ] {
+        let answer = api.get(&path, "alice").await;
+        assert_eq!(answer.status, 400, "{path}: {:?}", answer.body);
+        assert_eq!(answer.content_type, "application/problem+json", "{path}");
+        assert_eq!(answer.body["code"], code, "{path}");
+    }
+    for t in [i64::MIN, i64::MAX] {
+        let answer = api
+            .http
+            .post(format!("{}/stripe/webhook", api.stack.url))
+            .header("content-type", "application/json")
+            .header("stripe-signature", format!("t={t},v1={}", "00".repeat(32)))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 400, "t={t}");
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["code"], "invalid_signature", "t={t}");
+    }
+}
