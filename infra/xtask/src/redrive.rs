@@ -45,6 +45,16 @@ pub fn run(repo: &Repo, args: &[String]) -> Result<ExitCode> {
         })?;
         let endpoints: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&endpoints).context("the dev stack's endpoints")?;
+        // The file outlives a dev stack stopped with Ctrl-C; say so rather than time out.
+        let sqs = endpoints
+            .get("AWS_ENDPOINT_URL_SQS")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        if !answers(sqs) {
+            bail!(
+                "redrive: the local stack ({sqs}) does not answer: is `cargo xtask dev` running?"
+            );
+        }
         for (name, value) in endpoints {
             command.env(name, value.as_str().unwrap_or_default());
         }
@@ -52,4 +62,15 @@ pub fn run(repo: &Repo, args: &[String]) -> Result<ExitCode> {
     }
     let status = Supervised::spawn("kassa-redrive", command)?.wait()?;
     Ok(ExitCode::from(supervisor::exit_code(status)))
+}
+
+/// Whether something listens at `url` (`http://host:port`).
+fn answers(url: &str) -> bool {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    address
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok())
 }
