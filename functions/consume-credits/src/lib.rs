@@ -10,9 +10,9 @@
 use kassa_domain::credits::{self, CreditCommand, CreditError, CreditEvent, Wallet};
 use kassa_domain::identity::{Actor, Role};
 use kassa_runtime::access::{self, wallet_stream, workspace_stream, MEMBERSHIP};
+use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, json_body, request_id, respond, uuid_param};
 use kassa_runtime::idempotency_key::IdempotentRequests;
-use kassa_runtime::function::StartError;
 use kassa_runtime::{caller, Clock, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::lease::LEASE;
 use kassa_store::{retry, EventStore, Head, Leases, Metadata, StoreError};

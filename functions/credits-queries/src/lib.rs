@@ -3,8 +3,8 @@
 
 use kassa_domain::credits::{CreditEvent, Wallet};
 use kassa_runtime::access::{self, wallet_stream, workspace_stream};
-use kassa_runtime::http::{json, limit_param, query_param, respond, route_key, uuid_param};
 use kassa_runtime::function::StartError;
+use kassa_runtime::http::{json, limit_param, query_param, respond, route_key, uuid_param};
 use kassa_runtime::{caller, Clock, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::{EventStore, ReadModels, RecordedEvent, UsageRow};
 use lambda_http::{Body, Request, Response};

@@ -59,16 +59,21 @@ impl ScheduledFunction for RenewCredits {
             .map(|r| ((r.due, r.workspace_id.to_string()), r.anchor))
             .collect();
         let (correlation, anchors) = (Uuid::now_v7(), &anchors);
-        sweep(self.renewals.agenda(), &today, "renewal", |entry| async move {
-            let Some(anchor) = anchors.get(&(entry.when.clone(), entry.subject.clone())) else {
-                // Scheduled between the two reads: the retried invocation reads its anchor.
-                return Err(EffectError::retry(format!(
-                    "renewal {} {} was scheduled during the run",
-                    entry.when, entry.subject
-                )));
-            };
-            self.renew(entry, *anchor, correlation).await
-        })
+        sweep(
+            self.renewals.agenda(),
+            &today,
+            "renewal",
+            |entry| async move {
+                let Some(anchor) = anchors.get(&(entry.when.clone(), entry.subject.clone())) else {
+                    // Scheduled between the two reads: the retried invocation reads its anchor.
+                    return Err(EffectError::retry(format!(
+                        "renewal {} {} was scheduled during the run",
+                        entry.when, entry.subject
+                    )));
+                };
+                self.renew(entry, *anchor, correlation).await
+            },
+        )
         .await
     }
 }
@@ -114,9 +119,7 @@ impl RenewCredits {
                             let next =
                                 self.renewals
                                     .schedule(renewal.workspace_id, next_due, anchor)?;
-                            tx.commit()
-                                .delete(take, RENEWAL_TAKEN)
-                                .put(next, "renewal");
+                            tx.commit().delete(take, RENEWAL_TAKEN).put(next, "renewal");
                         }
                         Ok(())
                     })

@@ -80,7 +80,10 @@ impl Function for Workspaces {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
-        Ok(Self::new(EventStore::new(client, &config.events_table), clock))
+        Ok(Self::new(
+            EventStore::new(client, &config.events_table),
+            clock,
+        ))
     }
 }
 
