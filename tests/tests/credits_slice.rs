@@ -550,13 +550,13 @@ async fn the_daily_schedule_renews_monthly_credits_once_per_month() {
     assert_eq!(signup, 1_100);
     // Nothing is due on the day of signup.
     let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
-    assert_eq!(run["renewed"], 0, "{run}");
+    assert_eq!(run["done"], 0, "{run}");
 
     api.stack
         .clock
         .advance(std::time::Duration::from_secs(32 * 86_400));
     let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
-    assert_eq!(run["renewed"], 1, "{run}");
+    assert_eq!(run["done"], 1, "{run}");
     assert_eq!(
         wallet_balance(&api, &ws).await,
         2_100,
@@ -572,7 +572,7 @@ async fn the_daily_schedule_renews_monthly_credits_once_per_month() {
         .clock
         .advance(std::time::Duration::from_secs(31 * 86_400));
     let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
-    assert_eq!(run["renewed"], 1, "{run}");
+    assert_eq!(run["done"], 1, "{run}");
     assert_eq!(wallet_balance(&api, &ws).await, 3_100);
 
     let history = api

@@ -6,6 +6,7 @@
 use aws_lambda_events::event::dynamodb::Event;
 use kassa_event_relay::redrive::Redrive;
 use kassa_event_relay::EventRelay;
+use kassa_runtime::StreamFunction;
 use kassa_store::EventItem;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

@@ -10,9 +10,10 @@
 use kassa_domain::credits::{self, CreditCommand, CreditError, CreditEvent, Wallet};
 use kassa_domain::identity::{Actor, Role};
 use kassa_runtime::access::{self, wallet_stream, workspace_stream, MEMBERSHIP};
+use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, json_body, request_id, respond, uuid_param};
 use kassa_runtime::idempotency_key::IdempotentRequests;
-use kassa_runtime::{caller, Clock, Config, Problem, SdkConfig};
+use kassa_runtime::{caller, Clock, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::lease::LEASE;
 use kassa_store::{retry, EventStore, Head, Leases, Metadata, StoreError};
 use lambda_http::{Body, Request, Response};
@@ -80,6 +81,35 @@ enum Refused {
     Problem(Problem),
 }
 
+impl Function for ConsumeCredits {
+    fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let client = aws_sdk_dynamodb::Client::new(aws);
+        let requests = IdempotentRequests::new(client.clone(), &config.state_table, NAME);
+        Ok(Self::new(EventStore::new(client, &config.events_table), clock).keeping(requests))
+    }
+}
+
+impl HttpFunction for ConsumeCredits {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        let consume = || async { respond(self.consume(&request).await.map(|c| json(200, &c))) };
+        match &self.requests {
+            Some(requests) => {
+                requests
+                    .serve(&request, self.clock.now(), |_| consume())
+                    .await
+            }
+            None => match kassa_runtime::idempotency_key::IdempotencyKey::from_request(&request) {
+                Err(problem) => problem.into_response(),
+                Ok(_) => consume().await,
+            },
+        }
+    }
+}
+
 impl ConsumeCredits {
     /// The debit alone, as the benches measure it: without [`ConsumeCredits::keeping`], a
     /// request's `Idempotency-Key` is checked but not remembered.
@@ -97,27 +127,6 @@ impl ConsumeCredits {
     pub fn keeping(mut self, requests: IdempotentRequests) -> Self {
         self.requests = Some(requests);
         self
-    }
-
-    pub fn from_config(config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
-        let client = aws_sdk_dynamodb::Client::new(aws);
-        let requests = IdempotentRequests::new(client.clone(), &config.state_table, NAME);
-        Self::new(EventStore::new(client, &config.events_table), clock).keeping(requests)
-    }
-
-    pub async fn handle(&self, request: Request) -> Response<Body> {
-        let consume = || async { respond(self.consume(&request).await.map(|c| json(200, &c))) };
-        match &self.requests {
-            Some(requests) => {
-                requests
-                    .serve(&request, self.clock.now(), |_| consume())
-                    .await
-            }
-            None => match kassa_runtime::idempotency_key::IdempotencyKey::from_request(&request) {
-                Err(problem) => problem.into_response(),
-                Ok(_) => consume().await,
-            },
-        }
     }
 
     async fn consume(&self, request: &Request) -> Result<Consumption, Problem> {

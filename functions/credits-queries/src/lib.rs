@@ -3,8 +3,9 @@
 
 use kassa_domain::credits::{CreditEvent, Wallet};
 use kassa_runtime::access::{self, wallet_stream, workspace_stream};
+use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, limit_param, query_param, respond, route_key, uuid_param};
-use kassa_runtime::{caller, Clock, Config, Problem, SdkConfig};
+use kassa_runtime::{caller, Clock, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::{EventStore, ReadModels, RecordedEvent, UsageRow};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -81,6 +82,27 @@ const DAY: &[time::format_description::FormatItem<'static>] =
 /// Longest usage window one request may ask for.
 const MAX_USAGE_DAYS: i64 = 366;
 
+impl Function for CreditsQueries {
+    fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let client = aws_sdk_dynamodb::Client::new(aws);
+        Ok(Self::new(
+            EventStore::new(client.clone(), &config.events_table),
+            ReadModels::new(client, &config.state_table),
+            clock,
+        ))
+    }
+}
+
+impl HttpFunction for CreditsQueries {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        respond(self.route(&request).await)
+    }
+}
+
 impl CreditsQueries {
     pub fn new(store: EventStore, read_models: ReadModels, clock: Arc<dyn Clock>) -> Self {
         Self {
@@ -88,19 +110,6 @@ impl CreditsQueries {
             read_models,
             clock,
         }
-    }
-
-    pub fn from_config(config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
-        let client = aws_sdk_dynamodb::Client::new(aws);
-        Self::new(
-            EventStore::new(client.clone(), &config.events_table),
-            ReadModels::new(client, &config.state_table),
-            clock,
-        )
-    }
-
-    pub async fn handle(&self, request: Request) -> Response<Body> {
-        respond(self.route(&request).await)
     }
 
     async fn route(&self, request: &Request) -> Result<Response<Body>, Problem> {

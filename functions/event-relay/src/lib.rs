@@ -22,10 +22,12 @@
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use kassa_runtime::{Config, SdkConfig};
+use kassa_runtime::function::StartError;
+use kassa_runtime::{Clock, Config, Function, SdkConfig, StreamFunction};
 use kassa_store::store::EventItem;
 use kassa_store::RecordedEvent;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -100,6 +102,38 @@ pub enum RelayConfigError {
     NoBus,
 }
 
+impl Function for EventRelay {
+    fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        _clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let bus = config.event_bus.clone().ok_or(RelayConfigError::NoBus)?;
+        let relay = Self::new(aws_sdk_eventbridge::Client::new(aws), bus);
+        Ok(match &config.relay_failure_queue {
+            Some(queue) => relay.with_failure_queue(aws_sdk_sqs::Client::new(aws), queue),
+            None => relay,
+        })
+    }
+}
+
+impl StreamFunction for EventRelay {
+    async fn handle(&self, batch: Event) -> DynamoDbEventResponse {
+        let records = batch.records;
+        let relayed = self.relay(&records).await;
+        let mut response = DynamoDbEventResponse::default();
+        response.batch_item_failures = records[relayed.stop.unwrap_or(records.len())..]
+            .iter()
+            .map(|r| {
+                let mut f = DynamoDbBatchItemFailure::default();
+                f.item_identifier = Some(r.change.sequence_number.clone().unwrap_or_default());
+                f
+            })
+            .collect();
+        response
+    }
+}
+
 impl EventRelay {
     pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
         Self {
@@ -122,30 +156,6 @@ impl EventRelay {
             url: OnceCell::new(),
         });
         self
-    }
-
-    pub fn from_config(config: &Config, aws: &SdkConfig) -> Result<Self, RelayConfigError> {
-        let bus = config.event_bus.clone().ok_or(RelayConfigError::NoBus)?;
-        let relay = Self::new(aws_sdk_eventbridge::Client::new(aws), bus);
-        Ok(match &config.relay_failure_queue {
-            Some(queue) => relay.with_failure_queue(aws_sdk_sqs::Client::new(aws), queue),
-            None => relay,
-        })
-    }
-
-    pub async fn handle(&self, batch: Event) -> DynamoDbEventResponse {
-        let records = batch.records;
-        let relayed = self.relay(&records).await;
-        let mut response = DynamoDbEventResponse::default();
-        response.batch_item_failures = records[relayed.stop.unwrap_or(records.len())..]
-            .iter()
-            .map(|r| {
-                let mut f = DynamoDbBatchItemFailure::default();
-                f.item_identifier = Some(r.change.sequence_number.clone().unwrap_or_default());
-                f
-            })
-            .collect();
-        response
     }
 
     /// Publishes or parks `records` in order, up to the first record that could be neither.

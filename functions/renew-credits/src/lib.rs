@@ -5,11 +5,13 @@
 //! invocation, finds the entry already taken and does nothing twice.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use kassa_domain::credits::{self, CreditCommand};
-use kassa_runtime::events::EffectError;
-use kassa_runtime::{wallet, Clock, Config, SdkConfig};
-use kassa_store::{DueRenewal, EventStore, Metadata, Renewals, StoreError};
-use serde::Serialize;
+use kassa_domain::credits::{self, CreditCommand, Wallet};
+use kassa_runtime::effect::EffectError;
+use kassa_runtime::function::StartError;
+use kassa_runtime::sweep::{sweep, Fate, Sweep};
+use kassa_runtime::{Clock, Config, Fail, Function, Kernel, ScheduledFunction, SdkConfig};
+use kassa_store::{DueRenewal, Entry, EventStore, Metadata, Renewals, StoreError};
+use std::collections::HashMap;
 use std::sync::Arc;
 use time::macros::format_description;
 use uuid::Uuid;
@@ -18,97 +20,117 @@ pub const NAME: &str = "renew-credits";
 const DAY: &[time::format_description::FormatItem<'static>] =
     format_description!("[year]-[month]-[day]");
 
+/// Label of the condition that the renewal entry is still there to take.
+const RENEWAL_TAKEN: &str = "renewal_taken";
+
 pub struct RenewCredits {
-    store: EventStore,
+    kernel: Kernel,
     renewals: Renewals,
-    clock: Arc<dyn Clock>,
 }
 
-#[derive(Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Run {
-    pub due: usize,
-    pub renewed: usize,
-    pub already_done: usize,
-    pub failed: usize,
+impl Function for RenewCredits {
+    fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let client = aws_sdk_dynamodb::Client::new(aws);
+        Ok(Self::new(
+            EventStore::new(client.clone(), &config.events_table),
+            Renewals::new(client, &config.state_table),
+            clock,
+        ))
+    }
+}
+
+impl ScheduledFunction for RenewCredits {
+    type Run = Sweep;
+
+    /// One scheduled run. Fails (so the invocation is retried) only after trying every
+    /// due wallet.
+    async fn handle(&self, _schedule: EventBridgeEvent) -> Result<Sweep, EffectError> {
+        let today = self.kernel.clock().now().date().format(DAY)?;
+        // The anchors ride on the agenda's entries beside what the sweep reads.
+        let anchors: HashMap<(String, String), Option<u8>> = self
+            .renewals
+            .due_by(&today)
+            .await?
+            .into_iter()
+            .map(|r| ((r.due, r.workspace_id.to_string()), r.anchor))
+            .collect();
+        let (correlation, anchors) = (Uuid::now_v7(), &anchors);
+        sweep(
+            self.renewals.agenda(),
+            &today,
+            "renewal",
+            |entry| async move {
+                let Some(anchor) = anchors.get(&(entry.when.clone(), entry.subject.clone())) else {
+                    // Scheduled between the two reads: the retried invocation reads its anchor.
+                    return Err(EffectError::retry(format!(
+                        "renewal {} {} was scheduled during the run",
+                        entry.when, entry.subject
+                    )));
+                };
+                self.renew(entry, *anchor, correlation).await
+            },
+        )
+        .await
+    }
 }
 
 impl RenewCredits {
     pub fn new(store: EventStore, renewals: Renewals, clock: Arc<dyn Clock>) -> Self {
         Self {
-            store,
+            kernel: Kernel::new(store, clock),
             renewals,
-            clock,
         }
     }
 
-    pub fn from_config(config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
-        let client = aws_sdk_dynamodb::Client::new(aws);
-        Self::new(
-            EventStore::new(client.clone(), &config.events_table),
-            Renewals::new(client, &config.state_table),
-            clock,
-        )
-    }
-
-    /// One scheduled run. Fails (so the invocation is retried) only after trying every
-    /// due wallet.
-    pub async fn handle(&self, _schedule: EventBridgeEvent) -> Result<Run, EffectError> {
-        let today = self.clock.now().date().format(DAY)?;
-        let due = self.renewals.due_by(&today).await?;
-        let mut run = Run {
-            due: due.len(),
-            ..Run::default()
+    async fn renew(
+        &self,
+        entry: Entry,
+        anchor: Option<u8>,
+        correlation: Uuid,
+    ) -> Result<Fate, EffectError> {
+        let renewal = DueRenewal {
+            workspace_id: Uuid::parse_str(&entry.subject)?,
+            due: entry.when,
+            anchor,
         };
-        let correlation = Uuid::now_v7();
-        for renewal in due {
-            match self.renew(&renewal, correlation).await {
-                Ok(true) => run.renewed += 1,
-                Ok(false) => run.already_done += 1,
-                Err(e) => {
-                    tracing::error!(workspace = %renewal.workspace_id, due = %renewal.due, error = %e, "renewal failed");
-                    run.failed += 1;
-                }
-            }
-        }
-        tracing::info!(?run, "renewal run");
-        if run.failed > 0 {
-            return Err(format!("{} of {} renewals failed", run.failed, run.due).into());
-        }
-        Ok(run)
-    }
-
-    async fn renew(&self, renewal: &DueRenewal, correlation: Uuid) -> Result<bool, StoreError> {
-        let metadata = Metadata::origin(correlation, format!("system:{NAME}"));
         let due = time::Date::parse(&renewal.due, DAY)
-            .map_err(|e| StoreError::Corrupt(format!("renewal day {}: {e}", renewal.due)))?;
+            .map_err(|e| EffectError::poison(format!("renewal day {}: {e}", renewal.due)))?;
         let anchor = renewal.anchor.unwrap_or(due.day());
-        let next_due = credits::renewal_after(due, anchor)
-            .format(DAY)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let next_due = credits::renewal_after(due, anchor).format(DAY)?;
         let command = CreditCommand::Renew {
             due: renewal.due.clone(),
         };
-        let result = wallet::allocate(
-            &self.store,
-            self.clock.as_ref(),
-            renewal.workspace_id,
-            command,
-            metadata,
-            |commit| {
-                commit.delete(self.renewals.take(renewal)?, "renewal_taken");
-                commit.put(
-                    self.renewals
-                        .schedule(renewal.workspace_id, &next_due, anchor)?,
-                    "renewal",
-                );
-                Ok(())
-            },
-        )
-        .await;
+        let (command, renewal, next_due) = (&command, &renewal, &next_due);
+        let result = self
+            .kernel
+            .run(
+                Metadata::origin(correlation, format!("system:{NAME}")),
+                |tx| {
+                    Box::pin(async move {
+                        let mut wallet = tx.load::<Wallet>(&renewal.workspace_id).await?;
+                        let events = tx.decide(&mut wallet, command.clone())?;
+                        // An allocation already applied writes nothing, the entry included.
+                        if !events.is_empty() {
+                            let take = self.renewals.take(renewal)?;
+                            let next =
+                                self.renewals
+                                    .schedule(renewal.workspace_id, next_due, anchor)?;
+                            tx.commit().delete(take, RENEWAL_TAKEN).put(next, "renewal");
+                        }
+                        Ok(())
+                    })
+                },
+            )
+            .await;
         match result {
-            Ok(recorded) => Ok(!recorded.is_empty()),
-            Err(StoreError::Refused("renewal_taken")) => Ok(false),
-            Err(e) => Err(e),
+            Ok(done) if done.recorded.is_empty() => Ok(Fate::Settled),
+            Ok(_) => Ok(Fate::Done),
+            Err(Fail::Store(StoreError::Refused(RENEWAL_TAKEN))) => Ok(Fate::Settled),
+            Err(fail) => Err(fail.into()),
         }
     }
 }

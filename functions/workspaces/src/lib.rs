@@ -1,24 +1,27 @@
 //! The workspaces Lambda: create a workspace (and open its wallet in the same commit), read
 //! it, add and remove collaborators.
 
-use kassa_domain::credits::{self, CreditCommand, CreditEvent};
+use kassa_domain::aggregate::ByActor;
+use kassa_domain::credits::{CreditCommand, Wallet};
 use kassa_domain::identity::{Actor, UserId};
 use kassa_domain::tier::TierId;
-use kassa_domain::workspace::{self, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent};
-use kassa_runtime::access::{self, head_attributes, wallet_stream, workspace_stream};
+use kassa_domain::workspace::{Workspace, WorkspaceCommand, WorkspaceError};
+use kassa_runtime::access;
+use kassa_runtime::function::StartError;
 use kassa_runtime::http::{
     json, json_body, request_id, respond, route_key, string_param, uuid_param,
 };
-use kassa_runtime::{caller, Clock, Config, Problem, SdkConfig};
-use kassa_store::{retry, EventStore, Metadata, StoreError};
+use kassa_runtime::{
+    caller, Clock, Config, Fail, Function, HttpFunction, Kernel, Problem, SdkConfig,
+};
+use kassa_store::{EventStore, Metadata};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use uuid::Uuid;
 
 pub struct Workspaces {
-    store: EventStore,
-    clock: Arc<dyn Clock>,
+    kernel: Kernel,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,18 +73,39 @@ fn refusal(e: WorkspaceError) -> Problem {
     Problem::new(status, e.code(), e.to_string())
 }
 
+impl Function for Workspaces {
+    fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let client = aws_sdk_dynamodb::Client::new(aws);
+        Ok(Self::new(
+            EventStore::new(client, &config.events_table),
+            clock,
+        ))
+    }
+}
+
+impl HttpFunction for Workspaces {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        respond(self.route(request).await)
+    }
+}
+
+/// A failed command as an answer: its refusal already is one.
+fn answer(fail: Fail<Problem>) -> Problem {
+    match fail {
+        Fail::Refused(problem) => problem,
+        Fail::Store(e) => access::store_problem(&e),
+    }
+}
+
 impl Workspaces {
     pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
-    }
-
-    pub fn from_config(config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
-        let client = aws_sdk_dynamodb::Client::new(aws);
-        Self::new(EventStore::new(client, &config.events_table), clock)
-    }
-
-    pub async fn handle(&self, request: Request) -> Response<Body> {
-        respond(self.route(request).await)
+        Self {
+            kernel: Kernel::new(store, clock),
+        }
     }
 
     async fn route(&self, request: Request) -> Result<Response<Body>, Problem> {
@@ -90,7 +114,7 @@ impl Workspaces {
             "POST /workspaces" => self.create(&request, actor).await,
             "GET /workspaces/{workspaceId}" => {
                 let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
-                let (head, ws) = access::load_admitted(&self.store, id, &actor).await?;
+                let (head, ws) = access::load_admitted(self.kernel.store(), id, &actor).await?;
                 Ok(json(200, &view(&ws, head.version)))
             }
             "POST /workspaces/{workspaceId}/collaborators" => {
@@ -127,40 +151,45 @@ impl Workspaces {
     async fn create(&self, request: &Request, actor: Actor) -> Result<Response<Body>, Problem> {
         let body: CreateBody = json_body(request)?;
         let id = Uuid::now_v7();
-        let events = workspace::decide(
-            None,
-            WorkspaceCommand::Create {
+        let create = ByActor {
+            command: WorkspaceCommand::Create {
                 id,
                 name: body.name,
                 tier: body.tier,
                 billing_email: body.billing_email,
             },
-            &actor,
-        )
-        .map_err(refusal)?;
-        let ws = fold(None, &events)
-            .ok_or_else(|| Problem::internal(&"creation produced no workspace"))?;
-        let wallet_events = credits::decide(
-            None,
-            CreditCommand::Open {
-                workspace_id: id,
-                tier: ws.tier,
-            },
-        )
-        .map_err(|e| Problem::internal(&e))?;
-        let wallet = wallet_events.iter().fold(None, credits::evolve);
-
-        let metadata = Metadata::origin(request_id(request), actor.user.as_str());
-        let mut commit = self.store.commit_builder(metadata, self.clock.now());
-        commit
-            .append_with(&workspace_stream(id), 0, &events, &ws, head_attributes(&ws))
-            .and_then(|c| c.append::<CreditEvent>(&wallet_stream(id), 0, &wallet_events, &wallet))
-            .map_err(|e| Problem::internal(&e))?;
-        self.store
-            .commit(commit)
+            actor: actor.clone(),
+        };
+        let create = &create;
+        let done = self
+            .kernel
+            .run(
+                Metadata::origin(request_id(request), actor.user.as_str()),
+                |tx| {
+                    Box::pin(async move {
+                        let mut ws = tx.load::<Workspace>(&id).await?;
+                        tx.decide(&mut ws, create.clone())
+                            .map_err(|f| f.map(refusal))?;
+                        let tier = ws.state.as_ref().map(|w| w.tier).ok_or_else(|| {
+                            Fail::Refused(Problem::internal(&"creation produced no workspace"))
+                        })?;
+                        let mut wallet = tx.load::<Wallet>(&id).await?;
+                        let open = CreditCommand::Open {
+                            workspace_id: id,
+                            tier,
+                        };
+                        tx.decide(&mut wallet, open)
+                            .map_err(|f| f.map(|e| Problem::internal(&e)))?;
+                        Ok(ws)
+                    })
+                },
+            )
             .await
-            .map_err(|e| access::store_problem(&e))?;
-        let mut response = json(201, &view(&ws, events.len() as u64));
+            .map_err(answer)?;
+        let Some(ws) = done.value.state else {
+            return Err(Problem::internal(&"creation produced no workspace"));
+        };
+        let mut response = json(201, &view(&ws, done.value.version));
         if let Ok(location) = format!("/workspaces/{id}").parse() {
             response.headers_mut().insert("location", location);
         }
@@ -175,45 +204,33 @@ impl Workspaces {
         actor: Actor,
         status: u16,
     ) -> Result<Response<Body>, Problem> {
-        let stream = workspace_stream(id);
         let metadata = Metadata::origin(request_id(request), actor.user.as_str());
-        let result = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |seen| {
-            let (command, actor, stream, metadata) =
-                (command.clone(), &actor, &stream, metadata.clone());
-            async move {
-                let head = match seen {
-                    Some(h) => Some(h),
-                    None => self.store.load(stream).await?,
-                };
-                let Some(head) = head else {
-                    return Ok(Err(access::not_found(id)));
-                };
-                let ws: Workspace = head.state()?;
-                if !ws.admits(actor) {
-                    return Ok(Err(access::not_found(id)));
-                }
-                let events = match workspace::decide(Some(&ws), command, actor) {
-                    Ok(events) => events,
-                    // A stranger is told what a missing workspace would tell them.
-                    Err(WorkspaceError::Forbidden) => return Ok(Err(access::not_found(id))),
-                    Err(e) => return Ok(Err(refusal(e))),
-                };
-                let Some(next) = fold(Some(ws), &events) else {
-                    return Err(StoreError::Corrupt("workspace vanished".into()));
-                };
-                let mut commit = self.store.commit_builder(metadata, self.clock.now());
-                commit.append_with(stream, head.version, &events, &next, head_attributes(&next))?;
-                self.store.commit(commit).await?;
-                Ok(Ok((next, head.version + events.len() as u64)))
-            }
-        })
-        .await
-        .map_err(|e| access::store_problem(&e))?;
-        let (ws, version) = result?;
-        Ok(json(status, &view(&ws, version)))
+        let command = ByActor { command, actor };
+        let command = &command;
+        let done = self
+            .kernel
+            .run(metadata, |tx| {
+                Box::pin(async move {
+                    let mut ws = tx.load::<Workspace>(&id).await?;
+                    match &ws.state {
+                        Some(current) if current.admits(&command.actor) => {}
+                        _ => return Err(Fail::Refused(access::not_found(id))),
+                    }
+                    tx.decide(&mut ws, command.clone()).map_err(|f| {
+                        f.map(|e| match e {
+                            // A stranger is told what a missing workspace would tell them.
+                            WorkspaceError::Forbidden => access::not_found(id),
+                            e => refusal(e),
+                        })
+                    })?;
+                    Ok(ws)
+                })
+            })
+            .await
+            .map_err(answer)?;
+        let Some(ws) = done.value.state else {
+            return Err(Problem::internal(&"workspace vanished"));
+        };
+        Ok(json(status, &view(&ws, done.value.version)))
     }
-}
-
-fn fold(state: Option<Workspace>, events: &[WorkspaceEvent]) -> Option<Workspace> {
-    events.iter().fold(state, workspace::evolve)
 }

@@ -7,7 +7,7 @@ use crate::baseline::{BareCounter, Debit};
 use crate::workspace::BenchWorkspace;
 use anyhow::Result;
 use kassa_consume_credits::ConsumeCredits;
-use kassa_runtime::{SdkConfig, SystemClock};
+use kassa_runtime::{HttpFunction, SdkConfig, SystemClock};
 use kassa_store::EventStore;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -9,7 +9,7 @@ use crate::sample::Sample;
 use crate::workspace::BenchWorkspace;
 use anyhow::{bail, Result};
 use kassa_consume_credits::ConsumeCredits;
-use kassa_runtime::{SdkConfig, SystemClock};
+use kassa_runtime::{HttpFunction, SdkConfig, SystemClock};
 use kassa_store::EventStore;
 use std::sync::Arc;
 use std::time::Instant;

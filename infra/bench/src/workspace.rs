@@ -6,7 +6,7 @@ use kassa_domain::credits::{self, AllocationReason, CreditCommand, CreditEvent, 
 use kassa_local::resources::tables_only;
 use kassa_local::template::Template;
 use kassa_runtime::access::wallet_stream;
-use kassa_runtime::{SdkConfig, SystemClock};
+use kassa_runtime::{HttpFunction, SdkConfig, SystemClock};
 use kassa_store::{EventStore, Metadata};
 use kassa_workspaces::Workspaces;
 use std::path::Path;

@@ -115,22 +115,14 @@ pub fn stream<F: StreamFunction>(
 /// The handler for the template's function `id`, built as its `main.rs` builds it.
 pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) -> Result<Lambda> {
     Ok(match id {
-        "WorkspacesFunction" => lambda!(
-            Http,
-            kassa_workspaces::Workspaces::from_config(config, aws, clock)
-        ),
-        "ConsumeCreditsFunction" => lambda!(
-            Http,
-            kassa_consume_credits::ConsumeCredits::from_config(config, aws, clock)
-        ),
-        "CreditsQueriesFunction" => lambda!(
-            Http,
-            kassa_credits_queries::CreditsQueries::from_config(config, aws, clock)
-        ),
-        "EventRelayFunction" => lambda!(
-            Stream,
-            kassa_event_relay::EventRelay::from_config(config, aws)?
-        ),
+        "WorkspacesFunction" => http::<kassa_workspaces::Workspaces>(config, aws, clock)?,
+        "ConsumeCreditsFunction" => {
+            http::<kassa_consume_credits::ConsumeCredits>(config, aws, clock)?
+        }
+        "CreditsQueriesFunction" => {
+            http::<kassa_credits_queries::CreditsQueries>(config, aws, clock)?
+        }
+        "EventRelayFunction" => stream::<kassa_event_relay::EventRelay>(config, aws, clock)?,
         "AllocateCreditsFunction" => {
             sqs::<kassa_allocate_credits::AllocateCredits>(config, aws, clock)?
         }
@@ -140,9 +132,9 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "LowBalanceNotifierFunction" => sqs::<
             kassa_low_balance_notifier::LowBalanceNotifier<ConfiguredMailer>,
         >(config, aws, clock)?,
-        "RenewCreditsFunction" => schedule!(kassa_renew_credits::RenewCredits::from_config(
-            config, aws, clock
-        )),
+        "RenewCreditsFunction" => {
+            scheduled::<kassa_renew_credits::RenewCredits>(config, aws, clock)?
+        }
         "OrdersFunction" => lambda!(Http, kassa_orders::Orders::from_config(config, aws, clock)?),
         "StripeWebhookFunction" => lambda!(
             Http,
