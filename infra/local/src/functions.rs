@@ -148,10 +148,9 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
             Http,
             kassa_stripe_webhook::StripeWebhook::from_config(config, aws, clock)?
         ),
-        "PaymentIntentsFunction" => lambda!(
-            Sqs,
-            kassa_payment_intents::PaymentIntents::from_config(config, aws, clock)?
-        ),
+        "PaymentIntentsFunction" => {
+            sqs::<kassa_payment_intents::PaymentIntents>(config, aws, clock)?
+        }
         "OrderPaymentsFunction" => lambda!(
             Sqs,
             kassa_order_payments::OrderPayments::from_config(config, aws, clock)?
