@@ -151,10 +151,9 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "PaymentIntentsFunction" => {
             sqs::<kassa_payment_intents::PaymentIntents>(config, aws, clock)?
         }
-        "OrderPaymentsFunction" => lambda!(
-            Sqs,
-            kassa_order_payments::OrderPayments::from_config(config, aws, clock)?
-        ),
+        "OrderPaymentsFunction" => {
+            sqs::<kassa_order_payments::OrderPayments>(config, aws, clock)?
+        }
         "CreditPurchasesFunction" => lambda!(
             Sqs,
             kassa_credit_purchases::CreditPurchases::from_config(config, aws, clock)?
