@@ -154,10 +154,9 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "OrderPaymentsFunction" => {
             sqs::<kassa_order_payments::OrderPayments>(config, aws, clock)?
         }
-        "CreditPurchasesFunction" => lambda!(
-            Sqs,
-            kassa_credit_purchases::CreditPurchases::from_config(config, aws, clock)?
-        ),
+        "CreditPurchasesFunction" => {
+            sqs::<kassa_credit_purchases::CreditPurchases>(config, aws, clock)?
+        }
         "ExpireOrdersFunction" => schedule!(kassa_expire_orders::ExpireOrders::from_config(
             config, aws, clock
         )?),
