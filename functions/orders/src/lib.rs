@@ -17,14 +17,14 @@ use kassa_runtime::access::{
     self, invoice_stream, order_stream, payment_stream, workspace_stream, MEMBERSHIP,
 };
 use kassa_runtime::command::{self, Command};
-use kassa_runtime::config::ConfigError;
+use kassa_runtime::function::StartError;
 use kassa_runtime::http::{
     json, json_body, limit_param, request_id, respond, route_key, uuid_param,
 };
 use kassa_runtime::idempotency_key::{IdempotencyKey, IdempotentRequests};
 use kassa_runtime::invoicing::{self, Invoicing};
 use kassa_runtime::orders::{self as order_book, OrderBook};
-use kassa_runtime::{caller, Clock, Config, Problem, SdkConfig};
+use kassa_runtime::{caller, Clock, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::{retry, EventStore, Metadata, StoreError};
 use lambda_http::{Body, Request, Response};
 use rust_decimal::Decimal;
@@ -177,11 +177,14 @@ impl Orders {
         }
     }
 
-    pub fn from_config(
+}
+
+impl Function for Orders {
+    fn from_config(
         config: &Config,
         aws: &SdkConfig,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
         let store = EventStore::new(client.clone(), &config.events_table);
         Ok(Self::new(
@@ -195,7 +198,10 @@ impl Orders {
         ))
     }
 
-    pub async fn handle(&self, request: Request) -> Response<Body> {
+}
+
+impl HttpFunction for Orders {
+    async fn handle(&self, request: Request) -> Response<Body> {
         let now = self.clock.now();
         let result = match route_key(&request).as_str() {
             // The commands a client may retry: each answered once per Idempotency-Key.
@@ -224,6 +230,9 @@ impl Orders {
         };
         respond(result)
     }
+}
+
+impl Orders {
 
     async fn purchase(&self, request: &Request) -> Result<OrderView, Problem> {
         let actor = caller(request)?;

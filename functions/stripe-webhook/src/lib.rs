@@ -32,11 +32,11 @@ use kassa_payments::stripe_event::{
 use kassa_payments::webhook_signature;
 use kassa_runtime::access::{order_stream, payment_stream, subscription_stream};
 use kassa_runtime::command::{self, Command};
-use kassa_runtime::config::ConfigError;
+use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, respond};
 use kassa_runtime::invoicing::{self, Invoicing, OVERDUE_AGENDA};
 use kassa_runtime::orders::{OrderBook, ORDER_KEY, USER_KEY, WORKSPACE_KEY};
-use kassa_runtime::{Clock, Config, Problem, SdkConfig};
+use kassa_runtime::{Clock, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::receipt::{receipt, RECEIPT};
 use kassa_store::{
     retry, Agenda, Commit, EventStore, Metadata, RecordedEvent, StoreError, StreamId,
@@ -131,11 +131,14 @@ impl StripeWebhook {
         }
     }
 
-    pub fn from_config(
+}
+
+impl Function for StripeWebhook {
+    fn from_config(
         config: &Config,
         aws: &SdkConfig,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
         Ok(Self::new(
             EventStore::new(client, &config.events_table),
@@ -147,9 +150,15 @@ impl StripeWebhook {
         ))
     }
 
-    pub async fn handle(&self, request: Request) -> Response<Body> {
+}
+
+impl HttpFunction for StripeWebhook {
+    async fn handle(&self, request: Request) -> Response<Body> {
         respond(self.receive(&request).await)
     }
+}
+
+impl StripeWebhook {
 
     async fn receive(&self, request: &Request) -> Result<Response<Body>, Problem> {
         let body: &[u8] = match request.body() {

@@ -143,11 +143,10 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "RenewCreditsFunction" => schedule!(kassa_renew_credits::RenewCredits::from_config(
             config, aws, clock
         )),
-        "OrdersFunction" => lambda!(Http, kassa_orders::Orders::from_config(config, aws, clock)?),
-        "StripeWebhookFunction" => lambda!(
-            Http,
-            kassa_stripe_webhook::StripeWebhook::from_config(config, aws, clock)?
-        ),
+        "OrdersFunction" => http::<kassa_orders::Orders>(config, aws, clock)?,
+        "StripeWebhookFunction" => {
+            http::<kassa_stripe_webhook::StripeWebhook>(config, aws, clock)?
+        }
         "PaymentIntentsFunction" => {
             sqs::<kassa_payment_intents::PaymentIntents>(config, aws, clock)?
         }
