@@ -156,9 +156,9 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "CreditPurchasesFunction" => {
             sqs::<kassa_credit_purchases::CreditPurchases>(config, aws, clock)?
         }
-        "ExpireOrdersFunction" => schedule!(kassa_expire_orders::ExpireOrders::from_config(
-            config, aws, clock
-        )?),
+        "ExpireOrdersFunction" => {
+            scheduled::<kassa_expire_orders::ExpireOrders>(config, aws, clock)?
+        }
         "OverdueInvoicesFunction" => schedule!(
             kassa_overdue_invoices::OverdueInvoices::from_config(config, aws, clock)?
         ),
