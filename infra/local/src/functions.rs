@@ -159,9 +159,9 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "ExpireOrdersFunction" => {
             scheduled::<kassa_expire_orders::ExpireOrders>(config, aws, clock)?
         }
-        "OverdueInvoicesFunction" => schedule!(
-            kassa_overdue_invoices::OverdueInvoices::from_config(config, aws, clock)?
-        ),
+        "OverdueInvoicesFunction" => {
+            scheduled::<kassa_overdue_invoices::OverdueInvoices>(config, aws, clock)?
+        }
         "EventCatalogFunction" => http::<kassa_event_catalog::EventCatalog>(config, aws, clock)?,
         "UsersFunction" => http::<kassa_users::Users>(config, aws, clock)?,
         other => bail!("template function {other} has no handler in the local runner"),
