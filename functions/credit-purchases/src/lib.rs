@@ -66,7 +66,6 @@ impl SqsFunction for CreditPurchases {
 }
 
 impl CreditPurchases {
-
     async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
         match event.decode::<OrderEvent>()? {
             OrderEvent::Completed {

@@ -98,8 +98,7 @@ impl ExpireOrders {
                             fate = Fate::Done;
                         }
                     }
-                    tx.commit()
-                        .delete(self.book.expiry().take(entry)?, TAKEN);
+                    tx.commit().delete(self.book.expiry().take(entry)?, TAKEN);
                     Ok(fate)
                 })
             })

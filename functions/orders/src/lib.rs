@@ -13,9 +13,7 @@ use kassa_domain::pack::{self, MAX_PACKS_PER_ORDER};
 use kassa_domain::payment::{self, IntentOrigin, PaymentCommand};
 use kassa_payments::gateway::{GatewayError, PaymentGateway};
 use kassa_payments::stripe::StripeGateway;
-use kassa_runtime::access::{
-    self, invoice_stream, order_stream, workspace_stream, MEMBERSHIP,
-};
+use kassa_runtime::access::{self, invoice_stream, order_stream, workspace_stream, MEMBERSHIP};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{
     json, json_body, limit_param, request_id, respond, route_key, uuid_param,
@@ -179,7 +177,6 @@ impl Orders {
             requests,
         }
     }
-
 }
 
 impl Function for Orders {
@@ -200,7 +197,6 @@ impl Function for Orders {
             IdempotentRequests::new(client, &config.state_table, NAME),
         ))
     }
-
 }
 
 impl HttpFunction for Orders {
@@ -236,7 +232,6 @@ impl HttpFunction for Orders {
 }
 
 impl Orders {
-
     async fn purchase(&self, request: &Request) -> Result<OrderView, Problem> {
         let actor = caller(request)?;
         let workspace = uuid_param(request, "workspaceId", "workspace_not_found")?;
@@ -309,9 +304,7 @@ impl Orders {
                 Ok(view(&order, 1, None))
             }
             Err(Fail::Refused(e)) => Err(refusal(e)),
-            Err(Fail::Store(StoreError::Refused(MEMBERSHIP))) => {
-                Err(access::not_found(workspace))
-            }
+            Err(Fail::Store(StoreError::Refused(MEMBERSHIP))) => Err(access::not_found(workspace)),
             Err(Fail::Store(e)) => Err(access::store_problem(&e)),
         }
     }

@@ -37,9 +37,7 @@ use kassa_runtime::invoicing::{self, Invoicing, OVERDUE_AGENDA};
 use kassa_runtime::orders::{OrderBook, ORDER_KEY, USER_KEY, WORKSPACE_KEY};
 use kassa_runtime::{Clock, Config, Fail, Function, HttpFunction, Kernel, Problem, SdkConfig};
 use kassa_store::receipt::{receipt, RECEIPT};
-use kassa_store::{
-    Agenda, Commit, EventStore, Metadata, RecordedEvent, StoreError, StreamId,
-};
+use kassa_store::{Agenda, Commit, EventStore, Metadata, RecordedEvent, StoreError, StreamId};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -131,7 +129,6 @@ impl StripeWebhook {
             clock,
         }
     }
-
 }
 
 impl Function for StripeWebhook {
@@ -150,7 +147,6 @@ impl Function for StripeWebhook {
             clock,
         ))
     }
-
 }
 
 impl HttpFunction for StripeWebhook {
@@ -160,7 +156,6 @@ impl HttpFunction for StripeWebhook {
 }
 
 impl StripeWebhook {
-
     async fn receive(&self, request: &Request) -> Result<Response<Body>, Problem> {
         let body: &[u8] = match request.body() {
             Body::Text(t) => t.as_bytes(),

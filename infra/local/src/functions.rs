@@ -144,15 +144,11 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
             config, aws, clock
         )),
         "OrdersFunction" => http::<kassa_orders::Orders>(config, aws, clock)?,
-        "StripeWebhookFunction" => {
-            http::<kassa_stripe_webhook::StripeWebhook>(config, aws, clock)?
-        }
+        "StripeWebhookFunction" => http::<kassa_stripe_webhook::StripeWebhook>(config, aws, clock)?,
         "PaymentIntentsFunction" => {
             sqs::<kassa_payment_intents::PaymentIntents>(config, aws, clock)?
         }
-        "OrderPaymentsFunction" => {
-            sqs::<kassa_order_payments::OrderPayments>(config, aws, clock)?
-        }
+        "OrderPaymentsFunction" => sqs::<kassa_order_payments::OrderPayments>(config, aws, clock)?,
         "CreditPurchasesFunction" => {
             sqs::<kassa_credit_purchases::CreditPurchases>(config, aws, clock)?
         }
