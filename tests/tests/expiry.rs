@@ -6,6 +6,7 @@ mod common;
 use common::{eventually, Api};
 use kassa_expire_orders::ExpireOrders;
 use kassa_runtime::orders::{agenda_time, OrderBook};
+use kassa_runtime::Function;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +52,7 @@ async fn a_run_that_loses_the_entry_to_another_run_counts_it_settled_not_failed(
     // Two runs read the same due entry; the first takes it.
     let first = expiry.run(due.clone()).await.unwrap();
     assert_eq!(
-        (first.expired, first.settled, first.failed),
+        (first.done, first.settled, first.failed),
         (0, 1, 0),
         "{first:?}"
     );
@@ -60,5 +61,5 @@ async fn a_run_that_loses_the_entry_to_another_run_counts_it_settled_not_failed(
         .await
         .expect("losing the entry to another run is not a failure");
     assert_eq!(second.failed, 0, "{second:?}");
-    assert_eq!(second.already_settled, 1, "{second:?}");
+    assert_eq!(second.settled, 1, "{second:?}");
 }

@@ -17,12 +17,13 @@ use kassa_domain::invoice::Draft;
 use kassa_domain::order::{Order, OrderEvent, Purpose};
 use kassa_domain::workspace::Workspace;
 use kassa_runtime::access::{order_stream, workspace_stream};
-use kassa_runtime::config::ConfigError;
-use kassa_runtime::events::{self, EffectError};
+use kassa_runtime::effect::EffectError;
+use kassa_runtime::function::StartError;
+use kassa_runtime::inbox::Inbox;
 use kassa_runtime::invoicing::{self, Invoicing};
 use kassa_runtime::mail::{ConfiguredMailer, Mail, Mailer};
-use kassa_runtime::{wallet, Clock, Config, SdkConfig};
-use kassa_store::{EventStore, Idempotency, Metadata, RecordedEvent};
+use kassa_runtime::{wallet, Clock, Config, Function, SdkConfig, SqsFunction};
+use kassa_store::{EventStore, Metadata, RecordedEvent};
 use rust_decimal::prelude::ToPrimitive;
 use std::sync::Arc;
 
@@ -31,40 +32,40 @@ pub const NAME: &str = "credit-purchases";
 pub struct CreditPurchases {
     store: EventStore,
     invoicing: Invoicing,
-    idempotency: Idempotency,
+    inbox: Inbox,
     mailer: ConfiguredMailer,
     mail_from: String,
     clock: Arc<dyn Clock>,
 }
 
-impl CreditPurchases {
-    pub fn from_config(
+impl Function for CreditPurchases {
+    fn from_config(
         config: &Config,
         aws: &SdkConfig,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
         let store = EventStore::new(client.clone(), &config.events_table);
         Ok(Self {
             invoicing: Invoicing::new(store.clone(), &config.state_table),
             store,
-            idempotency: Idempotency::new(client, &config.state_table, NAME),
+            inbox: Inbox::from_config(config, aws, NAME, clock.clone()),
             mailer: ConfiguredMailer::from_config(config, aws),
             mail_from: config.mail_from.clone(),
             clock,
         })
     }
+}
 
-    pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
-        events::each_once(
-            batch,
-            &self.idempotency,
-            self.clock.as_ref(),
-            |event| async move { self.react(&event).await },
-        )
-        .await
+impl SqsFunction for CreditPurchases {
+    async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
+        self.inbox
+            .each_once(batch, |event| async move { self.react(&event).await })
+            .await
     }
+}
 
+impl CreditPurchases {
     async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
         match event.decode::<OrderEvent>()? {
             OrderEvent::Completed {
@@ -97,13 +98,15 @@ impl CreditPurchases {
                     .store
                     .load(&order_stream(order_id))
                     .await?
-                    .ok_or_else(|| format!("order {order_id} not found"))?
+                    .ok_or_else(|| EffectError::retry(format!("order {order_id} not found yet")))?
                     .state()?;
                 let ws: Workspace = self
                     .store
                     .load(&workspace_stream(workspace_id))
                     .await?
-                    .ok_or_else(|| format!("workspace {workspace_id} not found"))?
+                    .ok_or_else(|| {
+                        EffectError::retry(format!("workspace {workspace_id} not found yet"))
+                    })?
                     .state()?;
                 let today = event.time.date();
                 let draft = Draft {

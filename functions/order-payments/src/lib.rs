@@ -11,57 +11,57 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_domain::credits::CreditEvent;
-use kassa_domain::order::{self, Order, OrderCommand, OrderError};
+use kassa_domain::order::{Order, OrderCommand, OrderError};
 use kassa_domain::payment::PaymentEvent;
 use kassa_domain::user::UserEvent;
 use kassa_payments::gateway::{GatewayError, PaymentGateway};
 use kassa_payments::stripe::StripeGateway;
-use kassa_runtime::access::order_stream;
-use kassa_runtime::command::{self, Command};
-use kassa_runtime::config::ConfigError;
-use kassa_runtime::events::{self, EffectError};
+use kassa_runtime::effect::EffectError;
+use kassa_runtime::function::StartError;
+use kassa_runtime::inbox::Inbox;
 use kassa_runtime::orders::OrderBook;
-use kassa_runtime::{Clock, Config, SdkConfig};
-use kassa_store::{retry, EventStore, Idempotency, Metadata, RecordedEvent};
+use kassa_runtime::{Clock, Config, Fail, Function, Kernel, SdkConfig, SqsFunction};
+use kassa_store::{EventStore, Metadata, RecordedEvent};
 use std::sync::Arc;
 use uuid::Uuid;
 
 pub const NAME: &str = "order-payments";
 
 pub struct OrderPayments {
-    store: EventStore,
+    kernel: Kernel,
     book: OrderBook,
-    idempotency: Idempotency,
+    inbox: Inbox,
     gateway: StripeGateway,
-    clock: Arc<dyn Clock>,
 }
 
-impl OrderPayments {
-    pub fn from_config(
+impl Function for OrderPayments {
+    fn from_config(
         config: &Config,
         aws: &SdkConfig,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
         Ok(Self {
-            store: EventStore::new(client.clone(), &config.events_table),
-            book: OrderBook::new(client.clone(), &config.state_table),
-            idempotency: Idempotency::new(client, &config.state_table, NAME),
+            kernel: Kernel::new(
+                EventStore::new(client.clone(), &config.events_table),
+                clock.clone(),
+            ),
+            book: OrderBook::new(client, &config.state_table),
+            inbox: Inbox::from_config(config, aws, NAME, clock),
             gateway: StripeGateway::new(&config.stripe.api_base, config.stripe.secret_key()?),
-            clock,
         })
     }
+}
 
-    pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
-        events::each_once(
-            batch,
-            &self.idempotency,
-            self.clock.as_ref(),
-            |event| async move { self.react(&event).await },
-        )
-        .await
+impl SqsFunction for OrderPayments {
+    async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
+        self.inbox
+            .each_once(batch, |event| async move { self.react(&event).await })
+            .await
     }
+}
 
+impl OrderPayments {
     async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
         let (order_id, command) = match event.context.as_str() {
             "payments" => match event.decode::<PaymentEvent>()? {
@@ -149,33 +149,36 @@ impl OrderPayments {
         order_id: Uuid,
         command: OrderCommand,
     ) -> Result<usize, EffectError> {
-        let stream = order_stream(order_id);
         let fulfil = matches!(command, OrderCommand::Fulfill { .. });
-        let decide = |state: Option<&Order>| order::decide(state, command.clone());
-        let outcome = command::run(
-            &self.store,
-            self.clock.now(),
-            Command {
-                stream: &stream,
-                metadata: Metadata::caused_by(event, format!("system:{NAME}")),
-                decide: &decide,
-                evolve: order::evolve,
-                also: &command::nothing,
-                attempts: retry::DEFAULT_ATTEMPTS,
-            },
-        )
-        .await?;
-        match outcome {
-            Ok(done) => Ok(done.recorded.len()),
-            Err(e @ OrderError::NotPaid(_)) if fulfil => Err(e.to_string().into()),
-            Err(OrderError::NotFound) => Err(format!("order {order_id} not found yet").into()),
+        let command = &command;
+        let outcome = self
+            .kernel
+            .run(Metadata::caused_by(event, format!("system:{NAME}")), |tx| {
+                Box::pin(async move {
+                    let mut order = tx.load::<Order>(&order_id).await?;
+                    tx.decide(&mut order, command.clone())?;
+                    Ok(())
+                })
+            })
+            .await;
+        let refusal = match outcome {
+            Ok(done) => return Ok(done.recorded.len()),
+            Err(Fail::Store(e)) => return Err(e.into()),
+            Err(Fail::Refused(refusal)) => refusal,
+        };
+        match refusal {
+            // Not yet: the payment, or the order itself, is on its way.
+            e @ OrderError::NotPaid(_) if fulfil => Err(EffectError::retry(e)),
+            OrderError::NotFound => Err(EffectError::retry(format!(
+                "order {order_id} not found yet"
+            ))),
             // Never applied; the payment stream caps refunds first, so this is a bug or
             // tampering and someone must look.
-            Err(e @ OrderError::RefundExceedsPayment { .. }) => {
+            e @ OrderError::RefundExceedsPayment { .. } => {
                 tracing::error!(alert = "payment_mismatched", %order_id, event_type = %event.event_type, reason = %e, "refund not applied to the order");
                 Ok(0)
             }
-            Err(e) => {
+            e => {
                 tracing::info!(%order_id, event_type = %event.event_type, reason = %e, "order unchanged");
                 Ok(0)
             }
@@ -189,10 +192,15 @@ impl OrderPayments {
     ) -> Result<serde_json::Value, EffectError> {
         let mut canceled = 0;
         for order_id in self.book.orders_of(user).await? {
-            let Some(head) = self.store.load(&order_stream(order_id)).await? else {
+            let Some(order) = self
+                .kernel
+                .store()
+                .load_aggregate::<Order>(&order_id)
+                .await?
+                .state
+            else {
                 continue;
             };
-            let order: Order = head.state()?;
             if !order.status.is_open() {
                 continue;
             }

@@ -13,19 +13,18 @@ use kassa_domain::pack::{self, MAX_PACKS_PER_ORDER};
 use kassa_domain::payment::{self, IntentOrigin, PaymentCommand};
 use kassa_payments::gateway::{GatewayError, PaymentGateway};
 use kassa_payments::stripe::StripeGateway;
-use kassa_runtime::access::{
-    self, invoice_stream, order_stream, payment_stream, workspace_stream, MEMBERSHIP,
-};
-use kassa_runtime::command::{self, Command};
-use kassa_runtime::config::ConfigError;
+use kassa_runtime::access::{self, invoice_stream, order_stream, workspace_stream, MEMBERSHIP};
+use kassa_runtime::function::StartError;
 use kassa_runtime::http::{
     json, json_body, limit_param, request_id, respond, route_key, uuid_param,
 };
 use kassa_runtime::idempotency_key::{IdempotencyKey, IdempotentRequests};
 use kassa_runtime::invoicing::{self, Invoicing};
 use kassa_runtime::orders::{self as order_book, OrderBook};
-use kassa_runtime::{caller, Clock, Config, Problem, SdkConfig};
-use kassa_store::{retry, EventStore, Metadata, StoreError};
+use kassa_runtime::{
+    caller, Clock, Config, Fail, Function, HttpFunction, Kernel, Problem, SdkConfig,
+};
+use kassa_store::{EventStore, Metadata, StoreError};
 use lambda_http::{Body, Request, Response};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -35,6 +34,7 @@ use uuid::Uuid;
 
 pub struct Orders {
     store: EventStore,
+    kernel: Kernel,
     book: OrderBook,
     invoicing: Invoicing,
     gateway: StripeGateway,
@@ -167,6 +167,7 @@ impl Orders {
         requests: IdempotentRequests,
     ) -> Self {
         Self {
+            kernel: Kernel::new(store.clone(), clock.clone()),
             store,
             book,
             invoicing,
@@ -176,12 +177,14 @@ impl Orders {
             requests,
         }
     }
+}
 
-    pub fn from_config(
+impl Function for Orders {
+    fn from_config(
         config: &Config,
         aws: &SdkConfig,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
         let store = EventStore::new(client.clone(), &config.events_table);
         Ok(Self::new(
@@ -194,8 +197,10 @@ impl Orders {
             IdempotentRequests::new(client, &config.state_table, NAME),
         ))
     }
+}
 
-    pub async fn handle(&self, request: Request) -> Response<Body> {
+impl HttpFunction for Orders {
+    async fn handle(&self, request: Request) -> Response<Body> {
         let now = self.clock.now();
         let result = match route_key(&request).as_str() {
             // The commands a client may retry: each answered once per Idempotency-Key.
@@ -224,7 +229,9 @@ impl Orders {
         };
         respond(result)
     }
+}
 
+impl Orders {
     async fn purchase(&self, request: &Request) -> Result<OrderView, Problem> {
         let actor = caller(request)?;
         let workspace = uuid_param(request, "workspaceId", "workspace_not_found")?;
@@ -266,42 +273,39 @@ impl Orders {
             reference: body.reference,
             now,
         };
-        let stream = order_stream(new.order_id);
-        let user = actor.user.as_str().to_owned();
+        let user = actor.user.as_str();
         let is_admin = actor.role == Role::Admin;
-        let decide =
-            |state: Option<&Order>| order::decide(state, OrderCommand::Create(new.clone()));
-        let also = |commit: &mut kassa_store::Commit, state: Option<&Order>, _: &[_]| {
-            let Some(order) = state else { return Ok(()) };
-            // Membership is checked again inside the transaction: a collaborator removed
-            // between the read and the commit cannot buy.
-            if !is_admin {
-                commit.require_member(&workspace_stream(workspace), &user, MEMBERSHIP)?;
-            }
-            self.book.on_create(commit, order)?;
-            Ok(())
-        };
-        let outcome = command::run(
-            &self.store,
-            now,
-            Command {
-                stream: &stream,
-                metadata: Metadata::origin(request_id(request), actor.user.as_str()),
-                decide: &decide,
-                evolve: order::evolve,
-                also: &also,
-                attempts: retry::DEFAULT_ATTEMPTS,
-            },
-        )
-        .await;
+        let new = &new;
+        let outcome = self
+            .kernel
+            .run(Metadata::origin(request_id(request), user), |tx| {
+                Box::pin(async move {
+                    let mut order = tx.load::<Order>(&new.order_id).await?;
+                    let events = tx.decide(&mut order, OrderCommand::Create(new.clone()))?;
+                    if let (Some(created), false) = (&order.state, events.is_empty()) {
+                        // Membership is checked again inside the transaction: a
+                        // collaborator removed between the read and the commit cannot buy.
+                        if !is_admin {
+                            tx.commit().require_member(
+                                &workspace_stream(workspace),
+                                user,
+                                MEMBERSHIP,
+                            )?;
+                        }
+                        self.book.on_create(tx.commit(), created)?;
+                    }
+                    Ok(order.state)
+                })
+            })
+            .await;
         match outcome {
-            Ok(Ok(done)) => {
-                let order = done.state.ok_or_else(|| Problem::internal(&"no order"))?;
+            Ok(done) => {
+                let order = done.value.ok_or_else(|| Problem::internal(&"no order"))?;
                 Ok(view(&order, 1, None))
             }
-            Ok(Err(e)) => Err(refusal(e)),
-            Err(StoreError::Refused(MEMBERSHIP)) => Err(access::not_found(workspace)),
-            Err(e) => Err(access::store_problem(&e)),
+            Err(Fail::Refused(e)) => Err(refusal(e)),
+            Err(Fail::Store(StoreError::Refused(MEMBERSHIP))) => Err(access::not_found(workspace)),
+            Err(Fail::Store(e)) => Err(access::store_problem(&e)),
         }
     }
 
@@ -344,34 +348,28 @@ impl Orders {
         order_id: Uuid,
         command: OrderCommand,
     ) -> Result<OrderView, Problem> {
-        let stream = order_stream(order_id);
-        let decide = |state: Option<&Order>| order::decide(state, command.clone());
-        let outcome = command::run(
-            &self.store,
-            self.clock.now(),
-            Command {
-                stream: &stream,
-                metadata: Metadata::origin(request_id(request), actor.user.as_str()),
-                decide: &decide,
-                evolve: order::evolve,
-                also: &command::nothing,
-                attempts: retry::DEFAULT_ATTEMPTS,
-            },
-        )
-        .await;
+        let command = &command;
+        let outcome = self
+            .kernel
+            .run(
+                Metadata::origin(request_id(request), actor.user.as_str()),
+                |tx| {
+                    Box::pin(async move {
+                        let mut order = tx.load::<Order>(&order_id).await?;
+                        tx.decide(&mut order, command.clone())?;
+                        Ok((order.state, order.version))
+                    })
+                },
+            )
+            .await;
         match outcome {
-            Ok(Ok(_)) => {
-                let head = self
-                    .store
-                    .load(&stream)
-                    .await
-                    .map_err(|e| access::store_problem(&e))?
-                    .ok_or_else(|| order_not_found(order_id))?;
-                let order: Order = head.state().map_err(|e| Problem::internal(&e))?;
-                Ok(view(&order, head.version, None))
+            Ok(done) => {
+                let (order, version) = done.value;
+                let order = order.ok_or_else(|| order_not_found(order_id))?;
+                Ok(view(&order, version, None))
             }
-            Ok(Err(e)) => Err(refusal(e)),
-            Err(e) => Err(access::store_problem(&e)),
+            Err(Fail::Refused(e)) => Err(refusal(e)),
+            Err(Fail::Store(e)) => Err(access::store_problem(&e)),
         }
     }
 
@@ -491,25 +489,23 @@ impl Orders {
             amount,
             reason: body.reason.clone(),
         };
-        let stream = payment_stream(intent);
-        let decide = |state: Option<&payment::Payment>| {
-            Ok::<_, std::convert::Infallible>(payment::decide(state, refund_command.clone()))
-        };
-        command::run(
-            &self.store,
-            self.clock.now(),
-            Command {
-                stream: &stream,
-                metadata: Metadata::origin(request_id(request), actor.user.as_str()),
-                decide: &decide,
-                evolve: payment::evolve,
-                also: &command::nothing,
-                attempts: retry::DEFAULT_ATTEMPTS,
-            },
-        )
-        .await
-        .map_err(|e| access::store_problem(&e))?
-        .map_err(|never| match never {})?;
+        let refund_command = &refund_command;
+        self.kernel
+            .run(
+                Metadata::origin(request_id(request), actor.user.as_str()),
+                |tx| {
+                    Box::pin(async move {
+                        let mut payment = tx.load::<payment::Payment>(intent.as_str()).await?;
+                        tx.decide(&mut payment, refund_command.clone())?;
+                        Ok(())
+                    })
+                },
+            )
+            .await
+            .map_err(|fail| match fail {
+                Fail::Store(e) => access::store_problem(&e),
+                Fail::Refused(never) => match never {},
+            })?;
         Ok(serde_json::json!({
             "order_id": order.order_id,
             "refund_id": refund.id,

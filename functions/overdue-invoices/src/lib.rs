@@ -4,18 +4,16 @@
 //! retried by the next run.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use kassa_domain::invoice::{self, Invoice, InvoiceCommand, InvoiceEvent, InvoiceStatus};
+use kassa_domain::invoice::{self, Invoice, InvoiceCommand, InvoiceStatus};
 use kassa_domain::workspace::Workspace;
-use kassa_runtime::access::{invoice_stream, workspace_stream};
-use kassa_runtime::config::ConfigError;
-use kassa_runtime::events::EffectError;
+use kassa_runtime::effect::EffectError;
+use kassa_runtime::function::StartError;
 use kassa_runtime::invoicing::{day, OVERDUE_AGENDA};
 use kassa_runtime::mail::{ConfiguredMailer, Mail, Mailer};
-use kassa_runtime::{Clock, Config, SdkConfig};
-use kassa_store::{
-    retry, Agenda, Entry, EventStore, Metadata, Notification, ReadModels, StoreError,
-};
-use serde::Serialize;
+use kassa_runtime::sweep::{sweep, Fate, Sweep};
+use kassa_runtime::{Clock, Config, Fail, Function, Kernel, ScheduledFunction, SdkConfig};
+use kassa_store::{Agenda, Entry, EventStore, Metadata, Notification, ReadModels, StoreError};
+use std::convert::Infallible;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -24,71 +22,52 @@ pub const NAME: &str = "overdue-invoices";
 /// The label of the agenda entry's removal.
 const TAKEN: &str = "overdue_taken";
 
-#[derive(Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Run {
-    pub due: usize,
-    /// Overdue invoices whose notice went out in this run.
-    pub overdue: usize,
-    /// Paid (or gone) before a notice was owed.
-    pub settled: usize,
-    pub failed: usize,
-}
-
 pub struct OverdueInvoices {
-    store: EventStore,
+    kernel: Kernel,
     agenda: Agenda,
     read_models: ReadModels,
     mailer: ConfiguredMailer,
     mail_from: String,
-    clock: Arc<dyn Clock>,
 }
 
-impl OverdueInvoices {
-    pub fn from_config(
+impl Function for OverdueInvoices {
+    fn from_config(
         config: &Config,
         aws: &SdkConfig,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
         Ok(Self {
-            store: EventStore::new(client.clone(), &config.events_table),
+            kernel: Kernel::new(EventStore::new(client.clone(), &config.events_table), clock),
             agenda: Agenda::new(client.clone(), &config.state_table, OVERDUE_AGENDA),
             read_models: ReadModels::new(client, &config.state_table),
             mailer: ConfiguredMailer::from_config(config, aws),
             mail_from: config.mail_from.clone(),
-            clock,
         })
     }
+}
 
-    pub async fn handle(&self, _schedule: EventBridgeEvent) -> Result<Run, EffectError> {
-        let today = self.clock.now().date();
-        // Due yesterday or earlier: an invoice is payable through its due date.
-        let due = self
-            .agenda
-            .due_by(&day(today.previous_day().unwrap_or(today)))
-            .await?;
-        let mut run = Run {
-            due: due.len(),
-            ..Run::default()
-        };
+/// One daily run: `done` counts the invoices whose notice went out, `settled` those paid
+/// (or gone) before a notice was owed.
+impl ScheduledFunction for OverdueInvoices {
+    type Run = Sweep;
+
+    async fn handle(&self, _schedule: EventBridgeEvent) -> Result<Sweep, EffectError> {
+        let today = self.kernel.clock().now().date();
         let correlation = Uuid::now_v7();
-        for entry in due {
-            match self.settle(&entry, today, correlation).await {
-                Ok(Some(_)) => run.overdue += 1,
-                Ok(None) => run.settled += 1,
-                Err(e) => {
-                    tracing::error!(invoice = %entry.subject, error = %e, "overdue notice failed");
-                    run.failed += 1;
-                }
-            }
-        }
-        tracing::info!(?run, "overdue run");
-        if run.failed > 0 {
-            return Err(format!("{} of {} invoices failed", run.failed, run.due).into());
-        }
-        Ok(run)
+        // Due yesterday or earlier: an invoice is payable through its due date.
+        let when = day(today.previous_day().unwrap_or(today));
+        sweep(&self.agenda, &when, "overdue notice", |entry| async move {
+            Ok(match self.settle(&entry, today, correlation).await? {
+                Some(_) => Fate::Done,
+                None => Fate::Settled,
+            })
+        })
+        .await
     }
+}
 
+impl OverdueInvoices {
     /// Marks the invoice overdue, notifies, and only then takes it off the agenda: the
     /// entry is the record of a notice owed, so a notice that fails is sent by the next
     /// run, and one sent is not sent again. `None` when the invoice was paid meanwhile.
@@ -104,12 +83,19 @@ impl OverdueInvoices {
             self.notify(invoice, today).await?;
         }
         let metadata = Metadata::origin(correlation, format!("system:{NAME}"));
-        let mut commit = self.store.commit_builder(metadata, self.clock.now());
-        commit.delete(self.agenda.take(entry)?, TAKEN);
-        match self.store.commit(commit).await {
+        let taken = self
+            .kernel
+            .run(metadata, |tx| {
+                Box::pin(async move {
+                    tx.commit().delete(self.agenda.take(entry)?, TAKEN);
+                    Ok::<_, Fail<Infallible>>(())
+                })
+            })
+            .await;
+        match taken {
             // Another run took it: it had sent the notice too, or it found nothing owed.
-            Ok(_) | Err(StoreError::Refused(TAKEN)) => Ok(owed),
-            Err(e) => Err(e.into()),
+            Ok(_) | Err(Fail::Store(StoreError::Refused(TAKEN))) => Ok(owed),
+            Err(fail) => Err(fail.into()),
         }
     }
 
@@ -120,39 +106,40 @@ impl OverdueInvoices {
         today: time::Date,
         correlation: Uuid,
     ) -> Result<Option<Invoice>, EffectError> {
-        let stream = invoice_stream(Uuid::parse_str(&entry.subject)?);
+        let invoice_id = Uuid::parse_str(&entry.subject)?;
         let metadata = Metadata::origin(correlation, format!("system:{NAME}"));
-        let invoice = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |_| {
-            let (metadata, stream) = (metadata.clone(), &stream);
-            async move {
-                let Some(head) = self.store.load(stream).await? else {
-                    return Ok(None);
-                };
-                let invoice: Invoice = head.state()?;
-                let events = invoice::decide(Some(&invoice), InvoiceCommand::MarkOverdue { today })
-                    .unwrap_or_default();
-                if events.is_empty() {
-                    return Ok(Some(invoice));
-                }
-                let next = events.iter().fold(Some(invoice), invoice::evolve);
-                let mut commit = self.store.commit_builder(metadata, self.clock.now());
-                commit.append::<InvoiceEvent>(stream, head.version, &events, &next)?;
-                self.store.commit(commit).await?;
-                Ok(next)
-            }
-        })
-        .await?;
-        Ok(invoice)
+        let marked = self
+            .kernel
+            .run(metadata, |tx| {
+                Box::pin(async move {
+                    let mut loaded = tx.load::<Invoice>(&invoice_id).await?;
+                    if let Some(current) = &loaded.state {
+                        // A paid or canceled invoice is not owed: nothing to mark.
+                        let events =
+                            invoice::decide(Some(current), InvoiceCommand::MarkOverdue { today })
+                                .unwrap_or_default();
+                        tx.record(&mut loaded, &events)?;
+                    }
+                    Ok::<_, Fail<Infallible>>(loaded.state)
+                })
+            })
+            .await?;
+        Ok(marked.value)
     }
 
     async fn notify(&self, invoice: &Invoice, today: time::Date) -> Result<(), EffectError> {
         let Some(workspace_id) = invoice.workspace_id else {
             return Ok(());
         };
-        let Some(head) = self.store.load(&workspace_stream(workspace_id)).await? else {
+        let Some(ws) = self
+            .kernel
+            .store()
+            .load_aggregate::<Workspace>(&workspace_id)
+            .await?
+            .state
+        else {
             return Ok(());
         };
-        let ws: Workspace = head.state()?;
         let days = (today - invoice.due_date).whole_days();
         let message = format!(
             "Invoice {} of {} was due on {} and is {days} day(s) overdue.",

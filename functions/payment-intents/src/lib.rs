@@ -9,55 +9,56 @@
 //! holds is never canceled here.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use kassa_domain::order::{self, Order, OrderCommand, OrderEvent};
-use kassa_domain::payment::{self, IntentOrigin, Payment, PaymentCommand, PaymentEvent};
+use kassa_domain::order::{Order, OrderCommand, OrderEvent};
+use kassa_domain::payment::{IntentOrigin, Payment, PaymentCommand};
 use kassa_payments::gateway::{IntentRequest, PaymentGateway};
 use kassa_payments::stripe::StripeGateway;
-use kassa_runtime::access::{order_stream, payment_stream};
-use kassa_runtime::config::ConfigError;
-use kassa_runtime::events::{self, EffectError};
+use kassa_runtime::effect::EffectError;
+use kassa_runtime::function::StartError;
+use kassa_runtime::inbox::Inbox;
 use kassa_runtime::orders::{OrderBook, ORDER_KEY, USER_KEY, WORKSPACE_KEY};
-use kassa_runtime::{Clock, Config, SdkConfig};
-use kassa_store::{retry, EventStore, Idempotency, Metadata, RecordedEvent, StoreError};
+use kassa_runtime::{Clock, Config, Fail, Function, Kernel, SdkConfig, SqsFunction};
+use kassa_store::{EventStore, Metadata, RecordedEvent};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub const NAME: &str = "payment-intents";
 
 pub struct PaymentIntents {
-    store: EventStore,
+    kernel: Kernel,
     book: OrderBook,
-    idempotency: Idempotency,
+    inbox: Inbox,
     gateway: StripeGateway,
-    clock: Arc<dyn Clock>,
 }
 
-impl PaymentIntents {
-    pub fn from_config(
+impl Function for PaymentIntents {
+    fn from_config(
         config: &Config,
         aws: &SdkConfig,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
         Ok(Self {
-            store: EventStore::new(client.clone(), &config.events_table),
-            book: OrderBook::new(client.clone(), &config.state_table),
-            idempotency: Idempotency::new(client, &config.state_table, NAME),
+            kernel: Kernel::new(
+                EventStore::new(client.clone(), &config.events_table),
+                clock.clone(),
+            ),
+            book: OrderBook::new(client, &config.state_table),
+            inbox: Inbox::from_config(config, aws, NAME, clock),
             gateway: StripeGateway::new(&config.stripe.api_base, config.stripe.secret_key()?),
-            clock,
         })
     }
+}
 
-    pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
-        events::each_once(
-            batch,
-            &self.idempotency,
-            self.clock.as_ref(),
-            |event| async move { self.create(&event).await },
-        )
-        .await
+impl SqsFunction for PaymentIntents {
+    async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
+        self.inbox
+            .each_once(batch, |event| async move { self.create(&event).await })
+            .await
     }
+}
 
+impl PaymentIntents {
     async fn create(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
         let OrderEvent::Created {
             order_id,
@@ -69,14 +70,16 @@ impl PaymentIntents {
         else {
             return Ok(serde_json::json!({ "skipped": event.event_type }));
         };
-        let order_stream = order_stream(order_id);
         let held = |order: &Order| order.payment_intent_id.clone();
-        let order: Order = self
-            .store
-            .load(&order_stream)
+        let order = self
+            .kernel
+            .store()
+            .load_aggregate::<Order>(&order_id)
             .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("{order_stream} is missing")))?
-            .state()?;
+            .state
+            // The order's own `order.created` is here: its stream cannot be missing for
+            // long, and a read that lags is worth another delivery.
+            .ok_or_else(|| EffectError::retry(format!("order {order_id} is not there yet")))?;
         if let Some(intent) = held(&order) {
             // A redelivery after the intent was recorded: done already. Stripe is not asked
             // again (its idempotency key lapses after a day, and an intent it created anew
@@ -108,62 +111,45 @@ impl PaymentIntents {
             amount: total_amount,
         };
         let client_secret = intent.client_secret.clone().unwrap_or_default();
-        let metadata = Metadata::caused_by(event, format!("system:{NAME}"));
-        let payment_stream = payment_stream(&intent.id);
-        let outcome = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |_| async {
-            let order_head = self
-                .store
-                .load(&order_stream)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt(format!("{order_stream} is missing")))?;
-            let order: Order = order_head.state()?;
-            let order_events = order::decide(
-                Some(&order),
-                OrderCommand::AwaitPayment {
-                    payment_intent_id: intent.id.clone(),
-                },
-            )
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if order_events.is_empty() {
-                return Ok(if held(&order).as_deref() == Some(intent.id.as_str()) {
-                    Awaiting::Already
-                } else {
-                    Awaiting::Stray
-                });
-            }
-            let payment_head = self.store.load(&payment_stream).await?;
-            let (version, payment) = match &payment_head {
-                Some(h) => (h.version, Some(h.state::<Payment>()?)),
-                None => (0, None),
-            };
-            let payment_events = payment::decide(
-                payment.as_ref(),
-                PaymentCommand::RecordIntent(origin.clone()),
-            );
-            let next_order = order_events.iter().fold(Some(order), order::evolve);
-            let next_payment = payment_events.iter().fold(payment, payment::evolve);
-            let mut commit = self
-                .store
-                .commit_builder(metadata.clone(), self.clock.now());
-            commit.append::<PaymentEvent>(
-                &payment_stream,
-                version,
-                &payment_events,
-                &next_payment,
-            )?;
-            commit.append::<OrderEvent>(
-                &order_stream,
-                order_head.version,
-                &order_events,
-                &next_order,
-            )?;
-            if let Some(order) = &next_order {
-                commit.put(self.book.secret(order, &client_secret)?, "client_secret");
-            }
-            self.store.commit(commit).await?;
-            Ok(Awaiting::Recorded)
-        })
-        .await?;
+        let (origin, intent_id, client_secret) = (&origin, intent.id.as_str(), &client_secret);
+        let outcome = self
+            .kernel
+            .run(Metadata::caused_by(event, format!("system:{NAME}")), |tx| {
+                Box::pin(async move {
+                    let mut order = tx.load::<Order>(&order_id).await?;
+                    let Some(current) = order.state.as_ref() else {
+                        return Err(Fail::Store(kassa_store::StoreError::Corrupt(format!(
+                            "{} is missing",
+                            order.stream
+                        ))));
+                    };
+                    let already = held(current).as_deref() == Some(intent_id);
+                    let awaiting = OrderCommand::AwaitPayment {
+                        payment_intent_id: intent_id.to_owned(),
+                    };
+                    let order_events = tx.decide(&mut order, awaiting)?;
+                    if order_events.is_empty() {
+                        return Ok(if already {
+                            Awaiting::Already
+                        } else {
+                            Awaiting::Stray
+                        });
+                    }
+                    let mut payment = tx.load::<Payment>(intent_id).await?;
+                    tx.decide(&mut payment, PaymentCommand::RecordIntent(origin.clone()))
+                        .map_err(|fail| fail.map(|never| match never {}))?;
+                    if let Some(order) = &order.state {
+                        tx.commit()
+                            .put(self.book.secret(order, client_secret)?, "client_secret");
+                    }
+                    Ok(Awaiting::Recorded)
+                })
+            })
+            .await
+            // An order that refuses to await this payment was decided on a state that will
+            // not change by itself: it stays refused, so the message is parked.
+            .map_err(EffectError::from)?
+            .value;
         if outcome == Awaiting::Stray {
             // The order was canceled or expired before this intent existed, or holds
             // another one: nobody may pay this one. The intent the order holds is never

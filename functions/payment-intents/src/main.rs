@@ -1,18 +1,4 @@
-use aws_lambda_events::event::sqs::SqsEvent;
-use kassa_payment_intents::PaymentIntents;
-use kassa_runtime::{config, telemetry, Config, SystemClock};
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use std::sync::Arc;
-
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init();
-    let config = Config::from_env()?;
-    let aws = config::aws().await;
-    let handler = PaymentIntents::from_config(&config, &aws, Arc::new(SystemClock))?;
-    let handler = &handler;
-    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(handler.handle(event.payload).await)
-    }))
-    .await
+async fn main() -> Result<(), lambda_runtime::Error> {
+    kassa_runtime::run_sqs::<kassa_payment_intents::PaymentIntents>().await
 }

@@ -31,16 +31,13 @@ use kassa_payments::stripe_event::{
 };
 use kassa_payments::webhook_signature;
 use kassa_runtime::access::{order_stream, payment_stream, subscription_stream};
-use kassa_runtime::command::{self, Command};
-use kassa_runtime::config::ConfigError;
+use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, respond};
 use kassa_runtime::invoicing::{self, Invoicing, OVERDUE_AGENDA};
 use kassa_runtime::orders::{OrderBook, ORDER_KEY, USER_KEY, WORKSPACE_KEY};
-use kassa_runtime::{Clock, Config, Problem, SdkConfig};
+use kassa_runtime::{Clock, Config, Fail, Function, HttpFunction, Kernel, Problem, SdkConfig};
 use kassa_store::receipt::{receipt, RECEIPT};
-use kassa_store::{
-    retry, Agenda, Commit, EventStore, Metadata, RecordedEvent, StoreError, StreamId,
-};
+use kassa_store::{Agenda, Commit, EventStore, Metadata, RecordedEvent, StoreError, StreamId};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -49,6 +46,7 @@ pub const NAME: &str = "stripe-webhook";
 
 pub struct StripeWebhook {
     store: EventStore,
+    kernel: Kernel,
     invoicing: Invoicing,
     overdue: Agenda,
     book: OrderBook,
@@ -120,6 +118,7 @@ impl StripeWebhook {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
+            kernel: Kernel::new(store.clone(), clock.clone()),
             invoicing: Invoicing::new(store.clone(), state_table),
             overdue: Agenda::new(store.client().clone(), state_table, OVERDUE_AGENDA),
             book: OrderBook::new(store.client().clone(), state_table),
@@ -130,12 +129,14 @@ impl StripeWebhook {
             clock,
         }
     }
+}
 
-    pub fn from_config(
+impl Function for StripeWebhook {
+    fn from_config(
         config: &Config,
         aws: &SdkConfig,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
         Ok(Self::new(
             EventStore::new(client, &config.events_table),
@@ -146,11 +147,15 @@ impl StripeWebhook {
             clock,
         ))
     }
+}
 
-    pub async fn handle(&self, request: Request) -> Response<Body> {
+impl HttpFunction for StripeWebhook {
+    async fn handle(&self, request: Request) -> Response<Body> {
         respond(self.receive(&request).await)
     }
+}
 
+impl StripeWebhook {
     async fn receive(&self, request: &Request) -> Result<Response<Body>, Problem> {
         let body: &[u8] = match request.body() {
             Body::Text(t) => t.as_bytes(),
@@ -288,41 +293,49 @@ impl StripeWebhook {
         stream: &StreamId,
         decide: &(dyn Fn(Option<&S>) -> Vec<E> + Send + Sync),
         evolve: fn(Option<S>, &E) -> Option<S>,
-        extra: &command::Also<'_, S, E>,
+        extra: &Also<'_, S, E>,
     ) -> Result<Outcome, Problem>
     where
         S: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync,
         E: kassa_domain::event::DomainEvent + Send + Sync,
     {
-        let decide = |state: Option<&S>| Ok::<_, std::convert::Infallible>(decide(state));
-        let also = |commit: &mut Commit, state: Option<&S>, events: &[E]| {
-            self.receipt(commit, event)?;
-            extra(commit, state, events)
-        };
-        let outcome = command::run(
-            &self.store,
-            self.clock.now(),
-            Command {
-                stream,
-                metadata: self.metadata(event),
-                decide: &decide,
-                evolve,
-                also: &also,
-                attempts: retry::DEFAULT_ATTEMPTS,
-            },
-        )
-        .await;
+        // Mismatches are tallied on a stream that is no aggregate's, so the stream is read
+        // and appended to as it is rather than through `Tx::load`.
+        let outcome = self
+            .kernel
+            .run(self.metadata(event), |tx| {
+                Box::pin(async move {
+                    let head = tx.store().load(stream).await?;
+                    let (version, state) = match &head {
+                        Some(h) => (h.version, Some(h.state::<S>()?)),
+                        None => (0, None),
+                    };
+                    let events = decide(state.as_ref());
+                    if events.is_empty() {
+                        // Already applied or superseded: nothing is written, the
+                        // receipt included.
+                        return Ok::<_, Fail<std::convert::Infallible>>(());
+                    }
+                    let next = events.iter().fold(state, evolve);
+                    let commit = tx.commit();
+                    commit.append(stream, version, &events, &next)?;
+                    self.receipt(commit, event)?;
+                    extra(commit, next.as_ref(), &events)?;
+                    Ok(())
+                })
+            })
+            .await;
         match outcome {
-            Ok(Ok(done)) if done.recorded.is_empty() => Ok(Outcome::Ignored(
+            Ok(done) if done.recorded.is_empty() => Ok(Outcome::Ignored(
                 "nothing changed: already applied or superseded".into(),
             )),
-            Ok(Ok(done)) => {
+            Ok(done) => {
                 alert(&done.recorded);
                 Ok(Outcome::Recorded(done.recorded.len()))
             }
-            Ok(Err(never)) => match never {},
-            Err(StoreError::Refused(RECEIPT)) => Ok(Outcome::Duplicate),
-            Err(e) => Err(server_error(&e)),
+            Err(Fail::Refused(never)) => match never {},
+            Err(Fail::Store(StoreError::Refused(RECEIPT))) => Ok(Outcome::Duplicate),
+            Err(Fail::Store(e)) => Err(server_error(&e)),
         }
     }
 
@@ -376,7 +389,7 @@ impl StripeWebhook {
             &payment_stream(&intent.id),
             &decide,
             payment::evolve,
-            &command::nothing,
+            &nothing,
         )
         .await
     }
@@ -430,7 +443,7 @@ impl StripeWebhook {
             }
             events
         };
-        self.record(event, &stream, &decide, payment::evolve, &command::nothing)
+        self.record(event, &stream, &decide, payment::evolve, &nothing)
             .await
     }
 
@@ -495,7 +508,7 @@ impl StripeWebhook {
                 &mismatch_stream(intent_id),
                 &decide,
                 payment::tally,
-                &command::nothing,
+                &nothing,
             )
             .await?
         {
@@ -633,7 +646,7 @@ impl StripeWebhook {
                 .unwrap_or_default()
             };
             match self
-                .record(event, &stream, &decide, invoice::evolve, &command::nothing)
+                .record(event, &stream, &decide, invoice::evolve, &nothing)
                 .await?
             {
                 Outcome::Recorded(n) => recorded += n,
@@ -660,7 +673,7 @@ impl StripeWebhook {
                     &subscription_stream(sub),
                     &decide,
                     subscription::evolve,
-                    &command::nothing,
+                    &nothing,
                 )
                 .await?
             {
@@ -675,6 +688,15 @@ impl StripeWebhook {
             Outcome::Ignored("nothing changed: already applied".into())
         })
     }
+}
+
+/// Items a delivery's commit carries beside its events and receipt.
+type Also<'a, S, E> =
+    dyn Fn(&mut Commit, Option<&S>, &[E]) -> Result<(), StoreError> + Send + Sync + 'a;
+
+/// Adds nothing to the commit.
+fn nothing<S, E>(_: &mut Commit, _: Option<&S>, _: &[E]) -> Result<(), StoreError> {
+    Ok(())
 }
 
 /// A refund as a delivery lists it or Stripe's API answers it.

@@ -29,32 +29,6 @@ pub enum Lambda {
     ),
 }
 
-macro_rules! lambda {
-    ($variant:ident, $handler:expr) => {{
-        let handler = Arc::new($handler);
-        Lambda::$variant(Arc::new(move |input| {
-            let handler = handler.clone();
-            Box::pin(async move { handler.handle(input).await })
-        }))
-    }};
-}
-
-/// A scheduled handler whose run summary is logged and answered.
-macro_rules! schedule {
-    ($handler:expr) => {{
-        let handler = Arc::new($handler);
-        Lambda::Schedule(Arc::new(move |event| {
-            let handler = handler.clone();
-            Box::pin(async move {
-                match handler.handle(event).await {
-                    Ok(run) => serde_json::to_value(run).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            })
-        }))
-    }};
-}
-
 /// An HTTP function built from its configuration, as its `main.rs` builds it.
 pub fn http<F: HttpFunction>(
     config: &Config,
@@ -135,29 +109,21 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "RenewCreditsFunction" => {
             scheduled::<kassa_renew_credits::RenewCredits>(config, aws, clock)?
         }
-        "OrdersFunction" => lambda!(Http, kassa_orders::Orders::from_config(config, aws, clock)?),
-        "StripeWebhookFunction" => lambda!(
-            Http,
-            kassa_stripe_webhook::StripeWebhook::from_config(config, aws, clock)?
-        ),
-        "PaymentIntentsFunction" => lambda!(
-            Sqs,
-            kassa_payment_intents::PaymentIntents::from_config(config, aws, clock)?
-        ),
-        "OrderPaymentsFunction" => lambda!(
-            Sqs,
-            kassa_order_payments::OrderPayments::from_config(config, aws, clock)?
-        ),
-        "CreditPurchasesFunction" => lambda!(
-            Sqs,
-            kassa_credit_purchases::CreditPurchases::from_config(config, aws, clock)?
-        ),
-        "ExpireOrdersFunction" => schedule!(kassa_expire_orders::ExpireOrders::from_config(
-            config, aws, clock
-        )?),
-        "OverdueInvoicesFunction" => schedule!(
-            kassa_overdue_invoices::OverdueInvoices::from_config(config, aws, clock)?
-        ),
+        "OrdersFunction" => http::<kassa_orders::Orders>(config, aws, clock)?,
+        "StripeWebhookFunction" => http::<kassa_stripe_webhook::StripeWebhook>(config, aws, clock)?,
+        "PaymentIntentsFunction" => {
+            sqs::<kassa_payment_intents::PaymentIntents>(config, aws, clock)?
+        }
+        "OrderPaymentsFunction" => sqs::<kassa_order_payments::OrderPayments>(config, aws, clock)?,
+        "CreditPurchasesFunction" => {
+            sqs::<kassa_credit_purchases::CreditPurchases>(config, aws, clock)?
+        }
+        "ExpireOrdersFunction" => {
+            scheduled::<kassa_expire_orders::ExpireOrders>(config, aws, clock)?
+        }
+        "OverdueInvoicesFunction" => {
+            scheduled::<kassa_overdue_invoices::OverdueInvoices>(config, aws, clock)?
+        }
         "EventCatalogFunction" => http::<kassa_event_catalog::EventCatalog>(config, aws, clock)?,
         "UsersFunction" => http::<kassa_users::Users>(config, aws, clock)?,
         other => bail!("template function {other} has no handler in the local runner"),

@@ -4,7 +4,6 @@
 pub mod access;
 pub mod caller;
 pub mod clock;
-pub mod command;
 pub mod config;
 pub mod effect;
 pub mod events;

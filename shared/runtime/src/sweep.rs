@@ -33,13 +33,26 @@ pub async fn sweep<F, Fut>(
     agenda: &Agenda,
     when: &str,
     what: &str,
+    handle: F,
+) -> Result<Sweep, EffectError>
+where
+    F: FnMut(Entry) -> Fut,
+    Fut: Future<Output = Result<Fate, EffectError>>,
+{
+    work_through(agenda.due_by(when).await?, what, handle).await
+}
+
+/// Handles `due`, entries a run read from its agenda. Apart from [`sweep`] so that two
+/// overlapping runs, which read the same entries, can be replayed exactly.
+pub async fn work_through<F, Fut>(
+    due: Vec<Entry>,
+    what: &str,
     mut handle: F,
 ) -> Result<Sweep, EffectError>
 where
     F: FnMut(Entry) -> Fut,
     Fut: Future<Output = Result<Fate, EffectError>>,
 {
-    let due = agenda.due_by(when).await?;
     let mut run = Sweep {
         due: due.len(),
         ..Sweep::default()
