@@ -55,6 +55,36 @@ async fn open_wallet(kernel: &Kernel, credits: u64) -> Uuid {
     workspace
 }
 
+/// What the relay does for a counter head: persists the events its last write carried.
+async fn persist_carried(store: &EventStore, workspace: Uuid) -> Vec<String> {
+    let item = store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("Wallet#{workspace}")),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::N("0".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let image = kassa_store::counter::HeadImage {
+        pk: format!("Wallet#{workspace}"),
+        kind: "head".into(),
+        version: item["version"].as_n().unwrap().parse().unwrap(),
+        counter: Some(item["counter"].as_n().unwrap().parse().unwrap()),
+        carried: item.get("carried").map(|c| c.as_s().unwrap().clone()),
+    };
+    let events = kassa_store::counter::derive(&image).unwrap();
+    for outcome in store.persist(&events).await {
+        outcome.unwrap();
+    }
+    events.iter().map(|e| e.event_type.clone()).collect()
+}
+
 async fn balance(kernel: &Kernel, workspace: Uuid) -> (u64, i64) {
     let loaded = kernel
         .store()
@@ -70,6 +100,11 @@ async fn two_decisions_on_one_stream_commit_as_one_append() {
     let kernel = kernel(&store);
     let workspace = open_wallet(&kernel, 300).await;
     assert_eq!(balance(&kernel, workspace).await, (2, 300));
+    // The wallet's head carries both events of its one write.
+    assert_eq!(
+        persist_carried(&store, workspace).await,
+        ["credits.wallet_opened", "credits.allocated"]
+    );
     let events = store
         .read_stream(&stream_of::<Wallet>(&workspace), 100)
         .await
@@ -84,6 +119,7 @@ async fn a_head_that_does_not_decode_is_rebuilt_from_its_events() {
     let store = common::event_store().await;
     let kernel = kernel(&store);
     let workspace = open_wallet(&kernel, 300).await;
+    persist_carried(&store, workspace).await;
     let stream = stream_of::<Wallet>(&workspace);
     // An allocation written by an older shape of the code: the head's state is not a
     // wallet any more, and its schema is not the current one.

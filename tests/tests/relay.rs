@@ -3,6 +3,8 @@
 //! nor parked, what cannot be published is parked with its envelope, and the redrive
 //! publishes what was parked or given up on.
 
+mod common;
+
 use aws_lambda_events::event::dynamodb::Event;
 use kassa_event_relay::redrive::Redrive;
 use kassa_event_relay::EventRelay;
@@ -450,4 +452,171 @@ async fn the_redrive_publishes_a_batch_the_stream_mapping_gave_up_on() {
         "the range the mapping gave up on, and only it"
     );
     assert!(drain(&sqs, &failures).await.is_empty());
+}
+
+mod carried {
+    //! Events carried by hot counter heads: persisted once, published, never twice from
+    //! the persisted items, whatever the redelivery.
+
+    use super::*;
+    use kassa_domain::credits::CreditEvent;
+    use kassa_store::{Carried, EventStore, Metadata, StreamId};
+
+    /// Head images of `stream` after writes 1..=writes, each carrying one debit (and, every
+    /// third write, a low-balance event too), as consume-credits' steps leave them.
+    fn images(stream: &str, writes: u64) -> (Vec<Value>, Vec<Carried>) {
+        let (mut images, mut all, mut version) = (Vec::new(), Vec::new(), 0);
+        let metadata = Metadata::origin(Uuid::now_v7(), "alice");
+        for w in 1..=writes {
+            let balance = 10_000 - w as i64;
+            let mut carried = vec![Carried::new(
+                &CreditEvent::Consumed {
+                    workspace_id: Uuid::nil(),
+                    consumption_id: Uuid::now_v7(),
+                    feature: "api.call".into(),
+                    quantity: 1,
+                    credits: 1,
+                    balance_after: 0,
+                },
+                &metadata,
+                time::OffsetDateTime::now_utc(),
+                &["balance_after"],
+            )];
+            if w % 3 == 0 {
+                carried.push(Carried::new(
+                    &CreditEvent::BalanceLow {
+                        workspace_id: Uuid::nil(),
+                        balance,
+                        threshold: 10_000,
+                    },
+                    &metadata,
+                    time::OffsetDateTime::now_utc(),
+                    &["balance_after"],
+                ));
+            }
+            version += carried.len() as u64;
+            images.push(json!({
+                "pk": { "S": stream }, "sk": { "N": "0" }, "kind": { "S": "head" },
+                "version": { "N": version.to_string() }, "counter": { "N": balance.to_string() },
+                "schema": { "N": "2" }, "state": { "S": "{}" },
+                "carried": { "S": serde_json::to_string(&carried).unwrap() },
+            }));
+            all.extend(carried);
+        }
+        (images, all)
+    }
+
+    fn modified(records: &[(u64, Value)]) -> Event {
+        let records: Vec<Value> = records
+            .iter()
+            .map(|(seq, image)| {
+                let mut r = record(*seq, image.clone(), now());
+                r["eventName"] = json!("MODIFY");
+                r
+            })
+            .collect();
+        serde_json::from_value(json!({ "Records": records })).unwrap()
+    }
+
+    async fn store() -> EventStore {
+        let (events, _) = common::tables().await;
+        EventStore::new(common::dynamodb().await, events)
+    }
+
+    #[tokio::test]
+    async fn carried_events_are_persisted_once_and_published_whatever_the_redelivery() {
+        let bus = Bus::create().await;
+        let store = store().await;
+        let stream = format!("Wallet#{}", Uuid::now_v7());
+        let (images, carried) = images(&stream, 20);
+        let total = carried.len() as u64;
+        let records: Vec<(u64, Value)> = images
+            .into_iter()
+            .enumerate()
+            .map(|(i, im)| (i as u64 + 1, im))
+            .collect();
+        let relay = bus.relay().persisting(store.clone());
+
+        let response = relay.handle(modified(&records)).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(bus.versions(&stream).await, (1..=total).collect());
+
+        // The same batch again, then its two halves as two shards' worth of work, the
+        // second half first and both at once.
+        relay.handle(modified(&records)).await;
+        let (first, second) = records.split_at(records.len() / 2);
+        let other_shard = bus.relay().persisting(store.clone());
+        let (a, b) = tokio::join!(
+            relay.handle(modified(second)),
+            other_shard.handle(modified(first)),
+        );
+        assert!(a.batch_item_failures.is_empty() && b.batch_item_failures.is_empty());
+
+        let history = store
+            .read_stream(
+                &StreamId::new("Wallet", stream.split_once('#').unwrap().1),
+                100,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            history.iter().map(|e| e.version).collect::<Vec<_>>(),
+            (1..=total).collect::<Vec<_>>(),
+            "each event once, in version order"
+        );
+        for (recorded, carried) in history.iter().zip(&carried) {
+            assert_eq!(recorded.event_id, carried.event_id);
+        }
+        // Consumed events take the balance the write left.
+        let first_consumed = history[0].decode::<CreditEvent>().unwrap();
+        assert!(matches!(
+            first_consumed,
+            CreditEvent::Consumed {
+                balance_after: 9_999,
+                ..
+            }
+        ));
+
+        // The persisted items come down the stream too: they are not published again.
+        drain(&bus.sqs, &bus.queue).await;
+        let persisted: Vec<(u64, Value)> = history
+            .iter()
+            .map(|e| {
+                let mut item: serde_dynamo::Item =
+                    serde_dynamo::to_item(kassa_store::EventItem::from_recorded(e).unwrap())
+                        .unwrap();
+                item.insert(
+                    kassa_store::counter::CARRIED_BY.into(),
+                    serde_dynamo::AttributeValue::S("head".into()),
+                );
+                (e.version, serde_json::to_value(item).unwrap())
+            })
+            .collect();
+        let events: Vec<Value> = persisted
+            .iter()
+            .map(|(seq, image)| record(*seq, image.clone(), now()))
+            .collect();
+        let inserted: Event = serde_json::from_value(json!({ "Records": events })).unwrap();
+        assert!(relay.handle(inserted).await.batch_item_failures.is_empty());
+        assert!(
+            bus.versions(&stream).await.is_empty(),
+            "persisted carried events are not published a second time"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_relay_that_cannot_persist_hands_the_carrying_record_back() {
+        let bus = Bus::create().await;
+        let stream = format!("Wallet#{}", Uuid::now_v7());
+        let (images, _) = images(&stream, 3);
+        let records: Vec<(u64, Value)> = images
+            .into_iter()
+            .enumerate()
+            .map(|(i, im)| (i as u64 + 1, im))
+            .collect();
+        // No store to persist to: nothing carried may be published.
+        let response = bus.relay().handle(modified(&records)).await;
+        assert_eq!(handed_back(response), sequence_numbers(1..=3));
+        assert!(bus.versions(&stream).await.is_empty());
+    }
 }

@@ -33,7 +33,7 @@ async fn purchases_and_clawbacks_appear_in_the_transactions_history() {
     ] {
         kassa_runtime::wallet::allocate(
             &store,
-            &api.stack.clock,
+            std::sync::Arc::new(api.stack.clock.clone()),
             workspace,
             command,
             Metadata::origin(Uuid::now_v7(), "system:credit-purchases"),
@@ -51,10 +51,15 @@ async fn purchases_and_clawbacks_appear_in_the_transactions_history() {
         .await;
     assert_eq!(consumed.status, 200, "{:?}", consumed.body);
 
-    let history = api
-        .get(format!("/workspaces/{ws}/credits/transactions"), "alice")
-        .await;
-    assert_eq!(history.status, 200, "{:?}", history.body);
+    // Debits reach the history through the relay, a moment after the answer.
+    let history = common::eventually("the consumption in the history", || async {
+        let history = api
+            .get(format!("/workspaces/{ws}/credits/transactions"), "alice")
+            .await;
+        assert_eq!(history.status, 200, "{:?}", history.body);
+        (history.body["items"].as_array().map_or(0, Vec::len) == 4).then_some(history)
+    })
+    .await;
     let items = history.body["items"].as_array().unwrap();
     let movements: Vec<_> = items
         .iter()

@@ -73,7 +73,8 @@ impl AllocateCredits {
             .run(Metadata::caused_by(event, format!("system:{NAME}")), |tx| {
                 Box::pin(async move {
                     let mut wallet = tx.load::<Wallet>(&workspace_id).await?;
-                    let events = tx.decide(&mut wallet, command.clone())?;
+                    let events =
+                        kassa_runtime::wallet::stage(tx, &mut wallet, command.clone()).await?;
                     if !events.is_empty() {
                         tx.commit().put(
                             self.renewals.schedule(workspace_id, due, signup.day())?,

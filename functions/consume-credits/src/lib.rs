@@ -1,46 +1,48 @@
 //! The consume-credits Lambda: prices a feature's use by the workspace's tier and debits the
 //! wallet atomically.
 //!
-//! The debit is an append to the wallet's stream at the version the decision was made on,
-//! committed together with an in-transaction check that the caller is a member of the
-//! workspace. A warm instance keeps the last wallet head it saw: when it is current, the
-//! request costs one `TransactWriteItems` and no read; when it is stale, the failed
-//! condition returns the current head and the command decides again on that.
+//! A debit is ONE conditional `UpdateItem` on the wallet's head, its hot counter
+//! (`kassa_store::counter`): subtract the credits if the balance lies where the decision
+//! holds (`credits::debit_holds`: at or above what the debit needs, and on the same side of
+//! the threshold and of zero) and the caller is in the head's mirrored member set; the
+//! update carries the debit's events, which the relay publishes and persists. Concurrent
+//! debits do not invalidate each other: DynamoDB applies each whose condition still holds.
+//! Only a debit that crosses a line (the low-balance threshold, zero) is pinned to the exact
+//! balance it was decided on, since its events carry figures of their own.
+//!
+//! A warm instance remembers the last wallet it saw, so a debit usually costs no read at
+//! all; a failed condition returns the head as it is, and the debit is decided again on it.
 
+use kassa_domain::aggregate::Aggregate;
 use kassa_domain::credits::{self, CreditCommand, CreditError, CreditEvent, Wallet};
 use kassa_domain::identity::{Actor, Role};
-use kassa_runtime::access::{self, wallet_stream, workspace_stream, MEMBERSHIP};
+use kassa_runtime::access::{self, wallet_stream};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, json_body, request_id, respond, uuid_param};
 use kassa_runtime::idempotency_key::IdempotentRequests;
 use kassa_runtime::{caller, Clock, Config, Function, HttpFunction, Problem, SdkConfig};
-use kassa_store::lease::LEASE;
-use kassa_store::{retry, EventStore, Head, Leases, Metadata, StoreError};
+use kassa_store::{retry, Bounds, Carried, EventStore, Head, Metadata, Step, Stepped, StoreError};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// The function's name: the scope of its requests' idempotency records.
 pub const NAME: &str = "consume-credits";
 
-/// Wallet heads a warm instance remembers; past this the memory is simply cleared.
+/// Wallets a warm instance remembers; past this the memory is simply cleared.
 const CACHED_WALLETS: usize = 1024;
 
-/// How long a debit waits for its turn on a contended wallet before answering 409; well
-/// inside the function's 10 s timeout.
-const TURN_PATIENCE: Duration = Duration::from_secs(6);
-
-/// How long a turn may last; a sandbox that dies holding it blocks the wallet no longer.
-const TURN_LEASE: Duration = Duration::from_secs(5);
+/// Attempts of one debit. Each failed condition means the balance moved (others' debits
+/// went through) or the remembered wallet was stale; the next attempt decides on the head
+/// the failure returned.
+const ATTEMPTS: u32 = 16;
 
 pub struct ConsumeCredits {
     store: EventStore,
-    leases: Leases,
     clock: Arc<dyn Clock>,
-    heads: Mutex<HashMap<Uuid, Head>>,
+    seen: Mutex<HashMap<Uuid, Wallet>>,
     /// Answers to requests that carried an `Idempotency-Key`.
     requests: Option<IdempotentRequests>,
 }
@@ -73,12 +75,6 @@ fn refusal(e: &CreditError) -> Problem {
         | CreditError::PurchaseNotApplied(_) => 409,
     };
     Problem::new(status, e.code(), e.to_string())
-}
-
-/// Why one attempt did not commit.
-enum Refused {
-    Domain(CreditError),
-    Problem(Problem),
 }
 
 impl Function for ConsumeCredits {
@@ -115,10 +111,9 @@ impl ConsumeCredits {
     /// request's `Idempotency-Key` is checked but not remembered.
     pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
         Self {
-            leases: Leases::new(store.client().clone(), store.table()),
             store,
             clock,
-            heads: Mutex::default(),
+            seen: Mutex::default(),
             requests: None,
         }
     }
@@ -139,172 +134,142 @@ impl ConsumeCredits {
             quantity: body.quantity,
         };
         let metadata = Metadata::origin(request_id(request), actor.user.as_str());
-
-        // Optimistic first: an uncontended debit costs one transaction and nothing more.
-        let first = self
-            .attempt(
-                workspace,
-                &actor,
-                command.clone(),
-                metadata.clone(),
-                self.cached(workspace),
-                None,
-            )
-            .await;
-        let outcome = match first {
-            Err(StoreError::Conflict { current, .. }) => {
-                self.take_turn(workspace, &actor, &command, &metadata, current.map(|h| *h))
-                    .await
-            }
-            other => other,
-        };
-        match outcome {
-            Ok(Ok(consumption)) => Ok(consumption),
-            Ok(Err(Refused::Problem(p))) => Err(p),
-            Ok(Err(Refused::Domain(e))) => Err(refusal(&e)),
-            Err(StoreError::Refused(MEMBERSHIP)) => {
-                self.forget(workspace);
-                Err(self.why_not_member(workspace, &actor).await)
-            }
-            Err(e) => {
-                self.forget(workspace);
-                Err(access::store_problem(&e))
-            }
+        let outcome = self.debit(workspace, &actor, &command, &metadata).await;
+        if outcome.is_err() {
+            self.forget(workspace);
         }
+        outcome
     }
 
-    /// After a lost race the wallet is contended: rather than every loser racing again
-    /// (most of them losing again), contenders take turns through the wallet's lease. The
-    /// holder still retries on a conflict (a newcomer's optimistic attempt may win), and
-    /// its commit releases the lease.
-    async fn take_turn(
+    async fn debit(
         &self,
         workspace: Uuid,
         actor: &Actor,
         command: &CreditCommand,
         metadata: &Metadata,
-        seen: Option<Head>,
-    ) -> Result<Result<Consumption, Refused>, StoreError> {
-        let key = format!("Lease#{}", wallet_stream(workspace));
-        let holder = Uuid::now_v7().to_string();
-        let deadline = Instant::now() + TURN_PATIENCE;
-        let mut waits = 0u32;
-        while !self
-            .leases
-            .acquire(&key, &holder, self.clock.now(), TURN_LEASE)
-            .await?
-        {
-            if Instant::now() >= deadline {
-                return Err(StoreError::Conflict {
-                    stream: wallet_stream(workspace),
-                    current: None,
-                });
+    ) -> Result<Consumption, Problem> {
+        let stream = wallet_stream(workspace);
+        // Admins may debit any wallet; everyone else must be in its member set.
+        let member = (actor.role != Role::Admin).then(|| actor.user.as_str());
+        let (mut wallet, mut fresh) = match self.cached(workspace) {
+            Some(w) => (w, false),
+            None => (self.read(workspace, actor).await?, true),
+        };
+        let (mut throttled, mut conflicts) = (0, 0);
+        for _ in 0..ATTEMPTS {
+            let events = match credits::decide(Some(&wallet), command.clone()) {
+                Ok(events) => events,
+                // A refusal on a remembered wallet may be stale (a top-up since).
+                Err(_) if !fresh => {
+                    wallet = self.read(workspace, actor).await?;
+                    fresh = true;
+                    continue;
+                }
+                Err(e) => {
+                    // Never tell a stranger about a wallet's balance.
+                    if member.is_some() {
+                        access::load_admitted(&self.store, workspace, actor).await?;
+                    }
+                    return Err(refusal(&e));
+                }
+            };
+            let credits = match events.first() {
+                Some(CreditEvent::Consumed { credits, .. }) => *credits,
+                _ => return Err(Problem::internal(&"a debit decided no consumption")),
+            };
+            let holds = credits::debit_holds(wallet.policy(), wallet.balance, credits);
+            let now = self.clock.now();
+            let step = Step {
+                stream: &stream,
+                schema: Wallet::SCHEMA,
+                delta: -i64::try_from(credits).map_err(|e| Problem::internal(&e))?,
+                bounds: Bounds {
+                    at_least: holds.at_least,
+                    below: holds.below,
+                },
+                member,
+                carried: events
+                    .iter()
+                    .map(|e| Carried::new(e, metadata, now, &["balance_after"]))
+                    .collect(),
+                measure: false,
+            };
+            match self.store.step(step).await {
+                Ok(Stepped::Moved {
+                    counter, recorded, ..
+                }) => {
+                    wallet.balance = counter;
+                    self.remember(workspace, wallet);
+                    let events: Vec<CreditEvent> = recorded
+                        .iter()
+                        .map(|r| r.decode())
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| Problem::internal(&e))?;
+                    return Ok(summarize(&events));
+                }
+                Ok(Stepped::Refused(None)) => {
+                    return Err(self.why_not_member(workspace, actor).await)
+                }
+                Ok(Stepped::Refused(Some(head))) => {
+                    if let Some(user) = member {
+                        // An old head has no member set yet: reading it upgrades it.
+                        if head.schema == Wallet::SCHEMA && !head.members.iter().any(|m| m == user)
+                        {
+                            return Err(self.why_not_member(workspace, actor).await);
+                        }
+                    }
+                    wallet = self.wallet_of(*head, workspace, actor).await?;
+                    fresh = true;
+                }
+                // A cold command's transaction holds the head for a moment.
+                Err(StoreError::Conflict { .. }) => {
+                    conflicts += 1;
+                    retry::pause(conflicts).await;
+                }
+                Err(StoreError::Throttled(code)) if throttled < retry::THROTTLED_RETRIES => {
+                    throttled += 1;
+                    tracing::warn!(%code, throttled, "DynamoDB throttled a debit; retrying after a pause");
+                    retry::pause_throttled(throttled).await;
+                }
+                Err(e) => return Err(access::store_problem(&e)),
             }
-            waits += 1;
-            let cap_ms = (1u64 << waits.min(6)).clamp(2, 50);
-            tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=cap_ms))).await;
         }
-        let mut seen = seen;
-        let outcome = retry::on_conflict(retry::DEFAULT_ATTEMPTS, |current| {
-            let head = current.or_else(|| seen.take());
-            self.attempt(
-                workspace,
-                actor,
-                command.clone(),
-                metadata.clone(),
-                head,
-                Some((&key, &holder)),
-            )
-        })
-        .await;
-        if !matches!(outcome, Ok(Ok(_))) {
-            // Nothing committed, so the lease is still ours: pass the turn on.
-            self.leases.abandon(&key, &holder).await?;
-        }
-        match outcome {
-            // The turn outlasted its lease and someone else has the wallet now.
-            Err(StoreError::Refused(LEASE)) => Err(StoreError::Conflict {
-                stream: wallet_stream(workspace),
-                current: None,
-            }),
-            other => other,
+        Err(access::store_problem(&StoreError::Conflict {
+            stream,
+            current: None,
+        }))
+    }
+
+    /// The wallet as stored now (one consistent read).
+    async fn read(&self, workspace: Uuid, actor: &Actor) -> Result<Wallet, Problem> {
+        match self
+            .store
+            .load(&wallet_stream(workspace))
+            .await
+            .map_err(|e| access::store_problem(&e))?
+        {
+            Some(head) => self.wallet_of(head, workspace, actor).await,
+            None => Err(self.why_not_member(workspace, actor).await),
         }
     }
 
-    /// One decide-and-commit. `head` is the wallet as last seen (cache or failed
-    /// condition); without one, or when the decision on it is a refusal, it reads. A held
-    /// `lease` (key, holder) is released by the commit.
-    async fn attempt(
+    /// The wallet a head holds; a head of an older shape is upgraded on the way.
+    async fn wallet_of(
         &self,
+        head: Head,
         workspace: Uuid,
         actor: &Actor,
-        command: CreditCommand,
-        metadata: Metadata,
-        head: Option<Head>,
-        lease: Option<(&str, &str)>,
-    ) -> Result<Result<Consumption, Refused>, StoreError> {
-        let stream = wallet_stream(workspace);
-        let mut head = head;
-        let mut fresh = false;
-        let (head, wallet, events) = loop {
-            let current = match head.take() {
-                Some(h) => h,
-                None => {
-                    fresh = true;
-                    match self.store.load(&stream).await? {
-                        Some(h) => h,
-                        // No wallet: either no workspace, or not yet visible. Answer as
-                        // the workspace's existence and the caller's rights say.
-                        None => {
-                            return Ok(Err(Refused::Problem(
-                                self.why_not_member(workspace, actor).await,
-                            )))
-                        }
-                    }
-                }
-            };
-            let wallet: Wallet = current.state()?;
-            match credits::decide(Some(&wallet), command.clone()) {
-                Ok(events) => break (current, wallet, events),
-                // A refusal on a remembered head may be stale (a top-up since): decide
-                // again on a fresh read before answering.
-                Err(_) if !fresh => continue,
-                Err(e) => {
-                    // Never tell a stranger about a wallet's balance.
-                    if actor.role != Role::Admin {
-                        access::load_admitted(&self.store, workspace, actor)
-                            .await
-                            .map_err(|_| StoreError::Refused(MEMBERSHIP))?;
-                    }
-                    return Ok(Err(Refused::Domain(e)));
-                }
-            }
-        };
-        let next = events.iter().fold(Some(wallet), credits::evolve);
-        let mut commit = self.store.commit_builder(metadata, self.clock.now());
-        if actor.role != Role::Admin {
-            commit.require_member(
-                &workspace_stream(workspace),
-                actor.user.as_str(),
-                MEMBERSHIP,
-            )?;
+    ) -> Result<Wallet, Problem> {
+        match self
+            .store
+            .state_of::<Wallet>(head)
+            .await
+            .map_err(|e| access::store_problem(&e))?
+            .state
+        {
+            Some(wallet) => Ok(wallet),
+            None => Err(self.why_not_member(workspace, actor).await),
         }
-        commit.append::<CreditEvent>(&stream, head.version, &events, &next)?;
-        if let Some((key, holder)) = lease {
-            commit.delete(self.leases.release(key, holder)?, LEASE);
-        }
-        self.store.commit(commit).await?;
-        self.remember(
-            workspace,
-            Head {
-                stream,
-                version: head.version + events.len() as u64,
-                state: serde_json::to_value(&next)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                schema: 1,
-            },
-        );
-        Ok(Ok(summarize(&events)))
     }
 
     async fn why_not_member(&self, workspace: Uuid, actor: &Actor) -> Problem {
@@ -318,22 +283,22 @@ impl ConsumeCredits {
         }
     }
 
-    fn cached(&self, workspace: Uuid) -> Option<Head> {
-        self.heads.lock().ok()?.get(&workspace).cloned()
+    fn cached(&self, workspace: Uuid) -> Option<Wallet> {
+        self.seen.lock().ok()?.get(&workspace).cloned()
     }
 
-    fn remember(&self, workspace: Uuid, head: Head) {
-        if let Ok(mut heads) = self.heads.lock() {
-            if heads.len() >= CACHED_WALLETS {
-                heads.clear();
+    fn remember(&self, workspace: Uuid, wallet: Wallet) {
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.len() >= CACHED_WALLETS {
+                seen.clear();
             }
-            heads.insert(workspace, head);
+            seen.insert(workspace, wallet);
         }
     }
 
     fn forget(&self, workspace: Uuid) {
-        if let Ok(mut heads) = self.heads.lock() {
-            heads.remove(&workspace);
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.remove(&workspace);
         }
     }
 }

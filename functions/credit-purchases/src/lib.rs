@@ -83,7 +83,7 @@ impl CreditPurchases {
                 let metadata = Metadata::caused_by(event, format!("system:{NAME}"));
                 let added = wallet::allocate(
                     &self.store,
-                    self.clock.as_ref(),
+                    self.clock.clone(),
                     workspace_id,
                     CreditCommand::Purchase {
                         order_id,
@@ -194,7 +194,7 @@ impl CreditPurchases {
                 // clawback, in one commit. The wallet ends as if purchase then refund.
                 let recorded = wallet::apply(
                     &self.store,
-                    self.clock.as_ref(),
+                    self.clock.clone(),
                     workspace_id,
                     &[
                         CreditCommand::Purchase {

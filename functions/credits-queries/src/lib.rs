@@ -129,7 +129,13 @@ impl CreditsQueries {
                 let head = heads
                     .get(&wallet_stream)
                     .ok_or_else(|| access::not_found(id))?;
-                let wallet: Wallet = head.state().map_err(|e| Problem::internal(&e))?;
+                let wallet: Wallet = self
+                    .store
+                    .state_of::<Wallet>(head.clone())
+                    .await
+                    .map_err(|e| access::store_problem(&e))?
+                    .state
+                    .ok_or_else(|| access::not_found(id))?;
                 let policy = wallet.policy();
                 Ok(json(
                     200,

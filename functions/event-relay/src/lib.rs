@@ -1,7 +1,15 @@
 //! The outbox relay: DynamoDB stream records of committed events → EventBridge.
 //!
-//! Only event items are published (heads, locks and counters share the table but are not
-//! events). Records go out in stream order, in `PutEvents` calls of at most 10 entries;
+//! Events come from two kinds of record: event items newly inserted, and images of hot
+//! counter heads that carry the events their write recorded (`kassa_store::counter`). The
+//! latter are first persisted as event items of their stream (conditional on the slot, so
+//! a redelivered batch writes nothing twice), and only then published; the persisted items
+//! are marked as carried and not published again. So every event is durable before it is
+//! on the bus, once, and a subscriber cannot tell where it came from. A record whose events
+//! cannot be persisted is handed back with everything after it, like a failed publish.
+//!
+//! Heads, locks and markers share the table but are not events. Records go out in stream
+//! order, in `PutEvents` calls of at most 10 entries;
 //! entries EventBridge reports as failed are retried a few times with backoff.
 //!
 //! A record that still fails is either handed back or parked:
@@ -24,8 +32,9 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use kassa_runtime::function::StartError;
 use kassa_runtime::{Clock, Config, Function, SdkConfig, StreamFunction};
+use kassa_store::counter::{derive, HeadImage, CARRIED, CARRIED_BY};
 use kassa_store::store::EventItem;
-use kassa_store::RecordedEvent;
+use kassa_store::{EventStore, RecordedEvent};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +63,8 @@ pub struct EventRelay {
     client: aws_sdk_eventbridge::Client,
     bus: String,
     failures: Option<FailureQueue>,
+    /// Where events carried by counter heads are persisted.
+    store: Option<EventStore>,
 }
 
 /// Where records that cannot be published are parked.
@@ -78,6 +89,8 @@ struct Outgoing {
     index: usize,
     event: RecordedEvent,
     entry: PutEventsRequestEntry,
+    /// Carried by a counter head's image, so to be persisted before it is published.
+    carried: bool,
 }
 
 /// An entry EventBridge did not take.
@@ -109,7 +122,9 @@ impl Function for EventRelay {
         _clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let bus = config.event_bus.clone().ok_or(RelayConfigError::NoBus)?;
-        let relay = Self::new(aws_sdk_eventbridge::Client::new(aws), bus);
+        let relay = Self::new(aws_sdk_eventbridge::Client::new(aws), bus).persisting(
+            EventStore::new(aws_sdk_dynamodb::Client::new(aws), &config.events_table),
+        );
         Ok(match &config.relay_failure_queue {
             Some(queue) => relay.with_failure_queue(aws_sdk_sqs::Client::new(aws), queue),
             None => relay,
@@ -140,7 +155,15 @@ impl EventRelay {
             client,
             bus: bus.into(),
             failures: None,
+            store: None,
         }
+    }
+
+    /// Persists events carried by counter heads to `store`. Without one, a record carrying
+    /// events is handed back: they must not be published before they are durable.
+    pub fn persisting(mut self, store: EventStore) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// Parks what cannot be published on `queue` (a URL or a name). Without one, every
@@ -161,16 +184,24 @@ impl EventRelay {
     /// Publishes or parks `records` in order, up to the first record that could be neither.
     pub(crate) async fn relay(&self, records: &[EventRecord]) -> Relayed {
         let mut relayed = Relayed::default();
+        let prepared: Vec<Result<Vec<Outgoing>, String>> = records
+            .iter()
+            .enumerate()
+            .map(|(index, record)| self.outgoing(index, record))
+            .collect();
+        let durable = self.persist_carried(&prepared).await;
         let mut chunk: Vec<Outgoing> = Vec::with_capacity(MAX_ENTRIES);
-        for (index, record) in records.iter().enumerate() {
-            match self.outgoing(index, record) {
-                Ok(None) => {}
-                Ok(Some(o)) => {
-                    chunk.push(o);
-                    if chunk.len() == MAX_ENTRIES {
-                        self.flush(&mut chunk, records, &mut relayed).await;
-                        if relayed.stop.is_some() {
-                            return relayed;
+        for (index, prepared) in prepared.into_iter().enumerate().take(durable) {
+            let record = &records[index];
+            match prepared {
+                Ok(outgoing) => {
+                    for o in outgoing {
+                        chunk.push(o);
+                        if chunk.len() == MAX_ENTRIES {
+                            self.flush(&mut chunk, records, &mut relayed).await;
+                            if relayed.stop.is_some() {
+                                return relayed;
+                            }
                         }
                     }
                 }
@@ -195,30 +226,83 @@ impl EventRelay {
             }
         }
         self.flush(&mut chunk, records, &mut relayed).await;
+        if durable < records.len() && relayed.stop.is_none() {
+            relayed.stop = Some(durable);
+        }
         relayed
     }
 
-    /// The outgoing event of a stream record; `None` for records that are not newly
-    /// inserted events, an error for an event record that cannot be read.
-    fn outgoing(&self, index: usize, record: &EventRecord) -> Result<Option<Outgoing>, String> {
-        if record.event_name != "INSERT" {
-            return Ok(None);
-        }
-        // Heads and locks have no `type`; read the kind before the full shape.
-        if !matches!(record.change.new_image.get("kind"), Some(v) if *v == serde_dynamo::AttributeValue::S("event".into()))
-        {
-            return Ok(None);
-        }
-        let item: EventItem =
-            serde_dynamo::from_item(record.change.new_image.clone()).map_err(|e| e.to_string())?;
-        let Some(event) = item.into_recorded().map_err(|e| e.to_string())? else {
-            return Ok(None);
+    /// Persists the events counter heads carry; how many records, from the first, have
+    /// every carried event durable (all of them, unless a write failed).
+    async fn persist_carried(&self, prepared: &[Result<Vec<Outgoing>, String>]) -> usize {
+        let carried: Vec<&Outgoing> = prepared
+            .iter()
+            .flatten()
+            .flatten()
+            .filter(|o| o.carried)
+            .collect();
+        let Some(first) = carried.first() else {
+            return prepared.len();
         };
-        Ok(Some(Outgoing {
-            entry: self.to_entry(&event).map_err(|e| e.to_string())?,
-            event,
-            index,
-        }))
+        let Some(store) = &self.store else {
+            tracing::error!(
+                "a counter head carries events but the relay has no store to persist them"
+            );
+            return first.index;
+        };
+        let events: Vec<RecordedEvent> = carried.iter().map(|o| o.event.clone()).collect();
+        let outcomes = store.persist(&events).await;
+        let mut durable = prepared.len();
+        for (o, outcome) in carried.iter().zip(outcomes) {
+            if let Err(e) = outcome {
+                tracing::warn!(stream = %o.event.stream, version = o.event.version, error = %e, "carried event not persisted; handing its record back");
+                durable = durable.min(o.index);
+            }
+        }
+        durable
+    }
+
+    /// The outgoing events of a stream record: the event a newly inserted event item holds
+    /// (unless it was persisted from a head, whose image published it), or those a counter
+    /// head's image carries; an error for a record that cannot be read.
+    fn outgoing(&self, index: usize, record: &EventRecord) -> Result<Vec<Outgoing>, String> {
+        let image = &record.change.new_image;
+        let kind = match image.get("kind") {
+            Some(serde_dynamo::AttributeValue::S(kind)) => kind.as_str(),
+            _ => return Ok(Vec::new()),
+        };
+        match kind {
+            "event" if record.event_name == "INSERT" && !image.contains_key(CARRIED_BY) => {
+                let item: EventItem =
+                    serde_dynamo::from_item(image.clone()).map_err(|e| e.to_string())?;
+                let Some(event) = item.into_recorded().map_err(|e| e.to_string())? else {
+                    return Ok(Vec::new());
+                };
+                Ok(vec![Outgoing {
+                    entry: self.to_entry(&event).map_err(|e| e.to_string())?,
+                    event,
+                    index,
+                    carried: false,
+                }])
+            }
+            "head" if record.event_name != "REMOVE" && image.contains_key(CARRIED) => {
+                let head: HeadImage =
+                    serde_dynamo::from_item(image.clone()).map_err(|e| e.to_string())?;
+                derive(&head)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|event| {
+                        Ok(Outgoing {
+                            entry: self.to_entry(&event).map_err(|e| e.to_string())?,
+                            event,
+                            index,
+                            carried: true,
+                        })
+                    })
+                    .collect()
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 
     fn to_entry(&self, event: &RecordedEvent) -> Result<PutEventsRequestEntry, serde_json::Error> {
@@ -352,6 +436,7 @@ impl EventRelay {
             index: 0,
             event,
             entry,
+            carried: false,
         }];
         match self.publish(&outgoing).await.into_iter().next() {
             None => Ok(()),

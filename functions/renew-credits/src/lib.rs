@@ -112,7 +112,8 @@ impl RenewCredits {
                 |tx| {
                     Box::pin(async move {
                         let mut wallet = tx.load::<Wallet>(&renewal.workspace_id).await?;
-                        let events = tx.decide(&mut wallet, command.clone())?;
+                        let events =
+                            kassa_runtime::wallet::stage(tx, &mut wallet, command.clone()).await?;
                         // An allocation already applied writes nothing, the entry included.
                         if !events.is_empty() {
                             let take = self.renewals.take(renewal)?;

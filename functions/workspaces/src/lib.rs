@@ -6,15 +6,16 @@ use kassa_domain::credits::{CreditCommand, Wallet};
 use kassa_domain::identity::{Actor, UserId};
 use kassa_domain::tier::TierId;
 use kassa_domain::workspace::{Workspace, WorkspaceCommand, WorkspaceError};
-use kassa_runtime::access;
+use kassa_runtime::access::{self, wallet_stream};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{
     json, json_body, request_id, respond, route_key, string_param, uuid_param,
 };
+use kassa_runtime::kernel::Tx;
 use kassa_runtime::{
     caller, Clock, Config, Fail, Function, HttpFunction, Kernel, Problem, SdkConfig,
 };
-use kassa_store::{EventStore, Metadata};
+use kassa_store::{EventStore, Loaded, Metadata};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -180,6 +181,7 @@ impl Workspaces {
                         };
                         tx.decide(&mut wallet, open)
                             .map_err(|f| f.map(|e| Problem::internal(&e)))?;
+                        mirror_members(tx, &ws)?;
                         Ok(ws)
                     })
                 },
@@ -223,6 +225,13 @@ impl Workspaces {
                             e => refusal(e),
                         })
                     })?;
+                    if matches!(
+                        command.command,
+                        WorkspaceCommand::AddCollaborator { .. }
+                            | WorkspaceCommand::RemoveCollaborator { .. }
+                    ) {
+                        mirror_members(tx, &ws)?;
+                    }
                     Ok(ws)
                 })
             })
@@ -233,4 +242,16 @@ impl Workspaces {
         };
         Ok(json(status, &view(&ws, done.value.version)))
     }
+}
+
+/// The wallet's debit tests membership on the wallet's own head, so every change of the
+/// member set is written there too, in the same commit.
+fn mirror_members(tx: &mut Tx<'_>, ws: &Loaded<Workspace>) -> Result<(), Fail<Problem>> {
+    let Some(state) = &ws.state else {
+        return Ok(());
+    };
+    let members = state.members().map(|u| u.as_str().to_owned()).collect();
+    tx.commit()
+        .mirror_members(&wallet_stream(state.id), members)?;
+    Ok(())
 }

@@ -1,12 +1,13 @@
-//! The baselines: the DynamoDB writes a debit needs, issued raw with the SDK and no kassa
-//! code, so a ratio against them shows what kassa adds on top of DynamoDB itself.
+//! The baseline: the DynamoDB write a debit needs, issued raw with the SDK and no kassa
+//! code, so a ratio against it shows what kassa adds on top of DynamoDB itself.
 
-use anyhow::{Context, Result};
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-};
+use anyhow::{bail, Context, Result};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use serde_json::json;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -19,164 +20,91 @@ fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-/// A wallet-shaped stream of its own, appended to with the three items a debit commits:
-/// the membership check on the workspace head, the event, and the wallet head at the
-/// version it expects. Items carry the attributes and about the sizes kassa writes, so
-/// DynamoDB does the same work for both; the stream is separate so the two never collide.
-pub struct BareStream {
-    client: Client,
-    table: String,
-    workspace_pk: String,
-    member: String,
-    wallet: Uuid,
-    stream_pk: String,
-    version: u64,
-    balance: i64,
-}
-
-const BARE_START_BALANCE: i64 = 10_000_000;
-
-impl BareStream {
-    /// Writes the stream's head at version 1, as if the wallet had just been opened.
-    pub async fn open(client: Client, table: &str, workspace: Uuid, member: &str) -> Result<Self> {
-        let wallet = Uuid::now_v7();
-        let stream = Self {
-            client,
-            table: table.to_owned(),
-            workspace_pk: format!("Workspace#{workspace}"),
-            member: member.to_owned(),
-            wallet,
-            stream_pk: format!("BareWallet#{wallet}"),
-            version: 1,
-            balance: BARE_START_BALANCE,
-        };
-        stream
-            .client
-            .put_item()
-            .table_name(&stream.table)
-            .set_item(Some(stream.head_item(1)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .context("seeding the bare stream's head")?;
-        Ok(stream)
-    }
-
-    fn head_item(&self, version: u64) -> std::collections::HashMap<String, AttributeValue> {
-        let state = json!({
-            "workspace_id": self.wallet,
-            "tier": "enterprise",
-            "balance": self.balance,
-            "low_balance_armed": true,
-            "allocations": ["bench"],
-        });
-        std::collections::HashMap::from([
-            ("pk".to_owned(), s(&self.stream_pk)),
-            ("sk".to_owned(), n(0)),
-            ("kind".to_owned(), s("head")),
-            ("version".to_owned(), n(version)),
-            ("state".to_owned(), s(state.to_string())),
-        ])
-    }
-
-    /// One debit's `TransactWriteItems`, built here as the handler builds its commit, so
-    /// building the request is inside the timing for both.
-    pub async fn append(&mut self) -> Result<()> {
-        let version = self.version + 1;
-        self.balance -= 1;
-        let request = Uuid::now_v7();
-        let payload = json!({
-            "workspace_id": self.wallet,
-            "consumption_id": Uuid::now_v7(),
-            "feature": "api.call",
-            "quantity": 1,
-            "credits": 1,
-            "balance_after": self.balance,
-        });
-        let metadata = json!({
-            "correlation_id": request,
-            "causation_id": request,
-            "actor": self.member,
-        });
-        let membership = ConditionCheck::builder()
-            .table_name(&self.table)
-            .key("pk", s(&self.workspace_pk))
-            .key("sk", n(0))
-            .condition_expression("contains(members, :user)")
-            .expression_attribute_values(":user", s(&self.member))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()?;
-        let event = Put::builder()
-            .table_name(&self.table)
-            .item("pk", s(&self.stream_pk))
-            .item("sk", n(version))
-            .item("kind", s("event"))
-            .item("type", s("credits.consumed"))
-            .item("event_id", s(Uuid::now_v7().to_string()))
-            .item("context", s("credits"))
-            .item("time", s(OffsetDateTime::now_utc().format(&Rfc3339)?))
-            .item("payload", s(payload.to_string()))
-            .item("metadata", s(metadata.to_string()))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()?;
-        let head = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(self.head_item(version)))
-            .condition_expression("version = :expected")
-            .expression_attribute_values(":expected", n(self.version))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()?;
-        self.client
-            .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .condition_check(membership)
-                    .build(),
-            )
-            .transact_items(TransactWriteItem::builder().put(event).build())
-            .transact_items(TransactWriteItem::builder().put(head).build())
-            .send()
-            .await
-            .context("bare TransactWriteItems")?;
-        self.version = version;
-        Ok(())
-    }
-}
-
-/// One item holding a balance, spent by a conditional `UpdateItem`: the least DynamoDB
-/// can do to debit a shared balance without overdrawing it, so the hot-wallet baseline.
+/// A wallet head of its own, debited by one conditional `UpdateItem` of the shape kassa's
+/// debit sends: `ADD counter :delta, version :k SET carried = :json` if
+/// `schema = :schema AND counter >= :lo AND contains(members, :user)`, returning the item
+/// as it is after the write (or as it was when the condition failed).
+///
+/// Its item is a copy of the bench wallet's head (state, `members` string set, `counter`,
+/// `version`, `schema`, ...) under a key of its own, so DynamoDB reads, checks and writes
+/// an item of the same size for both and the two never collide. The carried JSON is built
+/// per debit, as kassa builds its own: one `credits.consumed` event with its payload and
+/// metadata, in the same shape and so about the same size.
 #[derive(Clone)]
-pub struct BareCounter {
+pub struct BareHead {
     client: Client,
     table: String,
     pk: String,
+    member: String,
+    workspace: Uuid,
+    schema: String,
+    /// The counter after the last debit any clone saw, for the payload's `balance_after`.
+    counter: Arc<AtomicI64>,
 }
 
 /// How one conditional debit ended.
 pub enum Debit {
     Done,
-    /// The balance was below the amount; the condition refused it.
+    /// A condition failed: the counter below the floor, or the caller not a member.
     Refused,
 }
 
-impl BareCounter {
-    pub async fn open(client: Client, table: &str, balance: u64) -> Result<Self> {
-        let counter = Self {
-            client,
-            table: table.to_owned(),
-            pk: format!("BareCounter#{}", Uuid::now_v7()),
-        };
-        counter
-            .client
-            .put_item()
-            .table_name(&counter.table)
-            .item("pk", s(&counter.pk))
-            .item("sk", n(0))
-            .item("balance", n(balance))
+impl BareHead {
+    /// Copies the head `source` (the bench wallet's, `sk` 0) to a fresh key, checking it
+    /// holds what the debit's condition reads.
+    pub async fn copy(
+        client: Client,
+        table: &str,
+        source: &str,
+        member: &str,
+        workspace: Uuid,
+    ) -> Result<Self> {
+        let mut item = client
+            .get_item()
+            .table_name(table)
+            .key("pk", s(source))
+            .key("sk", n(0))
+            .consistent_read(true)
             .send()
             .await
-            .context("seeding the bare counter")?;
-        Ok(counter)
+            .context("reading the head the bare head copies")?
+            .item
+            .with_context(|| format!("{source} has no head to copy"))?;
+        let number = |name: &str| -> Result<i64> {
+            item.get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("the head of {source} has no number `{name}`"))
+        };
+        let counter = number("counter")?;
+        number("version")?;
+        let schema = number("schema")?.to_string();
+        let is_member = item
+            .get("members")
+            .and_then(|v| v.as_ss().ok())
+            .is_some_and(|members| members.iter().any(|m| m == member));
+        if !is_member {
+            bail!("the head of {source} has no `members` set holding {member}");
+        }
+        let pk = format!("BareWallet#{}", Uuid::now_v7());
+        item.insert("pk".to_owned(), s(&pk));
+        client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .context("seeding the bare head")?;
+        Ok(Self {
+            client,
+            table: table.to_owned(),
+            pk,
+            member: member.to_owned(),
+            workspace,
+            schema,
+            counter: Arc::new(AtomicI64::new(counter)),
+        })
     }
 
     /// The same item through another client, as another Lambda sandbox would reach it.
@@ -187,20 +115,72 @@ impl BareCounter {
         }
     }
 
+    pub fn pk(&self) -> &str {
+        &self.pk
+    }
+
+    /// One debit of `credits`, its request and carried events built here as the handler
+    /// builds its own, so building them is inside the timing for both.
     pub async fn debit(&self, credits: u64) -> Result<Debit> {
+        let request = Uuid::now_v7();
+        let balance_after = self.counter.load(Ordering::Relaxed) - credits as i64;
+        let carried = json!([{
+            "event_id": Uuid::now_v7(),
+            "type": "credits.consumed",
+            "context": "credits",
+            "schema": 1,
+            "time": OffsetDateTime::now_utc().format(&Rfc3339)?,
+            "payload": {
+                "workspace_id": self.workspace,
+                "consumption_id": Uuid::now_v7(),
+                "feature": "api.call",
+                "quantity": 1,
+                "credits": credits,
+                "balance_after": balance_after,
+            },
+            "metadata": {
+                "correlation_id": request,
+                "causation_id": request,
+                "actor": self.member,
+            },
+            "fill": ["balance_after"],
+        }]);
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(&self.pk))
             .key("sk", n(0))
-            .update_expression("SET balance = balance - :n")
-            .condition_expression("balance >= :n")
-            .expression_attribute_values(":n", n(credits))
+            .update_expression("ADD #c :delta, #v :k SET #carried = :carried")
+            .condition_expression("#s = :schema AND #c >= :lo AND contains(#m, :user)")
+            .expression_attribute_names("#c", "counter")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#s", "schema")
+            .expression_attribute_names("#carried", "carried")
+            .expression_attribute_names("#m", "members")
+            .expression_attribute_values(":delta", n(-(credits as i64)))
+            .expression_attribute_values(":k", n(1))
+            .expression_attribute_values(":schema", n(&self.schema))
+            .expression_attribute_values(":lo", n(credits))
+            .expression_attribute_values(":user", s(&self.member))
+            .expression_attribute_values(":carried", s(carried.to_string()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Debit::Done),
+            Ok(out) => {
+                if let Some(counter) = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get("counter"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                {
+                    self.counter.store(counter, Ordering::Relaxed);
+                }
+                Ok(Debit::Done)
+            }
             Err(error) => {
                 let service = error.into_service_error();
                 if service.is_conditional_check_failed_exception() {
@@ -211,4 +191,25 @@ impl BareCounter {
             }
         }
     }
+}
+
+/// The size of what the head `pk` of `table` carries now: the JSON its last write
+/// recorded, to show that kassa's debit and the baseline's write about as much.
+pub async fn carried_bytes(client: &Client, table: &str, pk: &str) -> Result<usize> {
+    let item: HashMap<String, AttributeValue> = client
+        .get_item()
+        .table_name(table)
+        .key("pk", s(pk))
+        .key("sk", n(0))
+        .consistent_read(true)
+        .projection_expression("carried")
+        .send()
+        .await
+        .with_context(|| format!("reading what {pk} carries"))?
+        .item
+        .unwrap_or_default();
+    Ok(item
+        .get("carried")
+        .and_then(|v| v.as_s().ok())
+        .map_or(0, String::len))
 }

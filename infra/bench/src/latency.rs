@@ -1,9 +1,9 @@
-//! Latency of one warm consume-credits handler against a bare `TransactWriteItems` of the
-//! same three items: what kassa's decision, cache and commit building add to the one
-//! round trip a debit cannot avoid.
+//! Latency of one warm consume-credits handler against a bare conditional `UpdateItem` of
+//! the same shape on a head like the wallet's: what kassa's decision, cache and request
+//! building add to the one round trip a debit cannot avoid.
 
 use crate::api;
-use crate::baseline::BareStream;
+use crate::baseline::{self, BareHead, Debit};
 use crate::options::Options;
 use crate::sample::Sample;
 use crate::workspace::BenchWorkspace;
@@ -20,6 +20,9 @@ pub struct Latency {
     /// Items the handler read during the timed calls. A warm handler that finds its
     /// cached head current should read none: a debit is one write and no read.
     pub handler_reads: u64,
+    /// Bytes of JSON the last debit of each carried on its head.
+    pub handler_carried: usize,
+    pub bare_carried: usize,
     pub blocks: usize,
     pub warmup: usize,
 }
@@ -28,7 +31,7 @@ pub struct Latency {
 struct Contenders {
     handler: ConsumeCredits,
     store: EventStore,
-    bare: BareStream,
+    bare: BareHead,
     workspace: uuid::Uuid,
     owner: String,
 }
@@ -50,11 +53,15 @@ impl Contenders {
         Ok(())
     }
 
-    async fn append(&mut self, into: Option<&mut Sample>) -> Result<()> {
+    async fn debit(&self, into: Option<&mut Sample>) -> Result<()> {
         let started = Instant::now();
-        self.bare.append().await?;
+        let debit = self.bare.debit(1).await?;
+        let took = started.elapsed();
+        if let Debit::Refused = debit {
+            bail!("the bare head refused a debit");
+        }
         if let Some(sample) = into {
-            sample.record(started.elapsed());
+            sample.record(took);
         }
         Ok(())
     }
@@ -66,15 +73,25 @@ pub async fn measure(
     options: &Options,
 ) -> Result<Latency> {
     let store = EventStore::new(aws_sdk_dynamodb::Client::new(aws), &workspace.events_table);
-    let bare = BareStream::open(
+    let handler = ConsumeCredits::new(store.clone(), Arc::new(SystemClock));
+    // One debit first, so the head the baseline copies is one a debit has written (of
+    // the current schema, with its member set), as every later debit finds it.
+    let first = handler
+        .handle(api::consume(workspace.id, &workspace.owner)?)
+        .await;
+    if first.status() != 200 {
+        bail!("the first consume answered {}", api::describe(&first));
+    }
+    let bare = BareHead::copy(
         aws_sdk_dynamodb::Client::new(aws),
         &workspace.events_table,
-        workspace.id,
+        &workspace.wallet_pk(),
         &workspace.owner,
+        workspace.id,
     )
     .await?;
-    let mut contenders = Contenders {
-        handler: ConsumeCredits::new(store.clone(), Arc::new(SystemClock)),
+    let contenders = Contenders {
+        handler,
         store,
         bare,
         workspace: workspace.id,
@@ -84,7 +101,7 @@ pub async fn measure(
     // Warms the JVM's JIT, both connection pools and the handler's cached head.
     for _ in 0..options.warmup_calls {
         contenders.consume(None).await?;
-        contenders.append(None).await?;
+        contenders.debit(None).await?;
     }
 
     let mut handler = Sample::default();
@@ -98,15 +115,20 @@ pub async fn measure(
                 if turn {
                     contenders.consume(Some(&mut handler)).await?;
                 } else {
-                    contenders.append(Some(&mut bare)).await?;
+                    contenders.debit(Some(&mut bare)).await?;
                 }
             }
         }
     }
+    let handler_reads = contenders.store.items_read() - reads_before;
+    let client = aws_sdk_dynamodb::Client::new(aws);
+    let table = &workspace.events_table;
     Ok(Latency {
         handler,
         bare,
-        handler_reads: contenders.store.items_read() - reads_before,
+        handler_reads,
+        handler_carried: baseline::carried_bytes(&client, table, &workspace.wallet_pk()).await?,
+        bare_carried: baseline::carried_bytes(&client, table, contenders.bare.pk()).await?,
         blocks: options.blocks,
         warmup: options.warmup_calls,
     })

@@ -1,10 +1,12 @@
 //! `kassa-bench`: how consume-credits fares against DynamoDB itself, on DynamoDB Local.
 //!
-//! Four measurements, each beside a bare DynamoDB baseline run in the same process at the
-//! same time, so that what is compared is what kassa adds rather than what the machine
-//! happens to do: warm handler latency, throughput on one hot wallet, invoice numbering
-//! under a burst, and the release binary's cold start. Run through `cargo xtask bench`, which builds it, starts the
-//! emulators and hands it their environment.
+//! Warm handler latency and throughput on one hot wallet, each beside a bare DynamoDB
+//! baseline (the same conditional `UpdateItem`, raw) run in the same process at the same
+//! time, so that what is compared is what kassa adds rather than what the machine happens
+//! to do; how long a debit's event takes from commit to the bus; invoice numbering under a
+//! burst against the same invoices spread out; and the release binary's cold start. Run
+//! through `cargo xtask bench`, which builds it, starts the emulators and hands it their
+//! environment.
 
 mod api;
 mod baseline;
@@ -17,6 +19,7 @@ mod report;
 mod runtime_api;
 mod sample;
 mod table;
+mod to_bus;
 mod workspace;
 
 use anyhow::Result;
@@ -66,16 +69,13 @@ async fn run(options: &Options) -> Result<()> {
             hot_wallet::consume(&aws, &workspace, options.consumers, options.hot_consumes).await?,
         );
         bare.push(
-            hot_wallet::debit(
-                &aws,
-                &workspace.events_table,
-                options.consumers,
-                options.hot_consumes,
-            )
-            .await?,
+            hot_wallet::debit(&aws, &workspace, options.consumers, options.hot_consumes).await?,
         );
     }
     report::hot_wallet(options.consumers, options.hot_consumes, &sandboxes, &bare);
+
+    let to_bus = to_bus::measure(&aws, &options.template, options.relay_consumes).await?;
+    report::to_bus(&to_bus, options.relay_consumes);
 
     let (mut burst, mut spread) = (Vec::new(), Vec::new());
     for _ in 0..2 {

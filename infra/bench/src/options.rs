@@ -16,13 +16,15 @@ pub struct Options {
     pub blocks: usize,
     pub hot_consumes: usize,
     pub consumers: usize,
+    /// Consumes timed from their answer to their event on the bus.
+    pub relay_consumes: usize,
     pub cold_starts: usize,
 }
 
 pub const USAGE: &str = "\
 usage: kassa-bench --template PATH --consume-binary PATH [--latency-calls N]
                    [--warmup-calls N] [--blocks N] [--hot-consumes N]
-                   [--consumers N] [--cold-starts N]
+                   [--consumers N] [--relay-consumes N] [--cold-starts N]
 Run it through `cargo xtask bench`, which starts the emulators and sets their environment.";
 
 impl Options {
@@ -37,6 +39,7 @@ impl Options {
             blocks: 10,
             hot_consumes: 1_000,
             consumers: 64,
+            relay_consumes: 200,
             cold_starts: 15,
         };
         let mut args = args.into_iter();
@@ -65,6 +68,7 @@ impl Options {
                 "blocks" => options.blocks = count()?,
                 "hot-consumes" => options.hot_consumes = count()?,
                 "consumers" => options.consumers = count()?,
+                "relay-consumes" => options.relay_consumes = count()?,
                 "cold-starts" => options.cold_starts = count()?,
                 _ => bail!("unknown flag --{name}\n{USAGE}"),
             }

@@ -2,16 +2,14 @@
 
 use crate::api;
 use anyhow::{bail, Context, Result};
-use kassa_domain::credits::{self, AllocationReason, CreditCommand, CreditEvent, Wallet};
+use kassa_domain::credits::{AllocationReason, CreditCommand};
 use kassa_local::resources::tables_only;
 use kassa_local::template::Template;
-use kassa_runtime::access::wallet_stream;
 use kassa_runtime::{HttpFunction, SdkConfig, SystemClock};
 use kassa_store::{EventStore, Metadata};
 use kassa_workspaces::Workspaces;
 use std::path::Path;
 use std::sync::Arc;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Far more credits than a run consumes, so no measured call meets an empty wallet (a
@@ -23,6 +21,17 @@ pub struct BenchWorkspace {
     pub owner: String,
     pub events_table: String,
     pub state_table: String,
+    /// The events table's stream, which the relay reads.
+    pub events_stream: Option<String>,
+}
+
+impl BenchWorkspace {
+    /// The key of the wallet's head, where a debit writes.
+    pub fn wallet_pk(&self) -> String {
+        kassa_runtime::access::wallet_stream(self.id)
+            .as_str()
+            .to_owned()
+    }
 }
 
 /// Creates the template's tables under a fresh prefix, then a workspace through the
@@ -65,29 +74,27 @@ pub async fn open(aws: &SdkConfig, template: &Path) -> Result<BenchWorkspace> {
         owner,
         events_table,
         state_table,
+        events_stream: names.stream_arns.get("EventsTable").cloned(),
     })
 }
 
 async fn fund(store: &EventStore, workspace: Uuid) -> Result<()> {
-    let stream = wallet_stream(workspace);
-    let head = store
-        .load(&stream)
-        .await?
-        .context("the new workspace has no wallet")?;
-    let wallet: Wallet = head.state()?;
-    let events = credits::decide(
-        Some(&wallet),
+    let added = kassa_runtime::wallet::allocate(
+        store,
+        Arc::new(SystemClock),
+        workspace,
         CreditCommand::Allocate {
             allocation_id: "bench".into(),
             base: FUNDING,
             bonus: 0,
             reason: AllocationReason::Purchase,
         },
-    )?;
-    let next = events.iter().fold(Some(wallet), credits::evolve);
-    let metadata = Metadata::origin(Uuid::now_v7(), "system:bench");
-    let mut commit = store.commit_builder(metadata, OffsetDateTime::now_utc());
-    commit.append::<CreditEvent>(&stream, head.version, &events, &next)?;
-    store.commit(commit).await?;
+        Metadata::origin(Uuid::now_v7(), "system:bench"),
+        |_| Ok(()),
+    )
+    .await?;
+    if added.is_empty() {
+        bail!("the bench wallet was funded already");
+    }
     Ok(())
 }

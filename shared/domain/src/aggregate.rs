@@ -47,10 +47,37 @@ pub trait Aggregate: Clone + Serialize + DeserializeOwned + Send + Sync + 'stati
     fn head_sets(&self) -> Vec<(&'static str, Vec<String>)> {
         Vec::new()
     }
+
+    /// Whether the head is a hot counter: the state's figure (a balance) kept as a number
+    /// beside the state, so a debit moves it with one conditional update, and the head
+    /// carrying the events each write records (kassa_store's `counter` module).
+    const COUNTER: bool = false;
+
+    /// The figure a counter head keeps beside the state.
+    fn counter(&self) -> i64 {
+        0
+    }
+
+    /// Puts the counter's current value into a state read from the head.
+    fn set_counter(&mut self, _value: i64) {}
+
+    /// The aggregate (same id) whose member set a counter head mirrors, so that a debit's
+    /// one condition can test membership.
+    const MIRRORS: Option<&'static str> = None;
+
+    /// The apply-once markers a head written under an earlier schema kept in its state.
+    fn legacy_markers(_state: &serde_json::Value) -> Vec<String> {
+        Vec::new()
+    }
 }
 
+/// Schema 2: the balance is the head's counter, and applied allocations are marker items
+/// rather than a set in the state (schema 1).
 impl Aggregate for Wallet {
     const NAME: &'static str = "Wallet";
+    const SCHEMA: u32 = 2;
+    const COUNTER: bool = true;
+    const MIRRORS: Option<&'static str> = Some("Workspace");
     type Id = Uuid;
     type Command = CreditCommand;
     type Event = CreditEvent;
@@ -65,6 +92,23 @@ impl Aggregate for Wallet {
 
     fn evolve(state: Option<Self>, event: &CreditEvent) -> Option<Self> {
         credits::evolve(state, event)
+    }
+
+    fn counter(&self) -> i64 {
+        self.balance
+    }
+
+    fn set_counter(&mut self, value: i64) {
+        self.balance = value;
+    }
+
+    fn legacy_markers(state: &serde_json::Value) -> Vec<String> {
+        state["allocations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|key| key.as_str().map(str::to_owned))
+            .collect()
     }
 }
 

@@ -2,14 +2,18 @@
 //!
 //! Rules (seed 000): credits needed = the tier's price of the feature × quantity; the balance
 //! never goes below zero unless the tier allows overage, and never below minus the allowance;
-//! crossing below the tier's threshold raises `credits.balance_low` once per crossing (an
-//! allocation that lifts the balance back to the threshold re-arms it); any debit that ends
-//! below zero raises `credits.overage` for the part not covered by the balance.
+//! a debit that takes the balance from at or above the tier's threshold to below it raises
+//! `credits.balance_low` (so once per crossing: only an allocation that lifts the balance back
+//! to the threshold makes another crossing possible); any debit that ends below zero raises
+//! `credits.overage` for the part not covered by the balance.
+//!
+//! Allocations, purchases and clawbacks apply once each: not by a set of applied ids in the
+//! wallet (it would grow with the wallet's history, and the wallet's head is rewritten on every
+//! debit) but by a marker item per [`Marker`], written in the same commit.
 
 use crate::event::DomainEvent;
 use crate::tier::{TierId, TierPolicy};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// Largest quantity one request may consume; keeps `credits` far from overflow.
@@ -20,15 +24,92 @@ pub struct Wallet {
     pub workspace_id: Uuid,
     pub tier: TierId,
     pub balance: i64,
-    /// True while the balance is at or above the threshold, so the next crossing alerts.
-    pub low_balance_armed: bool,
-    /// Allocation ids already applied (`signup`, `2026-11`, ...): a repeated allocation is a no-op.
-    pub allocations: BTreeSet<String>,
 }
 
 impl Wallet {
     pub fn policy(&self) -> &'static TierPolicy {
         self.tier.policy()
+    }
+}
+
+/// What makes a command apply once: the key of the marker its commit writes (refused when
+/// it exists: the command was applied already), and the key of a marker that must exist
+/// for it to apply at all (a clawback needs its purchase).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    pub key: String,
+    pub requires: Option<String>,
+}
+
+/// The marker of `command`, for the commands that apply once.
+pub fn marker(command: &CreditCommand) -> Option<Marker> {
+    match command {
+        CreditCommand::Allocate { allocation_id, .. } => Some(Marker {
+            key: allocation_id.clone(),
+            requires: None,
+        }),
+        CreditCommand::Renew { due } => Some(Marker {
+            key: renewal_key(due),
+            requires: None,
+        }),
+        CreditCommand::Purchase { order_id, .. } => Some(Marker {
+            key: purchase_key(*order_id),
+            requires: None,
+        }),
+        CreditCommand::ClawBack {
+            order_id,
+            refund_id,
+            ..
+        } => Some(Marker {
+            key: clawback_key(refund_id),
+            requires: Some(purchase_key(*order_id)),
+        }),
+        CreditCommand::Open { .. } | CreditCommand::Consume { .. } => None,
+    }
+}
+
+/// The balances on which a debit decides the same events as on the balance it was decided
+/// on, but for the balance it leaves: `at_least ≤ balance < below`, either bound open. A
+/// debit written under this condition needs no exact balance, so concurrent debits do not
+/// invalidate each other; only one that crosses a line (the threshold, zero) carries
+/// figures of its own and holds for its exact balance alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holds {
+    pub at_least: Option<i64>,
+    pub below: Option<i64>,
+}
+
+impl Holds {
+    pub fn contains(&self, balance: i64) -> bool {
+        self.at_least.is_none_or(|lo| balance >= lo) && self.below.is_none_or(|hi| balance < hi)
+    }
+}
+
+/// Where the decision of a debit of `credits` on `balance` holds (see [`Holds`]).
+pub fn debit_holds(policy: &TierPolicy, balance: i64, credits: u64) -> Holds {
+    let (c, threshold) = (
+        credits_i64(credits),
+        credits_i64(policy.low_balance_threshold),
+    );
+    let crosses = balance >= threshold && balance - c < threshold;
+    let partly_overage = balance > 0 && balance < c;
+    if crosses || partly_overage {
+        return Holds {
+            at_least: Some(balance),
+            below: Some(balance + 1),
+        };
+    }
+    // Between two consecutive lines every rule answers the same.
+    let lines = [
+        c - credits_i64(policy.overage_allowance),
+        1,
+        c,
+        threshold,
+        threshold.saturating_add(c),
+    ];
+    Holds {
+        at_least: lines.iter().copied().filter(|l| *l <= balance).max(),
+        below: lines.iter().copied().filter(|l| *l > balance).min(),
     }
 }
 
@@ -219,9 +300,6 @@ pub fn decide(
                 reason,
             },
         ) => {
-            if wallet.allocations.contains(&allocation_id) {
-                return Ok(vec![]);
-            }
             let total = base.saturating_add(bonus);
             if total == 0 {
                 return Err(CreditError::EmptyAllocation);
@@ -239,7 +317,7 @@ pub fn decide(
         (Some(wallet), CreditCommand::Renew { due }) => decide(
             Some(wallet),
             CreditCommand::Allocate {
-                allocation_id: format!("renewal-{due}"),
+                allocation_id: renewal_key(&due),
                 base: wallet.policy().monthly_credits,
                 bonus: 0,
                 reason: AllocationReason::MonthlyRenewal,
@@ -253,9 +331,6 @@ pub fn decide(
                 credits,
             },
         ) => {
-            if wallet.allocations.contains(&purchase_key(order_id)) {
-                return Ok(vec![]);
-            }
             if credits == 0 {
                 return Err(CreditError::EmptyAllocation);
             }
@@ -275,23 +350,20 @@ pub fn decide(
                 credits,
             },
         ) => {
-            if wallet.allocations.contains(&clawback_key(&refund_id)) {
-                return Ok(vec![]);
-            }
-            if !wallet.allocations.contains(&purchase_key(order_id)) {
-                return Err(CreditError::PurchaseNotApplied(order_id));
-            }
             let available = u64::try_from(wallet.balance.max(0)).unwrap_or(0);
             let clawed_back = credits.min(available);
-            Ok(vec![CreditEvent::ClawedBack {
+            let balance_after = wallet.balance - credits_i64(clawed_back);
+            let mut events = vec![CreditEvent::ClawedBack {
                 workspace_id: wallet.workspace_id,
                 order_id,
                 refund_id,
                 requested: credits,
                 clawed_back,
                 shortfall: credits - clawed_back,
-                balance_after: wallet.balance - credits_i64(clawed_back),
-            }])
+                balance_after,
+            }];
+            events.extend(crossing(wallet, balance_after));
+            Ok(events)
         }
         (
             Some(wallet),
@@ -336,14 +408,7 @@ fn consume(
         credits,
         balance_after,
     }];
-    let threshold = policy.low_balance_threshold;
-    if wallet.low_balance_armed && balance_after < credits_i64(threshold) {
-        events.push(CreditEvent::BalanceLow {
-            workspace_id,
-            balance: balance_after,
-            threshold,
-        });
-    }
+    events.extend(crossing(wallet, balance_after));
     if balance_after < 0 {
         let covered = wallet.balance.max(0);
         events.push(CreditEvent::Overage {
@@ -357,67 +422,45 @@ fn consume(
     Ok(events)
 }
 
+/// `credits.balance_low` when going from the wallet's balance to `balance_after` crosses
+/// the tier's threshold.
+fn crossing(wallet: &Wallet, balance_after: i64) -> Option<CreditEvent> {
+    let threshold = wallet.policy().low_balance_threshold;
+    let line = credits_i64(threshold);
+    (wallet.balance >= line && balance_after < line).then_some(CreditEvent::BalanceLow {
+        workspace_id: wallet.workspace_id,
+        balance: balance_after,
+        threshold,
+    })
+}
+
 pub fn evolve(state: Option<Wallet>, event: &CreditEvent) -> Option<Wallet> {
     match (state, event) {
         (None, CreditEvent::WalletOpened { workspace_id, tier }) => Some(Wallet {
             workspace_id: *workspace_id,
             tier: *tier,
             balance: 0,
-            low_balance_armed: false,
-            allocations: BTreeSet::new(),
         }),
         (
             Some(mut w),
-            CreditEvent::Allocated {
-                allocation_id,
-                balance_after,
-                ..
-            },
+            CreditEvent::Allocated { balance_after, .. }
+            | CreditEvent::Purchased { balance_after, .. }
+            | CreditEvent::ClawedBack { balance_after, .. }
+            | CreditEvent::Consumed { balance_after, .. },
         ) => {
-            w.allocations.insert(allocation_id.clone());
             w.balance = *balance_after;
-            w.low_balance_armed = w.balance >= credits_i64(w.policy().low_balance_threshold);
-            Some(w)
-        }
-        (
-            Some(mut w),
-            CreditEvent::Purchased {
-                order_id,
-                balance_after,
-                ..
-            },
-        ) => {
-            w.allocations.insert(purchase_key(*order_id));
-            w.balance = *balance_after;
-            w.low_balance_armed = w.balance >= credits_i64(w.policy().low_balance_threshold);
-            Some(w)
-        }
-        (
-            Some(mut w),
-            CreditEvent::ClawedBack {
-                refund_id,
-                balance_after,
-                ..
-            },
-        ) => {
-            w.allocations.insert(clawback_key(refund_id));
-            w.balance = *balance_after;
-            Some(w)
-        }
-        (Some(mut w), CreditEvent::Consumed { balance_after, .. }) => {
-            w.balance = *balance_after;
-            Some(w)
-        }
-        (Some(mut w), CreditEvent::BalanceLow { .. }) => {
-            w.low_balance_armed = false;
             Some(w)
         }
         (state, _) => state,
     }
 }
 
-/// Purchases and clawbacks share the wallet's record of applied allocations, under keys
-/// that cannot collide with allocation ids (`signup`, `renewal-...`).
+/// Marker keys of renewals, purchases and clawbacks cannot collide with allocation ids
+/// (`signup`, ...) nor with each other. A renewal's is the id its allocation has always had.
+fn renewal_key(due: &str) -> String {
+    format!("renewal-{due}")
+}
+
 fn purchase_key(order_id: Uuid) -> String {
     format!("purchase:{order_id}")
 }
@@ -498,18 +541,56 @@ mod tests {
     }
 
     #[test]
-    fn the_same_allocation_twice_adds_nothing() {
-        let w = wallet(TierId::Free, 1_100);
-        assert_eq!(allocate(Some(&w), 1_000, 100), vec![]);
+    fn allocations_renewals_purchases_and_clawbacks_apply_once_by_their_markers() {
+        let key = |c: CreditCommand| marker(&c).map(|m| (m.key, m.requires));
+        let allocate = |id: &str| CreditCommand::Allocate {
+            allocation_id: id.into(),
+            base: 1,
+            bonus: 0,
+            reason: AllocationReason::Signup,
+        };
+        assert_eq!(key(allocate("signup")), Some(("signup".into(), None)));
+        let renew = CreditCommand::Renew {
+            due: "2026-12-21".into(),
+        };
+        // A renewal and the allocation it makes share one marker.
+        assert_eq!(key(renew), key(allocate("renewal-2026-12-21")));
+        let order = Uuid::from_u128(7);
+        let purchase = key(CreditCommand::Purchase {
+            order_id: order,
+            pack: "starter".into(),
+            credits: 10,
+        })
+        .unwrap();
+        let clawback = key(CreditCommand::ClawBack {
+            order_id: order,
+            refund_id: "re_1".into(),
+            credits: 10,
+        })
+        .unwrap();
+        assert_eq!(clawback.1.as_ref(), Some(&purchase.0));
+        assert_ne!(clawback.0, purchase.0);
+        assert_ne!(purchase.0, "signup");
+        assert_eq!(
+            marker(&CreditCommand::Consume {
+                consumption_id: C,
+                feature: "api.call".into(),
+                quantity: 1
+            }),
+            None
+        );
     }
 
     #[test]
-    fn a_renewal_adds_the_tiers_monthly_credits_once() {
+    fn a_renewal_adds_the_tiers_monthly_credits() {
         let w = wallet(TierId::Pro, 50);
-        let renew = || CreditCommand::Renew {
-            due: "2026-12-21".into(),
-        };
-        let events = decide(Some(&w), renew()).unwrap();
+        let events = decide(
+            Some(&w),
+            CreditCommand::Renew {
+                due: "2026-12-21".into(),
+            },
+        )
+        .unwrap();
         assert!(matches!(
             &events[..],
             [CreditEvent::Allocated {
@@ -519,8 +600,64 @@ mod tests {
                 ..
             }]
         ));
-        let w = events.iter().fold(Some(w), evolve).unwrap();
-        assert_eq!(decide(Some(&w), renew()), Ok(vec![]));
+    }
+
+    /// Every balance a debit's condition admits decides the same events, but for the
+    /// balance they leave: so the debit may be written without knowing the exact balance.
+    #[test]
+    fn a_debit_decides_the_same_events_on_every_balance_it_holds_for() {
+        fn shape(events: &[CreditEvent]) -> Vec<CreditEvent> {
+            events
+                .iter()
+                .cloned()
+                .map(|mut e| {
+                    if let CreditEvent::Consumed { balance_after, .. }
+                    | CreditEvent::Overage { balance_after, .. } = &mut e
+                    {
+                        *balance_after = 0;
+                    }
+                    e
+                })
+                .collect()
+        }
+        for tier in [TierId::Free, TierId::Pro, TierId::Enterprise] {
+            let policy = tier.policy();
+            let t = policy.low_balance_threshold as i64;
+            let probes = [
+                -2_500,
+                -2_000,
+                -1,
+                0,
+                1,
+                7,
+                30,
+                t - 3,
+                t,
+                t + 5,
+                t + 30,
+                50_000,
+            ];
+            for balance in probes {
+                for quantity in [1, 3, 40] {
+                    let mut w = wallet(tier, 1);
+                    w.balance = balance;
+                    let Ok(events) = consume(&w, "api.call", quantity) else {
+                        continue;
+                    };
+                    let credits = policy.price_of("api.call").unwrap() * quantity;
+                    let holds = debit_holds(policy, balance, credits);
+                    assert!(holds.contains(balance));
+                    let lo = holds.at_least.unwrap_or(balance - 100);
+                    let hi = holds.below.unwrap_or(balance + 100);
+                    for other in (lo..hi).step_by(1.max(((hi - lo) / 50) as usize)) {
+                        w.balance = other;
+                        let again = consume(&w, "api.call", quantity)
+                            .unwrap_or_else(|e| panic!("{tier:?} {balance}→{other}: {e}"));
+                        assert_eq!(shape(&again), shape(&events), "{tier:?} {balance}→{other}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -638,7 +775,7 @@ mod tests {
         )
         .unwrap();
         let w = topped.iter().fold(Some(w), evolve).unwrap();
-        assert!(w.low_balance_armed);
+        assert!(w.balance >= 1_000);
         let third = consume(&w, "api.call", 100).unwrap();
         assert!(matches!(third[1], CreditEvent::BalanceLow { .. }));
     }
@@ -744,8 +881,6 @@ mod purchase_tests {
             workspace_id: Uuid::from_u128(1),
             tier: TierId::Pro,
             balance,
-            low_balance_armed: true,
-            allocations: BTreeSet::new(),
         }
     }
 
@@ -756,17 +891,14 @@ mod purchase_tests {
     }
 
     #[test]
-    fn a_purchase_adds_credits_once_per_order() {
+    fn a_purchase_adds_its_credits() {
         let buy = CreditCommand::Purchase {
             order_id: Uuid::from_u128(7),
             pack: "starter".into(),
             credits: 1_000,
         };
-        let (events, w) = apply(wallet(50), buy.clone());
+        let (events, w) = apply(wallet(50), buy);
         assert_eq!(events.len(), 1);
-        assert_eq!(w.balance, 1_050);
-        let (again, w) = apply(w, buy);
-        assert!(again.is_empty());
         assert_eq!(w.balance, 1_050);
     }
 
@@ -790,7 +922,7 @@ mod purchase_tests {
             credits: 1_000,
         };
         // 1,000 bought, 700 of them spent since.
-        let (events, w) = apply(bought(-700, 7, 1_000), claw.clone());
+        let (events, w) = apply(bought(-700, 7, 1_000), claw);
         let CreditEvent::ClawedBack {
             clawed_back,
             shortfall,
@@ -801,8 +933,6 @@ mod purchase_tests {
             panic!("{events:?}")
         };
         assert_eq!((*clawed_back, *shortfall, *balance_after), (300, 700, 0));
-        let (again, w) = apply(w, claw);
-        assert!(again.is_empty());
         assert_eq!(w.balance, 0);
         // In overage already: nothing to take, all of it is shortfall.
         let (events, w) = apply(
@@ -825,30 +955,23 @@ mod purchase_tests {
     }
 
     #[test]
-    fn a_clawback_before_its_purchase_is_refused_and_changes_nothing() {
-        let claw = CreditCommand::ClawBack {
-            order_id: Uuid::from_u128(7),
-            refund_id: "re_1".into(),
-            credits: 1_000,
-        };
-        let w = wallet(50);
-        assert_eq!(
-            decide(Some(&w), claw.clone()),
-            Err(CreditError::PurchaseNotApplied(Uuid::from_u128(7)))
-        );
-        // Another order's purchase does not count.
-        let w = bought(50, 8, 1_000);
-        assert!(decide(Some(&w), claw.clone()).is_err());
-        // Purchase, then clawback: the wallet ends where it started.
-        let (_, w) = apply(
-            w,
-            CreditCommand::Purchase {
+    fn a_clawback_that_crosses_the_threshold_says_so() {
+        // Pro's threshold is 1,000.
+        let (events, w) = apply(
+            bought(200, 7, 1_000),
+            CreditCommand::ClawBack {
                 order_id: Uuid::from_u128(7),
-                pack: "starter".into(),
+                refund_id: "re_1".into(),
                 credits: 1_000,
             },
         );
-        let (_, w) = apply(w, claw);
-        assert_eq!(w.balance, 1_050);
+        assert_eq!(w.balance, 200);
+        assert!(matches!(
+            events[..],
+            [
+                CreditEvent::ClawedBack { .. },
+                CreditEvent::BalanceLow { balance: 200, .. }
+            ]
+        ));
     }
 }

@@ -148,16 +148,4 @@ mod tests {
                 allowance: 0,
             });
     }
-
-    #[test]
-    fn an_allocation_is_applied_once() {
-        given::<Wallet>([opened(), allocated(10)])
-            .when(CreditCommand::Allocate {
-                allocation_id: "signup".into(),
-                base: 10,
-                bonus: 0,
-                reason: AllocationReason::Signup,
-            })
-            .then([]);
-    }
 }

@@ -136,6 +136,13 @@ impl Kernel {
                     }
                     retry::pause(tries).await;
                 }
+                // A rival applied the same apply-once command first: the next attempt
+                // sees its marker and decides nothing.
+                Err(StoreError::Refused(kassa_store::counter::ALREADY_APPLIED))
+                    if tries < self.attempts =>
+                {
+                    retry::pause(tries).await;
+                }
                 Err(StoreError::Throttled(code))
                     if throttled < retry::THROTTLED_RETRIES && tries < self.attempts =>
                 {

@@ -1,65 +1,107 @@
-//! Allocating credits to a wallet, shared by every handler that adds credits (signup,
-//! renewal, purchases) or takes purchased ones back: decide on the current head, commit with whatever index
-//! or lock items the caller adds, retry on conflict.
+//! The wallet's cold commands (opening, allocations, renewals, purchases, clawbacks): each
+//! is decided on the wallet's head and committed with its apply-once marker item, under a
+//! condition on the head's version. The hot one, the debit, is consume-credits' single
+//! conditional update of the same head (`kassa_store::counter`).
 
 use crate::access::wallet_stream;
+use crate::kernel::{Fail, Kernel, Tx};
 use crate::Clock;
-use kassa_domain::credits::{self, CreditCommand, CreditEvent, Wallet};
-use kassa_store::{retry, Commit, EventStore, Metadata, RecordedEvent, StoreError};
+use kassa_domain::credits::{self, CreditCommand, CreditError, CreditEvent, Wallet};
+use kassa_store::{Commit, EventStore, Loaded, Metadata, RecordedEvent, StoreError};
+use std::sync::Arc;
 use uuid::Uuid;
 
+/// Refusal label of a clawback whose purchase is not applied.
+pub const PURCHASE_NOT_APPLIED: &str = "purchase_not_applied";
+
+/// Stages `command` on `wallet`, once: a command whose marker exists decides nothing;
+/// otherwise its events are staged with the marker (so a rival applying it at the same
+/// moment makes this commit refused, and the kernel decides again, on the marker), and a
+/// clawback is refused unless its purchase is applied or applied in this commit.
+pub async fn stage(
+    tx: &mut Tx<'_>,
+    wallet: &mut Loaded<Wallet>,
+    command: CreditCommand,
+) -> Result<Vec<CreditEvent>, Fail<CreditError>> {
+    let Some(marker) = credits::marker(&command) else {
+        return tx.decide(wallet, command);
+    };
+    let store = tx.store();
+    if store.is_marked(&wallet.stream, &marker.key).await? {
+        return Ok(Vec::new());
+    }
+    if let Some(required) = &marker.requires {
+        let here = tx.commit().marks(&wallet.stream, required);
+        if !here && !store.is_marked(&wallet.stream, required).await? {
+            let order = match &command {
+                CreditCommand::ClawBack { order_id, .. } => *order_id,
+                _ => Uuid::nil(),
+            };
+            return Err(Fail::Refused(CreditError::PurchaseNotApplied(order)));
+        }
+    }
+    let events = tx.decide(wallet, command)?;
+    if !events.is_empty() {
+        let commit = tx.commit();
+        commit.mark(&wallet.stream, &marker.key)?;
+        if let Some(required) = &marker.requires {
+            // Read above; the check keeps it true until the commit.
+            commit.require_mark(&wallet.stream, required, PURCHASE_NOT_APPLIED)?;
+        }
+    }
+    Ok(events)
+}
+
 /// Applies `command` to the wallet of `workspace`. `also` adds items that must commit with
-/// the allocation (it is not called when the allocation was already applied, in which case
-/// nothing is written and no events are returned).
+/// it (it is not called when the command was applied already, in which case nothing is
+/// written and no events are returned).
 pub async fn allocate(
     store: &EventStore,
-    clock: &dyn Clock,
+    clock: Arc<dyn Clock>,
     workspace: Uuid,
     command: CreditCommand,
     metadata: Metadata,
-    also: impl Fn(&mut Commit) -> Result<(), StoreError>,
+    also: impl Fn(&mut Commit) -> Result<(), StoreError> + Sync,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     apply(store, clock, workspace, &[command], metadata, also).await
 }
 
 /// As [`allocate`], for several commands decided one after the other on the same head and
-/// committed together: all of them or none (a purchase and the clawback of its refund).
+/// committed together, each applied once (a purchase and the clawback of its refund).
 pub async fn apply(
     store: &EventStore,
-    clock: &dyn Clock,
+    clock: Arc<dyn Clock>,
     workspace: Uuid,
     commands: &[CreditCommand],
     metadata: Metadata,
-    also: impl Fn(&mut Commit) -> Result<(), StoreError>,
+    also: impl Fn(&mut Commit) -> Result<(), StoreError> + Sync,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let stream = wallet_stream(workspace);
-    retry::on_conflict(retry::DEFAULT_ATTEMPTS, |seen| {
-        let (metadata, stream, also) = (metadata.clone(), &stream, &also);
-        async move {
-            let head = match seen {
-                Some(h) => h,
-                None => store
-                    .load(stream)
-                    .await?
-                    .ok_or_else(|| StoreError::Corrupt(format!("{stream} has no wallet")))?,
-            };
-            let wallet: Wallet = head.state()?;
-            let mut next = Some(wallet);
-            let mut events = Vec::new();
-            for command in commands {
-                let decided = credits::decide(next.as_ref(), command.clone())
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                next = decided.iter().fold(next, credits::evolve);
-                events.extend(decided);
-            }
-            if events.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut commit = store.commit_builder(metadata, clock.now());
-            commit.append::<CreditEvent>(stream, head.version, &events, &next)?;
-            also(&mut commit)?;
-            store.commit(commit).await
-        }
-    })
-    .await
+    let kernel = Kernel::new(store.clone(), clock);
+    let also = &also;
+    let done = kernel
+        .run(metadata, |tx| {
+            Box::pin(async move {
+                let mut wallet = tx.load::<Wallet>(&workspace).await?;
+                if wallet.state.is_none() {
+                    return Err(Fail::Store(StoreError::Corrupt(format!(
+                        "{} has no wallet",
+                        wallet_stream(workspace)
+                    ))));
+                }
+                let mut any = false;
+                for command in commands {
+                    any |= !stage(tx, &mut wallet, command.clone()).await?.is_empty();
+                }
+                if any {
+                    also(tx.commit())?;
+                }
+                Ok(())
+            })
+        })
+        .await;
+    match done {
+        Ok(done) => Ok(done.recorded),
+        Err(Fail::Store(e)) => Err(e),
+        Err(Fail::Refused(e)) => Err(StoreError::Corrupt(e.to_string())),
+    }
 }

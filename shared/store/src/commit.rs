@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{
 };
 use kassa_domain::event::DomainEvent;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -32,8 +32,12 @@ pub struct Commit {
     /// Streams appended to so far: a transaction may touch an item once, so a second
     /// append to a stream continues its events and replaces its head.
     heads: HashMap<StreamId, HeadSlot>,
-    metadata: Metadata,
-    now: OffsetDateTime,
+    /// Counter heads written so far, rebuilt whole on each further append.
+    pub(crate) counters: HashMap<StreamId, crate::counter::CounterSlot>,
+    /// Markers this commit writes, which it need not also require.
+    pub(crate) marked: HashSet<String>,
+    pub(crate) metadata: Metadata,
+    pub(crate) now: OffsetDateTime,
 }
 
 /// Where a stream's head sits in the commit and what it expects.
@@ -51,6 +55,8 @@ impl Commit {
             guards: Vec::new(),
             recorded: Vec::new(),
             heads: HashMap::new(),
+            counters: HashMap::new(),
+            marked: HashSet::new(),
             metadata,
             now,
         }
@@ -221,6 +227,31 @@ impl Commit {
             TransactWriteItem::builder().delete(delete).build(),
             Guard::Check(label),
         )
+    }
+
+    /// Refuses the commit as a conflict on `stream` unless its head is at `version`.
+    pub fn require_version(
+        &mut self,
+        stream: &StreamId,
+        version: u64,
+    ) -> Result<&mut Self, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(stream.as_str()))
+            .key("sk", n(0))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", n(version))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(StoreError::dynamo)?;
+        Ok(self.push(
+            TransactWriteItem::builder().condition_check(check).build(),
+            Guard::Head(stream.clone()),
+        ))
+    }
+
+    pub(crate) fn push_guarded(&mut self, item: TransactWriteItem, guard: Guard) -> &mut Self {
+        self.push(item, guard)
     }
 
     fn push(&mut self, item: TransactWriteItem, guard: Guard) -> &mut Self {

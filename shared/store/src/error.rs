@@ -1,11 +1,14 @@
 use crate::store::Head;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 
-/// Error codes of a DynamoDB call refused for capacity.
-const THROTTLING_CODES: [&str; 3] = [
+/// Error codes of a DynamoDB call refused for capacity, or failed on DynamoDB's side
+/// (`InternalServerError`, which AWS documents as safe to retry; DynamoDB Local also
+/// answers it when a request waited too long for an item's lock under load).
+const THROTTLING_CODES: [&str; 4] = [
     "ThrottlingException",
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
+    "InternalServerError",
 ];
 use crate::StreamId;
 

@@ -11,6 +11,7 @@ pub mod agenda;
 pub mod aggregate;
 mod attribute;
 pub mod commit;
+pub mod counter;
 pub mod error;
 pub mod event;
 pub mod idempotency;
@@ -20,6 +21,7 @@ pub use store::EventItem;
 
 pub use aggregate::{stream_of, Loaded};
 pub use commit::{Commit, Guard};
+pub use counter::{Bounds, Carried, Step, Stepped};
 pub use error::StoreError;
 pub use event::{Metadata, RecordedEvent, StreamId};
 pub use idempotency::{Idempotency, IdempotencyConfig, Outcome};

@@ -37,7 +37,7 @@ pub struct EventItem {
 pub const EVENT_KIND: &str = "event";
 
 impl EventItem {
-    pub(crate) fn from_recorded(e: &RecordedEvent) -> Result<Self, StoreError> {
+    pub fn from_recorded(e: &RecordedEvent) -> Result<Self, StoreError> {
         Ok(Self {
             pk: e.stream.as_str().to_owned(),
             sk: e.version,
@@ -96,6 +96,10 @@ pub struct Head {
     /// The schema the state was written under (`Aggregate::SCHEMA`); 1 for heads from
     /// before heads were versioned.
     pub schema: u32,
+    /// A counter head's figure (see `counter`).
+    pub counter: Option<i64>,
+    /// The member set the head keeps for conditions elsewhere (or mirrors).
+    pub members: Vec<String>,
 }
 
 impl Head {
@@ -104,7 +108,7 @@ impl Head {
             .map_err(|e| StoreError::Corrupt(format!("head of {}: {e}", self.stream)))
     }
 
-    pub(crate) fn from_item(item: &Item) -> Result<Self, StoreError> {
+    pub fn from_item(item: &Item) -> Result<Self, StoreError> {
         Ok(Self {
             stream: StreamId::from_stored(get_s(item, "pk")?.to_owned()),
             version: get_u64(item, "version")?,
@@ -113,6 +117,17 @@ impl Head {
                 Some(_) => u32::try_from(get_u64(item, "schema")?)
                     .map_err(|_| StoreError::Corrupt("head schema out of range".into()))?,
                 None => crate::event::first_schema(),
+            },
+            counter: match item.get(crate::counter::COUNTER) {
+                Some(AttributeValue::N(v)) => Some(
+                    v.parse()
+                        .map_err(|_| StoreError::Corrupt(format!("counter {v}")))?,
+                ),
+                _ => None,
+            },
+            members: match item.get(crate::counter::MEMBERS) {
+                Some(AttributeValue::Ss(m)) => m.clone(),
+                _ => Vec::new(),
             },
         })
     }

@@ -333,10 +333,54 @@ impl Isolated {
                 env.insert(var.to_owned(), value);
             }
         }
+        // The relay runs, on a bus of its own with no rules: debits and other writes of
+        // counter heads carry their events, which reach their streams through it, as on
+        // AWS. Nothing it publishes is delivered; the test delivers what it chooses.
+        let aws = kassa_runtime::config::aws().await;
+        let bus = format!(
+            "isolated-{}",
+            &uuid::Uuid::now_v7().simple().to_string()[20..]
+        );
+        aws_sdk_eventbridge::Client::new(&aws)
+            .create_event_bus()
+            .name(&bus)
+            .send()
+            .await
+            .unwrap();
+        env.insert("KASSA_EVENT_BUS".to_owned(), bus);
+        let config = kassa_runtime::Config::from_map(&env).unwrap();
+        let relay = kassa_local::functions::build(
+            "EventRelayFunction",
+            &config,
+            &aws,
+            std::sync::Arc::new(kassa_runtime::clock::SystemClock),
+        )
+        .unwrap();
+        let stream_arn = dynamodb()
+            .await
+            .describe_table()
+            .table_name(&events)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .and_then(|t| t.latest_stream_arn)
+            .expect("the events table has a stream");
+        tokio::spawn(
+            kassa_local::stream::StreamSource {
+                client: aws_sdk_dynamodbstreams::Client::new(&aws),
+                stream_arn,
+                batch_size: 100,
+                max_retries: 10,
+                on_failure: None,
+                lambda: relay,
+            }
+            .run(),
+        );
         Isolated {
             store: kassa_store::EventStore::new(dynamodb().await, events),
             state_table: state,
-            config: kassa_runtime::Config::from_map(&env).unwrap(),
+            config,
             mail_dir,
         }
     }
@@ -365,8 +409,18 @@ impl Isolated {
         forget_handled(&self.state_table, scope, event).await
     }
 
+    /// The events of `stream`; for a counter head (a wallet), once the relay has persisted
+    /// every event its head counts.
     pub async fn events(&self, stream: &kassa_store::StreamId) -> Vec<kassa_store::RecordedEvent> {
-        self.store.read_stream(stream, 100).await.unwrap()
+        let head = self.store.load(stream).await.unwrap();
+        let Some(head) = head.filter(|h| h.counter.is_some()) else {
+            return self.store.read_stream(stream, 100).await.unwrap();
+        };
+        eventually("the relay to persist what the head carried", || async {
+            let events = self.store.read_stream(stream, 100).await.unwrap();
+            (events.len() as u64 == head.version).then_some(events)
+        })
+        .await
     }
 
     pub fn mails(&self) -> Vec<kassa_runtime::mail::Mail> {
