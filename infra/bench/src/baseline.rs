@@ -164,7 +164,7 @@ impl BareHead {
             .expression_attribute_values(":lo", n(credits))
             .expression_attribute_values(":user", s(&self.member))
             .expression_attribute_values(":carried", s(carried.to_string()))
-            .return_values(ReturnValue::AllNew)
+            .return_values(ReturnValue::UpdatedNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;

@@ -31,7 +31,7 @@ pub fn latency(l: &Latency) {
     println!("1. Warm handler latency: ConsumeCredits::handle vs a bare conditional UpdateItem");
     println!(
         "   on a copy of the wallet's head: `ADD counter :delta, version :k SET carried = :json`\n   \
-         if `schema = :s AND counter >= :lo AND contains(members, :user)`, ALL_NEW, carrying one\n   \
+         if `schema = :s AND counter >= :lo AND contains(members, :user)`, UPDATED_NEW, carrying one\n   \
          credits.consumed event built per call. {} timed calls each, in {} alternating blocks,\n   \
          after {} warm-up calls each.",
         l.handler.len(),
