@@ -6,6 +6,8 @@
 //! no longer decodes, is rebuilt from the stream's events, so changing a state's shape
 //! needs no migration.
 
+use crate::cart::{self, Cart, CartCommand, CartError, CartEvent};
+use crate::concert::{self, Concert, ConcertCommand, ConcertError, ConcertEvent};
 use crate::credits::{self, CreditCommand, CreditError, CreditEvent, Wallet};
 use crate::event::DomainEvent;
 use crate::identity::{Actor, UserId};
@@ -220,6 +222,47 @@ impl Aggregate for Invoice {
 
     fn evolve(state: Option<Self>, event: &InvoiceEvent) -> Option<Self> {
         invoice::evolve(state, event)
+    }
+}
+
+/// A concert's organizer or an operator changes it; the decider checks who.
+impl Aggregate for Concert {
+    const NAME: &'static str = "Concert";
+    type Id = Uuid;
+    type Command = ByActor<ConcertCommand>;
+    type Event = ConcertEvent;
+    type Error = ConcertError;
+
+    fn decide(
+        state: Option<&Self>,
+        command: ByActor<ConcertCommand>,
+    ) -> Result<Vec<ConcertEvent>, ConcertError> {
+        concert::decide(state, command.command, &command.actor)
+    }
+
+    fn evolve(state: Option<Self>, event: &ConcertEvent) -> Option<Self> {
+        concert::evolve(state, event)
+    }
+}
+
+/// One cart per user, named by the user's id (`Cart#<user id>`): confirming or canceling
+/// empties it and the stream goes on with the next.
+impl Aggregate for Cart {
+    const NAME: &'static str = "Cart";
+    type Id = str;
+    type Command = ByActor<CartCommand>;
+    type Event = CartEvent;
+    type Error = CartError;
+
+    fn decide(
+        state: Option<&Self>,
+        command: ByActor<CartCommand>,
+    ) -> Result<Vec<CartEvent>, CartError> {
+        cart::decide(state, command.command, &command.actor)
+    }
+
+    fn evolve(state: Option<Self>, event: &CartEvent) -> Option<Self> {
+        cart::evolve(state, event)
     }
 }
 

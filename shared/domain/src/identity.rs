@@ -27,12 +27,14 @@ impl fmt::Display for UserId {
 }
 
 /// The caller's role across kassa. `Admin` is the operator's role (support, back office);
-/// `System` is a side-effect handler acting on an event's behalf.
+/// `Organizer` may create concerts; `System` is a side-effect handler acting on an event's
+/// behalf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
     Admin,
+    Organizer,
     System,
 }
 
@@ -41,6 +43,7 @@ impl Role {
         match s {
             "user" => Some(Self::User),
             "admin" => Some(Self::Admin),
+            "organizer" => Some(Self::Organizer),
             "system" => Some(Self::System),
             _ => None,
         }
@@ -59,6 +62,20 @@ impl Actor {
         Self {
             user: UserId::new(id),
             role: Role::User,
+        }
+    }
+
+    pub fn organizer(id: impl Into<String>) -> Self {
+        Self {
+            user: UserId::new(id),
+            role: Role::Organizer,
+        }
+    }
+
+    pub fn admin(id: impl Into<String>) -> Self {
+        Self {
+            user: UserId::new(id),
+            role: Role::Admin,
         }
     }
 

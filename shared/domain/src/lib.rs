@@ -3,7 +3,10 @@
 //! inputs always give the same events.
 
 pub mod aggregate;
+pub mod availability;
+pub mod cart;
 pub mod catalog;
+pub mod concert;
 pub mod credits;
 pub mod event;
 pub mod identity;
