@@ -72,6 +72,7 @@ mod tests {
             role in proptest::option::of(prop_oneof![
                 Just("user".to_owned()),
                 Just("admin".to_owned()),
+                Just("organizer".to_owned()),
                 Just("system".to_owned()),
                 "\\PC{0,12}",
             ]),
@@ -82,7 +83,7 @@ mod tests {
             match caller(&with_claims(&claims)) {
                 Ok(actor) => {
                     prop_assert_eq!(Some(actor.user.as_str()), sub.as_deref());
-                    prop_assert!(matches!(actor.role, Role::User | Role::Admin));
+                    prop_assert!(matches!(actor.role, Role::User | Role::Organizer | Role::Admin));
                 }
                 Err(p) => prop_assert!(p.status == 401 || p.status == 403, "{:?}", p),
             }
