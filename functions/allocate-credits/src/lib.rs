@@ -9,7 +9,7 @@ use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::{Clock, Config, Function, Kernel, SdkConfig, SqsFunction};
-use kassa_store::{EventStore, Metadata, RecordedEvent, Renewals};
+use kassa_store::{EventStore, Metadata, RecordedEvent, Refusal, Renewals};
 use std::sync::Arc;
 use time::macros::format_description;
 
@@ -78,7 +78,7 @@ impl AllocateCredits {
                     if !events.is_empty() {
                         tx.commit().put(
                             self.renewals.schedule(workspace_id, due, signup.day())?,
-                            "renewal",
+                            Refusal::AlreadyScheduled,
                         );
                     }
                     Ok(())

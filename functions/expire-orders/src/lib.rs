@@ -12,7 +12,7 @@ use kassa_runtime::function::StartError;
 use kassa_runtime::orders::{agenda_time, OrderBook};
 use kassa_runtime::sweep::{self, Fate, Sweep};
 use kassa_runtime::{Clock, Config, Fail, Function, Kernel, ScheduledFunction, SdkConfig};
-use kassa_store::{Entry, EventStore, Metadata, StoreError};
+use kassa_store::{Entry, EventStore, Metadata, Refusal, StoreError};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -23,9 +23,6 @@ pub struct ExpireOrders {
     book: OrderBook,
     gateway: StripeGateway,
 }
-
-/// The label of the agenda entry's removal in an expiry commit.
-const TAKEN: &str = "expiry_taken";
 
 impl Function for ExpireOrders {
     fn from_config(
@@ -98,7 +95,8 @@ impl ExpireOrders {
                             fate = Fate::Done;
                         }
                     }
-                    tx.commit().delete(self.book.expiry().take(entry)?, TAKEN);
+                    tx.commit()
+                        .delete(self.book.expiry().take(entry)?, Refusal::EntryTaken);
                     Ok(fate)
                 })
             })
@@ -106,7 +104,7 @@ impl ExpireOrders {
         match expired {
             Ok(done) => Ok(done.value),
             // Another run took the agenda entry first; whatever it decided stands.
-            Err(Fail::Store(StoreError::Refused(TAKEN))) => Ok(Fate::Settled),
+            Err(Fail::Store(StoreError::Refused(Refusal::EntryTaken))) => Ok(Fate::Settled),
             Err(Fail::Store(e)) => Err(e.into()),
             Err(Fail::Refused(e)) => Err(e.into()),
         }

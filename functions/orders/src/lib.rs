@@ -13,7 +13,7 @@ use kassa_domain::pack::{self, MAX_PACKS_PER_ORDER};
 use kassa_domain::payment::{self, IntentOrigin, PaymentCommand};
 use kassa_payments::gateway::{GatewayError, PaymentGateway};
 use kassa_payments::stripe::StripeGateway;
-use kassa_runtime::access::{self, invoice_stream, order_stream, workspace_stream, MEMBERSHIP};
+use kassa_runtime::access::{self, invoice_stream, order_stream, workspace_stream};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{
     json, json_body, limit_param, request_id, respond, route_key, uuid_param,
@@ -24,7 +24,7 @@ use kassa_runtime::orders::{self as order_book, OrderBook};
 use kassa_runtime::{
     caller, Clock, Config, Fail, Function, HttpFunction, Kernel, Problem, SdkConfig,
 };
-use kassa_store::{EventStore, Metadata, StoreError};
+use kassa_store::{EventStore, Metadata, Refusal, StoreError};
 use lambda_http::{Body, Request, Response};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -286,11 +286,8 @@ impl Orders {
                         // Membership is checked again inside the transaction: a
                         // collaborator removed between the read and the commit cannot buy.
                         if !is_admin {
-                            tx.commit().require_member(
-                                &workspace_stream(workspace),
-                                user,
-                                MEMBERSHIP,
-                            )?;
+                            tx.commit()
+                                .require_member(&workspace_stream(workspace), user)?;
                         }
                         self.book.on_create(tx.commit(), created)?;
                     }
@@ -304,7 +301,9 @@ impl Orders {
                 Ok(view(&order, 1, None))
             }
             Err(Fail::Refused(e)) => Err(refusal(e)),
-            Err(Fail::Store(StoreError::Refused(MEMBERSHIP))) => Err(access::not_found(workspace)),
+            Err(Fail::Store(StoreError::Refused(Refusal::NotMember))) => {
+                Err(access::not_found(workspace))
+            }
             Err(Fail::Store(e)) => Err(access::store_problem(&e)),
         }
     }

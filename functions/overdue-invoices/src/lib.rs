@@ -12,15 +12,14 @@ use kassa_runtime::invoicing::{day, OVERDUE_AGENDA};
 use kassa_runtime::mail::{ConfiguredMailer, Mail, Mailer};
 use kassa_runtime::sweep::{sweep, Fate, Sweep};
 use kassa_runtime::{Clock, Config, Fail, Function, Kernel, ScheduledFunction, SdkConfig};
-use kassa_store::{Agenda, Entry, EventStore, Metadata, Notification, ReadModels, StoreError};
+use kassa_store::{
+    Agenda, Entry, EventStore, Metadata, Notification, ReadModels, Refusal, StoreError,
+};
 use std::convert::Infallible;
 use std::sync::Arc;
 use uuid::Uuid;
 
 pub const NAME: &str = "overdue-invoices";
-
-/// The label of the agenda entry's removal.
-const TAKEN: &str = "overdue_taken";
 
 pub struct OverdueInvoices {
     kernel: Kernel,
@@ -87,14 +86,15 @@ impl OverdueInvoices {
             .kernel
             .run(metadata, |tx| {
                 Box::pin(async move {
-                    tx.commit().delete(self.agenda.take(entry)?, TAKEN);
+                    tx.commit()
+                        .delete(self.agenda.take(entry)?, Refusal::EntryTaken);
                     Ok::<_, Fail<Infallible>>(())
                 })
             })
             .await;
         match taken {
             // Another run took it: it had sent the notice too, or it found nothing owed.
-            Ok(_) | Err(Fail::Store(StoreError::Refused(TAKEN))) => Ok(owed),
+            Ok(_) | Err(Fail::Store(StoreError::Refused(Refusal::EntryTaken))) => Ok(owed),
             Err(fail) => Err(fail.into()),
         }
     }

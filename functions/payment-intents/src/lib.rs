@@ -139,8 +139,7 @@ impl PaymentIntents {
                     tx.decide(&mut payment, PaymentCommand::RecordIntent(origin.clone()))
                         .map_err(|fail| fail.map(|never| match never {}))?;
                     if let Some(order) = &order.state {
-                        tx.commit()
-                            .put(self.book.secret(order, client_secret)?, "client_secret");
+                        tx.commit().index(self.book.secret(order, client_secret)?);
                     }
                     Ok(Awaiting::Recorded)
                 })

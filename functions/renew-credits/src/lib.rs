@@ -10,7 +10,7 @@ use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::sweep::{sweep, Fate, Sweep};
 use kassa_runtime::{Clock, Config, Fail, Function, Kernel, ScheduledFunction, SdkConfig};
-use kassa_store::{DueRenewal, Entry, EventStore, Metadata, Renewals, StoreError};
+use kassa_store::{DueRenewal, Entry, EventStore, Metadata, Refusal, Renewals, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use time::macros::format_description;
@@ -19,9 +19,6 @@ use uuid::Uuid;
 pub const NAME: &str = "renew-credits";
 const DAY: &[time::format_description::FormatItem<'static>] =
     format_description!("[year]-[month]-[day]");
-
-/// Label of the condition that the renewal entry is still there to take.
-const RENEWAL_TAKEN: &str = "renewal_taken";
 
 pub struct RenewCredits {
     kernel: Kernel,
@@ -120,7 +117,9 @@ impl RenewCredits {
                             let next =
                                 self.renewals
                                     .schedule(renewal.workspace_id, next_due, anchor)?;
-                            tx.commit().delete(take, RENEWAL_TAKEN).put(next, "renewal");
+                            tx.commit()
+                                .delete(take, Refusal::EntryTaken)
+                                .put(next, Refusal::AlreadyScheduled);
                         }
                         Ok(())
                     })
@@ -130,7 +129,7 @@ impl RenewCredits {
         match result {
             Ok(done) if done.recorded.is_empty() => Ok(Fate::Settled),
             Ok(_) => Ok(Fate::Done),
-            Err(Fail::Store(StoreError::Refused(RENEWAL_TAKEN))) => Ok(Fate::Settled),
+            Err(Fail::Store(StoreError::Refused(Refusal::EntryTaken))) => Ok(Fate::Settled),
             Err(fail) => Err(fail.into()),
         }
     }

@@ -36,8 +36,10 @@ use kassa_runtime::http::{json, respond};
 use kassa_runtime::invoicing::{self, Invoicing, OVERDUE_AGENDA};
 use kassa_runtime::orders::{OrderBook, ORDER_KEY, USER_KEY, WORKSPACE_KEY};
 use kassa_runtime::{Clock, Config, Fail, Function, HttpFunction, Kernel, Problem, SdkConfig};
-use kassa_store::receipt::{receipt, RECEIPT};
-use kassa_store::{Agenda, Commit, EventStore, Metadata, RecordedEvent, StoreError, StreamId};
+use kassa_store::receipt::receipt;
+use kassa_store::{
+    Agenda, Commit, EventStore, Metadata, RecordedEvent, Refusal, StoreError, StreamId,
+};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -207,7 +209,7 @@ impl StripeWebhook {
                 &event.event_type,
                 self.clock.now(),
             )?,
-            RECEIPT,
+            Refusal::AlreadyReceived,
         );
         Ok(())
     }
@@ -334,7 +336,9 @@ impl StripeWebhook {
                 Ok(Outcome::Recorded(done.recorded.len()))
             }
             Err(Fail::Refused(never)) => match never {},
-            Err(Fail::Store(StoreError::Refused(RECEIPT))) => Ok(Outcome::Duplicate),
+            Err(Fail::Store(StoreError::Refused(Refusal::AlreadyReceived))) => {
+                Ok(Outcome::Duplicate)
+            }
             Err(Fail::Store(e)) => Err(server_error(&e)),
         }
     }
@@ -559,10 +563,7 @@ impl StripeWebhook {
                 .iter()
                 .any(|e| matches!(e, subscription::SubscriptionEvent::Created { .. }));
             if announced {
-                commit.put(
-                    self.book.subscriber(user.as_str(), &facts.id)?,
-                    "subscriber_index",
-                );
+                commit.index(self.book.subscriber(user.as_str(), &facts.id)?);
             }
             Ok(())
         };

@@ -16,9 +16,6 @@ pub fn wallet_stream(id: Uuid) -> StreamId {
     StreamId::new("Wallet", id)
 }
 
-/// Label of the in-transaction membership check.
-pub const MEMBERSHIP: &str = "membership";
-
 /// Attributes written on a workspace's head so that a commit elsewhere can check, inside
 /// its own transaction, that the caller is a member (see `Commit::require_member`).
 pub fn head_attributes(ws: &Workspace) -> HashMap<String, AttributeValue> {

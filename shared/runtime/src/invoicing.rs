@@ -5,8 +5,7 @@
 use crate::access::invoice_stream;
 use kassa_domain::identity::UserId;
 use kassa_domain::invoice::{self, Draft, Invoice, InvoiceCommand, InvoiceEvent};
-use kassa_store::sequence::{LEASE as LEASE_LOST, SEQUENCE};
-use kassa_store::{EventStore, Metadata, RecordedEvent, Sequences, StoreError};
+use kassa_store::{EventStore, Metadata, RecordedEvent, Refusal, Sequences, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -147,18 +146,24 @@ impl Invoicing {
             let invoice = state.ok_or_else(|| StoreError::Corrupt("no invoice".into()))?;
             let mut commit = self.store.commit_builder(metadata.clone(), now);
             commit.append::<InvoiceEvent>(&stream, 0, &events, &invoice)?;
-            commit.update(self.sequences.take_next(&name, last)?, SEQUENCE);
-            commit.delete(self.sequences.release(&name, &holder)?, LEASE_LOST);
-            commit.put(self.index_entry(&draft.series, &invoice)?, "invoice_index");
+            commit.update(
+                self.sequences.take_next(&name, last)?,
+                Refusal::SequenceMoved,
+            );
+            commit.delete(self.sequences.release(&name, &holder)?, Refusal::LeaseLost);
+            commit.index(self.index_entry(&draft.series, &invoice)?);
             if let (Some(agenda), true) = (agenda, paid.is_none()) {
                 commit.put(
                     agenda.schedule(&day(invoice.due_date), &invoice.invoice_id.to_string())?,
-                    "overdue_agenda",
+                    Refusal::AlreadyScheduled,
                 );
             }
             match self.store.commit(commit).await {
                 Ok(recorded) => return Ok(Issued { invoice, recorded }),
-                Err(StoreError::Refused(SEQUENCE | LEASE_LOST) | StoreError::Conflict { .. }) => {
+                Err(
+                    StoreError::Refused(Refusal::SequenceMoved | Refusal::LeaseLost)
+                    | StoreError::Conflict { .. },
+                ) => {
                     self.sequences.abandon(&name, &holder).await?;
                 }
                 Err(e) => {

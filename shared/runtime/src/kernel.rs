@@ -138,7 +138,7 @@ impl Kernel {
                 }
                 // A rival applied the same apply-once command first: the next attempt
                 // sees its marker and decides nothing.
-                Err(StoreError::Refused(kassa_store::counter::ALREADY_APPLIED))
+                Err(StoreError::Refused(kassa_store::Refusal::AlreadyApplied))
                     if tries < self.attempts =>
                 {
                     retry::pause(tries).await;

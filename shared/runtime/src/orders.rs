@@ -5,7 +5,7 @@
 use aws_sdk_dynamodb::types::{AttributeValue, Put};
 use aws_sdk_dynamodb::Client;
 use kassa_domain::order::Order;
-use kassa_store::{Agenda, Commit, StoreError};
+use kassa_store::{Agenda, Commit, Refusal, StoreError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -65,7 +65,7 @@ impl OrderBook {
         commit.put(
             self.expiry
                 .schedule(&agenda_time(order.expires_at), &order.order_id.to_string())?,
-            "expiry_agenda",
+            Refusal::AlreadyScheduled,
         );
         let entry = Put::builder()
             .table_name(&self.table)
@@ -73,7 +73,7 @@ impl OrderBook {
             .item("sk", AttributeValue::S(order.order_id.to_string()))
             .build()
             .map_err(StoreError::dynamo)?;
-        commit.put(entry, "buyer_orders");
+        commit.index(entry);
         Ok(())
     }
 

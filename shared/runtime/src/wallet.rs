@@ -11,9 +11,6 @@ use kassa_store::{Commit, EventStore, Loaded, Metadata, RecordedEvent, StoreErro
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// Refusal label of a clawback whose purchase is not applied.
-pub const PURCHASE_NOT_APPLIED: &str = "purchase_not_applied";
-
 /// Stages `command` on `wallet`, once: a command whose marker exists decides nothing;
 /// otherwise its events are staged with the marker (so a rival applying it at the same
 /// moment makes this commit refused, and the kernel decides again, on the marker), and a
@@ -46,7 +43,7 @@ pub async fn stage(
         commit.mark(&wallet.stream, &marker.key)?;
         if let Some(required) = &marker.requires {
             // Read above; the check keeps it true until the commit.
-            commit.require_mark(&wallet.stream, required, PURCHASE_NOT_APPLIED)?;
+            commit.require_mark(&wallet.stream, required)?;
         }
     }
     Ok(events)
@@ -62,12 +59,13 @@ pub async fn allocate(
     command: CreditCommand,
     metadata: Metadata,
     also: impl Fn(&mut Commit) -> Result<(), StoreError> + Sync,
-) -> Result<Vec<RecordedEvent>, StoreError> {
+) -> Result<Vec<RecordedEvent>, Fail<CreditError>> {
     apply(store, clock, workspace, &[command], metadata, also).await
 }
 
 /// As [`allocate`], for several commands decided one after the other on the same head and
-/// committed together, each applied once (a purchase and the clawback of its refund).
+/// committed together, each applied once (a purchase and the clawback of its refund). A
+/// refusal comes back as the wallet's own error, for the caller to judge.
 pub async fn apply(
     store: &EventStore,
     clock: Arc<dyn Clock>,
@@ -75,7 +73,7 @@ pub async fn apply(
     commands: &[CreditCommand],
     metadata: Metadata,
     also: impl Fn(&mut Commit) -> Result<(), StoreError> + Sync,
-) -> Result<Vec<RecordedEvent>, StoreError> {
+) -> Result<Vec<RecordedEvent>, Fail<CreditError>> {
     let kernel = Kernel::new(store.clone(), clock);
     let also = &also;
     let done = kernel
@@ -98,10 +96,6 @@ pub async fn apply(
                 Ok(())
             })
         })
-        .await;
-    match done {
-        Ok(done) => Ok(done.recorded),
-        Err(Fail::Store(e)) => Err(e),
-        Err(Fail::Refused(e)) => Err(StoreError::Corrupt(e.to_string())),
-    }
+        .await?;
+    Ok(done.recorded)
 }

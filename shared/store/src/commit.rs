@@ -3,7 +3,7 @@
 use crate::attribute::{n, s, Item};
 use crate::event::{Metadata, RecordedEvent, StreamId};
 use crate::store::EventItem;
-use crate::{StoreError, MAX_TRANSACTION_ITEMS};
+use crate::{Refusal, StoreError, MAX_TRANSACTION_ITEMS};
 use aws_sdk_dynamodb::types::{
     ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -20,8 +20,10 @@ pub enum Guard {
     Head(StreamId),
     /// An event slot; it cannot fail unless the head is bypassed, so it is a conflict too.
     Event(StreamId),
-    /// A business guard (membership, a lock, a counter), refused with this label.
-    Check(&'static str),
+    /// A business guard (membership, a lock, a marker), refused for this reason.
+    Check(Refusal),
+    /// An item written without a condition (an index or a secret): it cannot refuse.
+    Unconditional,
 }
 
 pub struct Commit {
@@ -181,13 +183,12 @@ impl Commit {
         Ok(self)
     }
 
-    /// Refuses the commit (as `label`) unless `user` is in the `members` set of the head
-    /// of `stream`. The check is part of the transaction, so it cannot go stale.
+    /// Refuses the commit ([`Refusal::NotMember`]) unless `user` is in the `members` set of
+    /// the head of `stream`. The check is part of the transaction, so it cannot go stale.
     pub fn require_member(
         &mut self,
         stream: &StreamId,
         user: &str,
-        label: &'static str,
     ) -> Result<&mut Self, StoreError> {
         let check = ConditionCheck::builder()
             .table_name(&self.table)
@@ -200,32 +201,40 @@ impl Commit {
             .map_err(StoreError::dynamo)?;
         self.push(
             TransactWriteItem::builder().condition_check(check).build(),
-            Guard::Check(label),
+            Guard::Check(Refusal::NotMember),
         );
         Ok(self)
     }
 
-    /// A conditional update of a lock or counter item, refused as `label`.
-    pub fn update(&mut self, update: Update, label: &'static str) -> &mut Self {
+    /// A conditional update of a lock or counter item; its failure means `refusal`.
+    pub fn update(&mut self, update: Update, refusal: Refusal) -> &mut Self {
         self.push(
             TransactWriteItem::builder().update(update).build(),
-            Guard::Check(label),
+            Guard::Check(refusal),
         )
     }
 
-    /// A conditional put of a lock item, refused as `label`.
-    pub fn put(&mut self, put: Put, label: &'static str) -> &mut Self {
+    /// A conditional put of a lock, receipt or agenda item; its failure means `refusal`.
+    pub fn put(&mut self, put: Put, refusal: Refusal) -> &mut Self {
         self.push(
             TransactWriteItem::builder().put(put).build(),
-            Guard::Check(label),
+            Guard::Check(refusal),
         )
     }
 
-    /// A conditional delete of a lock or index item, refused as `label`.
-    pub fn delete(&mut self, delete: Delete, label: &'static str) -> &mut Self {
+    /// A put without a condition (an index entry, a secret), which cannot refuse.
+    pub fn index(&mut self, put: Put) -> &mut Self {
+        self.push(
+            TransactWriteItem::builder().put(put).build(),
+            Guard::Unconditional,
+        )
+    }
+
+    /// A conditional delete of a lock or agenda item; its failure means `refusal`.
+    pub fn delete(&mut self, delete: Delete, refusal: Refusal) -> &mut Self {
         self.push(
             TransactWriteItem::builder().delete(delete).build(),
-            Guard::Check(label),
+            Guard::Check(refusal),
         )
     }
 

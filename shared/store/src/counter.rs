@@ -39,6 +39,7 @@ use crate::attribute::{get_u64, n, s, Item};
 use crate::commit::{Commit, Guard};
 use crate::event::{Metadata, RecordedEvent, StreamId};
 use crate::store::{EventItem, EventStore, Head};
+use crate::Refusal;
 use crate::StoreError;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -60,8 +61,6 @@ pub const CARRIED: &str = "carried";
 pub const CARRIED_BY: &str = "carried_by";
 /// The mirrored member set.
 pub const MEMBERS: &str = "members";
-/// Refusal label of a commit whose apply-once marker exists already.
-pub const ALREADY_APPLIED: &str = "already_applied";
 
 /// An event as a counter head carries it: everything but its version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -537,7 +536,7 @@ impl Commit {
             .expression_attribute_values(":members", AttributeValue::Ss(members))
             .build()
             .map_err(StoreError::dynamo)?;
-        Ok(self.update(update, "counter_head_missing"))
+        Ok(self.update(update, Refusal::HeadMissing))
     }
 
     fn place_counter(
@@ -558,7 +557,7 @@ impl Commit {
     }
 
     /// Writes the apply-once marker `key` of `stream`; the commit is refused as
-    /// [`ALREADY_APPLIED`] when it exists.
+    /// [`Refusal::AlreadyApplied`] when it exists.
     pub fn mark(&mut self, stream: &StreamId, key: &str) -> Result<&mut Self, StoreError> {
         let pk = marker_pk(stream, key);
         let put = Put::builder()
@@ -570,7 +569,7 @@ impl Commit {
             .build()
             .map_err(StoreError::dynamo)?;
         self.marked.insert(pk);
-        Ok(self.put(put, ALREADY_APPLIED))
+        Ok(self.put(put, Refusal::AlreadyApplied))
     }
 
     /// Whether this commit writes the marker `key` of `stream`.
@@ -578,14 +577,9 @@ impl Commit {
         self.marked.contains(&marker_pk(stream, key))
     }
 
-    /// Refuses the commit as `label` unless the marker `key` of `stream` exists or this
-    /// commit writes it.
-    pub fn require_mark(
-        &mut self,
-        stream: &StreamId,
-        key: &str,
-        label: &'static str,
-    ) -> Result<&mut Self, StoreError> {
+    /// Refuses the commit ([`Refusal::NotApplied`]) unless the marker `key` of `stream`
+    /// exists or this commit writes it.
+    pub fn require_mark(&mut self, stream: &StreamId, key: &str) -> Result<&mut Self, StoreError> {
         let pk = marker_pk(stream, key);
         if self.marked.contains(&pk) {
             return Ok(self);
@@ -599,7 +593,7 @@ impl Commit {
             .map_err(StoreError::dynamo)?;
         self.items
             .push(TransactWriteItem::builder().condition_check(check).build());
-        self.guards.push(Guard::Check(label));
+        self.guards.push(Guard::Check(Refusal::NotApplied));
         Ok(self)
     }
 }

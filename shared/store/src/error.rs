@@ -21,10 +21,10 @@ pub enum StoreError {
         stream: StreamId,
         current: Option<Box<Head>>,
     },
-    /// A guard other than a version (a membership check, a lock, a counter) refused the
-    /// commit; the label says which.
-    #[error("the commit was refused by `{0}`")]
-    Refused(&'static str),
+    /// A guard other than a version (a membership check, a lock, a marker) refused the
+    /// commit.
+    #[error("the commit was refused: {0}")]
+    Refused(Refusal),
     #[error("a commit holds {0} items; DynamoDB allows at most 100 in one transaction")]
     TooManyItems(usize),
     #[error("stored data is not what kassa wrote: {0}")]
@@ -35,6 +35,47 @@ pub enum StoreError {
     Throttled(String),
     #[error("DynamoDB: {0}")]
     Dynamo(String),
+}
+
+/// What a business guard's failure means. Every conditional item of a commit that is not a
+/// stream's version names its refusal, so callers match on a type instead of a label and a
+/// typo cannot silently turn a refusal into a 500.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// The caller is not in the stream's member set.
+    NotMember,
+    /// The message's receipt exists: it was handled before.
+    AlreadyReceived,
+    /// An apply-once marker exists: the effect was applied before.
+    AlreadyApplied,
+    /// A marker the commit builds on is missing: that effect was not applied yet.
+    NotApplied,
+    /// A gapless sequence moved past the number the commit read.
+    SequenceMoved,
+    /// The lease the commit relied on expired and was taken over.
+    LeaseLost,
+    /// The agenda entry is scheduled already.
+    AlreadyScheduled,
+    /// Another run took the agenda entry first.
+    EntryTaken,
+    /// The head a write without events updates does not exist.
+    HeadMissing,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotMember => "not a member",
+            Self::AlreadyReceived => "already received",
+            Self::AlreadyApplied => "already applied",
+            Self::NotApplied => "not applied yet",
+            Self::SequenceMoved => "the sequence moved",
+            Self::LeaseLost => "the lease was lost",
+            Self::AlreadyScheduled => "already scheduled",
+            Self::EntryTaken => "the entry was taken",
+            Self::HeadMissing => "the head is missing",
+        })
+    }
 }
 
 impl StoreError {

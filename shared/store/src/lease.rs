@@ -13,9 +13,6 @@ use aws_sdk_dynamodb::Client;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// Label of a lease release in a commit: refused when the lease was lost.
-pub const LEASE: &str = "lease";
-
 #[derive(Clone)]
 pub struct Leases {
     client: Client,
@@ -66,7 +63,7 @@ impl Leases {
         }
     }
 
-    /// Releases `holder`'s lease as part of a commit, refused (as [`LEASE`]) if it was lost.
+    /// Releases `holder`'s lease as part of a commit, refused ([`crate::Refusal::LeaseLost`]) if it was lost.
     pub fn release(&self, key: &str, holder: &str) -> Result<Delete, StoreError> {
         Delete::builder()
             .table_name(&self.table)

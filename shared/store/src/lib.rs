@@ -22,7 +22,7 @@ pub use store::EventItem;
 pub use aggregate::{stream_of, Loaded};
 pub use commit::{Commit, Guard};
 pub use counter::{Bounds, Carried, Step, Stepped};
-pub use error::StoreError;
+pub use error::{Refusal, StoreError};
 pub use event::{Metadata, RecordedEvent, StreamId};
 pub use idempotency::{Idempotency, IdempotencyConfig, Outcome};
 pub use store::{EventStore, Head, Page};

@@ -8,9 +8,6 @@ use crate::StoreError;
 use aws_sdk_dynamodb::types::Put;
 use time::OffsetDateTime;
 
-/// Label of the receipt's guard in a commit.
-pub const RECEIPT: &str = "receipt";
-
 /// A put that records delivery `id` from `source` in the events table, refused when
 /// already recorded. The relay ignores it (its kind is not `event`).
 pub fn receipt(

@@ -24,11 +24,6 @@ pub struct Sequences {
     leases: Leases,
 }
 
-/// Label of the counter's guard in a commit.
-pub const SEQUENCE: &str = "sequence";
-
-pub use crate::lease::LEASE;
-
 impl Sequences {
     /// Counters live in the events table beside the streams whose commits advance them.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
@@ -61,7 +56,7 @@ impl Sequences {
             .await
     }
 
-    /// Releases `holder`'s lease as part of a commit, refused (as [`LEASE`]) if it was lost.
+    /// Releases `holder`'s lease as part of a commit, refused ([`crate::Refusal::LeaseLost`]) if it was lost.
     pub fn release(&self, name: &str, holder: &str) -> Result<Delete, StoreError> {
         self.leases.release(&Self::lease_key(name), holder)
     }
@@ -89,7 +84,7 @@ impl Sequences {
         }
     }
 
-    /// Takes `last + 1`, refused (as [`SEQUENCE`]) if someone took it first.
+    /// Takes `last + 1`, refused ([`crate::Refusal::SequenceMoved`]) if someone took it first.
     pub fn take_next(&self, name: &str, last: u64) -> Result<Update, StoreError> {
         let update = Update::builder()
             .table_name(&self.table)

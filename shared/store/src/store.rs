@@ -350,7 +350,7 @@ fn first_head_conflict(guards: &[Guard]) -> StoreError {
         .iter()
         .find_map(|g| match g {
             Guard::Head(s) | Guard::Event(s) => Some(s.clone()),
-            Guard::Check(_) => None,
+            Guard::Check(_) | Guard::Unconditional => None,
         })
         .unwrap_or_else(|| StreamId::new("Unknown", "-"));
     StoreError::Conflict {
@@ -370,7 +370,8 @@ fn refusal(
     for (guard, reason) in guards.iter().zip(reasons) {
         match reason.code() {
             Some("ConditionalCheckFailed") => match guard {
-                Guard::Check(label) => return StoreError::Refused(label),
+                Guard::Check(refusal) => return StoreError::Refused(*refusal),
+                Guard::Unconditional => {}
                 Guard::Head(stream) | Guard::Event(stream) => {
                     // The event slot fails too when a rival took the version, but only the
                     // head's failure carries the current head: keep looking for it.
@@ -406,7 +407,7 @@ fn refusal(
                 conflict = Some(StoreError::Conflict {
                     stream: match guard {
                         Guard::Head(s) | Guard::Event(s) => s.clone(),
-                        Guard::Check(_) => StreamId::new("Lock", "-"),
+                        Guard::Check(_) | Guard::Unconditional => StreamId::new("Lock", "-"),
                     },
                     current: None,
                 });
@@ -423,6 +424,7 @@ fn refusal(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Refusal;
     use aws_sdk_dynamodb::types::CancellationReason;
 
     fn reasons(codes: &[&str]) -> Vec<CancellationReason> {
@@ -435,7 +437,7 @@ mod tests {
     #[test]
     fn a_transaction_cancelled_for_capacity_is_throttled() {
         let guards = [
-            Guard::Check("membership"),
+            Guard::Check(Refusal::NotMember),
             Guard::Head(StreamId::new("Wallet", "w")),
         ];
         for code in ["ThrottlingError", "ProvisionedThroughputExceeded"] {
@@ -450,7 +452,7 @@ mod tests {
     #[test]
     fn a_refused_guard_wins_over_throttling() {
         let guards = [
-            Guard::Check("membership"),
+            Guard::Check(Refusal::NotMember),
             Guard::Head(StreamId::new("Wallet", "w")),
         ];
         let error = refusal(
@@ -458,7 +460,7 @@ mod tests {
             &reasons(&["ConditionalCheckFailed", "ThrottlingError"]),
         );
         assert!(
-            matches!(error, StoreError::Refused("membership")),
+            matches!(error, StoreError::Refused(Refusal::NotMember)),
             "{error:?}"
         );
     }
