@@ -188,6 +188,7 @@ impl ConsumeCredits {
                     below: holds.below,
                 },
                 member,
+                while_open: false,
                 carried: events
                     .iter()
                     .map(|e| Carried::new(e, metadata, now, &["balance_after"]))

@@ -38,6 +38,8 @@ pub struct Commit {
     pub(crate) counters: HashMap<StreamId, crate::counter::CounterSlot>,
     /// Markers this commit writes, which it need not also require.
     pub(crate) marked: HashSet<String>,
+    /// Counter heads moved or closed without a version condition (at most once each).
+    pub(crate) moved: HashSet<StreamId>,
     pub(crate) metadata: Metadata,
     pub(crate) now: OffsetDateTime,
 }
@@ -59,6 +61,7 @@ impl Commit {
             heads: HashMap::new(),
             counters: HashMap::new(),
             marked: HashSet::new(),
+            moved: HashSet::new(),
             metadata,
             now,
         }

@@ -61,6 +61,9 @@ pub const CARRIED: &str = "carried";
 pub const CARRIED_BY: &str = "carried_by";
 /// The mirrored member set.
 pub const MEMBERS: &str = "members";
+/// Present on a counter head closed to the steps that need it open (a canceled concert's
+/// levels): moves back (releases) still apply to it.
+pub const CLOSED: &str = "closed";
 
 /// An event as a counter head carries it: everything but its version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,6 +202,8 @@ pub struct Step<'a> {
     pub delta: i64,
     pub bounds: Bounds,
     pub member: Option<&'a str>,
+    /// The head must not be closed ([`Commit::close_counter`]).
+    pub while_open: bool,
     pub carried: Vec<Carried>,
     /// Ask DynamoDB what the write cost (`ReturnConsumedCapacity`), for tests and benches.
     pub measure: bool,
@@ -251,6 +256,10 @@ impl EventStore {
         if let Some(hi) = step.bounds.below {
             condition.push("#c < :hi".into());
             update = update.expression_attribute_values(":hi", n(hi));
+        }
+        if step.while_open {
+            condition.push("attribute_not_exists(#closed)".into());
+            update = update.expression_attribute_names("#closed", CLOSED);
         }
         if let Some(member) = step.member {
             condition.push("contains(#m, :member)".into());
@@ -554,6 +563,116 @@ impl Commit {
         }
         self.counters.insert(stream.clone(), slot);
         Ok(self)
+    }
+
+    /// Creates the counter head of `stream` at `counter`, without events: its figure
+    /// moves by steps from then on. A head that exists already makes it a conflict.
+    pub fn open_counter(
+        &mut self,
+        stream: &StreamId,
+        counter: i64,
+        schema: u32,
+        state: &impl Serialize,
+    ) -> Result<&mut Self, StoreError> {
+        let state = serde_json::to_string(state)
+            .map_err(|e| StoreError::Corrupt(format!("state does not serialize: {e}")))?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(stream.as_str()))
+            .item("sk", n(0))
+            .item("kind", s("head"))
+            .item("version", n(0))
+            .item("state", s(state))
+            .item("schema", n(schema))
+            .item(COUNTER, n(counter))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(StoreError::dynamo)?;
+        self.push_guarded(
+            TransactWriteItem::builder().put(put).build(),
+            Guard::Head(stream.clone()),
+        );
+        Ok(self)
+    }
+
+    /// Moves the counter of `stream` by `delta` within `bounds`, in this commit, recording
+    /// `events` on it as a step does (carried, `fill` fields taking the counter's value).
+    /// Unlike [`Commit::append_counter`] it holds no version condition, so it commits
+    /// while steps keep moving the head (a releasing or resizing command during a sale);
+    /// the commit is refused ([`Refusal::OutOfBounds`]) when the counter is outside
+    /// `bounds`. Its events are numbered when the relay derives them from the head's
+    /// image, so they are not among [`Commit::recorded`].
+    pub fn move_counter<E: DomainEvent>(
+        &mut self,
+        stream: &StreamId,
+        delta: i64,
+        bounds: Bounds,
+        events: &[E],
+        fill: &[&str],
+    ) -> Result<&mut Self, StoreError> {
+        if self.counters.contains_key(stream) || !self.moved.insert(stream.clone()) {
+            return Err(StoreError::Corrupt(format!(
+                "{stream} is written twice in one commit"
+            )));
+        }
+        let carried: Vec<Carried> = events
+            .iter()
+            .map(|e| Carried::new(e, &self.metadata, self.now, fill))
+            .collect();
+        let mut condition = vec!["attribute_exists(pk)".to_owned()];
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(stream.as_str()))
+            .key("sk", n(0))
+            .expression_attribute_names("#c", COUNTER)
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":delta", n(delta))
+            .expression_attribute_values(":k", n(carried.len()));
+        update = if carried.is_empty() {
+            update
+                .update_expression("ADD #c :delta, #v :k REMOVE #carried")
+                .expression_attribute_names("#carried", CARRIED)
+        } else {
+            update
+                .update_expression("ADD #c :delta, #v :k SET #carried = :carried")
+                .expression_attribute_names("#carried", CARRIED)
+                .expression_attribute_values(":carried", carried_json(&carried)?)
+        };
+        if let Some(lo) = bounds.at_least {
+            condition.push("#c >= :lo".into());
+            update = update.expression_attribute_values(":lo", n(lo));
+        }
+        if let Some(hi) = bounds.below {
+            condition.push("#c < :hi".into());
+            update = update.expression_attribute_values(":hi", n(hi));
+        }
+        let update = update
+            .condition_expression(condition.join(" AND "))
+            .build()
+            .map_err(StoreError::dynamo)?;
+        Ok(self.update(update, Refusal::OutOfBounds))
+    }
+
+    /// Closes the counter head of `stream` to steps that need it open, in this commit.
+    pub fn close_counter(&mut self, stream: &StreamId) -> Result<&mut Self, StoreError> {
+        if self.counters.contains_key(stream) || !self.moved.insert(stream.clone()) {
+            return Err(StoreError::Corrupt(format!(
+                "{stream} is written twice in one commit"
+            )));
+        }
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(stream.as_str()))
+            .key("sk", n(0))
+            // A write without events must not leave the last write's events in its image.
+            .update_expression("SET #closed = :closed REMOVE #carried")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#closed", CLOSED)
+            .expression_attribute_names("#carried", CARRIED)
+            .expression_attribute_values(":closed", AttributeValue::Bool(true))
+            .build()
+            .map_err(StoreError::dynamo)?;
+        Ok(self.update(update, Refusal::HeadMissing))
     }
 
     /// Writes the apply-once marker `key` of `stream`; the commit is refused as

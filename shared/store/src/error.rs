@@ -60,6 +60,9 @@ pub enum Refusal {
     EntryTaken,
     /// The head a write without events updates does not exist.
     HeadMissing,
+    /// A counter is outside the bounds a move needs (not enough seats left to release
+    /// the capacity a resize takes away, say).
+    OutOfBounds,
 }
 
 impl std::fmt::Display for Refusal {
@@ -74,6 +77,7 @@ impl std::fmt::Display for Refusal {
             Self::AlreadyScheduled => "already scheduled",
             Self::EntryTaken => "the entry was taken",
             Self::HeadMissing => "the head is missing",
+            Self::OutOfBounds => "the counter is out of bounds",
         })
     }
 }

@@ -100,6 +100,8 @@ pub struct Head {
     pub counter: Option<i64>,
     /// The member set the head keeps for conditions elsewhere (or mirrors).
     pub members: Vec<String>,
+    /// A counter head closed to steps that need it open.
+    pub closed: bool,
 }
 
 impl Head {
@@ -129,6 +131,10 @@ impl Head {
                 Some(AttributeValue::Ss(m)) => m.clone(),
                 _ => Vec::new(),
             },
+            closed: matches!(
+                item.get(crate::counter::CLOSED),
+                Some(AttributeValue::Bool(true))
+            ),
         })
     }
 }
