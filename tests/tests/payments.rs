@@ -1188,6 +1188,7 @@ async fn refunded_before_fulfilment(
             tax_rate: rust_decimal::Decimal::ZERO,
             reference: None,
             now: time::OffsetDateTime::now_utc(),
+            window: order::PAYMENT_WINDOW,
         }),
     )
     .unwrap();

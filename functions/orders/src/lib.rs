@@ -272,6 +272,7 @@ impl Orders {
             tax_rate: self.tax_rate,
             reference: body.reference,
             now,
+            window: kassa_domain::order::PAYMENT_WINDOW,
         };
         let user = actor.user.as_str();
         let is_admin = actor.role == Role::Admin;

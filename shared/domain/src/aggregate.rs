@@ -14,6 +14,9 @@ use crate::identity::{Actor, UserId};
 use crate::invoice::{self, Invoice, InvoiceCommand, InvoiceError, InvoiceEvent};
 use crate::order::{self, Order, OrderCommand, OrderError, OrderEvent};
 use crate::payment::{self, Payment, PaymentCommand, PaymentEvent};
+use crate::reservation::{
+    self, Reservation, ReservationCommand, ReservationError, ReservationEvent,
+};
 use crate::subscription::{self, Subscription, SubscriptionCommand, SubscriptionEvent};
 use crate::user::{self, User, UserEvent};
 use crate::workspace::{self, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent};
@@ -242,6 +245,26 @@ impl Aggregate for Concert {
 
     fn evolve(state: Option<Self>, event: &ConcertEvent) -> Option<Self> {
         concert::evolve(state, event)
+    }
+}
+
+/// A ticket order's reservation, named by the order's id.
+impl Aggregate for Reservation {
+    const NAME: &'static str = "Reservation";
+    type Id = Uuid;
+    type Command = ReservationCommand;
+    type Event = ReservationEvent;
+    type Error = ReservationError;
+
+    fn decide(
+        state: Option<&Self>,
+        command: ReservationCommand,
+    ) -> Result<Vec<ReservationEvent>, ReservationError> {
+        reservation::decide(state, command)
+    }
+
+    fn evolve(state: Option<Self>, event: &ReservationEvent) -> Option<Self> {
+        reservation::evolve(state, event)
     }
 }
 

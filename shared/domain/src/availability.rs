@@ -3,10 +3,18 @@
 //! no more than are held. The figures are the level's capacity and the seats held on it
 //! (reserved + sold); what is free is their difference, never below zero.
 //!
-//! This is the rule behind the hot counter the store keeps per level: a reservation is one
-//! conditional update, `held = held + :n` on the condition `held <= :ceiling` with
-//! [`Availability::reserve_ceiling`], and a release is `held = held - :n` on the condition
-//! `held >= :n`. Concurrent reservations then never oversell, whatever their order.
+//! The store keeps each level's FREE seats as a hot counter (`Availability#<concert>/<level>`),
+//! not the held ones: then every rule is a bound on the counter alone, whatever the
+//! capacity is at that moment.
+//! - a reservation of `n` is one conditional step, `free - n` on `free >= n`
+//!   ([`Availability::hold_bound`]), so concurrent reservations never oversell, in any order;
+//! - a release is `free + n`, done once per hold (the reservation's state, or a marker);
+//! - a resize from `c` to `c'` is `free + (c' - c)` on `free >= c - c'` in the concert's own
+//!   commit ([`Availability::resize`]), so capacity never drops below what is held even while
+//!   reservations race it;
+//! - a canceled concert closes its counters: no reservation steps in, releases still do.
+//!
+//! Held seats are then `capacity - free`.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +35,8 @@ pub enum AvailabilityError {
     NotEnoughSeats { requested: u32, free: u32 },
     #[error("cannot release {released} seats: {held} are held")]
     ReleaseExceedsHeld { released: u32, held: u32 },
+    #[error("a capacity of {capacity} is below the {held} seats reserved or sold")]
+    CapacityBelowHeld { capacity: u32, held: u32 },
 }
 
 impl AvailabilityError {
@@ -35,6 +45,7 @@ impl AvailabilityError {
             Self::NoSeats => "invalid_seats",
             Self::NotEnoughSeats { .. } => "not_enough_seats",
             Self::ReleaseExceedsHeld { .. } => "release_exceeds_held",
+            Self::CapacityBelowHeld { .. } => "capacity_below_held",
         }
     }
 }
@@ -85,20 +96,106 @@ impl Availability {
         })
     }
 
-    /// The most seats that may already be held for a reservation of `seats` on a level of
-    /// `capacity` to succeed: the condition of the counter's conditional increment. `None`
-    /// when no counter can take it (no seats asked, or more than the whole capacity).
-    pub fn reserve_ceiling(capacity: u32, seats: u32) -> Option<u32> {
-        if seats == 0 {
-            return None;
+    /// The level as its counter tells it: `free` seats of `capacity` (a counter below zero
+    /// would be a bug; it reads as nothing free).
+    pub fn from_free(capacity: u32, free: i64) -> Self {
+        let free = u32::try_from(free.max(0)).unwrap_or(u32::MAX).min(capacity);
+        Self::new(capacity, capacity - free)
+    }
+
+    /// The least the free-seats counter must hold for a reservation of `seats` to step in.
+    pub fn hold_bound(seats: u32) -> i64 {
+        i64::from(seats)
+    }
+
+    /// What a resize to `capacity` adds to the free-seats counter, and the least the
+    /// counter must hold for it (the seats it takes away must be free), checked here
+    /// against what is known and by the counter's condition against what is true.
+    pub fn resize(self, capacity: u32) -> Result<(i64, Option<i64>), AvailabilityError> {
+        if capacity < self.held {
+            return Err(AvailabilityError::CapacityBelowHeld {
+                capacity,
+                held: self.held,
+            });
         }
-        capacity.checked_sub(seats)
+        let delta = i64::from(capacity) - i64::from(self.capacity);
+        Ok((delta, (delta < 0).then_some(-delta)))
     }
 }
+
+/// What the level counters record, carried on their heads: each hold and release of
+/// seats, with the free seats after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", content = "payload")]
+pub enum SeatEvent {
+    /// Seats taken from a level for a reservation (one step).
+    #[serde(rename = "seats.held")]
+    Held {
+        concert_id: uuid::Uuid,
+        level_id: String,
+        seats: u32,
+        reservation_id: uuid::Uuid,
+        hold_id: uuid::Uuid,
+        /// Filled by the store with the counter after the step.
+        free_after: i64,
+    },
+    /// Seats given back: the reservation failed, expired or was canceled, or the hold was
+    /// an orphan.
+    #[serde(rename = "seats.released")]
+    Released {
+        concert_id: uuid::Uuid,
+        level_id: String,
+        seats: u32,
+        reservation_id: uuid::Uuid,
+        hold_id: uuid::Uuid,
+        reason: String,
+        free_after: i64,
+    },
+}
+
+impl crate::event::DomainEvent for SeatEvent {
+    const CONTEXT: &'static str = "ticketing";
+    const TYPES: &'static [&'static str] = &["seats.held", "seats.released"];
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::Held { .. } => "seats.held",
+            Self::Released { .. } => "seats.released",
+        }
+    }
+}
+
+/// The field of a [`SeatEvent`] the store fills with the counter.
+pub const FREE_AFTER: &str = "free_after";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resize_adds_the_difference_and_a_shrink_needs_those_seats_free() {
+        let level = Availability::new(100, 60);
+        assert_eq!(level.resize(120), Ok((20, None)));
+        assert_eq!(level.resize(70), Ok((-30, Some(30))));
+        assert_eq!(level.resize(60), Ok((-40, Some(40))));
+        assert_eq!(
+            level.resize(59),
+            Err(AvailabilityError::CapacityBelowHeld {
+                capacity: 59,
+                held: 60
+            })
+        );
+    }
+
+    #[test]
+    fn a_counter_reads_as_free_seats_of_the_capacity() {
+        assert_eq!(
+            Availability::from_free(500, 120),
+            Availability::new(500, 380)
+        );
+        assert_eq!(Availability::from_free(500, -3).free(), 0);
+        assert_eq!(Availability::from_free(10, 12), Availability::new(10, 0));
+    }
 
     #[test]
     fn a_reservation_within_the_free_seats_holds_them() {
@@ -169,14 +266,15 @@ mod tests {
     }
 
     #[test]
-    fn the_counters_ceiling_admits_exactly_the_levels_the_rule_admits() {
+    fn the_counters_bound_admits_exactly_the_levels_the_rule_admits() {
         for capacity in 0..=6 {
-            for held in 0..=8 {
-                for seats in 0..=7 {
-                    let by_rule = Availability::new(capacity, held).reserve(seats).is_ok();
-                    let by_ceiling = Availability::reserve_ceiling(capacity, seats)
-                        .is_some_and(|ceiling| held <= ceiling);
-                    assert_eq!(by_rule, by_ceiling, "{capacity} {held} {seats}");
+            for held in 0..=6 {
+                for seats in 1..=7 {
+                    let level = Availability::new(capacity, held);
+                    let by_rule = level.reserve(seats).is_ok();
+                    let free = i64::from(level.free());
+                    let by_bound = free >= Availability::hold_bound(seats);
+                    assert_eq!(by_rule, by_bound, "{capacity} {held} {seats}");
                 }
             }
         }

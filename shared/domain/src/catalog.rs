@@ -16,6 +16,10 @@ pub fn catalog() -> Value {
     add::<crate::subscription::SubscriptionEvent>(&mut events);
     add::<crate::invoice::InvoiceEvent>(&mut events);
     add::<crate::user::UserEvent>(&mut events);
+    add::<crate::concert::ConcertEvent>(&mut events);
+    add::<crate::cart::CartEvent>(&mut events);
+    add::<crate::reservation::ReservationEvent>(&mut events);
+    add::<crate::availability::SeatEvent>(&mut events);
     json!({
         "title": "kassa event catalog",
         "description": "Events kassa publishes on its EventBridge bus. `source` is the \
@@ -36,6 +40,10 @@ pub fn declared_types() -> Vec<&'static str> {
         crate::subscription::SubscriptionEvent::TYPES,
         crate::invoice::InvoiceEvent::TYPES,
         crate::user::UserEvent::TYPES,
+        crate::concert::ConcertEvent::TYPES,
+        crate::cart::CartEvent::TYPES,
+        crate::reservation::ReservationEvent::TYPES,
+        crate::availability::SeatEvent::TYPES,
     ]
     .concat()
 }
@@ -155,6 +163,10 @@ mod tests {
         same::<crate::subscription::SubscriptionEvent>();
         same::<crate::invoice::InvoiceEvent>();
         same::<crate::user::UserEvent>();
+        same::<crate::concert::ConcertEvent>();
+        same::<crate::cart::CartEvent>();
+        same::<crate::reservation::ReservationEvent>();
+        same::<crate::availability::SeatEvent>();
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod money;
 pub mod order;
 pub mod pack;
 pub mod payment;
+pub mod reservation;
 pub mod scenario;
 pub mod subscription;
 pub mod tier;

@@ -33,6 +33,20 @@ pub enum Purpose {
         /// Credits the whole order adds to the wallet.
         credits: u64,
     },
+    /// Seats from a confirmed cart, held by the reservation of the order's id.
+    Tickets {
+        /// The user's how-manieth confirmed cart it came from.
+        confirmation: u32,
+        seats: Vec<Seats>,
+    },
+}
+
+/// Seats of one level of one concert in a ticket order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Seats {
+    pub concert_id: Uuid,
+    pub level_id: String,
+    pub seats: u32,
 }
 
 impl Purpose {
@@ -40,12 +54,14 @@ impl Purpose {
     pub fn order_type(&self) -> &'static str {
         match self {
             Self::CreditPack { .. } => "credit_pack",
+            Self::Tickets { .. } => "tickets",
         }
     }
 
     pub fn workspace_id(&self) -> Option<Uuid> {
         match self {
             Self::CreditPack { workspace_id, .. } => Some(*workspace_id),
+            Self::Tickets { .. } => None,
         }
     }
 }
@@ -140,6 +156,9 @@ pub struct NewOrder {
     pub tax_rate: Decimal,
     pub reference: Option<String>,
     pub now: OffsetDateTime,
+    /// How long it waits for its payment ([`PAYMENT_WINDOW`] for credit packs; a ticket
+    /// order's is its reservation's).
+    pub window: time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +214,11 @@ pub enum OrderEvent {
         tax: Money,
         total_amount: Money,
         reference: Option<String>,
+        /// Absent from orders created before payment windows varied, which began
+        /// [`PAYMENT_WINDOW`] before they expired.
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        #[schemars(with = "Option<String>")]
+        created_at: Option<OffsetDateTime>,
         #[serde(with = "time::serde::rfc3339")]
         #[schemars(with = "String")]
         expires_at: OffsetDateTime,
@@ -523,7 +547,8 @@ fn create(new: NewOrder) -> Result<Vec<OrderEvent>, OrderError> {
         tax,
         total_amount: total,
         reference: new.reference,
-        expires_at: new.now + PAYMENT_WINDOW,
+        created_at: Some(new.now),
+        expires_at: new.now + new.window,
     }])
 }
 
@@ -541,6 +566,7 @@ pub fn evolve(state: Option<Order>, event: &OrderEvent) -> Option<Order> {
                 tax,
                 total_amount,
                 reference,
+                created_at,
                 expires_at,
                 ..
             },
@@ -555,7 +581,7 @@ pub fn evolve(state: Option<Order>, event: &OrderEvent) -> Option<Order> {
             total: *total_amount,
             reference: reference.clone(),
             status: OrderStatus::Created,
-            created_at: *expires_at - PAYMENT_WINDOW,
+            created_at: created_at.unwrap_or(*expires_at - PAYMENT_WINDOW),
             expires_at: *expires_at,
             payment_intent_id: None,
             payment_id: None,
@@ -645,6 +671,7 @@ mod tests {
             tax_rate,
             reference: None,
             now: NOW,
+            window: PAYMENT_WINDOW,
         }
     }
 
