@@ -42,7 +42,7 @@ async fn a_run_that_loses_the_entry_to_another_run_counts_it_settled_not_failed(
     let book = OrderBook::new(aws_sdk_dynamodb::Client::new(&aws), &config.state_table);
     let due = book
         .expiry()
-        .due_by(&agenda_time(kassa_runtime::Clock::now(&api.stack.clock)))
+        .due_by(&agenda_time(kassa_commerce::Clock::now(&api.stack.clock)))
         .await
         .unwrap();
     assert_eq!(due.len(), 1, "{due:?}");

@@ -497,8 +497,8 @@ async fn a_wallet_with_two_thousand_purchases_has_a_new_wallets_head_and_debit_c
     let (events, _) = common::tables().await;
     let client = common::dynamodb().await;
     let store = EventStore::new(client.clone(), &events);
-    let clock: Arc<dyn kassa_runtime::Clock> = Arc::new(kassa_runtime::clock::SystemClock);
-    let kernel = kassa_runtime::Kernel::new(store.clone(), clock.clone());
+    let clock: Arc<dyn kassa_commerce::Clock> = Arc::new(kassa_commerce::clock::SystemClock);
+    let kernel = kassa_commerce::Kernel::new(store.clone(), clock.clone());
 
     let open = |id: Uuid| {
         let kernel = kernel.clone();
@@ -702,7 +702,7 @@ async fn a_wallet_head_of_the_old_shape_is_upgraded_by_its_first_debit() {
     // The signup allocation it had applied is still applied once.
     let again = kassa_runtime::wallet::allocate(
         &store,
-        Arc::new(kassa_runtime::clock::SystemClock),
+        Arc::new(kassa_commerce::clock::SystemClock),
         workspace_id,
         CreditCommand::Allocate {
             allocation_id: "signup".into(),

@@ -469,7 +469,7 @@ async fn a_repeat_while_the_first_is_still_running_is_a_409() {
     let held = records
         .serve(
             &first,
-            kassa_runtime::Clock::now(&api.stack.clock),
+            kassa_commerce::Clock::now(&api.stack.clock),
             |_| async {
                 copy = Some(consume(&api, &ws, OWNER, Some("slow"), ONE_CALL).await);
                 kassa_runtime::http::json(200, &json!({ "held": true }))

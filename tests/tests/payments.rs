@@ -23,7 +23,7 @@ fn stripe_key() -> String {
 }
 
 fn now(api: &Api) -> time::OffsetDateTime {
-    kassa_runtime::Clock::now(&api.stack.clock)
+    kassa_commerce::Clock::now(&api.stack.clock)
 }
 
 fn webhook_secret(api: &Api) -> String {

@@ -3,12 +3,13 @@
 //! to apply `signup` a second time).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use kassa_commerce::{Clock, Kernel};
 use kassa_domain::credits::{self, AllocationReason, CreditCommand, Wallet};
 use kassa_domain::workspace::WorkspaceEvent;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
-use kassa_runtime::{Clock, Config, Function, Kernel, SdkConfig, SqsFunction};
+use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
 use kassa_store::{EventStore, Metadata, RecordedEvent, Renewals};
 use std::sync::Arc;
 use time::macros::format_description;

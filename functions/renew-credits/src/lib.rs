@@ -5,11 +5,12 @@
 //! invocation, finds the entry already taken and does nothing twice.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::credits::{self, CreditCommand, Wallet};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::sweep::{sweep, Fate, Sweep};
-use kassa_runtime::{Clock, Config, Fail, Function, Kernel, ScheduledFunction, SdkConfig};
+use kassa_runtime::{Config, Function, ScheduledFunction, SdkConfig};
 use kassa_store::{DueRenewal, Entry, EventStore, Metadata, Renewals, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -16,6 +16,7 @@
 //! deployment does not know) are acknowledged and ignored, so an account shared with other
 //! systems does not make Stripe retry forever.
 
+use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::identity::UserId;
 use kassa_domain::invoice::{self, Draft, Invoice, InvoiceCommand, PAYMENT_TERMS_DAYS};
 use kassa_domain::money::{Currency, Money};
@@ -35,7 +36,7 @@ use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, respond};
 use kassa_runtime::invoicing::{self, Invoicing, OVERDUE_AGENDA};
 use kassa_runtime::orders::{OrderBook, ORDER_KEY, USER_KEY, WORKSPACE_KEY};
-use kassa_runtime::{Clock, Config, Fail, Function, HttpFunction, Kernel, Problem, SdkConfig};
+use kassa_runtime::{Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::receipt::{receipt, RECEIPT};
 use kassa_store::{Agenda, Commit, EventStore, Metadata, RecordedEvent, StoreError, StreamId};
 use lambda_http::{Body, Request, Response};

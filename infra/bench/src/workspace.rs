@@ -2,10 +2,11 @@
 
 use crate::api;
 use anyhow::{bail, Context, Result};
+use kassa_commerce::SystemClock;
 use kassa_domain::credits::{AllocationReason, CreditCommand};
 use kassa_local::resources::tables_only;
 use kassa_local::template::Template;
-use kassa_runtime::{HttpFunction, SdkConfig, SystemClock};
+use kassa_runtime::{HttpFunction, SdkConfig};
 use kassa_store::{EventStore, Metadata};
 use kassa_workspaces::Workspaces;
 use std::path::Path;

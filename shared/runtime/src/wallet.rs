@@ -4,8 +4,7 @@
 //! conditional update of the same head (`kassa_store::counter`).
 
 use crate::access::wallet_stream;
-use crate::kernel::{Fail, Kernel, Tx};
-use crate::Clock;
+use kassa_commerce::{Clock, Fail, Kernel, Tx};
 use kassa_domain::credits::{self, CreditCommand, CreditError, CreditEvent, Wallet};
 use kassa_store::{Commit, EventStore, Loaded, Metadata, RecordedEvent, StoreError};
 use std::sync::Arc;

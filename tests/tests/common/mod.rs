@@ -353,7 +353,7 @@ impl Isolated {
             "EventRelayFunction",
             &config,
             &aws,
-            std::sync::Arc::new(kassa_runtime::clock::SystemClock),
+            std::sync::Arc::new(kassa_commerce::clock::SystemClock),
         )
         .unwrap();
         let stream_arn = dynamodb()
@@ -392,7 +392,7 @@ impl Isolated {
             id,
             &self.config,
             &aws,
-            std::sync::Arc::new(kassa_runtime::clock::SystemClock),
+            std::sync::Arc::new(kassa_commerce::clock::SystemClock),
         )
         .unwrap()
     }

@@ -1,0 +1,9 @@
+//! The application layer every kassa function decides through, below the Lambda glue:
+//! the command kernel, the clock it decides by, and the services built on it. Nothing
+//! here knows about HTTP, queues or problem+json answers.
+
+pub mod clock;
+pub mod kernel;
+
+pub use clock::{Clock, SystemClock};
+pub use kernel::{Done, Fail, Kernel, Tx};
