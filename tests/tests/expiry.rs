@@ -4,8 +4,8 @@
 mod common;
 
 use common::{eventually, Api};
+use kassa_commerce::order_book::{agenda_time, OrderBook};
 use kassa_expire_orders::ExpireOrders;
-use kassa_runtime::orders::{agenda_time, OrderBook};
 use kassa_runtime::Function;
 use serde_json::json;
 use std::sync::Arc;

@@ -507,7 +507,7 @@ async fn a_wallet_with_two_thousand_purchases_has_a_new_wallets_head_and_debit_c
                 .run(Metadata::origin(Uuid::now_v7(), "system:test"), |tx| {
                     Box::pin(async move {
                         let mut wallet = tx.load::<Wallet>(&id).await?;
-                        kassa_runtime::wallet::stage(
+                        kassa_commerce::wallet::stage(
                             tx,
                             &mut wallet,
                             CreditCommand::Open {
@@ -516,7 +516,7 @@ async fn a_wallet_with_two_thousand_purchases_has_a_new_wallets_head_and_debit_c
                             },
                         )
                         .await?;
-                        kassa_runtime::wallet::stage(
+                        kassa_commerce::wallet::stage(
                             tx,
                             &mut wallet,
                             CreditCommand::Allocate {
@@ -538,7 +538,7 @@ async fn a_wallet_with_two_thousand_purchases_has_a_new_wallets_head_and_debit_c
     open(fresh).await;
     open(old).await;
     for _ in 0..2_000 {
-        let added = kassa_runtime::wallet::allocate(
+        let added = kassa_commerce::wallet::allocate(
             &store,
             clock.clone(),
             old,
@@ -700,7 +700,7 @@ async fn a_wallet_head_of_the_old_shape_is_upgraded_by_its_first_debit() {
     assert_eq!(head.members, vec!["alice".to_owned()]);
 
     // The signup allocation it had applied is still applied once.
-    let again = kassa_runtime::wallet::allocate(
+    let again = kassa_commerce::wallet::allocate(
         &store,
         Arc::new(kassa_commerce::clock::SystemClock),
         workspace_id,

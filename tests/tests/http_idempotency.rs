@@ -250,7 +250,8 @@ async fn a_retried_purchase_creates_one_order() {
     assert!(again.replayed);
     assert_eq!(again.answer.body["order_id"], first.answer.body["order_id"]);
     let mine = api.stack.configs["OrdersFunction"].clone();
-    let book = kassa_runtime::orders::OrderBook::new(common::dynamodb().await, &mine.state_table);
+    let book =
+        kassa_commerce::order_book::OrderBook::new(common::dynamodb().await, &mine.state_table);
     assert_eq!(book.orders_of(OWNER).await.unwrap().len(), 1);
 }
 

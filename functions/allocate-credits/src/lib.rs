@@ -75,7 +75,7 @@ impl AllocateCredits {
                 Box::pin(async move {
                     let mut wallet = tx.load::<Wallet>(&workspace_id).await?;
                     let events =
-                        kassa_runtime::wallet::stage(tx, &mut wallet, command.clone()).await?;
+                        kassa_commerce::wallet::stage(tx, &mut wallet, command.clone()).await?;
                     if !events.is_empty() {
                         tx.commit().put(
                             self.renewals.schedule(workspace_id, due, signup.day())?,

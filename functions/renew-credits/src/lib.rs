@@ -114,7 +114,7 @@ impl RenewCredits {
                     Box::pin(async move {
                         let mut wallet = tx.load::<Wallet>(&renewal.workspace_id).await?;
                         let events =
-                            kassa_runtime::wallet::stage(tx, &mut wallet, command.clone()).await?;
+                            kassa_commerce::wallet::stage(tx, &mut wallet, command.clone()).await?;
                         // An allocation already applied writes nothing, the entry included.
                         if !events.is_empty() {
                             let take = self.renewals.take(renewal)?;

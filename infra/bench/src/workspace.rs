@@ -80,7 +80,7 @@ pub async fn open(aws: &SdkConfig, template: &Path) -> Result<BenchWorkspace> {
 }
 
 async fn fund(store: &EventStore, workspace: Uuid) -> Result<()> {
-    let added = kassa_runtime::wallet::allocate(
+    let added = kassa_commerce::wallet::allocate(
         store,
         Arc::new(SystemClock),
         workspace,

@@ -11,13 +11,10 @@ pub mod function;
 pub mod http;
 pub mod idempotency_key;
 pub mod inbox;
-pub mod invoicing;
 pub mod mail;
-pub mod orders;
 pub mod problem;
 pub mod sweep;
 pub mod telemetry;
-pub mod wallet;
 
 pub use aws_config::SdkConfig;
 pub use caller::caller;

@@ -505,7 +505,7 @@ pub async fn intents_of_order(order: &str) -> Vec<Value> {
         after = data.last().map(id);
         found.extend(
             data.into_iter()
-                .filter(|i| i["metadata"][kassa_runtime::orders::ORDER_KEY] == order),
+                .filter(|i| i["metadata"][kassa_commerce::order_book::ORDER_KEY] == order),
         );
         if page["has_more"] != true || after.is_none() {
             return found;
