@@ -4,8 +4,8 @@
 mod common;
 
 use common::{eventually, Api};
+use kassa_commerce::order_book::{agenda_time, OrderBook};
 use kassa_expire_orders::ExpireOrders;
-use kassa_runtime::orders::{agenda_time, OrderBook};
 use kassa_runtime::Function;
 use serde_json::json;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ async fn a_run_that_loses_the_entry_to_another_run_counts_it_settled_not_failed(
     let book = OrderBook::new(aws_sdk_dynamodb::Client::new(&aws), &config.state_table);
     let due = book
         .expiry()
-        .due_by(&agenda_time(kassa_runtime::Clock::now(&api.stack.clock)))
+        .due_by(&agenda_time(kassa_commerce::Clock::now(&api.stack.clock)))
         .await
         .unwrap();
     assert_eq!(due.len(), 1, "{due:?}");

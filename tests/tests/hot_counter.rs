@@ -497,8 +497,8 @@ async fn a_wallet_with_two_thousand_purchases_has_a_new_wallets_head_and_debit_c
     let (events, _) = common::tables().await;
     let client = common::dynamodb().await;
     let store = EventStore::new(client.clone(), &events);
-    let clock: Arc<dyn kassa_runtime::Clock> = Arc::new(kassa_runtime::clock::SystemClock);
-    let kernel = kassa_runtime::Kernel::new(store.clone(), clock.clone());
+    let clock: Arc<dyn kassa_commerce::Clock> = Arc::new(kassa_commerce::clock::SystemClock);
+    let kernel = kassa_commerce::Kernel::new(store.clone(), clock.clone());
 
     let open = |id: Uuid| {
         let kernel = kernel.clone();
@@ -507,7 +507,7 @@ async fn a_wallet_with_two_thousand_purchases_has_a_new_wallets_head_and_debit_c
                 .run(Metadata::origin(Uuid::now_v7(), "system:test"), |tx| {
                     Box::pin(async move {
                         let mut wallet = tx.load::<Wallet>(&id).await?;
-                        kassa_runtime::wallet::stage(
+                        kassa_commerce::wallet::stage(
                             tx,
                             &mut wallet,
                             CreditCommand::Open {
@@ -516,7 +516,7 @@ async fn a_wallet_with_two_thousand_purchases_has_a_new_wallets_head_and_debit_c
                             },
                         )
                         .await?;
-                        kassa_runtime::wallet::stage(
+                        kassa_commerce::wallet::stage(
                             tx,
                             &mut wallet,
                             CreditCommand::Allocate {
@@ -538,7 +538,7 @@ async fn a_wallet_with_two_thousand_purchases_has_a_new_wallets_head_and_debit_c
     open(fresh).await;
     open(old).await;
     for _ in 0..2_000 {
-        let added = kassa_runtime::wallet::allocate(
+        let added = kassa_commerce::wallet::allocate(
             &store,
             clock.clone(),
             old,
@@ -701,9 +701,9 @@ async fn a_wallet_head_of_the_old_shape_is_upgraded_by_its_first_debit() {
     assert_eq!(head.members, vec!["alice".to_owned()]);
 
     // The signup allocation it had applied is still applied once.
-    let again = kassa_runtime::wallet::allocate(
+    let again = kassa_commerce::wallet::allocate(
         &store,
-        Arc::new(kassa_runtime::clock::SystemClock),
+        Arc::new(kassa_commerce::clock::SystemClock),
         workspace_id,
         CreditCommand::Allocate {
             allocation_id: "signup".into(),

@@ -250,7 +250,8 @@ async fn a_retried_purchase_creates_one_order() {
     assert!(again.replayed);
     assert_eq!(again.answer.body["order_id"], first.answer.body["order_id"]);
     let mine = api.stack.configs["OrdersFunction"].clone();
-    let book = kassa_runtime::orders::OrderBook::new(common::dynamodb().await, &mine.state_table);
+    let book =
+        kassa_commerce::order_book::OrderBook::new(common::dynamodb().await, &mine.state_table);
     assert_eq!(book.orders_of(OWNER).await.unwrap().len(), 1);
 }
 
@@ -469,7 +470,7 @@ async fn a_repeat_while_the_first_is_still_running_is_a_409() {
     let held = records
         .serve(
             &first,
-            kassa_runtime::Clock::now(&api.stack.clock),
+            kassa_commerce::Clock::now(&api.stack.clock),
             |_| async {
                 copy = Some(consume(&api, &ws, OWNER, Some("slow"), ONE_CALL).await);
                 kassa_runtime::http::json(200, &json!({ "held": true }))

@@ -5,11 +5,11 @@
 mod common;
 
 use aws_lambda_events::event::sqs::SqsEvent;
+use kassa_commerce::{Clock, Kernel, SystemClock};
 use kassa_domain::credits::{AllocationReason, CreditCommand, CreditEvent, Wallet};
 use kassa_domain::tier::TierId;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::inbox::{Inbox, POISON_REASON};
-use kassa_runtime::{Clock, Kernel, SystemClock};
 use kassa_store::{stream_of, EventStore, Idempotency, Metadata};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -208,7 +208,7 @@ async fn a_refusal_writes_nothing_and_is_typed() {
         .await;
     assert!(matches!(
         outcome,
-        Err(kassa_runtime::Fail::Refused(
+        Err(kassa_commerce::Fail::Refused(
             kassa_domain::credits::CreditError::EmptyAllocation
         ))
     ));

@@ -3,11 +3,11 @@
 
 mod common;
 
+use kassa_commerce::invoicing::{self, Invoicing};
 use kassa_domain::identity::UserId;
 use kassa_domain::invoice::Draft;
 use kassa_domain::money::{Currency, Money};
 use kassa_domain::order::OrderLine;
-use kassa_runtime::invoicing::{self, Invoicing};
 use kassa_store::{EventStore, Metadata, Sequences};
 use rust_decimal::Decimal;
 use std::time::Duration;

@@ -4,13 +4,13 @@
 mod common;
 
 use common::Api;
+use kassa_commerce::invoicing::{self, Invoicing, OVERDUE_AGENDA};
+use kassa_commerce::Clock;
 use kassa_domain::identity::UserId;
 use kassa_domain::invoice::Draft;
 use kassa_domain::money::{Currency, Money};
 use kassa_domain::order::OrderLine;
-use kassa_runtime::invoicing::{self, Invoicing, OVERDUE_AGENDA};
 use kassa_runtime::mail::MailSink;
-use kassa_runtime::Clock;
 use kassa_store::{Agenda, EventStore, Metadata};
 use rust_decimal::Decimal;
 use std::time::Duration;

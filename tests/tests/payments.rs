@@ -23,7 +23,7 @@ fn stripe_key() -> String {
 }
 
 fn now(api: &Api) -> time::OffsetDateTime {
-    kassa_runtime::Clock::now(&api.stack.clock)
+    kassa_commerce::Clock::now(&api.stack.clock)
 }
 
 fn webhook_secret(api: &Api) -> String {
@@ -608,7 +608,7 @@ async fn out_of_order_subscription_and_invoice_deliveries_are_decided_by_state()
     )
     .await;
     deliver(&api, &failed).await;
-    let id = kassa_runtime::invoicing::invoice_id(&format!("stripe:{invoice}"));
+    let id = kassa_commerce::invoicing::invoice_id(&format!("stripe:{invoice}"));
     assert_eq!(
         types_of(&api, &format!("Invoice#{id}")).await,
         ["invoice.created", "invoice.paid"]
@@ -667,7 +667,7 @@ async fn unpaid_invoices_become_overdue_on_schedule_and_notify() {
     let again = api.stack.fire("OverdueInvoicesFunction").await.unwrap();
     assert_eq!(again["due"], 0, "taken off the agenda: {again}");
 
-    let id = kassa_runtime::invoicing::invoice_id(&format!("stripe:{invoice}"));
+    let id = kassa_commerce::invoicing::invoice_id(&format!("stripe:{invoice}"));
     let events = events_of(&api, &format!("Invoice#{id}")).await;
     let overdue = events
         .iter()
@@ -764,7 +764,11 @@ async fn deleting_a_user_cancels_their_stripe_subscriptions() {
         &kassa_payments::gateway::SubscriptionRequest {
             customer,
             price: plan,
-            metadata: [(kassa_runtime::orders::USER_KEY.to_owned(), BUYER.to_owned())].into(),
+            metadata: [(
+                kassa_commerce::order_book::USER_KEY.to_owned(),
+                BUYER.to_owned(),
+            )]
+            .into(),
         },
         &uuid::Uuid::now_v7().to_string(),
     )
@@ -977,7 +981,8 @@ async fn bad_input_to_the_order_routes_is_a_clear_4xx_and_writes_nothing() {
         assert_eq!(answer.body["code"], code, "{case}: {:?}", answer.body);
     }
     let mine = api.stack.configs["OrdersFunction"].clone();
-    let book = kassa_runtime::orders::OrderBook::new(common::dynamodb().await, &mine.state_table);
+    let book =
+        kassa_commerce::order_book::OrderBook::new(common::dynamodb().await, &mine.state_table);
     assert!(
         book.orders_of(BUYER).await.unwrap().is_empty(),
         "no order was created"
@@ -1277,7 +1282,7 @@ async fn a_refund_handled_before_its_purchase_leaves_the_wallet_as_purchase_then
             "{case}: the 50 credits the buyer had, no more, no less"
         );
         let order_id = completed.payload["order_id"].as_str().unwrap();
-        let invoice = kassa_runtime::invoicing::invoice_id(&format!("order:{order_id}"));
+        let invoice = kassa_commerce::invoicing::invoice_id(&format!("order:{order_id}"));
         let invoice_events = isolated.events(&invoice_stream(invoice)).await;
         assert!(
             invoice_events

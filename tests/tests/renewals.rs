@@ -4,7 +4,7 @@
 mod common;
 
 use common::Api;
-use kassa_runtime::Clock;
+use kassa_commerce::Clock;
 use std::time::Duration;
 use time::{Date, Month, OffsetDateTime};
 

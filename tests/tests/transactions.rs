@@ -31,7 +31,7 @@ async fn purchases_and_clawbacks_appear_in_the_transactions_history() {
             credits: 500,
         },
     ] {
-        kassa_runtime::wallet::allocate(
+        kassa_commerce::wallet::allocate(
             &store,
             std::sync::Arc::new(api.stack.clock.clone()),
             workspace,

@@ -3,12 +3,13 @@
 //! to apply `signup` a second time).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use kassa_commerce::{Clock, Kernel};
 use kassa_domain::credits::{self, AllocationReason, CreditCommand, Wallet};
 use kassa_domain::workspace::WorkspaceEvent;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
-use kassa_runtime::{Clock, Config, Function, Kernel, SdkConfig, SqsFunction};
+use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
 use kassa_store::{EventStore, Metadata, RecordedEvent, Refusal, Renewals};
 use std::sync::Arc;
 use time::macros::format_description;
@@ -74,7 +75,7 @@ impl AllocateCredits {
                 Box::pin(async move {
                     let mut wallet = tx.load::<Wallet>(&workspace_id).await?;
                     let events =
-                        kassa_runtime::wallet::stage(tx, &mut wallet, command.clone()).await?;
+                        kassa_commerce::wallet::stage(tx, &mut wallet, command.clone()).await?;
                     if !events.is_empty() {
                         tx.commit().put(
                             self.renewals.schedule(workspace_id, due, signup.day())?,

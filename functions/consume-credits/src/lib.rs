@@ -13,6 +13,7 @@
 //! A warm instance remembers the last wallet it saw, so a debit usually costs no read at
 //! all; a failed condition returns the head as it is, and the debit is decided again on it.
 
+use kassa_commerce::Clock;
 use kassa_domain::aggregate::Aggregate;
 use kassa_domain::credits::{self, CreditCommand, CreditError, CreditEvent, Wallet};
 use kassa_domain::identity::{Actor, Role};
@@ -20,7 +21,7 @@ use kassa_runtime::access::{self, wallet_stream};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, json_body, request_id, respond, uuid_param};
 use kassa_runtime::idempotency_key::IdempotentRequests;
-use kassa_runtime::{caller, Clock, Config, Function, HttpFunction, Problem, SdkConfig};
+use kassa_runtime::{caller, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::{retry, Bounds, Carried, EventStore, Head, Metadata, Step, Stepped, StoreError};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};

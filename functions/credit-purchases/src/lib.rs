@@ -12,6 +12,9 @@
 //! steps done completes the rest.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use kassa_commerce::invoicing::{self, Invoicing};
+use kassa_commerce::wallet;
+use kassa_commerce::Clock;
 use kassa_domain::credits::CreditCommand;
 use kassa_domain::invoice::Draft;
 use kassa_domain::order::{Order, OrderEvent, Purpose};
@@ -20,9 +23,8 @@ use kassa_runtime::access::{order_stream, workspace_stream};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
-use kassa_runtime::invoicing::{self, Invoicing};
 use kassa_runtime::mail::{ConfiguredMailer, Mail, Mailer};
-use kassa_runtime::{wallet, Clock, Config, Function, SdkConfig, SqsFunction};
+use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
 use kassa_store::{EventStore, Metadata, RecordedEvent};
 use rust_decimal::prelude::ToPrimitive;
 use std::sync::Arc;

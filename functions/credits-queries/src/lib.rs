@@ -1,11 +1,12 @@
 //! The credits queries Lambda: balance, transaction history, usage summary, notifications.
 //! Every route first checks that the caller may see the workspace.
 
+use kassa_commerce::Clock;
 use kassa_domain::credits::{CreditEvent, Wallet};
 use kassa_runtime::access::{self, wallet_stream, workspace_stream};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, limit_param, query_param, respond, route_key, uuid_param};
-use kassa_runtime::{caller, Clock, Config, Function, HttpFunction, Problem, SdkConfig};
+use kassa_runtime::{caller, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::{EventStore, ReadModels, RecordedEvent, UsageRow};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;

@@ -1,9 +1,10 @@
 //! The event catalog over HTTP: every event type kassa publishes, with the JSON Schema of
 //! its payload, generated from the same Rust types as docs/event-catalog.json.
 
+use kassa_commerce::Clock;
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, respond, route_key, string_param};
-use kassa_runtime::{caller, Clock, Config, Function, HttpFunction, Problem, SdkConfig};
+use kassa_runtime::{caller, Config, Function, HttpFunction, Problem, SdkConfig};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 

@@ -30,8 +30,9 @@
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use kassa_commerce::Clock;
 use kassa_runtime::function::StartError;
-use kassa_runtime::{Clock, Config, Function, SdkConfig, StreamFunction};
+use kassa_runtime::{Config, Function, SdkConfig, StreamFunction};
 use kassa_store::counter::{derive, HeadImage, CARRIED, CARRIED_BY};
 use kassa_store::store::EventItem;
 use kassa_store::{EventStore, RecordedEvent};

@@ -4,14 +4,15 @@
 //! events complete the order instead.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use kassa_commerce::order_book::{agenda_time, OrderBook};
+use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::order::{self, Order, OrderCommand};
 use kassa_payments::gateway::{GatewayError, PaymentGateway};
 use kassa_payments::stripe::StripeGateway;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
-use kassa_runtime::orders::{agenda_time, OrderBook};
 use kassa_runtime::sweep::{self, Fate, Sweep};
-use kassa_runtime::{Clock, Config, Fail, Function, Kernel, ScheduledFunction, SdkConfig};
+use kassa_runtime::{Config, Function, ScheduledFunction, SdkConfig};
 use kassa_store::{Entry, EventStore, Metadata, Refusal, StoreError};
 use std::sync::Arc;
 use uuid::Uuid;

@@ -3,6 +3,7 @@
 //! delivery rewrites rather than duplicates; the idempotency record skips it altogether.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use kassa_commerce::Clock;
 use kassa_domain::credits::CreditEvent;
 use kassa_domain::workspace::Workspace;
 use kassa_runtime::access::workspace_stream;
@@ -10,7 +11,7 @@ use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::mail::{ConfiguredMailer, Mail, Mailer};
-use kassa_runtime::{Clock, Config, Function, SdkConfig, SqsFunction};
+use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
 use kassa_store::{EventStore, Notification, ReadModels, RecordedEvent};
 use std::sync::Arc;
 

@@ -10,6 +10,8 @@
 //! changes nothing it should not.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use kassa_commerce::order_book::OrderBook;
+use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::credits::CreditEvent;
 use kassa_domain::order::{Order, OrderCommand, OrderError};
 use kassa_domain::payment::PaymentEvent;
@@ -19,8 +21,7 @@ use kassa_payments::stripe::StripeGateway;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
-use kassa_runtime::orders::OrderBook;
-use kassa_runtime::{Clock, Config, Fail, Function, Kernel, SdkConfig, SqsFunction};
+use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
 use kassa_store::{EventStore, Metadata, RecordedEvent};
 use std::sync::Arc;
 use uuid::Uuid;

@@ -5,6 +5,9 @@
 //! its entry in the buyer's order list in one commit. The PaymentIntent is created by the
 //! side effect that follows (seed 001's payment flow), never in the request.
 
+use kassa_commerce::invoicing::{self, Invoicing};
+use kassa_commerce::order_book::{self, OrderBook};
+use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::identity::{Actor, Role};
 use kassa_domain::invoice::Invoice;
 use kassa_domain::money::Money;
@@ -19,11 +22,7 @@ use kassa_runtime::http::{
     json, json_body, limit_param, request_id, respond, route_key, uuid_param,
 };
 use kassa_runtime::idempotency_key::{IdempotencyKey, IdempotentRequests};
-use kassa_runtime::invoicing::{self, Invoicing};
-use kassa_runtime::orders::{self as order_book, OrderBook};
-use kassa_runtime::{
-    caller, Clock, Config, Fail, Function, HttpFunction, Kernel, Problem, SdkConfig,
-};
+use kassa_runtime::{caller, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::{EventStore, Metadata, Refusal, StoreError};
 use lambda_http::{Body, Request, Response};
 use rust_decimal::Decimal;

@@ -4,17 +4,16 @@
 //! retried by the next run.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use kassa_commerce::invoicing::{day, OVERDUE_AGENDA};
+use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::invoice::{self, Invoice, InvoiceCommand, InvoiceStatus};
 use kassa_domain::workspace::Workspace;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
-use kassa_runtime::invoicing::{day, OVERDUE_AGENDA};
 use kassa_runtime::mail::{ConfiguredMailer, Mail, Mailer};
 use kassa_runtime::sweep::{sweep, Fate, Sweep};
-use kassa_runtime::{Clock, Config, Fail, Function, Kernel, ScheduledFunction, SdkConfig};
-use kassa_store::{
-    Agenda, Entry, EventStore, Metadata, Notification, ReadModels, Refusal, StoreError,
-};
+use kassa_runtime::{Config, Function, ScheduledFunction, SdkConfig};
+use kassa_store::{Agenda, Entry, EventStore, Metadata, Refusal, Notification, ReadModels, StoreError};
 use std::convert::Infallible;
 use std::sync::Arc;
 use uuid::Uuid;

@@ -9,6 +9,8 @@
 //! holds is never canceled here.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use kassa_commerce::order_book::{OrderBook, ORDER_KEY, USER_KEY, WORKSPACE_KEY};
+use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::order::{Order, OrderCommand, OrderEvent};
 use kassa_domain::payment::{IntentOrigin, Payment, PaymentCommand};
 use kassa_payments::gateway::{IntentRequest, PaymentGateway};
@@ -16,8 +18,7 @@ use kassa_payments::stripe::StripeGateway;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
-use kassa_runtime::orders::{OrderBook, ORDER_KEY, USER_KEY, WORKSPACE_KEY};
-use kassa_runtime::{Clock, Config, Fail, Function, Kernel, SdkConfig, SqsFunction};
+use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
 use kassa_store::{EventStore, Metadata, RecordedEvent};
 use std::collections::BTreeMap;
 use std::sync::Arc;

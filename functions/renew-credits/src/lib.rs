@@ -5,11 +5,12 @@
 //! invocation, finds the entry already taken and does nothing twice.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::credits::{self, CreditCommand, Wallet};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::sweep::{sweep, Fate, Sweep};
-use kassa_runtime::{Clock, Config, Fail, Function, Kernel, ScheduledFunction, SdkConfig};
+use kassa_runtime::{Config, Function, ScheduledFunction, SdkConfig};
 use kassa_store::{DueRenewal, Entry, EventStore, Metadata, Refusal, Renewals, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -110,7 +111,7 @@ impl RenewCredits {
                     Box::pin(async move {
                         let mut wallet = tx.load::<Wallet>(&renewal.workspace_id).await?;
                         let events =
-                            kassa_runtime::wallet::stage(tx, &mut wallet, command.clone()).await?;
+                            kassa_commerce::wallet::stage(tx, &mut wallet, command.clone()).await?;
                         // An allocation already applied writes nothing, the entry included.
                         if !events.is_empty() {
                             let take = self.renewals.take(renewal)?;

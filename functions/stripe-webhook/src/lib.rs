@@ -16,6 +16,9 @@
 //! deployment does not know) are acknowledged and ignored, so an account shared with other
 //! systems does not make Stripe retry forever.
 
+use kassa_commerce::invoicing::{self, Invoicing, OVERDUE_AGENDA};
+use kassa_commerce::order_book::{OrderBook, ORDER_KEY, USER_KEY, WORKSPACE_KEY};
+use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::identity::UserId;
 use kassa_domain::invoice::{self, Draft, Invoice, InvoiceCommand, PAYMENT_TERMS_DAYS};
 use kassa_domain::money::{Currency, Money};
@@ -33,13 +36,9 @@ use kassa_payments::webhook_signature;
 use kassa_runtime::access::{order_stream, payment_stream, subscription_stream};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, respond};
-use kassa_runtime::invoicing::{self, Invoicing, OVERDUE_AGENDA};
-use kassa_runtime::orders::{OrderBook, ORDER_KEY, USER_KEY, WORKSPACE_KEY};
-use kassa_runtime::{Clock, Config, Fail, Function, HttpFunction, Kernel, Problem, SdkConfig};
+use kassa_runtime::{Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::receipt::receipt;
-use kassa_store::{
-    Agenda, Commit, EventStore, Metadata, RecordedEvent, Refusal, StoreError, StreamId,
-};
+use kassa_store::{Agenda, Commit, EventStore, Metadata, RecordedEvent, Refusal, StoreError, StreamId};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 use uuid::Uuid;

@@ -1,11 +1,12 @@
 //! On `credits.consumed`: count the use in the per workspace, feature and day read model.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use kassa_commerce::Clock;
 use kassa_domain::credits::CreditEvent;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
-use kassa_runtime::{Clock, Config, Function, SdkConfig, SqsFunction};
+use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
 use kassa_store::{FeatureUse, ReadModels, RecordedEvent};
 use std::sync::Arc;
 use time::macros::format_description;

@@ -1,15 +1,14 @@
 //! The users Lambda: deleting a user records `user.deleted`, on which their open orders
 //! and subscriptions are canceled. A user may delete themselves; an operator anyone.
 
+use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::aggregate::UserCommand;
 use kassa_domain::identity::{Role, UserId};
 use kassa_domain::user::User;
 use kassa_runtime::access;
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, request_id, respond, string_param};
-use kassa_runtime::{
-    caller, Clock, Config, Fail, Function, HttpFunction, Kernel, Problem, SdkConfig,
-};
+use kassa_runtime::{caller, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::{EventStore, Metadata};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;

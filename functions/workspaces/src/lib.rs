@@ -1,6 +1,7 @@
 //! The workspaces Lambda: create a workspace (and open its wallet in the same commit), read
 //! it, add and remove collaborators.
 
+use kassa_commerce::{Clock, Fail, Kernel, Tx};
 use kassa_domain::aggregate::ByActor;
 use kassa_domain::credits::{CreditCommand, Wallet};
 use kassa_domain::identity::{Actor, UserId};
@@ -11,10 +12,7 @@ use kassa_runtime::function::StartError;
 use kassa_runtime::http::{
     json, json_body, request_id, respond, route_key, string_param, uuid_param,
 };
-use kassa_runtime::kernel::Tx;
-use kassa_runtime::{
-    caller, Clock, Config, Fail, Function, HttpFunction, Kernel, Problem, SdkConfig,
-};
+use kassa_runtime::{caller, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::{EventStore, Loaded, Metadata};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};

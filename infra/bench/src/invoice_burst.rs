@@ -4,11 +4,11 @@
 //! what the gapless guarantee costs when everyone buys at once.
 
 use anyhow::{ensure, Result};
+use kassa_commerce::invoicing::{self, Invoicing};
 use kassa_domain::identity::UserId;
 use kassa_domain::invoice::Draft;
 use kassa_domain::money::{Currency, Money};
 use kassa_domain::order::OrderLine;
-use kassa_runtime::invoicing::{self, Invoicing};
 use kassa_runtime::SdkConfig;
 use kassa_store::{EventStore, Metadata};
 use rust_decimal::Decimal;

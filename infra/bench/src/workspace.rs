@@ -2,10 +2,11 @@
 
 use crate::api;
 use anyhow::{bail, Context, Result};
+use kassa_commerce::SystemClock;
 use kassa_domain::credits::{AllocationReason, CreditCommand};
 use kassa_local::resources::tables_only;
 use kassa_local::template::Template;
-use kassa_runtime::{HttpFunction, SdkConfig, SystemClock};
+use kassa_runtime::{HttpFunction, SdkConfig};
 use kassa_store::{EventStore, Metadata};
 use kassa_workspaces::Workspaces;
 use std::path::Path;
@@ -79,7 +80,7 @@ pub async fn open(aws: &SdkConfig, template: &Path) -> Result<BenchWorkspace> {
 }
 
 async fn fund(store: &EventStore, workspace: Uuid) -> Result<()> {
-    let added = kassa_runtime::wallet::allocate(
+    let added = kassa_commerce::wallet::allocate(
         store,
         Arc::new(SystemClock),
         workspace,

@@ -7,9 +7,10 @@ use aws_lambda_events::event::dynamodb::Event as StreamBatch;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use kassa_commerce::Clock;
 use kassa_runtime::mail::ConfiguredMailer;
 use kassa_runtime::{
-    Clock, Config, HttpFunction, ScheduledFunction, SdkConfig, SqsFunction, StreamFunction,
+    Config, HttpFunction, ScheduledFunction, SdkConfig, SqsFunction, StreamFunction,
 };
 use lambda_http::{Body, Request, Response};
 use std::future::Future;

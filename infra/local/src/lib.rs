@@ -15,8 +15,9 @@ pub mod template;
 pub mod throttle;
 
 use anyhow::{anyhow, Context, Result};
-use kassa_runtime::clock::OffsetClock;
-use kassa_runtime::{Clock, Config};
+use kassa_commerce::clock::OffsetClock;
+use kassa_commerce::Clock;
+use kassa_runtime::Config;
 use resources::{Clients, Names};
 use std::net::SocketAddr;
 use std::path::PathBuf;

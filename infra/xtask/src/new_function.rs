@@ -442,6 +442,7 @@ path = \"src/main.rs\"
 [dependencies]
 kassa-domain.workspace = true
 kassa-store.workspace = true
+kassa-commerce.workspace = true
 kassa-runtime.workspace = true
 aws-sdk-dynamodb.workspace = true
 aws_lambda_events.workspace = true
@@ -465,9 +466,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {{
         Kind::Http { route } => format!(
             "//! {route}.
 
+use kassa_commerce::{{Clock, Kernel}};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::respond;
-use kassa_runtime::{{caller, Clock, Config, Function, HttpFunction, Kernel, Problem, SdkConfig}};
+use kassa_runtime::{{caller, Config, Function, HttpFunction, Problem, SdkConfig}};
 use kassa_store::EventStore;
 use lambda_http::{{Body, Request, Response}};
 use std::sync::Arc;
@@ -504,10 +506,11 @@ impl {camel} {{
             "//! On `{event}`.
 
 use aws_lambda_events::event::sqs::{{SqsBatchResponse, SqsEvent}};
+use kassa_commerce::{{Clock, Kernel}};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
-use kassa_runtime::{{Clock, Config, Function, Kernel, SdkConfig, SqsFunction}};
+use kassa_runtime::{{Config, Function, SdkConfig, SqsFunction}};
 use kassa_store::{{EventStore, RecordedEvent}};
 use std::sync::Arc;
 
@@ -548,10 +551,11 @@ impl {camel} {{
             "//! Scheduled: {expression}.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use kassa_commerce::{{Clock, Kernel}};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::sweep::Sweep;
-use kassa_runtime::{{Clock, Config, Function, Kernel, ScheduledFunction, SdkConfig}};
+use kassa_runtime::{{Config, Function, ScheduledFunction, SdkConfig}};
 use kassa_store::EventStore;
 use std::sync::Arc;
 

@@ -4,6 +4,7 @@
 //! visibility timeout; the second goes to the dead-letter queue at once, with its reason,
 //! instead of failing five more times first.
 
+use kassa_commerce::Fail;
 use kassa_payments::gateway::GatewayError;
 use kassa_store::{IdempotencyError, StoreError};
 
@@ -52,11 +53,11 @@ impl<E: std::fmt::Display> From<IdempotencyError<E>> for EffectError {
 /// A command's refusal is decided on state, and deciding again on the same state gives
 /// the same answer: poison, unless the handler knows the state will move (an order not
 /// visible yet) and says `Retry` itself.
-impl<E: std::fmt::Display> From<crate::kernel::Fail<E>> for EffectError {
-    fn from(fail: crate::kernel::Fail<E>) -> Self {
+impl<E: std::fmt::Display> From<Fail<E>> for EffectError {
+    fn from(fail: Fail<E>) -> Self {
         match fail {
-            crate::kernel::Fail::Refused(e) => Self::Poison(format!("refused: {e}")),
-            crate::kernel::Fail::Store(e) => Self::from(e),
+            Fail::Refused(e) => Self::Poison(format!("refused: {e}")),
+            Fail::Store(e) => Self::from(e),
         }
     }
 }

@@ -3,11 +3,12 @@
 //! local runner builds the same types the same way.
 
 use crate::effect::EffectError;
-use crate::{config, telemetry, Clock, Config, SdkConfig, SystemClock};
+use crate::{config, telemetry, Config, SdkConfig};
 use aws_lambda_events::event::dynamodb::Event as StreamBatch;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use kassa_commerce::{Clock, SystemClock};
 use lambda_http::{Body, Request, Response};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Serialize;

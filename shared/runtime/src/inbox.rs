@@ -4,10 +4,11 @@
 //! poison one is parked in the dead-letter queue at once with its reason.
 
 use crate::effect::EffectError;
-use crate::{Clock, Config, SdkConfig};
+use crate::{Config, SdkConfig};
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageAttributeValue;
+use kassa_commerce::Clock;
 use kassa_store::{Idempotency, IdempotencyError, Outcome, RecordedEvent};
 use std::future::Future;
 use std::sync::Arc;

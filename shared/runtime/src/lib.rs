@@ -1,9 +1,9 @@
 //! The Lambda glue every kassa function shares: configuration, the caller's identity,
-//! problem+json answers, event batches from SQS, the mail port, tracing and the clock.
+//! problem+json answers, event batches from SQS, the mail port and tracing. The kernel
+//! and the clock the functions decide by are `kassa_commerce`'s.
 
 pub mod access;
 pub mod caller;
-pub mod clock;
 pub mod config;
 pub mod effect;
 pub mod events;
@@ -11,22 +11,16 @@ pub mod function;
 pub mod http;
 pub mod idempotency_key;
 pub mod inbox;
-pub mod invoicing;
-pub mod kernel;
 pub mod mail;
-pub mod orders;
 pub mod problem;
 pub mod sweep;
 pub mod telemetry;
-pub mod wallet;
 
 pub use aws_config::SdkConfig;
 pub use caller::caller;
-pub use clock::{Clock, SystemClock};
 pub use config::Config;
 pub use function::{
     run_http, run_schedule, run_sqs, run_stream, Function, HttpFunction, ScheduledFunction,
     SqsFunction, StreamFunction,
 };
-pub use kernel::{Done, Fail, Kernel, Tx};
 pub use problem::Problem;

@@ -353,7 +353,7 @@ impl Isolated {
             "EventRelayFunction",
             &config,
             &aws,
-            std::sync::Arc::new(kassa_runtime::clock::SystemClock),
+            std::sync::Arc::new(kassa_commerce::clock::SystemClock),
         )
         .unwrap();
         let stream_arn = dynamodb()
@@ -392,7 +392,7 @@ impl Isolated {
             id,
             &self.config,
             &aws,
-            std::sync::Arc::new(kassa_runtime::clock::SystemClock),
+            std::sync::Arc::new(kassa_commerce::clock::SystemClock),
         )
         .unwrap()
     }
@@ -505,7 +505,7 @@ pub async fn intents_of_order(order: &str) -> Vec<Value> {
         after = data.last().map(id);
         found.extend(
             data.into_iter()
-                .filter(|i| i["metadata"][kassa_runtime::orders::ORDER_KEY] == order),
+                .filter(|i| i["metadata"][kassa_commerce::order_book::ORDER_KEY] == order),
         );
         if page["has_more"] != true || after.is_none() {
             return found;

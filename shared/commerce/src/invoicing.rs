@@ -2,10 +2,9 @@
 //! in one transaction, so numbers have no gaps and no duplicates however many invoices of
 //! one workspace are issued at once.
 
-use crate::access::invoice_stream;
 use kassa_domain::identity::UserId;
 use kassa_domain::invoice::{self, Draft, Invoice, InvoiceCommand, InvoiceEvent};
-use kassa_store::{EventStore, Metadata, RecordedEvent, Refusal, Sequences, StoreError};
+use kassa_store::{stream_of, EventStore, Metadata, RecordedEvent, Refusal, Sequences, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -83,7 +82,7 @@ impl Invoicing {
         metadata: Metadata,
         now: OffsetDateTime,
     ) -> Result<Issued, StoreError> {
-        let stream = invoice_stream(draft.invoice_id);
+        let stream = stream_of::<Invoice>(&draft.invoice_id);
         let name = format!("{}#{}", draft.series, draft.issued_on.year());
         let turn = {
             let mut queues = self.local.lock().unwrap_or_else(|p| p.into_inner());

@@ -3,7 +3,6 @@
 //! condition on the head's version. The hot one, the debit, is consume-credits' single
 //! conditional update of the same head (`kassa_store::counter`).
 
-use crate::access::wallet_stream;
 use crate::kernel::{Fail, Kernel, Tx};
 use crate::Clock;
 use kassa_domain::credits::{self, CreditCommand, CreditError, CreditEvent, Wallet};
@@ -83,7 +82,7 @@ pub async fn apply(
                 if wallet.state.is_none() {
                     return Err(Fail::Store(StoreError::Corrupt(format!(
                         "{} has no wallet",
-                        wallet_stream(workspace)
+                        wallet.stream
                     ))));
                 }
                 let mut any = false;

@@ -1,0 +1,13 @@
+//! The application layer every kassa function decides through, below the Lambda glue:
+//! the command kernel, the clock it decides by, and the services built on it (invoicing,
+//! the order book, the wallet's cold commands). Nothing here knows about HTTP, queues or
+//! problem+json answers.
+
+pub mod clock;
+pub mod invoicing;
+pub mod kernel;
+pub mod order_book;
+pub mod wallet;
+
+pub use clock::{Clock, SystemClock};
+pub use kernel::{Done, Fail, Kernel, Tx};
