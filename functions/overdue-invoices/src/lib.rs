@@ -13,7 +13,9 @@ use kassa_runtime::function::StartError;
 use kassa_runtime::mail::{ConfiguredMailer, Mail, Mailer};
 use kassa_runtime::sweep::{sweep, Fate, Sweep};
 use kassa_runtime::{Config, Function, ScheduledFunction, SdkConfig};
-use kassa_store::{Agenda, Entry, EventStore, Metadata, Refusal, Notification, ReadModels, StoreError};
+use kassa_store::{
+    Agenda, Entry, EventStore, Metadata, Notification, ReadModels, Refusal, StoreError,
+};
 use std::convert::Infallible;
 use std::sync::Arc;
 use uuid::Uuid;

@@ -38,7 +38,9 @@ use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, respond};
 use kassa_runtime::{Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::receipt::receipt;
-use kassa_store::{Agenda, Commit, EventStore, Metadata, RecordedEvent, Refusal, StoreError, StreamId};
+use kassa_store::{
+    Agenda, Commit, EventStore, Metadata, RecordedEvent, Refusal, StoreError, StreamId,
+};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 use uuid::Uuid;

@@ -7,6 +7,8 @@ pub mod clock;
 pub mod invoicing;
 pub mod kernel;
 pub mod order_book;
+pub mod reservations;
+pub mod seats;
 pub mod wallet;
 
 pub use clock::{Clock, SystemClock};

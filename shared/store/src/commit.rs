@@ -233,6 +233,14 @@ impl Commit {
         )
     }
 
+    /// A delete without a condition (an index entry that moves), which cannot refuse.
+    pub fn unindex(&mut self, delete: Delete) -> &mut Self {
+        self.push(
+            TransactWriteItem::builder().delete(delete).build(),
+            Guard::Unconditional,
+        )
+    }
+
     /// A conditional delete of a lock or agenda item; its failure means `refusal`.
     pub fn delete(&mut self, delete: Delete, refusal: Refusal) -> &mut Self {
         self.push(

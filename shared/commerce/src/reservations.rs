@@ -1,0 +1,282 @@
+//! Reserving a ticket order's seats, all or nothing, without a lock: each level is one
+//! conditional step on its free-seats counter (`seats::hold`), and only when every step took
+//! its seats is the reservation recorded, owning those holds, with its expiry on the
+//! agenda. When a level runs out, the holds already taken go back in the commit that
+//! records the failure. Either commit is conditional on the reservation not existing, so a
+//! redelivered order that raced the first delivery loses there and gives back its own holds
+//! under their markers: whatever the deliveries, one reservation owns the seats.
+
+use crate::kernel::{Fail, Kernel};
+use crate::order_book::agenda_time;
+use crate::seats::{self, Held};
+use kassa_domain::identity::UserId;
+use kassa_domain::order::Seats;
+use kassa_domain::reservation::{Hold, Reservation, ReservationCommand, ReservationError};
+use kassa_store::{Agenda, Entry, EventStore, Metadata, StoreError};
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The agenda partition of reservations waiting to expire.
+pub const EXPIRY_AGENDA: &str = "reservations-expiring";
+
+/// Tries a hold makes when the head is briefly held by a cold commit or throttled.
+const HOLD_TRIES: u32 = 8;
+
+/// What an order asks for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub order_id: Uuid,
+    pub user_id: UserId,
+    pub seats: Vec<Seats>,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    /// Every level's seats are held until the reservation expires.
+    Held(Reservation),
+    /// `level_id` of `concert_id` had `free` seats where `requested` were needed; nothing
+    /// is held.
+    Refused {
+        concert_id: Uuid,
+        level_id: String,
+        requested: u32,
+        free: u32,
+    },
+    /// The order's reservation was recorded before (a redelivery): as it stands.
+    Recorded(Reservation),
+}
+
+pub struct Reservations {
+    kernel: Kernel,
+    agenda: Agenda,
+}
+
+impl Reservations {
+    pub fn new(kernel: Kernel, agenda: Agenda) -> Self {
+        Self { kernel, agenda }
+    }
+
+    pub fn agenda(&self) -> &Agenda {
+        &self.agenda
+    }
+
+    pub fn store(&self) -> &EventStore {
+        self.kernel.store()
+    }
+
+    /// Reserves `request`'s seats (see the module's comment).
+    pub async fn reserve(
+        &self,
+        request: &Request,
+        metadata: &Metadata,
+    ) -> Result<Reserved, StoreError> {
+        let store = self.kernel.store();
+        let id = request.order_id;
+        if let Some(existing) = store.load_aggregate::<Reservation>(&id).await?.state {
+            return Ok(Reserved::Recorded(existing));
+        }
+        // The same order always walks its levels in the same order.
+        let mut wanted: Vec<&Seats> = request.seats.iter().filter(|s| s.seats > 0).collect();
+        wanted.sort_by(|a, b| (a.concert_id, &a.level_id).cmp(&(b.concert_id, &b.level_id)));
+        let now = self.kernel.clock().now();
+        let mut taken: Vec<Hold> = Vec::new();
+        let mut refusal = None;
+        for want in wanted {
+            let hold = Hold {
+                concert_id: want.concert_id,
+                level_id: want.level_id.clone(),
+                seats: want.seats,
+                hold_id: Uuid::now_v7(),
+            };
+            match self.hold(id, &hold, metadata, now).await? {
+                Held::Taken { .. } => taken.push(hold),
+                Held::Refused { free } => {
+                    refusal = Some((hold, free));
+                    break;
+                }
+            }
+        }
+        let command = match &refusal {
+            None => ReservationCommand::Create {
+                reservation_id: id,
+                order_id: id,
+                user_id: request.user_id.clone(),
+                holds: taken.clone(),
+                expires_at: request.expires_at,
+            },
+            Some((hold, free)) => ReservationCommand::Fail {
+                reservation_id: id,
+                order_id: id,
+                user_id: request.user_id.clone(),
+                concert_id: hold.concert_id,
+                level_id: hold.level_id.clone(),
+                requested: hold.seats,
+                free: *free,
+            },
+        };
+        let (agenda, taken_ref, command) = (&self.agenda, &taken, &command);
+        let done = self
+            .kernel
+            .run(metadata.clone(), |tx| {
+                Box::pin(async move {
+                    let mut reservation = tx.load::<Reservation>(&id).await?;
+                    tx.decide(&mut reservation, command.clone())?;
+                    match command {
+                        ReservationCommand::Create { expires_at, .. } => {
+                            tx.commit().put(
+                                agenda.schedule(&agenda_time(*expires_at), &id.to_string())?,
+                                kassa_store::Refusal::AlreadyScheduled,
+                            );
+                        }
+                        _ => {
+                            for hold in taken_ref {
+                                seats::release(tx.commit(), id, hold, "level_ran_out", false)?;
+                            }
+                        }
+                    }
+                    Ok(reservation.state)
+                })
+            })
+            .await;
+        match done {
+            Ok(done) => Ok(match (done.value, refusal) {
+                (_, Some((hold, free))) => Reserved::Refused {
+                    concert_id: hold.concert_id,
+                    level_id: hold.level_id,
+                    requested: hold.seats,
+                    free,
+                },
+                (Some(reservation), None) => Reserved::Held(reservation),
+                (None, None) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "reservation {id} recorded nothing"
+                    )))
+                }
+            }),
+            // Another delivery of the same order recorded it first: these holds are
+            // orphans, given back once each.
+            Err(Fail::Refused(ReservationError::AlreadyRecorded)) => {
+                self.give_back(id, &taken, "duplicate_reservation", metadata)
+                    .await?;
+                let existing = store
+                    .load_aggregate::<Reservation>(&id)
+                    .await?
+                    .state
+                    .ok_or_else(|| StoreError::Corrupt(format!("reservation {id} vanished")))?;
+                Ok(Reserved::Recorded(existing))
+            }
+            Err(Fail::Refused(e)) => Err(StoreError::Corrupt(format!(
+                "reservation {id} refused: {e}"
+            ))),
+            Err(Fail::Store(e)) => {
+                // Whether it committed is read back: a reservation that exists owns the
+                // holds (an ambiguous failure that went through); otherwise they are
+                // orphans and go back now, before the error is handed on for a retry.
+                match store.load_aggregate::<Reservation>(&id).await?.state {
+                    Some(existing) if existing.holds == taken || refusal.is_some() => {
+                        Ok(Reserved::Recorded(existing))
+                    }
+                    Some(existing) => {
+                        self.give_back(id, &taken, "duplicate_reservation", metadata)
+                            .await?;
+                        Ok(Reserved::Recorded(existing))
+                    }
+                    None => {
+                        self.give_back(id, &taken, "not_recorded", metadata).await?;
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// One hold, retried while a cold commit holds the head or DynamoDB throttles.
+    async fn hold(
+        &self,
+        reservation: Uuid,
+        hold: &Hold,
+        metadata: &Metadata,
+        now: OffsetDateTime,
+    ) -> Result<Held, StoreError> {
+        let mut pause = Duration::from_millis(5);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match seats::hold(self.kernel.store(), reservation, hold, metadata, now).await {
+                Err(e) if tries < HOLD_TRIES && (e.is_conflict() || e.is_throttled()) => {
+                    tokio::time::sleep(pause + Duration::from_millis(fastrand::u64(0..5))).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Gives `holds` back, each at most once (a marker per hold).
+    pub async fn give_back(
+        &self,
+        reservation: Uuid,
+        holds: &[Hold],
+        reason: &str,
+        metadata: &Metadata,
+    ) -> Result<(), StoreError> {
+        for hold in holds {
+            let done = self
+                .kernel
+                .run::<(), std::convert::Infallible, _>(metadata.clone(), |tx| {
+                    Box::pin(async move {
+                        seats::release(tx.commit(), reservation, hold, reason, true)?;
+                        Ok(())
+                    })
+                })
+                .await;
+            match done {
+                Ok(_)
+                | Err(Fail::Store(StoreError::Refused(kassa_store::Refusal::AlreadyApplied))) => {}
+                Err(Fail::Store(e)) => return Err(e),
+                Err(Fail::Refused(never)) => match never {},
+            }
+        }
+        Ok(())
+    }
+
+    /// Expires the reservation of the due agenda `entry`, giving its seats back in the same
+    /// commit and taking the entry. `Ok(false)` when there was nothing to do.
+    pub async fn expire(&self, entry: &Entry, metadata: &Metadata) -> Result<bool, StoreError> {
+        let id: Uuid = entry
+            .subject
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("agenda subject {}", entry.subject)))?;
+        let now = self.kernel.clock().now();
+        let agenda = &self.agenda;
+        let done = self
+            .kernel
+            .run(metadata.clone(), |tx| {
+                Box::pin(async move {
+                    let mut reservation = tx.load::<Reservation>(&id).await?;
+                    let events = tx.decide(&mut reservation, ReservationCommand::Expire { now })?;
+                    if let Some(r) = reservation.state.as_ref().filter(|_| !events.is_empty()) {
+                        for hold in &r.holds {
+                            seats::release(tx.commit(), id, hold, "expired", false)?;
+                        }
+                    }
+                    tx.commit()
+                        .delete(agenda.take(entry)?, kassa_store::Refusal::EntryTaken);
+                    Ok(!events.is_empty())
+                })
+            })
+            .await;
+        match done {
+            Ok(done) => Ok(done.value),
+            Err(Fail::Store(StoreError::Refused(kassa_store::Refusal::EntryTaken))) => Ok(false),
+            Err(Fail::Refused(ReservationError::NotDue(_))) => Ok(false),
+            Err(Fail::Refused(e)) => Err(StoreError::Corrupt(format!(
+                "reservation {id} cannot expire: {e}"
+            ))),
+            Err(Fail::Store(e)) => Err(e),
+        }
+    }
+}
