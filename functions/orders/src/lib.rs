@@ -22,7 +22,7 @@ use kassa_runtime::http::{
     json, json_body, limit_param, request_id, respond, route_key, uuid_param,
 };
 use kassa_runtime::idempotency_key::{IdempotencyKey, IdempotentRequests};
-use kassa_runtime::{caller, Config, Function, HttpFunction, Problem, SdkConfig};
+use kassa_runtime::{caller, problem, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::{EventStore, Metadata, StoreError};
 use lambda_http::{Body, Request, Response};
 use rust_decimal::Decimal;
@@ -304,7 +304,7 @@ impl Orders {
             }
             Err(Fail::Refused(e)) => Err(refusal(e)),
             Err(Fail::Store(StoreError::Refused(MEMBERSHIP))) => Err(access::not_found(workspace)),
-            Err(Fail::Store(e)) => Err(access::store_problem(&e)),
+            Err(Fail::Store(e)) => Err(problem::store_problem(&e)),
         }
     }
 
@@ -316,7 +316,7 @@ impl Orders {
             .store
             .load(&order_stream(id))
             .await
-            .map_err(|e| access::store_problem(&e))?
+            .map_err(|e| problem::store_problem(&e))?
             .ok_or_else(|| order_not_found(id))?;
         let order: Order = head.state().map_err(|e| Problem::internal(&e))?;
         if order.user_id != actor.user && actor.role != Role::Admin {
@@ -333,7 +333,7 @@ impl Orders {
             self.book
                 .client_secret(order.order_id)
                 .await
-                .map_err(|e| access::store_problem(&e))?
+                .map_err(|e| problem::store_problem(&e))?
         } else {
             None
         };
@@ -368,7 +368,7 @@ impl Orders {
                 Ok(view(&order, version, None))
             }
             Err(Fail::Refused(e)) => Err(refusal(e)),
-            Err(Fail::Store(e)) => Err(access::store_problem(&e)),
+            Err(Fail::Store(e)) => Err(problem::store_problem(&e)),
         }
     }
 
@@ -500,11 +500,7 @@ impl Orders {
                     })
                 },
             )
-            .await
-            .map_err(|fail| match fail {
-                Fail::Store(e) => access::store_problem(&e),
-                Fail::Refused(never) => match never {},
-            })?;
+            .await?;
         Ok(serde_json::json!({
             "order_id": order.order_id,
             "refund_id": refund.id,
@@ -523,7 +519,7 @@ impl Orders {
             .invoicing
             .list(&series, limit)
             .await
-            .map_err(|e| access::store_problem(&e))?;
+            .map_err(|e| problem::store_problem(&e))?;
         if ids.is_empty() {
             return Ok(serde_json::json!({ "invoices": [] }));
         }
@@ -533,7 +529,7 @@ impl Orders {
             .store
             .load_many(&refs)
             .await
-            .map_err(|e| access::store_problem(&e))?;
+            .map_err(|e| problem::store_problem(&e))?;
         let mut invoices = Vec::new();
         for stream in &streams {
             if let Some(head) = heads.get(stream) {
@@ -551,7 +547,7 @@ impl Orders {
             .store
             .load(&invoice_stream(id))
             .await
-            .map_err(|e| access::store_problem(&e))?
+            .map_err(|e| problem::store_problem(&e))?
             .ok_or_else(not_found)?;
         let invoice: Invoice = head.state().map_err(|e| Problem::internal(&e))?;
         let admitted = actor.role == Role::Admin
