@@ -15,7 +15,7 @@ use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::concert::ConcertError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, respond, route_key};
-use kassa_runtime::{access, Config, Function, HttpFunction, Problem, SdkConfig};
+use kassa_runtime::{Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::{EventStore, Refusal, StoreError};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
@@ -100,6 +100,6 @@ fn failed(fail: Fail<ConcertError>) -> Problem {
             "capacity_below_held",
             "seats of a level were reserved meanwhile: its capacity cannot drop that far now",
         ),
-        Fail::Store(e) => access::store_problem(&e),
+        Fail::Store(e) => kassa_runtime::problem::store_problem(&e),
     }
 }

@@ -21,7 +21,7 @@ use kassa_runtime::access::{self, wallet_stream};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, json_body, request_id, respond, uuid_param};
 use kassa_runtime::idempotency_key::IdempotentRequests;
-use kassa_runtime::{caller, Config, Function, HttpFunction, Problem, SdkConfig};
+use kassa_runtime::{caller, problem, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::{retry, Bounds, Carried, EventStore, Head, Metadata, Step, Stepped, StoreError};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
@@ -233,10 +233,10 @@ impl ConsumeCredits {
                     tracing::warn!(%code, throttled, "DynamoDB throttled a debit; retrying after a pause");
                     retry::pause_throttled(throttled).await;
                 }
-                Err(e) => return Err(access::store_problem(&e)),
+                Err(e) => return Err(problem::store_problem(&e)),
             }
         }
-        Err(access::store_problem(&StoreError::Conflict {
+        Err(problem::store_problem(&StoreError::Conflict {
             stream,
             current: None,
         }))
@@ -248,7 +248,7 @@ impl ConsumeCredits {
             .store
             .load(&wallet_stream(workspace))
             .await
-            .map_err(|e| access::store_problem(&e))?
+            .map_err(|e| problem::store_problem(&e))?
         {
             Some(head) => self.wallet_of(head, workspace, actor).await,
             None => Err(self.why_not_member(workspace, actor).await),
@@ -266,7 +266,7 @@ impl ConsumeCredits {
             .store
             .state_of::<Wallet>(head)
             .await
-            .map_err(|e| access::store_problem(&e))?
+            .map_err(|e| problem::store_problem(&e))?
             .state
         {
             Some(wallet) => Ok(wallet),

@@ -6,7 +6,7 @@ use kassa_domain::credits::{CreditEvent, Wallet};
 use kassa_runtime::access::{self, wallet_stream, workspace_stream};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, limit_param, query_param, respond, route_key, uuid_param};
-use kassa_runtime::{caller, Config, Function, HttpFunction, Problem, SdkConfig};
+use kassa_runtime::{caller, problem, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::{EventStore, ReadModels, RecordedEvent, UsageRow};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -125,7 +125,7 @@ impl CreditsQueries {
                     .store
                     .load_many(&[&ws_stream, &wallet_stream])
                     .await
-                    .map_err(|e| access::store_problem(&e))?;
+                    .map_err(|e| problem::store_problem(&e))?;
                 access::admitted(heads.get(&ws_stream), id, &actor)?;
                 let head = heads
                     .get(&wallet_stream)
@@ -134,7 +134,7 @@ impl CreditsQueries {
                     .store
                     .state_of::<Wallet>(head.clone())
                     .await
-                    .map_err(|e| access::store_problem(&e))?
+                    .map_err(|e| problem::store_problem(&e))?
                     .state
                     .ok_or_else(|| access::not_found(id))?;
                 let policy = wallet.policy();
@@ -158,7 +158,7 @@ impl CreditsQueries {
                     .store
                     .read_page(&wallet_stream(id), after, limit)
                     .await
-                    .map_err(|e| access::store_problem(&e))?;
+                    .map_err(|e| problem::store_problem(&e))?;
                 let next = page.next_after.map(|v| v.to_string());
                 let items = page.events.iter().filter_map(transaction).collect();
                 Ok(json(200, &History { items, next }))
@@ -171,7 +171,7 @@ impl CreditsQueries {
                     .read_models
                     .usage(id, &from, &to)
                     .await
-                    .map_err(|e| access::store_problem(&e))?;
+                    .map_err(|e| problem::store_problem(&e))?;
                 let mut by_feature: BTreeMap<String, FeatureTotal> = BTreeMap::new();
                 for row in &days {
                     let total = by_feature.entry(row.feature.clone()).or_default();
@@ -199,7 +199,7 @@ impl CreditsQueries {
                     .read_models
                     .notifications(id, limit)
                     .await
-                    .map_err(|e| access::store_problem(&e))?;
+                    .map_err(|e| problem::store_problem(&e))?;
                 Ok(json(200, &serde_json::json!({ "items": items })))
             }
             other => Err(Problem::not_found(

@@ -9,10 +9,9 @@ use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::credits::{self, CreditCommand, Wallet};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
-use kassa_runtime::sweep::{sweep, Fate, Sweep};
+use kassa_runtime::sweep::{work_through, Fate, Sweep};
 use kassa_runtime::{Config, Function, ScheduledFunction, SdkConfig};
-use kassa_store::{DueRenewal, Entry, EventStore, Metadata, Refusal, Renewals, StoreError};
-use std::collections::HashMap;
+use kassa_store::{DueRenewal, EventStore, Metadata, Refusal, Renewals, StoreError};
 use std::sync::Arc;
 use time::macros::format_description;
 use uuid::Uuid;
@@ -48,31 +47,10 @@ impl ScheduledFunction for RenewCredits {
     /// due wallet.
     async fn handle(&self, _schedule: EventBridgeEvent) -> Result<Sweep, EffectError> {
         let today = self.kernel.clock().now().date().format(DAY)?;
-        // The anchors ride on the agenda's entries beside what the sweep reads.
-        let anchors: HashMap<(String, String), Option<u8>> = self
-            .renewals
-            .due_by(&today)
-            .await?
-            .into_iter()
-            .map(|r| ((r.due, r.workspace_id.to_string()), r.anchor))
-            .collect();
-        let (correlation, anchors) = (Uuid::now_v7(), &anchors);
-        sweep(
-            self.renewals.agenda(),
-            &today,
-            "renewal",
-            |entry| async move {
-                let Some(anchor) = anchors.get(&(entry.when.clone(), entry.subject.clone())) else {
-                    // Scheduled between the two reads: the retried invocation reads its anchor.
-                    return Err(EffectError::retry(format!(
-                        "renewal {} {} was scheduled during the run",
-                        entry.when, entry.subject
-                    )));
-                };
-                self.renew(entry, *anchor, correlation).await
-            },
-        )
-        .await
+        // One read of the agenda: its entries carry each wallet's anchor beside its day.
+        let due = self.renewals.due_by(&today).await?;
+        let correlation = Uuid::now_v7();
+        work_through(due, "renewal", |renewal| self.renew(renewal, correlation)).await
     }
 }
 
@@ -84,17 +62,7 @@ impl RenewCredits {
         }
     }
 
-    async fn renew(
-        &self,
-        entry: Entry,
-        anchor: Option<u8>,
-        correlation: Uuid,
-    ) -> Result<Fate, EffectError> {
-        let renewal = DueRenewal {
-            workspace_id: Uuid::parse_str(&entry.subject)?,
-            due: entry.when,
-            anchor,
-        };
+    async fn renew(&self, renewal: DueRenewal, correlation: Uuid) -> Result<Fate, EffectError> {
         let due = time::Date::parse(&renewal.due, DAY)
             .map_err(|e| EffectError::poison(format!("renewal day {}: {e}", renewal.due)))?;
         let anchor = renewal.anchor.unwrap_or(due.day());

@@ -1,11 +1,10 @@
 //! The users Lambda: deleting a user records `user.deleted`, on which their open orders
 //! and subscriptions are canceled. A user may delete themselves; an operator anyone.
 
-use kassa_commerce::{Clock, Fail, Kernel};
+use kassa_commerce::{Clock, Kernel};
 use kassa_domain::aggregate::UserCommand;
 use kassa_domain::identity::{Role, UserId};
 use kassa_domain::user::User;
-use kassa_runtime::access;
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, request_id, respond, string_param};
 use kassa_runtime::{caller, Config, Function, HttpFunction, Problem, SdkConfig};
@@ -60,11 +59,7 @@ impl Users {
                     })
                 },
             )
-            .await
-            .map_err(|fail| match fail {
-                Fail::Store(e) => access::store_problem(&e),
-                Fail::Refused(never) => match never {},
-            })?;
+            .await?;
         Ok(serde_json::json!({
             "user_id": target,
             "deleted": true,

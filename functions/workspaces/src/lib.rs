@@ -12,7 +12,7 @@ use kassa_runtime::function::StartError;
 use kassa_runtime::http::{
     json, json_body, request_id, respond, route_key, string_param, uuid_param,
 };
-use kassa_runtime::{caller, Config, Function, HttpFunction, Problem, SdkConfig};
+use kassa_runtime::{caller, problem, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::{EventStore, Loaded, Metadata};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
@@ -96,7 +96,7 @@ impl HttpFunction for Workspaces {
 fn answer(fail: Fail<Problem>) -> Problem {
     match fail {
         Fail::Refused(problem) => problem,
-        Fail::Store(e) => access::store_problem(&e),
+        Fail::Store(e) => problem::store_problem(&e),
     }
 }
 

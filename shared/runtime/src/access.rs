@@ -1,10 +1,11 @@
 //! Who may touch a workspace, checked the same way by every route.
 
+use crate::problem::store_problem;
 use crate::Problem;
 use aws_sdk_dynamodb::types::AttributeValue;
 use kassa_domain::identity::Actor;
 use kassa_domain::workspace::Workspace;
-use kassa_store::{EventStore, Head, StoreError, StreamId};
+use kassa_store::{EventStore, Head, StreamId};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -57,26 +58,6 @@ pub fn not_found(id: Uuid) -> Problem {
     Problem::not_found("workspace_not_found", format!("no workspace {id}"))
 }
 
-/// A store failure as an answer: a conflict that outlived its retries is a 409, throttling
-/// that outlived its retries a 503; both say when to retry. Anything else is a bug or an
-/// outage.
-pub fn store_problem(e: &StoreError) -> Problem {
-    match e {
-        StoreError::Conflict { .. } => Problem::conflict(
-            "concurrent_update",
-            "the resource changed concurrently too often; retry the request",
-        )
-        .retry_after(1),
-        StoreError::Throttled(_) => Problem::new(
-            503,
-            "throttled",
-            "the service is briefly over capacity; retry the request",
-        )
-        .retry_after(2),
-        other => Problem::internal(other),
-    }
-}
-
 pub fn order_stream(id: Uuid) -> StreamId {
     StreamId::new("Order", id)
 }
@@ -97,19 +78,4 @@ pub fn invoice_stream(id: Uuid) -> StreamId {
 
 pub fn user_stream(id: &str) -> StreamId {
     StreamId::new("User", id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn throttling_is_a_503_to_retry_later() {
-        let problem = store_problem(&StoreError::Throttled("ThrottlingError".into()));
-        assert_eq!(problem.status, 503);
-        assert_eq!(problem.code, "throttled");
-        assert!(problem.retry_after.is_some());
-        let response = problem.into_response();
-        assert!(response.headers().contains_key("retry-after"));
-    }
 }

@@ -280,7 +280,7 @@ impl IdempotentRequests {
                         tracing::error!(error = %e, "the answer could not be recorded for repeats");
                         stored.into_response(false)
                     }
-                    None => crate::access::store_problem(&e).into_response(),
+                    None => crate::problem::store_problem(&e).into_response(),
                 }
             }
         }

@@ -1,7 +1,10 @@
 //! RFC 9457 problem details: every refusal names a stable `code` a client can branch on.
 
+use kassa_commerce::Fail;
+use kassa_store::StoreError;
 use lambda_http::{Body, Response};
 use serde::Serialize;
+use std::convert::Infallible;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
@@ -75,6 +78,36 @@ impl Problem {
     }
 }
 
+/// A store failure as an answer: a conflict that outlived its retries is a 409, throttling
+/// that outlived its retries a 503; both say when to retry. Anything else is a bug or an
+/// outage.
+pub fn store_problem(e: &StoreError) -> Problem {
+    match e {
+        StoreError::Conflict { .. } => Problem::conflict(
+            "concurrent_update",
+            "the resource changed concurrently too often; retry the request",
+        )
+        .retry_after(1),
+        StoreError::Throttled(_) => Problem::new(
+            503,
+            "throttled",
+            "the service is briefly over capacity; retry the request",
+        )
+        .retry_after(2),
+        other => Problem::internal(other),
+    }
+}
+
+/// A command its decider cannot refuse fails only in the store, and is answered so.
+impl From<Fail<Infallible>> for Problem {
+    fn from(fail: Fail<Infallible>) -> Self {
+        match fail {
+            Fail::Store(e) => store_problem(&e),
+            Fail::Refused(never) => match never {},
+        }
+    }
+}
+
 fn title_of(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
@@ -121,5 +154,28 @@ mod tests {
     fn refusals_carry_no_retry_after() {
         let response = Problem::bad_request("malformed_json", "x").into_response();
         assert!(response.headers().get("retry-after").is_none());
+    }
+
+    #[test]
+    fn throttling_is_a_503_to_retry_later() {
+        let problem = store_problem(&StoreError::Throttled("ThrottlingError".into()));
+        assert_eq!(problem.status, 503);
+        assert_eq!(problem.code, "throttled");
+        assert!(problem.retry_after.is_some());
+        let response = problem.into_response();
+        assert!(response.headers().contains_key("retry-after"));
+    }
+
+    #[test]
+    fn an_unrefusable_command_that_lost_its_races_is_a_409_to_retry() {
+        let stream = kassa_store::StreamId::new("User", "ada");
+        let fail: Fail<Infallible> = Fail::Store(StoreError::Conflict {
+            stream,
+            current: None,
+        });
+        let problem = Problem::from(fail);
+        assert_eq!(problem.status, 409);
+        assert_eq!(problem.code, "concurrent_update");
+        assert_eq!(problem.retry_after, Some(1));
     }
 }

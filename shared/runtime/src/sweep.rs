@@ -5,7 +5,7 @@
 //! it and the other finds it gone: that is `Settled`, not a failure.
 
 use crate::effect::EffectError;
-use kassa_store::{Agenda, Entry};
+use kassa_store::{Agenda, DueRenewal, Entry};
 use serde::Serialize;
 use std::future::Future;
 
@@ -27,6 +27,24 @@ pub struct Sweep {
     pub failed: usize,
 }
 
+/// What a run read as due: an agenda's entry, or a row that carries more beside it (a
+/// renewal and its anchor). Its subject names it in the logs.
+pub trait Due {
+    fn subject(&self) -> String;
+}
+
+impl Due for Entry {
+    fn subject(&self) -> String {
+        self.subject.clone()
+    }
+}
+
+impl Due for DueRenewal {
+    fn subject(&self) -> String {
+        self.workspace_id.to_string()
+    }
+}
+
 /// Handles every entry of `agenda` due by `when` with `handle`. `what` names the entries
 /// in logs ("renewal", "expiry").
 pub async fn sweep<F, Fut>(
@@ -44,13 +62,14 @@ where
 
 /// Handles `due`, entries a run read from its agenda. Apart from [`sweep`] so that two
 /// overlapping runs, which read the same entries, can be replayed exactly.
-pub async fn work_through<F, Fut>(
-    due: Vec<Entry>,
+pub async fn work_through<D, F, Fut>(
+    due: Vec<D>,
     what: &str,
     mut handle: F,
 ) -> Result<Sweep, EffectError>
 where
-    F: FnMut(Entry) -> Fut,
+    D: Due,
+    F: FnMut(D) -> Fut,
     Fut: Future<Output = Result<Fate, EffectError>>,
 {
     let mut run = Sweep {
@@ -58,7 +77,7 @@ where
         ..Sweep::default()
     };
     for entry in due {
-        let subject = entry.subject.clone();
+        let subject = entry.subject();
         match Box::pin(handle(entry)).await {
             Ok(Fate::Done) => run.done += 1,
             Ok(Fate::Settled) => run.settled += 1,

@@ -27,11 +27,6 @@ impl Renewals {
         Self(Agenda::new(client, table, "renewals"))
     }
 
-    /// The agenda itself, for a sweep over what is due.
-    pub fn agenda(&self) -> &Agenda {
-        &self.0
-    }
-
     /// Schedules `workspace` for `due`, renewing on day `anchor` of each month; refused if
     /// it is already scheduled that day.
     pub fn schedule(&self, workspace: Uuid, due: &str, anchor: u8) -> Result<Put, StoreError> {
