@@ -89,7 +89,9 @@ pub fn run(repo: &Repo, args: &[String]) -> Result<ExitCode> {
     let cargo_path = repo.root.join("Cargo.toml");
     let template_path = repo.template();
     let runner_path = repo.root.join("infra/local/src/functions.rs");
+    let runner_manifest_path = repo.root.join("infra/local/Cargo.toml");
     let cargo = add_to_workspace(&read(&cargo_path)?, &names)?;
+    let runner_manifest = add_to_runner_manifest(&read(&runner_manifest_path)?, &names)?;
     let template = add_to_template(&read(&template_path)?, &names, &kind)?;
     let runner = add_to_runner(&read(&runner_path)?, &names, &kind)?;
 
@@ -100,6 +102,7 @@ pub fn run(repo: &Repo, args: &[String]) -> Result<ExitCode> {
     fs::write(&cargo_path, cargo)?;
     fs::write(&template_path, template)?;
     fs::write(&runner_path, runner)?;
+    fs::write(&runner_manifest_path, runner_manifest)?;
     println!(
         "new-function: functions/{} ({}), template.yaml, Cargo.toml and the runner's entry written",
         names.kebab,
@@ -188,6 +191,18 @@ pub fn add_to_workspace(cargo: &str, names: &Names) -> Result<String> {
         names.kebab
     );
     insert_before(&cargo, "kassa-local = {", &dependency, "Cargo.toml")
+}
+
+/// The runner links every function: its crate joins the runner's dependencies, after the
+/// last function's (the third-party dependencies follow, starting with `aws-config`).
+pub fn add_to_runner_manifest(manifest: &str, names: &Names) -> Result<String> {
+    let dependency = format!("{}.workspace = true\n", names.crate_name());
+    insert_before(
+        manifest,
+        "aws-config.workspace = true",
+        &dependency,
+        "infra/local/Cargo.toml",
+    )
 }
 
 pub fn add_to_runner(runner: &str, names: &Names, kind: &Kind) -> Result<String> {
@@ -695,6 +710,10 @@ mod tests {
             let runner =
                 add_to_runner(&repo_file("infra/local/src/functions.rs"), &names, &kind).unwrap();
             assert!(runner.contains("\"ScaffoldProbeFunction\" =>"));
+            let manifest =
+                add_to_runner_manifest(&repo_file("infra/local/Cargo.toml"), &names).unwrap();
+            assert!(manifest
+                .contains("kassa-scaffold-probe.workspace = true\naws-config.workspace = true"));
             let files = package_files(&names, &kind);
             assert!(files
                 .iter()
