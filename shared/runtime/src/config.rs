@@ -21,6 +21,8 @@ pub struct Config {
     pub stripe: StripeConfig,
     /// Tax added to orders, as a fraction of the net amount (0.2 for 20 %).
     pub tax_rate: Decimal,
+    /// How long a ticket order's seats are held for its buyer to pay (its payment window).
+    pub reservation_window: time::Duration,
     /// The dead-letter queue of a side-effect function's queue: poison messages are
     /// parked there at once, with their reason.
     pub dead_letter_queue: Option<String>,
@@ -91,6 +93,20 @@ impl Config {
                 )
             })?,
         };
+        let reservation_window = match optional("KASSA_RESERVATION_MINUTES") {
+            None => time::Duration::minutes(15),
+            Some(raw) => raw
+                .parse::<i64>()
+                .ok()
+                .filter(|m| (1..=1440).contains(m))
+                .map(time::Duration::minutes)
+                .ok_or_else(|| {
+                    ConfigError::Invalid(
+                        "KASSA_RESERVATION_MINUTES",
+                        format!("{raw} is not 1 to 1440 minutes"),
+                    )
+                })?,
+        };
         let mail_transport = match optional("KASSA_MAIL_TRANSPORT").as_deref() {
             None | Some("log") => crate::mail::Transport::Log,
             Some("ses") => crate::mail::Transport::Ses,
@@ -117,6 +133,7 @@ impl Config {
                 webhook_tolerance_secs: tolerance,
             },
             tax_rate,
+            reservation_window,
             dead_letter_queue: optional("KASSA_DEAD_LETTER_QUEUE_URL"),
         })
     }
