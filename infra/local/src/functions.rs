@@ -128,6 +128,13 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "EventCatalogFunction" => http::<kassa_event_catalog::EventCatalog>(config, aws, clock)?,
         "UsersFunction" => http::<kassa_users::Users>(config, aws, clock)?,
         "ConcertsFunction" => http::<kassa_concerts::Concerts>(config, aws, clock)?,
+        "ReserveTicketsFunction" => {
+            sqs::<kassa_reserve_tickets::ReserveTickets>(config, aws, clock)?
+        }
+        "TicketOrdersFunction" => sqs::<kassa_ticket_orders::TicketOrders>(config, aws, clock)?,
+        "ExpireReservationsFunction" => {
+            scheduled::<kassa_expire_reservations::ExpireReservations>(config, aws, clock)?
+        }
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

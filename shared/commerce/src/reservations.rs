@@ -67,6 +67,10 @@ impl Reservations {
         self.kernel.store()
     }
 
+    pub fn now(&self) -> OffsetDateTime {
+        self.kernel.clock().now()
+    }
+
     /// Reserves `request`'s seats (see the module's comment).
     pub async fn reserve(
         &self,

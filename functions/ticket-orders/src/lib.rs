@@ -1,0 +1,190 @@
+//! The ticket order saga's compensations:
+//! - `reservation.failed` (a level ran out) and `reservation.expired` (the window passed
+//!   unpaid): the order is canceled with the reason, its PaymentIntent first, so a payment
+//!   that went through meanwhile stands (Stripe refuses the cancellation, and the order
+//!   completes by its webhook instead);
+//! - `order.canceled` and `order.expired` of a ticket order: its reservation is canceled and
+//!   its seats go back in the same commit, once, whichever of expiry, cancellation or a
+//!   failed payment came first.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use kassa_commerce::{seats, Clock, Fail, Kernel};
+use kassa_domain::order::{Order, OrderCommand, OrderEvent};
+use kassa_domain::reservation::{
+    Reservation, ReservationCommand, ReservationError, ReservationEvent,
+};
+use kassa_payments::gateway::{GatewayError, PaymentGateway};
+use kassa_payments::stripe::StripeGateway;
+use kassa_runtime::effect::EffectError;
+use kassa_runtime::function::StartError;
+use kassa_runtime::inbox::Inbox;
+use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
+use kassa_store::{EventStore, Metadata, RecordedEvent};
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub const NAME: &str = "ticket-orders";
+
+pub struct TicketOrders {
+    kernel: Kernel,
+    gateway: StripeGateway,
+    inbox: Inbox,
+}
+
+impl Function for TicketOrders {
+    fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let client = aws_sdk_dynamodb::Client::new(aws);
+        Ok(Self {
+            kernel: Kernel::new(EventStore::new(client, &config.events_table), clock.clone()),
+            gateway: StripeGateway::new(&config.stripe.api_base, config.stripe.secret_key()?),
+            inbox: Inbox::from_config(config, aws, NAME, clock),
+        })
+    }
+}
+
+impl SqsFunction for TicketOrders {
+    async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
+        self.inbox
+            .each_once(batch, |event| async move { self.react(&event).await })
+            .await
+    }
+}
+
+impl TicketOrders {
+    async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
+        let metadata = Metadata::caused_by(event, format!("system:{NAME}"));
+        match event.event_type.as_str() {
+            "reservation.failed" | "reservation.expired" => {
+                let (order_id, reason) = match event.decode::<ReservationEvent>()? {
+                    ReservationEvent::Failed {
+                        order_id,
+                        level_id,
+                        requested,
+                        free,
+                        ..
+                    } => (
+                        order_id,
+                        format!(
+                            "seats_unavailable: {requested} asked of level {level_id}, {free} free"
+                        ),
+                    ),
+                    ReservationEvent::Expired { order_id, .. } => {
+                        (order_id, "reservation_expired".to_owned())
+                    }
+                    _ => return Ok(serde_json::json!({ "skipped": event.event_type })),
+                };
+                self.cancel_order(order_id, reason, metadata).await
+            }
+            "order.canceled" | "order.expired" => {
+                let (order_id, reason) = match event.decode::<OrderEvent>()? {
+                    OrderEvent::Canceled {
+                        order_id, reason, ..
+                    } => (order_id, reason),
+                    OrderEvent::Expired { order_id, .. } => (order_id, "order_expired".to_owned()),
+                    _ => return Ok(serde_json::json!({ "skipped": event.event_type })),
+                };
+                self.release(order_id, reason, metadata).await
+            }
+            _ => Ok(serde_json::json!({ "skipped": event.event_type })),
+        }
+    }
+
+    /// Cancels the open order `order_id`: its PaymentIntent first (same key on every try),
+    /// then the order. A paid order is left to complete.
+    async fn cancel_order(
+        &self,
+        order_id: Uuid,
+        reason: String,
+        metadata: Metadata,
+    ) -> Result<serde_json::Value, EffectError> {
+        let store = self.kernel.store();
+        let Some(order) = store.load_aggregate::<Order>(&order_id).await?.state else {
+            return Err(EffectError::retry(format!(
+                "order {order_id} is not there yet"
+            )));
+        };
+        if !order.status.is_open() {
+            return Ok(serde_json::json!({ "order": order.status.as_str() }));
+        }
+        if let Some(intent) = &order.payment_intent_id {
+            match self
+                .gateway
+                .cancel_payment_intent(intent, &format!("cancel-{order_id}"))
+                .await
+            {
+                Ok(_) => {}
+                // Paid meanwhile: the webhook completes the order, and a paid order
+                // whose seats went back is refunded there.
+                Err(GatewayError::Refused { .. }) => {
+                    return Ok(serde_json::json!({ "order": "paid_meanwhile" }))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let reason = &reason;
+        let done = self
+            .kernel
+            .run(metadata, |tx| {
+                Box::pin(async move {
+                    let mut order = tx.load::<Order>(&order_id).await?;
+                    if order.state.as_ref().is_some_and(|o| o.status.is_open()) {
+                        tx.decide(
+                            &mut order,
+                            OrderCommand::Cancel {
+                                reason: reason.clone(),
+                            },
+                        )?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(serde_json::json!({ "canceled": !done.recorded.is_empty() }))
+    }
+
+    /// Cancels the reservation of `order_id`, its seats back in the same commit.
+    async fn release(
+        &self,
+        order_id: Uuid,
+        reason: String,
+        metadata: Metadata,
+    ) -> Result<serde_json::Value, EffectError> {
+        let reason = &reason;
+        let done = self
+            .kernel
+            .run(metadata, |tx| {
+                Box::pin(async move {
+                    let mut reservation = tx.load::<Reservation>(&order_id).await?;
+                    if reservation.state.is_none() {
+                        // Not a ticket order, or its reservation failed: nothing is held.
+                        return Ok(false);
+                    }
+                    let events = tx.decide(
+                        &mut reservation,
+                        ReservationCommand::Cancel {
+                            reason: reason.clone(),
+                        },
+                    )?;
+                    if let Some(r) = reservation.state.as_ref().filter(|_| !events.is_empty()) {
+                        for hold in &r.holds {
+                            seats::release(tx.commit(), order_id, hold, reason, false)?;
+                        }
+                    }
+                    Ok(!events.is_empty())
+                })
+            })
+            .await;
+        match done {
+            Ok(done) => Ok(serde_json::json!({ "released": done.value })),
+            // Sold: a paid order is refunded, not released.
+            Err(Fail::Refused(ReservationError::Lapsed(status))) => {
+                Ok(serde_json::json!({ "released": false, "reservation": status }))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
