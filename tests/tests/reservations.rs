@@ -1,0 +1,421 @@
+//! Reservations never oversell, whatever races them, and the ticket order saga gives seats
+//! back exactly once, whichever of expiry, cancellation or a failed reservation comes first.
+
+mod common;
+
+use common::{eventually, Api};
+use kassa_commerce::order_book::OrderBook;
+use kassa_commerce::reservations::{self, Request, Reservations, Reserved};
+use kassa_commerce::seats;
+use kassa_commerce::{Fail, Kernel};
+use kassa_domain::aggregate::ByActor;
+use kassa_domain::concert::{Concert, ConcertCommand, TicketLevel};
+use kassa_domain::identity::{Actor, UserId};
+use kassa_domain::money::{Currency, Money};
+use kassa_domain::order::{NewOrder, Order, OrderCommand, OrderLine, Purpose, Seats};
+use kassa_domain::reservation::{Reservation, ReservationStatus};
+use kassa_store::{Agenda, EventStore, Metadata};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+fn eur(amount: &str) -> Money {
+    Money::new(amount.parse::<Decimal>().unwrap(), Currency::Eur)
+}
+
+/// A concert with `levels` (id, capacity) on sale, committed as the concerts Lambda does.
+async fn concert(kernel: &Kernel, levels: &[(&str, u32)]) -> Uuid {
+    let id = Uuid::now_v7();
+    let now = kernel.clock().now();
+    let command = ConcertCommand::Create {
+        concert_id: id,
+        organizer: UserId::new("olga"),
+        artist: "Beyoncé".into(),
+        venue: "Stadion Narodowy".into(),
+        starts_at: now + time::Duration::days(30),
+        currency: Currency::Eur,
+        levels: levels
+            .iter()
+            .map(|(level, capacity)| TicketLevel {
+                level_id: (*level).into(),
+                name: level.to_uppercase(),
+                capacity: *capacity,
+                price: eur("80.00"),
+            })
+            .collect(),
+        now,
+    };
+    let command = &command;
+    kernel
+        .run(Metadata::origin(Uuid::now_v7(), "olga"), |tx| {
+            Box::pin(async move {
+                let mut concert = tx.load::<Concert>(&id).await?;
+                tx.decide(
+                    &mut concert,
+                    ByActor {
+                        command: command.clone(),
+                        actor: Actor::organizer("olga"),
+                    },
+                )?;
+                let after = concert.state.clone().unwrap();
+                let store = tx.store();
+                seats::follow(store, tx.commit(), None, &after).await?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+    id
+}
+
+async fn free(store: &EventStore, concert: Uuid, level: &str) -> i64 {
+    store
+        .load(&seats::level_stream(concert, level))
+        .await
+        .unwrap()
+        .and_then(|h| h.counter)
+        .unwrap()
+}
+
+fn service(store: &EventStore) -> Reservations {
+    Reservations::new(
+        Kernel::new(store.clone(), Arc::new(kassa_commerce::clock::SystemClock)),
+        Agenda::new(
+            store.client().clone(),
+            "unused-in-this-test",
+            reservations::EXPIRY_AGENDA,
+        ),
+    )
+}
+
+/// The flash sale: two levels of 500, 64 buyers, 5,000 attempts of one or two seats, some
+/// for both levels at once. No lock anywhere: each level is one conditional step.
+#[tokio::test]
+async fn a_flash_sale_of_five_thousand_attempts_sells_exactly_the_thousand_seats() {
+    let store = common::event_store().await;
+    let kernel = Kernel::new(store.clone(), Arc::new(kassa_commerce::clock::SystemClock));
+    let concert = concert(&kernel, &[("floor", 500), ("balcony", 500)]).await;
+    let (_, state) = common::tables().await;
+    let reservations = Arc::new(Reservations::new(
+        kernel.clone(),
+        Agenda::new(store.client().clone(), &state, reservations::EXPIRY_AGENDA),
+    ));
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut buyers = tokio::task::JoinSet::new();
+    for buyer in 0..64 {
+        let (reservations, attempts) = (reservations.clone(), attempts.clone());
+        buyers.spawn(async move {
+            let mut outcomes = Vec::new();
+            while attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5_000 {
+                let n = outcomes.len();
+                let seats = match (buyer + n) % 5 {
+                    0 => vec![("floor", 1), ("balcony", 1)],
+                    1 | 2 => vec![("floor", 1 + (n % 2) as u32)],
+                    _ => vec![("balcony", 1 + (n % 2) as u32)],
+                };
+                let request = Request {
+                    order_id: Uuid::now_v7(),
+                    user_id: UserId::new(format!("buyer-{buyer}")),
+                    seats: seats
+                        .iter()
+                        .map(|(level, seats)| Seats {
+                            concert_id: concert,
+                            level_id: (*level).into(),
+                            seats: *seats,
+                        })
+                        .collect(),
+                    expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(15),
+                };
+                let metadata = Metadata::origin(Uuid::now_v7(), format!("buyer-{buyer}"));
+                let outcome = reservations.reserve(&request, &metadata).await;
+                outcomes.push((request, outcome.expect("no store failure")));
+            }
+            outcomes
+        });
+    }
+    let outcomes: Vec<_> = buyers.join_all().await.into_iter().flatten().collect();
+    assert_eq!(outcomes.len(), 5_000);
+    let mut sold = std::collections::BTreeMap::<String, u32>::new();
+    for (request, outcome) in &outcomes {
+        match outcome {
+            Reserved::Held(r) => {
+                assert_eq!(r.holds.len(), request.seats.len(), "all or nothing");
+                for hold in &r.holds {
+                    *sold.entry(hold.level_id.clone()).or_default() += hold.seats;
+                }
+            }
+            Reserved::Refused {
+                requested, free, ..
+            } => assert!(free < requested, "refused with {free} free of {requested}"),
+            Reserved::Recorded(r) => panic!("a fresh order found {r:?}"),
+        }
+    }
+    assert_eq!(sold.get("floor"), Some(&500), "{sold:?}");
+    assert_eq!(sold.get("balcony"), Some(&500), "{sold:?}");
+    assert_eq!(free(&store, concert, "floor").await, 0);
+    assert_eq!(free(&store, concert, "balcony").await, 0);
+
+    // The recorded reservations agree with the counters.
+    let held: u32 = seats_held_by(&store, &outcomes).await;
+    assert_eq!(held, 1_000);
+}
+
+/// Sums the seats the recorded reservations of `outcomes` hold, read back from the store.
+async fn seats_held_by(store: &EventStore, outcomes: &[(Request, Reserved)]) -> u32 {
+    let mut total = 0;
+    for (request, _) in outcomes {
+        let reservation = store
+            .load_aggregate::<Reservation>(&request.order_id)
+            .await
+            .unwrap()
+            .state
+            .unwrap();
+        if reservation.status == ReservationStatus::Held {
+            total += reservation.holds.iter().map(|h| h.seats).sum::<u32>();
+        } else {
+            assert_eq!(reservation.status, ReservationStatus::Failed);
+        }
+    }
+    total
+}
+
+#[tokio::test]
+async fn an_order_delivered_twice_at_once_holds_its_seats_once() {
+    let store = common::event_store().await;
+    let kernel = Kernel::new(store.clone(), Arc::new(kassa_commerce::clock::SystemClock));
+    let concert = concert(&kernel, &[("floor", 10)]).await;
+    let reservations = service(&store);
+    for round in 0..10 {
+        let request = Request {
+            order_id: Uuid::now_v7(),
+            user_id: UserId::new("ana"),
+            seats: vec![Seats {
+                concert_id: concert,
+                level_id: "floor".into(),
+                seats: 1,
+            }],
+            expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(15),
+        };
+        let metadata = Metadata::origin(Uuid::now_v7(), "ana");
+        let (a, b) = tokio::join!(
+            reservations.reserve(&request, &metadata),
+            reservations.reserve(&request, &metadata)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(
+            matches!(
+                (&a, &b),
+                (Reserved::Held(_), Reserved::Recorded(_))
+                    | (Reserved::Recorded(_), Reserved::Held(_))
+            ),
+            "{a:?} {b:?}"
+        );
+        assert_eq!(free(&store, concert, "floor").await, 10 - (round + 1));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The saga through the stack: reserve-tickets on order.created, expiry on schedule,
+// ticket-orders' compensations.
+
+async fn stack_store(api: &Api) -> EventStore {
+    EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"))
+}
+
+/// A ticket order for `seats` of `level`, committed as confirming a cart does.
+async fn ticket_order(api: &Api, concert: Uuid, level: &str, seats: u32) -> Uuid {
+    let store = stack_store(api).await;
+    let kernel = Kernel::new(store, Arc::new(api.stack.clock.clone()));
+    let book = OrderBook::new(common::dynamodb().await, api.stack.table("StateTable"));
+    let id = Uuid::now_v7();
+    let new = NewOrder {
+        order_id: id,
+        user_id: UserId::new("ana"),
+        purpose: Purpose::Tickets {
+            confirmation: 1,
+            seats: vec![Seats {
+                concert_id: concert,
+                level_id: level.into(),
+                seats,
+            }],
+        },
+        lines: vec![OrderLine {
+            description: format!("Beyoncé — {level}"),
+            quantity: u64::from(seats),
+            unit_price: eur("80.00"),
+            amount: eur("80.00").times(u64::from(seats)),
+        }],
+        tax_rate: Decimal::ZERO,
+        reference: None,
+        now: kernel.clock().now(),
+        window: time::Duration::minutes(15),
+    };
+    let (new, book) = (&new, &book);
+    kernel
+        .run(Metadata::origin(Uuid::now_v7(), "ana"), |tx| {
+            Box::pin(async move {
+                let mut order = tx.load::<Order>(&id).await?;
+                tx.decide(&mut order, OrderCommand::Create(new.clone()))?;
+                book.on_create(tx.commit(), order.state.as_ref().unwrap())?;
+                Ok(())
+            })
+        })
+        .await
+        .map_err(|e: Fail<_>| format!("{e}"))
+        .unwrap();
+    id
+}
+
+async fn create_concert(api: &Api, floor: u32) -> Uuid {
+    let starts = (time::OffsetDateTime::now_utc() + time::Duration::days(30))
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let created = api
+        .call_as(
+            "POST",
+            "/concerts",
+            Some(("olga", "organizer")),
+            Some(
+                &json!({
+                    "artist": "Beyoncé", "venue": "Stadion Narodowy", "starts_at": starts,
+                    "currency": "EUR",
+                    "levels": [{ "level_id": "floor", "name": "Floor", "capacity": floor,
+                                 "price": { "amount": "80.00", "currency": "EUR" } }],
+                })
+                .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    created.body["concert_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+async fn available(api: &Api, concert: Uuid) -> u64 {
+    let view = api
+        .call("GET", format!("/concerts/{concert}"), None, None)
+        .await;
+    view.body["levels"][0]["available"].as_u64().unwrap()
+}
+
+async fn reservation(api: &Api, order: Uuid) -> Reservation {
+    let store = stack_store(api).await;
+    eventually("the reservation", || {
+        let store = store.clone();
+        async move {
+            store
+                .load_aggregate::<Reservation>(&order)
+                .await
+                .unwrap()
+                .state
+        }
+    })
+    .await
+}
+
+async fn order_of(api: &Api, order: Uuid) -> Value {
+    let answer = api.get(format!("/orders/{order}"), "ana").await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    answer.body
+}
+
+#[tokio::test]
+async fn an_unpaid_reservation_expires_on_schedule_and_its_seats_come_back_once() {
+    let api = Api::start().await;
+    let concert = create_concert(&api, 10).await;
+    let order = ticket_order(&api, concert, "floor", 3).await;
+    assert_eq!(
+        reservation(&api, order).await.status,
+        ReservationStatus::Held
+    );
+    assert_eq!(available(&api, concert).await, 7);
+
+    let early = api.stack.fire("ExpireReservationsFunction").await.unwrap();
+    assert_eq!(early["done"], 0, "{early}");
+    api.stack.clock.advance(Duration::from_secs(16 * 60));
+    let run = api.stack.fire("ExpireReservationsFunction").await.unwrap();
+    assert_eq!(run["done"], 1, "{run}");
+    assert_eq!(available(&api, concert).await, 10);
+
+    // The order follows: canceled with the reason, its intent too.
+    let canceled = eventually("the order canceled", || async {
+        let o = order_of(&api, order).await;
+        (o["status"] == "canceled" || o["status"] == "expired").then_some(o)
+    })
+    .await;
+    assert_eq!(available(&api, concert).await, 10, "{canceled}");
+    // The order's own expiry and cancellation give nothing back a second time.
+    let _ = api.stack.fire("ExpireOrdersFunction").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(available(&api, concert).await, 10);
+    assert_eq!(
+        reservation(&api, order).await.status,
+        ReservationStatus::Expired
+    );
+}
+
+#[tokio::test]
+async fn a_reservation_that_finds_too_few_seats_cancels_its_order_and_holds_nothing() {
+    let api = Api::start().await;
+    let concert = create_concert(&api, 2).await;
+    let order = ticket_order(&api, concert, "floor", 3).await;
+    assert_eq!(
+        reservation(&api, order).await.status,
+        ReservationStatus::Failed
+    );
+    let canceled = eventually("the order canceled", || async {
+        let o = order_of(&api, order).await;
+        (o["status"] == "canceled").then_some(o)
+    })
+    .await;
+    assert!(
+        canceled["cancel_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("seats_unavailable"),
+        "{canceled}"
+    );
+    assert_eq!(available(&api, concert).await, 2);
+}
+
+#[tokio::test]
+async fn a_buyer_canceling_their_order_gives_its_seats_back() {
+    let api = Api::start().await;
+    let concert = create_concert(&api, 10).await;
+    let order = ticket_order(&api, concert, "floor", 4).await;
+    assert_eq!(
+        reservation(&api, order).await.status,
+        ReservationStatus::Held
+    );
+    assert_eq!(available(&api, concert).await, 6);
+    // The intent exists before the buyer may cancel (payment-intents on order.created).
+    eventually("the payment intent", || async {
+        let o = order_of(&api, order).await;
+        (o["status"] == "payment_pending").then_some(())
+    })
+    .await;
+    let canceled = api
+        .call("POST", format!("/orders/{order}/cancel"), Some("ana"), None)
+        .await;
+    assert_eq!(canceled.status, 200, "{:?}", canceled.body);
+    eventually("the seats back", || async {
+        (available(&api, concert).await == 10).then_some(())
+    })
+    .await;
+    assert_eq!(
+        reservation(&api, order).await.status,
+        ReservationStatus::Canceled
+    );
+    // Its expiry later finds nothing to give back.
+    api.stack.clock.advance(Duration::from_secs(16 * 60));
+    let run = api.stack.fire("ExpireReservationsFunction").await.unwrap();
+    assert_eq!(run["done"], 0, "{run}");
+    assert_eq!(available(&api, concert).await, 10);
+}
