@@ -1112,64 +1112,62 @@ async fn refunded_before_fulfilment(
     isolated: &common::Isolated,
     balance: u64,
 ) -> (uuid::Uuid, Vec<RecordedEvent>) {
-    use kassa_domain::credits::{self, AllocationReason, CreditCommand, CreditEvent};
+    use kassa_domain::aggregate::ByActor;
+    use kassa_domain::credits::{AllocationReason, CreditCommand, Wallet};
     use kassa_domain::identity::{Actor, UserId};
     use kassa_domain::money::{Currency, Money};
     use kassa_domain::order::{self, NewOrder, OrderCommand, OrderEvent, OrderLine, Purpose};
     use kassa_domain::tier::TierId;
-    use kassa_domain::workspace::{self, WorkspaceCommand, WorkspaceEvent};
-    use kassa_runtime::access::{head_attributes, order_stream, wallet_stream, workspace_stream};
+    use kassa_domain::workspace::{Workspace, WorkspaceCommand};
+    use kassa_runtime::access::order_stream;
 
     let store = &isolated.store;
     let ws = uuid::Uuid::now_v7();
     let meta = || kassa_store::Metadata::origin(uuid::Uuid::now_v7(), BUYER);
-    let created = workspace::decide(
-        None,
-        WorkspaceCommand::Create {
-            id: ws,
-            name: "Acme".into(),
-            tier: TierId::Free,
-            billing_email: Some("ops@acme.test".into()),
-        },
-        &Actor::user(BUYER),
-    )
-    .unwrap();
-    let workspace = created.iter().fold(None, workspace::evolve).unwrap();
-    let mut wallet_events = credits::decide(
-        None,
-        CreditCommand::Open {
-            workspace_id: ws,
-            tier: TierId::Free,
-        },
-    )
-    .unwrap();
-    let opened = wallet_events.iter().fold(None, credits::evolve);
-    wallet_events.extend(
-        credits::decide(
-            opened.as_ref(),
-            CreditCommand::Allocate {
-                allocation_id: "signup".into(),
-                base: balance,
-                bonus: 0,
-                reason: AllocationReason::Signup,
-            },
-        )
-        .unwrap(),
+    // The workspace and its funded wallet, committed through the kernel as the workspaces
+    // and allocate-credits functions do.
+    let kernel = kassa_commerce::Kernel::new(
+        store.clone(),
+        std::sync::Arc::new(kassa_commerce::clock::SystemClock),
     );
-    let wallet = wallet_events.iter().fold(None, credits::evolve);
-    let mut commit = store.commit_builder(meta(), time::OffsetDateTime::now_utc());
-    commit
-        .append_with::<WorkspaceEvent>(
-            &workspace_stream(ws),
-            0,
-            &created,
-            &workspace,
-            head_attributes(&workspace),
-        )
-        .unwrap()
-        .append::<CreditEvent>(&wallet_stream(ws), 0, &wallet_events, &wallet)
+    kernel
+        .run::<(), String, _>(meta(), |tx| {
+            Box::pin(async move {
+                let mut workspace = tx.load::<Workspace>(&ws).await?;
+                let create = WorkspaceCommand::Create {
+                    id: ws,
+                    name: "Acme".into(),
+                    tier: TierId::Free,
+                    billing_email: Some("ops@acme.test".into()),
+                };
+                tx.decide(
+                    &mut workspace,
+                    ByActor {
+                        command: create,
+                        actor: Actor::user(BUYER),
+                    },
+                )
+                .map_err(|f| f.map(|e| e.to_string()))?;
+                let mut wallet = tx.load::<Wallet>(&ws).await?;
+                let open = CreditCommand::Open {
+                    workspace_id: ws,
+                    tier: TierId::Free,
+                };
+                let fund = CreditCommand::Allocate {
+                    allocation_id: "signup".into(),
+                    base: balance,
+                    bonus: 0,
+                    reason: AllocationReason::Signup,
+                };
+                for command in [open, fund] {
+                    tx.decide(&mut wallet, command)
+                        .map_err(|f| f.map(|e| e.to_string()))?;
+                }
+                Ok(())
+            })
+        })
+        .await
         .unwrap();
-    store.commit(commit).await.unwrap();
 
     let ten = Money::new(rust_decimal::Decimal::new(1000, 2), Currency::Usd);
     let order_id = uuid::Uuid::now_v7();

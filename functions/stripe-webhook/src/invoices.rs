@@ -13,7 +13,6 @@ use kassa_domain::money::{Currency, Money};
 use kassa_domain::order::OrderLine;
 use kassa_domain::subscription::{self, Subscription, SubscriptionCommand};
 use kassa_payments::stripe_event::{InvoiceFacts, StripeEvent};
-use kassa_runtime::access::{invoice_stream, subscription_stream};
 use kassa_runtime::Problem;
 use uuid::Uuid;
 
@@ -76,7 +75,6 @@ impl StripeWebhook {
         let mut recorded = issued.recorded.len();
         if let (Some((payment_id, paid_on)), true) = (payment, issued.recorded.is_empty()) {
             // Issued earlier as open (its payment failed first): now it is paid.
-            let stream = invoice_stream(issued.invoice.invoice_id);
             let decide = |state: Option<&Invoice>| {
                 invoice::decide(
                     state,
@@ -88,7 +86,7 @@ impl StripeWebhook {
                 .unwrap_or_default()
             };
             match self
-                .record(event, &stream, &decide, invoice::evolve, &nothing)
+                .record::<Invoice>(event, &issued.invoice.invoice_id, &decide, &nothing)
                 .await?
             {
                 Outcome::Recorded(n) => recorded += n,
@@ -110,13 +108,7 @@ impl StripeWebhook {
                 )
             };
             match self
-                .record(
-                    event,
-                    &subscription_stream(sub),
-                    &decide,
-                    subscription::evolve,
-                    &nothing,
-                )
+                .record::<Subscription>(event, sub, &decide, &nothing)
                 .await?
             {
                 Outcome::Recorded(n) => recorded += n,

@@ -6,10 +6,10 @@ use crate::delivery::Outcome;
 use crate::receipt::nothing;
 use crate::StripeWebhook;
 use kassa_domain::money::Money;
-use kassa_domain::payment::{self, Mismatches, PaymentEvent};
+use kassa_domain::payment::{Mismatches, PaymentEvent};
 use kassa_payments::stripe_event::StripeEvent;
 use kassa_runtime::Problem;
-use kassa_store::{RecordedEvent, StreamId};
+use kassa_store::RecordedEvent;
 
 /// The `alert` field of the error line logged for every `payment.mismatched` recorded: a
 /// CloudWatch metric filter matches `{ $.level = "ERROR" && $.fields.alert = "payment_mismatched" }`.
@@ -62,13 +62,7 @@ impl StripeWebhook {
         };
         let decide = |_: Option<&Mismatches>| vec![mismatch.clone()];
         match self
-            .record(
-                event,
-                &mismatch_stream(intent_id),
-                &decide,
-                payment::tally,
-                &nothing,
-            )
+            .record::<Mismatches>(event, intent_id, &decide, &nothing)
             .await?
         {
             Outcome::Recorded(_) => Ok(Outcome::Mismatched(reason)),
@@ -79,9 +73,6 @@ impl StripeWebhook {
 
 /// Where reports refused by [`payment::check`] are kept: an intent that is not an order's
 /// gets no payment stream.
-fn mismatch_stream(intent_id: &str) -> StreamId {
-    StreamId::new("PaymentMismatch", intent_id)
-}
 
 #[cfg(test)]
 mod tests {
@@ -121,7 +112,7 @@ mod tests {
         };
         let recorded = RecordedEvent {
             event_id: Uuid::from_u128(1),
-            stream: mismatch_stream("pi_foreign"),
+            stream: kassa_store::stream_of::<Mismatches>("pi_foreign"),
             version: 1,
             event_type: mismatch.event_type().to_owned(),
             context: PaymentEvent::CONTEXT.to_owned(),

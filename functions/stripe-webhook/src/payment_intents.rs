@@ -10,7 +10,7 @@ use kassa_domain::money::{Currency, Money};
 use kassa_domain::order::Order;
 use kassa_domain::payment::{self, IntentOrigin, Payment, PaymentCommand};
 use kassa_payments::stripe_event::{IntentFacts, StripeEvent};
-use kassa_runtime::access::{order_stream, payment_stream};
+use kassa_runtime::access::order_stream;
 use kassa_runtime::Problem;
 use uuid::Uuid;
 
@@ -60,13 +60,7 @@ impl StripeWebhook {
             return self.mismatched(event, &intent.id, mismatch).await;
         }
         let decide = |state: Option<&Payment>| payment::decide(state, command(origin.clone()));
-        self.record(
-            event,
-            &payment_stream(&intent.id),
-            &decide,
-            payment::evolve,
-            &nothing,
-        )
-        .await
+        self.record::<Payment>(event, &intent.id, &decide, &nothing)
+            .await
     }
 }

@@ -6,11 +6,12 @@ use crate::delivery::Outcome;
 use crate::mismatches::alert;
 use crate::StripeWebhook;
 use kassa_commerce::Fail;
+use kassa_domain::aggregate::Aggregate;
 use kassa_payments::stripe_event::StripeEvent;
 use kassa_runtime::Problem;
 use kassa_store::receipt::receipt;
 use kassa_store::Refusal;
-use kassa_store::{Commit, StoreError, StreamId};
+use kassa_store::{Commit, StoreError};
 
 pub(crate) fn server_error(e: &StoreError) -> Problem {
     // Stripe retries any non-2xx: a store failure must not be acknowledged.
@@ -28,41 +29,30 @@ pub(crate) fn nothing<S, E>(_: &mut Commit, _: Option<&S>, _: &[E]) -> Result<()
 }
 
 impl StripeWebhook {
-    /// Runs a command on `stream` with the delivery's receipt in its commit.
-    pub(crate) async fn record<S, E>(
+    /// Decides with `decide` on the aggregate `id` and commits what it decided with the
+    /// delivery's receipt and whatever `extra` adds.
+    pub(crate) async fn record<A: Aggregate>(
         &self,
         event: &StripeEvent,
-        stream: &StreamId,
-        decide: &(dyn Fn(Option<&S>) -> Vec<E> + Send + Sync),
-        evolve: fn(Option<S>, &E) -> Option<S>,
-        extra: &Also<'_, S, E>,
-    ) -> Result<Outcome, Problem>
-    where
-        S: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync,
-        E: kassa_domain::event::DomainEvent + Send + Sync,
-    {
-        // Mismatches are tallied on a stream that is no aggregate's, so the stream is read
-        // and appended to as it is rather than through `Tx::load`.
+        id: &A::Id,
+        decide: &(dyn Fn(Option<&A>) -> Vec<A::Event> + Send + Sync),
+        extra: &Also<'_, A, A::Event>,
+    ) -> Result<Outcome, Problem> {
         let outcome = self
             .kernel
             .run(self.metadata(event), |tx| {
                 Box::pin(async move {
-                    let head = tx.store().load(stream).await?;
-                    let (version, state) = match &head {
-                        Some(h) => (h.version, Some(h.state::<S>()?)),
-                        None => (0, None),
-                    };
-                    let events = decide(state.as_ref());
+                    let mut loaded = tx.load::<A>(id).await?;
+                    let events = decide(loaded.state.as_ref());
                     if events.is_empty() {
                         // Already applied or superseded: nothing is written, the
                         // receipt included.
                         return Ok::<_, Fail<std::convert::Infallible>>(());
                     }
-                    let next = events.iter().fold(state, evolve);
+                    tx.record(&mut loaded, &events)?;
                     let commit = tx.commit();
-                    commit.append(stream, version, &events, &next)?;
                     self.receipt(commit, event)?;
-                    extra(commit, next.as_ref(), &events)?;
+                    extra(commit, loaded.state.as_ref(), &events)?;
                     Ok(())
                 })
             })

@@ -104,7 +104,7 @@ impl StripeWebhook {
             }
             events
         };
-        self.record(event, &stream, &decide, payment::evolve, &nothing)
+        self.record::<Payment>(event, intent_id, &decide, &nothing)
             .await
     }
 

@@ -8,7 +8,6 @@ use kassa_commerce::order_book::USER_KEY;
 use kassa_domain::identity::UserId;
 use kassa_domain::subscription::{self, Snapshot, Subscription, SubscriptionCommand, Terms};
 use kassa_payments::stripe_event::{StripeEvent, SubscriptionFacts};
-use kassa_runtime::access::subscription_stream;
 use kassa_runtime::Problem;
 use kassa_store::Commit;
 
@@ -59,13 +58,7 @@ impl StripeWebhook {
             }
             Ok(())
         };
-        self.record(
-            event,
-            &subscription_stream(&facts.id),
-            &decide,
-            subscription::evolve,
-            &index,
-        )
-        .await
+        self.record::<Subscription>(event, &facts.id, &decide, &index)
+            .await
     }
 }

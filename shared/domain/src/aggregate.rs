@@ -13,7 +13,7 @@ use crate::event::DomainEvent;
 use crate::identity::{Actor, UserId};
 use crate::invoice::{self, Invoice, InvoiceCommand, InvoiceError, InvoiceEvent};
 use crate::order::{self, Order, OrderCommand, OrderError, OrderEvent};
-use crate::payment::{self, Payment, PaymentCommand, PaymentEvent};
+use crate::payment::{self, Mismatches, Payment, PaymentCommand, PaymentEvent};
 use crate::reservation::{
     self, Reservation, ReservationCommand, ReservationError, ReservationEvent,
 };
@@ -186,6 +186,24 @@ impl Aggregate for Payment {
 
     fn evolve(state: Option<Self>, event: &PaymentEvent) -> Option<Self> {
         payment::evolve(state, event)
+    }
+}
+
+/// Reports about a provider payment intent that contradict kassa's record of its order
+/// (`PaymentMismatch#pi_...`): each command is a `payment.mismatched` to record as it is.
+impl Aggregate for Mismatches {
+    const NAME: &'static str = "PaymentMismatch";
+    type Id = str;
+    type Command = PaymentEvent;
+    type Event = PaymentEvent;
+    type Error = Infallible;
+
+    fn decide(_: Option<&Self>, mismatch: PaymentEvent) -> Result<Vec<PaymentEvent>, Infallible> {
+        Ok(vec![mismatch])
+    }
+
+    fn evolve(state: Option<Self>, event: &PaymentEvent) -> Option<Self> {
+        payment::tally(state, event)
     }
 }
 

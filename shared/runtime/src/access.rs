@@ -2,11 +2,9 @@
 
 use crate::problem::store_problem;
 use crate::Problem;
-use aws_sdk_dynamodb::types::AttributeValue;
 use kassa_domain::identity::Actor;
 use kassa_domain::workspace::Workspace;
 use kassa_store::{EventStore, Head, StreamId};
-use std::collections::HashMap;
 use uuid::Uuid;
 
 pub fn workspace_stream(id: Uuid) -> StreamId {
@@ -15,13 +13,6 @@ pub fn workspace_stream(id: Uuid) -> StreamId {
 
 pub fn wallet_stream(id: Uuid) -> StreamId {
     StreamId::new("Wallet", id)
-}
-
-/// Attributes written on a workspace's head so that a commit elsewhere can check, inside
-/// its own transaction, that the caller is a member (see `Commit::require_member`).
-pub fn head_attributes(ws: &Workspace) -> HashMap<String, AttributeValue> {
-    let members = ws.members().map(|u| u.as_str().to_owned()).collect();
-    HashMap::from([("members".to_owned(), AttributeValue::Ss(members))])
 }
 
 /// The workspace if `actor` may see it. A workspace that is not theirs is answered as one
