@@ -79,29 +79,24 @@ async fn free(store: &EventStore, concert: Uuid, level: &str) -> i64 {
         .unwrap()
 }
 
-fn service(store: &EventStore) -> Reservations {
-    Reservations::new(
-        Kernel::new(store.clone(), Arc::new(kassa_commerce::clock::SystemClock)),
-        Agenda::new(
-            store.client().clone(),
-            "unused-in-this-test",
-            reservations::EXPIRY_AGENDA,
-        ),
-    )
+/// Fresh tables and the reservation service on them.
+async fn service() -> (EventStore, Reservations) {
+    let (events, state) = common::tables().await;
+    let client = common::dynamodb().await;
+    let store = EventStore::new(client.clone(), events);
+    let kernel = Kernel::new(store.clone(), Arc::new(kassa_commerce::clock::SystemClock));
+    let agenda = Agenda::new(client, state, reservations::EXPIRY_AGENDA);
+    (store, Reservations::new(kernel, agenda))
 }
 
 /// The flash sale: two levels of 500, 64 buyers, 5,000 attempts of one or two seats, some
 /// for both levels at once. No lock anywhere: each level is one conditional step.
 #[tokio::test]
 async fn a_flash_sale_of_five_thousand_attempts_sells_exactly_the_thousand_seats() {
-    let store = common::event_store().await;
+    let (store, reservations) = service().await;
     let kernel = Kernel::new(store.clone(), Arc::new(kassa_commerce::clock::SystemClock));
     let concert = concert(&kernel, &[("floor", 500), ("balcony", 500)]).await;
-    let (_, state) = common::tables().await;
-    let reservations = Arc::new(Reservations::new(
-        kernel.clone(),
-        Agenda::new(store.client().clone(), &state, reservations::EXPIRY_AGENDA),
-    ));
+    let reservations = Arc::new(reservations);
     let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut buyers = tokio::task::JoinSet::new();
     for buyer in 0..64 {
@@ -183,10 +178,9 @@ async fn seats_held_by(store: &EventStore, outcomes: &[(Request, Reserved)]) -> 
 
 #[tokio::test]
 async fn an_order_delivered_twice_at_once_holds_its_seats_once() {
-    let store = common::event_store().await;
+    let (store, reservations) = service().await;
     let kernel = Kernel::new(store.clone(), Arc::new(kassa_commerce::clock::SystemClock));
     let concert = concert(&kernel, &[("floor", 10)]).await;
-    let reservations = service(&store);
     for round in 0..10 {
         let request = Request {
             order_id: Uuid::now_v7(),
