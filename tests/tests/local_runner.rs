@@ -1,5 +1,6 @@
 //! The local runner plays AWS's part faithfully where kassa's correctness depends on it:
-//! the HTTP API's route throttling, and SQS event sources that deliver concurrently.
+//! the HTTP API's route throttling, SQS event sources that deliver concurrently, and
+//! Stripe's webhooks (from localstripe) that reach every live endpoint and no dead one.
 
 mod common;
 
@@ -178,4 +179,146 @@ async fn a_queue_runs_batches_at_once_and_they_finish_out_of_order() {
             },
         ]
     );
+}
+
+/// The PaymentIntent id of each webhook delivery a [`webhook_receiver`] got, by path.
+#[derive(Clone, Default)]
+struct Deliveries(Arc<Mutex<Vec<(String, String)>>>);
+
+impl Deliveries {
+    fn got(&self, path: &str, intent: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(p, i)| p == path && i == intent)
+    }
+}
+
+/// Answers every POST on `listener` with 200, a delivery to /slow only after two seconds.
+fn webhook_receiver(listener: tokio::net::TcpListener) -> Deliveries {
+    let deliveries = Deliveries::default();
+    let log = deliveries.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
+        let log = log.clone();
+        async move {
+            let event: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let intent = event["data"]["object"]["id"].as_str().unwrap_or_default();
+            log.0
+                .lock()
+                .unwrap()
+                .push((uri.path().to_owned(), intent.to_owned()));
+            if uri.path() == "/slow" {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    deliveries
+}
+
+fn stripe_config(id: &str) -> String {
+    let base = std::env::var("KASSA_STRIPE_API_BASE").expect("run through cargo xtask test");
+    format!("{base}/_config/webhooks/{id}")
+}
+
+async fn register_endpoint(id: &str, url: &str) {
+    let answer = reqwest::Client::new()
+        .post(stripe_config(id))
+        .form(&[("url", url), ("secret", "whsec_test_receiver")])
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+}
+
+async fn unregister_endpoint(id: &str) {
+    let answer = reqwest::Client::new()
+        .delete(stripe_config(id))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+}
+
+/// A PaymentIntent paid at localstripe, which then sends payment_intent.succeeded.
+async fn paid_intent() -> String {
+    let intent = common::id(
+        &common::stripe_post(
+            "/v1/payment_intents",
+            &[("amount", "1000"), ("currency", "usd")],
+        )
+        .await,
+    );
+    let paid = common::pay_at_localstripe(&intent).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    intent
+}
+
+#[tokio::test]
+async fn a_webhook_reaches_every_endpoint_though_another_registers_during_its_delivery() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let deliveries = webhook_receiver(listener);
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let (slow, witness, late) = (
+        format!("slow-{tag}"),
+        format!("witness-{tag}"),
+        format!("late-{tag}"),
+    );
+    register_endpoint(&slow, &format!("{base}/slow")).await;
+    register_endpoint(&witness, &format!("{base}/witness")).await;
+
+    let intent = paid_intent().await;
+    common::eventually("the delivery to the slow endpoint", || async {
+        deliveries.got("/slow", &intent).then_some(())
+    })
+    .await;
+    // While localstripe waits on the slow endpoint, another stack registers its own.
+    register_endpoint(&late, &format!("{base}/late")).await;
+    common::eventually(
+        "the delivery to the endpoint after the slow one",
+        || async { deliveries.got("/witness", &intent).then_some(()) },
+    )
+    .await;
+
+    for id in [&slow, &witness, &late] {
+        unregister_endpoint(id).await;
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_stacks_stripe_endpoint_gets_no_more_deliveries() {
+    kassa_runtime::telemetry::init();
+    let stack = Stack::start(Options::for_tests().unwrap())
+        .await
+        .expect("stack starts");
+    stack.register_stripe_webhook().await.unwrap();
+    let address = stack.url.trim_start_matches("http://").to_owned();
+    drop(stack);
+
+    // Whatever listens on the dropped stack's port now hears what localstripe still sends
+    // there. The port frees once the aborted gateway task has been dropped.
+    let listener = common::eventually("the dropped stack's port to free", || async {
+        tokio::net::TcpListener::bind(&address).await.ok()
+    })
+    .await;
+    let deliveries = webhook_receiver(listener);
+    let witness = format!("witness-{}", uuid::Uuid::now_v7().simple());
+    register_endpoint(&witness, &format!("http://{address}/witness")).await;
+
+    let intent = paid_intent().await;
+    // Endpoints are sent to in the order they registered: the dropped stack's first.
+    common::eventually(
+        "the delivery to the endpoint registered after the drop",
+        || async { deliveries.got("/witness", &intent).then_some(()) },
+    )
+    .await;
+    assert!(
+        !deliveries.got("/stripe/webhook", &intent),
+        "the dropped stack's endpoint is still registered"
+    );
+    unregister_endpoint(&witness).await;
 }

@@ -1224,6 +1224,10 @@ async fn refunded_before_fulfilment(
 
 #[tokio::test]
 async fn a_refund_handled_before_its_purchase_leaves_the_wallet_as_purchase_then_refund() {
+    a_refund_handled_before_its_purchase_leaves_the_wallet_as_purchase_then_refund_scenario().await;
+}
+
+async fn a_refund_handled_before_its_purchase_leaves_the_wallet_as_purchase_then_refund_scenario() {
     use kassa_runtime::access::{invoice_stream, order_stream, wallet_stream};
     for refund_first in [false, true] {
         let isolated = common::Isolated::new().await;
@@ -1321,6 +1325,10 @@ async fn a_refund_handled_before_its_purchase_leaves_the_wallet_as_purchase_then
 
 #[tokio::test]
 async fn a_refund_reported_before_its_payment_leaves_the_wallet_as_purchase_then_refund() {
+    a_refund_reported_before_its_payment_leaves_the_wallet_as_purchase_then_refund_scenario().await;
+}
+
+async fn a_refund_reported_before_its_payment_leaves_the_wallet_as_purchase_then_refund_scenario() {
     let api = Api::start().await;
     let (ws, start) = api.workspace(BUYER, "free").await;
     // Down to 100 credits: a clawback taken before its purchase would show as a shortfall
@@ -1407,6 +1415,10 @@ async fn a_refund_reported_before_its_payment_leaves_the_wallet_as_purchase_then
 
 #[tokio::test]
 async fn a_redelivered_order_created_leaves_the_buyers_payment_intent_alone() {
+    a_redelivered_order_created_leaves_the_buyers_payment_intent_alone_scenario().await;
+}
+
+async fn a_redelivered_order_created_leaves_the_buyers_payment_intent_alone_scenario() {
     let api = Api::start().await;
     let (ws, start) = api.workspace(BUYER, "pro").await;
     let bought = buy(&api, &ws, "starter").await;
@@ -1476,6 +1488,10 @@ async fn refund_at_localstripe(intent: &str, amount_minor: i64) -> String {
 
 #[tokio::test]
 async fn one_refund_is_booked_once_under_stripes_refund_id_however_it_is_reported() {
+    one_refund_is_booked_once_under_stripes_refund_id_however_it_is_reported_scenario().await;
+}
+
+async fn one_refund_is_booked_once_under_stripes_refund_id_however_it_is_reported_scenario() {
     let api = Api::start().await;
     api.stack.register_stripe_webhook().await.unwrap();
     let (ws, start) = api.workspace(BUYER, "pro").await;
@@ -1737,5 +1753,28 @@ async fn subscription_updates_stamped_in_one_second_end_the_same_whatever_their_
         if chained {
             assert_eq!(finals[0], "price_team", "{case}");
         }
+    }
+}
+
+/// Items 1 to 3 of the money-path hardening, twenty rounds of all four at once: the local
+/// runner delivers concurrently and out of order as Lambda does, so a consumer that is
+/// right in only one order of arrival, or not after a redelivery, fails here sooner or
+/// later.
+#[tokio::test]
+async fn the_money_paths_hold_twenty_rounds_over_under_concurrent_delivery() {
+    let started = std::time::Instant::now();
+    for round in 1..=20 {
+        eprintln!(
+            "hardening round {round} ({:.0} s in)",
+            started.elapsed().as_secs_f64()
+        );
+        tokio::join!(
+            a_refund_handled_before_its_purchase_leaves_the_wallet_as_purchase_then_refund_scenario(
+            ),
+            a_refund_reported_before_its_payment_leaves_the_wallet_as_purchase_then_refund_scenario(
+            ),
+            a_redelivered_order_created_leaves_the_buyers_payment_intent_alone_scenario(),
+            one_refund_is_booked_once_under_stripes_refund_id_however_it_is_reported_scenario(),
+        );
     }
 }

@@ -93,6 +93,8 @@ pub struct Stack {
     pub configs: std::collections::HashMap<String, Config>,
     schedules: std::collections::HashMap<String, functions::Lambda>,
     tasks: Vec<JoinHandle<()>>,
+    /// The localstripe endpoint registered for this stack, unregistered when it drops.
+    stripe_webhook: std::sync::OnceLock<String>,
 }
 
 impl Stack {
@@ -221,6 +223,7 @@ impl Stack {
             configs,
             schedules,
             tasks,
+            stripe_webhook: std::sync::OnceLock::new(),
         })
     }
 
@@ -246,8 +249,11 @@ impl Stack {
             .parameters
             .get("StripeWebhookSecret")
             .context("StripeWebhookSecret is not set")?;
+        let endpoint = format!("{base}/_config/webhooks/{}", self.names.prefix);
+        // Set before the request: should it register and still fail, the drop unregisters.
+        let _ = self.stripe_webhook.set(endpoint.clone());
         let answer = reqwest::Client::new()
-            .post(format!("{base}/_config/webhooks/{}", self.names.prefix))
+            .post(endpoint)
             .form(&[
                 ("url", format!("{}/stripe/webhook", self.url)),
                 ("secret", secret.clone()),
@@ -322,5 +328,37 @@ impl Drop for Stack {
         for task in &self.tasks {
             task.abort();
         }
+        if let Some(endpoint) = self.stripe_webhook.take() {
+            // localstripe sends every event to every endpoint, one after the other: one
+            // left behind by each stopped stack would slow every later delivery.
+            // Drop cannot await, and a test's runtime may be a current-thread one about to
+            // stop, so the DELETE runs to its end on a thread and runtime of its own.
+            let unregistered = std::thread::spawn(move || unregister_stripe_webhook(&endpoint))
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the unregistering thread panicked")));
+            if let Err(e) = unregistered {
+                tracing::warn!(error = %e, "the Stripe webhook endpoint stays registered");
+            }
+        }
     }
+}
+
+fn unregister_stripe_webhook(endpoint: &str) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let answer = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?
+            .delete(endpoint)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            answer.status().is_success(),
+            "localstripe answered {} to DELETE {endpoint}",
+            answer.status()
+        );
+        Ok(())
+    })
 }

@@ -179,9 +179,13 @@ fn start_moto(repo: &Repo, port: u16, log: &Path) -> Result<Supervised> {
     Supervised::spawn("moto_server", command)
 }
 
+/// Through infra/emulators/localstripe_server.py, which makes localstripe's webhook
+/// deliveries safe against endpoints registered meanwhile and lets a stack unregister its
+/// endpoint.
 fn start_localstripe(repo: &Repo, port: u16, log: &Path) -> Result<Supervised> {
-    let mut command = Command::new(repo.venv_program("localstripe"));
+    let mut command = Command::new(repo.venv_program("python"));
     command
+        .arg(repo.emulators().join("localstripe_server.py"))
         .args(["--port", &port.to_string(), "--from-scratch"])
         .env("PYTHONUNBUFFERED", "1");
     send_output_to(&mut command, log)?;

@@ -312,6 +312,16 @@ pub struct Isolated {
     pub state_table: String,
     pub config: kassa_runtime::Config,
     pub mail_dir: PathBuf,
+    relay: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        // The relay polls its stream every 50 ms while it runs: left running, the relays
+        // of a test that makes dozens of these (the hardening rounds) slow DynamoDB Local
+        // for everything after them.
+        self.relay.abort();
+    }
 }
 
 impl Isolated {
@@ -366,7 +376,7 @@ impl Isolated {
             .table
             .and_then(|t| t.latest_stream_arn)
             .expect("the events table has a stream");
-        tokio::spawn(
+        let relay = tokio::spawn(
             kassa_local::stream::StreamSource {
                 client: aws_sdk_dynamodbstreams::Client::new(&aws),
                 stream_arn,
@@ -382,6 +392,7 @@ impl Isolated {
             state_table: state,
             config,
             mail_dir,
+            relay,
         }
     }
 
