@@ -303,10 +303,11 @@ pub async fn customer_with_card(stripe: &kassa_payments::stripe::StripeGateway) 
     customer
 }
 
-/// Functions of the template built on fresh tables with no stack around them: no relay, no
-/// queue pollers. The test hands each function the events it chooses, in the order it
-/// chooses, as SQS may deliver them (the local runner polls each queue serially, so
-/// through the stack events arrive in commit order).
+/// Functions of the template built on fresh tables with no stack around them: no queue
+/// pollers, and a relay whose bus has no rules (it only persists what counter heads carry).
+/// The test hands each function the events it chooses, in the order it chooses, as SQS may
+/// deliver them: an exact interleaving, where the stack's concurrent pollers give a random
+/// one.
 pub struct Isolated {
     pub store: kassa_store::EventStore,
     pub state_table: String,
