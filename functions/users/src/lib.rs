@@ -1,9 +1,8 @@
 //! The users Lambda: deleting a user records `user.deleted`, on which their open orders
 //! and subscriptions are canceled. A user may delete themselves; an operator anyone.
 
-use kassa_domain::aggregate::UserCommand;
 use kassa_domain::identity::{Role, UserId};
-use kassa_domain::user::User;
+use kassa_domain::user::{User, UserCommand};
 use kassa_runtime::access;
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, request_id, respond, string_param};
@@ -64,7 +63,8 @@ impl Users {
             .await
             .map_err(|fail| match fail {
                 Fail::Store(e) => access::store_problem(&e),
-                Fail::Refused(never) => match never {},
+                // Deleting is never refused.
+                Fail::Refused(e) => Problem::internal(&e),
             })?;
         Ok(serde_json::json!({
             "user_id": target,
