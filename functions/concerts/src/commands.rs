@@ -11,7 +11,7 @@ use kassa_domain::money::Currency;
 use kassa_runtime::http::{
     json_body, limit_param, query_param, request_id, string_param, uuid_param,
 };
-use kassa_runtime::{caller, Problem};
+use kassa_runtime::{access, caller, Problem};
 use kassa_store::{Loaded, Metadata, StoreError};
 use lambda_http::Request;
 use serde::Deserialize;
@@ -54,7 +54,7 @@ struct Cancellation {
 
 impl Concerts {
     pub(crate) async fn create(&self, request: &Request) -> Result<ConcertView, Problem> {
-        let actor = caller(request)?;
+        let actor = access::recorded(self.kernel.store(), caller(request)?).await?;
         let body: NewConcert = json_body(request)?;
         let organizer = match (body.organizer, actor.role) {
             (Some(o), Role::Admin) => UserId::new(o),
@@ -82,7 +82,7 @@ impl Concerts {
     }
 
     pub(crate) async fn update(&self, request: &Request) -> Result<ConcertView, Problem> {
-        let actor = caller(request)?;
+        let actor = access::recorded(self.kernel.store(), caller(request)?).await?;
         let id = concert_id(request)?;
         let body: Details = json_body(request)?;
         let now = self.kernel.clock().now();
@@ -110,7 +110,7 @@ impl Concerts {
     }
 
     pub(crate) async fn levels(&self, request: &Request) -> Result<ConcertView, Problem> {
-        let actor = caller(request)?;
+        let actor = access::recorded(self.kernel.store(), caller(request)?).await?;
         let id = concert_id(request)?;
         let body: Levels = json_body(request)?;
         let now = self.kernel.clock().now();
@@ -137,7 +137,7 @@ impl Concerts {
     }
 
     pub(crate) async fn cancel(&self, request: &Request) -> Result<ConcertView, Problem> {
-        let actor = caller(request)?;
+        let actor = access::recorded(self.kernel.store(), caller(request)?).await?;
         let id = concert_id(request)?;
         let body: Cancellation = json_body(request)?;
         let now = self.kernel.clock().now();
@@ -153,7 +153,7 @@ impl Concerts {
         request: &Request,
         add: bool,
     ) -> Result<ConcertView, Problem> {
-        let actor = caller(request)?;
+        let actor = access::recorded(self.kernel.store(), caller(request)?).await?;
         let id = concert_id(request)?;
         let user = UserId::new(string_param(request, "userId")?);
         self.change(request, &actor, id, move |_| match add {

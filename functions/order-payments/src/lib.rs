@@ -132,7 +132,10 @@ impl OrderPayments {
                 _ => return skipped(event),
             },
             "accounts" => {
-                let UserEvent::Deleted { user_id, .. } = event.decode::<UserEvent>()?;
+                // The bus rule sends only `user.deleted`; anything else is not ours.
+                let UserEvent::Deleted { user_id, .. } = event.decode::<UserEvent>()? else {
+                    return skipped(event);
+                };
                 return self.forget_user(event, user_id.as_str()).await;
             }
             _ => return skipped(event),

@@ -10,7 +10,7 @@ use crate::cart::{self, Cart, CartCommand, CartError, CartEvent};
 use crate::concert::{self, Concert, ConcertCommand, ConcertError, ConcertEvent};
 use crate::credits::{self, CreditCommand, CreditError, CreditEvent, Wallet};
 use crate::event::DomainEvent;
-use crate::identity::{Actor, UserId};
+use crate::identity::Actor;
 use crate::invoice::{self, Invoice, InvoiceCommand, InvoiceError, InvoiceEvent};
 use crate::order::{self, Order, OrderCommand, OrderError, OrderEvent};
 use crate::payment::{self, Mismatches, Payment, PaymentCommand, PaymentEvent};
@@ -18,7 +18,9 @@ use crate::reservation::{
     self, Reservation, ReservationCommand, ReservationError, ReservationEvent,
 };
 use crate::subscription::{self, Subscription, SubscriptionCommand, SubscriptionEvent};
-use crate::user::{self, User, UserEvent};
+/// Callers named it from here before the user module owned its commands.
+pub use crate::user::UserCommand;
+use crate::user::{self, User, UserError, UserEvent};
 use crate::workspace::{self, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -307,24 +309,18 @@ impl Aggregate for Cart {
     }
 }
 
-/// What can be done to a user record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserCommand {
-    /// Deleting twice is a no-op.
-    Delete { user_id: UserId, by: UserId },
-}
-
+/// A user's record, named by their id (`User#<sub>`). Schema 2 added the profile and
+/// role; heads of schema 1 (deletion only) are rebuilt from their events.
 impl Aggregate for User {
     const NAME: &'static str = "User";
+    const SCHEMA: u32 = 2;
     type Id = str;
     type Command = UserCommand;
     type Event = UserEvent;
-    type Error = Infallible;
+    type Error = UserError;
 
-    fn decide(state: Option<&Self>, command: UserCommand) -> Result<Vec<UserEvent>, Infallible> {
-        match command {
-            UserCommand::Delete { user_id, by } => Ok(user::delete(state, user_id, by)),
-        }
+    fn decide(state: Option<&Self>, command: UserCommand) -> Result<Vec<UserEvent>, UserError> {
+        user::decide(state, command)
     }
 
     fn evolve(state: Option<Self>, event: &UserEvent) -> Option<Self> {

@@ -6,7 +6,9 @@ use kassa_domain::identity::{Actor, Role, UserId};
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 
-/// The claim that carries kassa's role (`user`, `admin`); absent means `user`.
+/// The claim that carries the caller's role (`user`, `organizer`, `admin`); absent means
+/// `user`. Once the caller has registered, the role kassa recorded counts instead
+/// (`access::recorded`).
 pub const ROLE_CLAIM: &str = "role";
 
 pub fn caller(request: &Request) -> Result<Actor, Problem> {
