@@ -128,6 +128,7 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "EventCatalogFunction" => http::<kassa_event_catalog::EventCatalog>(config, aws, clock)?,
         "UsersFunction" => http::<kassa_users::Users>(config, aws, clock)?,
         "ConcertsFunction" => http::<kassa_concerts::Concerts>(config, aws, clock)?,
+        "CartsFunction" => http::<kassa_carts::Carts>(config, aws, clock)?,
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }
