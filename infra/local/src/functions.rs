@@ -129,6 +129,7 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "UsersFunction" => http::<kassa_users::Users>(config, aws, clock)?,
         "ConcertsFunction" => http::<kassa_concerts::Concerts>(config, aws, clock)?,
         "CartsFunction" => http::<kassa_carts::Carts>(config, aws, clock)?,
+        "ConfirmCartFunction" => http::<kassa_confirm_cart::ConfirmCart>(config, aws, clock)?,
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }
