@@ -135,6 +135,8 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "ExpireReservationsFunction" => {
             scheduled::<kassa_expire_reservations::ExpireReservations>(config, aws, clock)?
         }
+        "CartsFunction" => http::<kassa_carts::Carts>(config, aws, clock)?,
+        "ConfirmCartFunction" => http::<kassa_confirm_cart::ConfirmCart>(config, aws, clock)?,
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

@@ -38,11 +38,22 @@ pub struct Answer {
 
 impl Api {
     pub async fn start() -> Api {
+        Self::start_with(&[]).await
+    }
+
+    /// As [`Api::start`], with values of the test's own for template parameters (a tax
+    /// rate, say).
+    pub async fn start_with(parameters: &[(&str, &str)]) -> Api {
         kassa_runtime::telemetry::init();
         let mail_dir =
             std::env::temp_dir().join(format!("kassa-mail-{}", uuid::Uuid::now_v7().simple()));
         let mut options = Options::for_tests().unwrap();
         options.mail_sink_dir = Some(mail_dir.clone());
+        for (name, value) in parameters {
+            options
+                .parameters
+                .insert((*name).to_owned(), (*value).to_owned());
+        }
         let stack = Stack::start(options).await.expect("stack starts");
         Api {
             stack,
