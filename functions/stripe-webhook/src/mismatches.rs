@@ -71,9 +71,6 @@ impl StripeWebhook {
     }
 }
 
-/// Where reports refused by [`payment::check`] are kept: an intent that is not an order's
-/// gets no payment stream.
-
 #[cfg(test)]
 mod tests {
     use super::*;
