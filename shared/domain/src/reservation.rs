@@ -143,11 +143,12 @@ pub enum ReservationEvent {
         reason: String,
         holds: Vec<Hold>,
     },
-    /// The order was paid: the held seats are sold.
+    /// The order was paid: the held seats are sold, and the buyer gets their tickets.
     #[serde(rename = "reservation.confirmed")]
     Confirmed {
         reservation_id: Uuid,
         order_id: Uuid,
+        user_id: UserId,
         holds: Vec<Hold>,
     },
 }
@@ -280,6 +281,7 @@ pub fn decide(
             ReservationStatus::Held => Ok(vec![ReservationEvent::Confirmed {
                 reservation_id: r.reservation_id,
                 order_id: r.order_id,
+                user_id: r.user_id.clone(),
                 holds: r.holds.clone(),
             }]),
             ReservationStatus::Confirmed => Ok(vec![]),
@@ -434,6 +436,7 @@ mod tests {
         let confirmed = ReservationEvent::Confirmed {
             reservation_id: Uuid::from_u128(1),
             order_id: Uuid::from_u128(1),
+            user_id: UserId::new("ana"),
             holds: vec![hold("floor", 2), hold("balcony", 1)],
         };
         given::<Reservation>([created()])
