@@ -413,3 +413,211 @@ async fn a_buyer_canceling_their_order_gives_its_seats_back() {
     assert_eq!(run["done"], 0, "{run}");
     assert_eq!(available(&api, concert).await, 10);
 }
+
+/// The PaymentIntent payment-intents made for `order`.
+async fn intent_of(api: &Api, order: Uuid) -> String {
+    eventually("the payment intent", || async {
+        order_of(api, order).await["payment_intent_id"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_ticket_order_paid_in_time_confirms_its_reservation_and_is_invoiced() {
+    let api = Api::start().await;
+    api.stack.register_stripe_webhook().await.unwrap();
+    let concert = create_concert(&api, 10).await;
+    let order = ticket_order(&api, concert, "floor", 3).await;
+    let intent = intent_of(&api, order).await;
+    assert_eq!(
+        reservation(&api, order).await.status,
+        ReservationStatus::Held
+    );
+    let paid = common::pay_at_localstripe(&intent).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+
+    let store = stack_store(&api).await;
+    eventually("the reservation confirmed", || async {
+        let r = store
+            .load_aggregate::<Reservation>(&order)
+            .await
+            .unwrap()
+            .state?;
+        (r.status == ReservationStatus::Confirmed).then_some(())
+    })
+    .await;
+    // Sold seats stay taken, and the reservation's expiry later gives nothing back.
+    assert_eq!(available(&api, concert).await, 7);
+    api.stack.clock.advance(Duration::from_secs(16 * 60));
+    let run = api.stack.fire("ExpireReservationsFunction").await.unwrap();
+    assert_eq!(run["done"], 0, "{run}");
+    assert_eq!(available(&api, concert).await, 7);
+
+    let invoice = kassa_commerce::invoicing::invoice_id(&format!("order:{order}"));
+    let issued = eventually("the invoice", || async {
+        let answer = api.get(format!("/invoices/{invoice}"), "ana").await;
+        (answer.status == 200).then_some(answer.body)
+    })
+    .await;
+    assert_eq!(issued["total"]["amount"], "240.00", "{issued}");
+    assert_eq!(issued["status"], "paid", "{issued}");
+    assert_eq!(order_of(&api, order).await["status"], "completed");
+}
+
+#[tokio::test]
+async fn a_payment_arriving_after_the_reservation_expired_is_refunded_and_the_buyer_told() {
+    let api = Api::start().await;
+    // No webhook endpoint yet: the payment goes through at Stripe while kassa hears
+    // nothing, as when Stripe's delivery is late.
+    let registered = api
+        .post(
+            "/users",
+            "ana",
+            json!({ "email": "ana@example.com", "name": "Ana" }),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{:?}", registered.body);
+    let concert = create_concert(&api, 10).await;
+    let order = ticket_order(&api, concert, "floor", 2).await;
+    let intent = intent_of(&api, order).await;
+    assert_eq!(
+        reservation(&api, order).await.status,
+        ReservationStatus::Held
+    );
+    let paid = common::pay_at_localstripe(&intent).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+
+    // The window passes: the seats go back, and the cancellation of the intent is
+    // refused by Stripe, since it was paid.
+    api.stack.clock.advance(Duration::from_secs(16 * 60));
+    let run = api.stack.fire("ExpireReservationsFunction").await.unwrap();
+    assert_eq!(run["done"], 1, "{run}");
+    assert_eq!(available(&api, concert).await, 10);
+
+    // Now Stripe's word arrives.
+    let base = std::env::var("KASSA_STRIPE_API_BASE").unwrap();
+    let key = std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap();
+    let object: Value = reqwest::Client::new()
+        .get(format!("{base}/v1/payment_intents/{intent}"))
+        .basic_auth(&key, Some(""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let now = kassa_commerce::Clock::now(&api.stack.clock).unix_timestamp();
+    let event = json!({
+        "id": format!("evt_{}", Uuid::now_v7().simple()), "object": "event",
+        "api_version": "2024-06-20", "type": "payment_intent.succeeded", "created": now,
+        "livemode": false, "data": { "object": object },
+    });
+    let body = event.to_string();
+    let header = kassa_payments::webhook_signature::sign(
+        body.as_bytes(),
+        &api.stack.names.parameters["StripeWebhookSecret"],
+        now,
+    );
+    let delivered = api
+        .http
+        .post(format!("{}/stripe/webhook", api.stack.url))
+        .header("content-type", "application/json")
+        .header("stripe-signature", header)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delivered.status().as_u16(), 200);
+
+    let refunded = eventually("the order refunded", || async {
+        let o = order_of(&api, order).await;
+        (o["status"] == "refunded").then_some(o)
+    })
+    .await;
+    assert_eq!(refunded["refunded"]["amount"], "160.00", "{refunded}");
+    assert_eq!(
+        reservation(&api, order).await.status,
+        ReservationStatus::Expired,
+        "never a ticket without a seat"
+    );
+    assert_eq!(
+        available(&api, concert).await,
+        10,
+        "the seats came back once"
+    );
+    let mails = kassa_runtime::mail::MailSink::new(&api.mail_dir)
+        .read_all()
+        .unwrap();
+    let told: Vec<_> = mails
+        .iter()
+        .filter(|m| m.id == format!("seatless-refund-{order}"))
+        .collect();
+    assert_eq!(told.len(), 1, "{mails:?}");
+    assert_eq!(told[0].to, "ana@example.com");
+    assert!(
+        told[0].subject.contains("160.00 EUR"),
+        "{}",
+        told[0].subject
+    );
+    // At Stripe: one refund of the whole payment, whatever the redeliveries.
+    let refunds: Value = reqwest::Client::new()
+        .get(format!("{base}/v1/refunds?payment_intent={intent}"))
+        .basic_auth(&key, Some(""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let amounts: Vec<_> = refunds["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["amount"].clone())
+        .collect();
+    assert_eq!(amounts, vec![json!(16_000)], "{refunds}");
+
+    // Redelivered after its commit, as if the inbox's record had not been completed:
+    // still one refund, one mail, the order as it was.
+    let completed = stack_store(&api)
+        .await
+        .read_stream(&kassa_store::StreamId::new("Order", order), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event_type == "order.completed")
+        .unwrap();
+    let lambda = kassa_local::functions::build(
+        "TicketOrdersFunction",
+        &api.stack.configs["TicketOrdersFunction"],
+        &kassa_runtime::config::aws().await,
+        Arc::new(api.stack.clock.clone()),
+    )
+    .unwrap();
+    common::forget_handled(api.stack.table("StateTable"), "ticket-orders", &completed).await;
+    let failed = common::deliver_batch(&lambda, &[&completed]).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let again: Value = reqwest::Client::new()
+        .get(format!("{base}/v1/refunds?payment_intent={intent}"))
+        .basic_auth(&key, Some(""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["data"].as_array().unwrap().len(), 1, "{again}");
+    let mails = kassa_runtime::mail::MailSink::new(&api.mail_dir)
+        .read_all()
+        .unwrap();
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.id == format!("seatless-refund-{order}"))
+            .count(),
+        1
+    );
+    assert_eq!(order_of(&api, order).await["status"], "refunded");
+}

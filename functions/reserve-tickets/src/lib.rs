@@ -62,15 +62,17 @@ impl ReserveTickets {
         else {
             return Ok(serde_json::json!({ "skipped": event.event_type }));
         };
-        // An order canceled or expired before its reservation was made needs no seats.
-        let open = self
+        // An order canceled or expired before its reservation was made needs no seats. A
+        // paid one still gets its reservation (its order.created came late): settling the
+        // payment waits for it, and either confirms it or refunds.
+        let live = self
             .reservations
             .store()
             .load_aggregate::<Order>(&order_id)
             .await?
             .state
-            .is_some_and(|o| o.status.is_open());
-        if !open {
+            .is_some_and(|o| o.status.is_open() || o.status.is_paid());
+        if !live {
             return Ok(serde_json::json!({ "skipped": "order_closed" }));
         }
         let request = Request {

@@ -1,4 +1,7 @@
-//! The ticket order saga's compensations:
+//! The ticket order saga's reactions:
+//! - `order.completed` of a ticket order: its reservation is confirmed and its invoice
+//!   issued, or, when its seats went back before the money arrived, it is refunded
+//!   (`settling`);
 //! - `reservation.failed` (a level ran out) and `reservation.expired` (the window passed
 //!   unpaid): the order is canceled with the reason, its PaymentIntent first, so a payment
 //!   that went through meanwhile stands (Stripe refuses the cancellation, and the order
@@ -7,9 +10,12 @@
 //!   its seats go back in the same commit, once, whichever of expiry, cancellation or a
 //!   failed payment came first.
 
+mod settling;
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use kassa_commerce::invoicing::Invoicing;
 use kassa_commerce::{seats, Clock, Fail, Kernel};
-use kassa_domain::order::{Order, OrderCommand, OrderEvent};
+use kassa_domain::order::{Order, OrderCommand, OrderEvent, Purpose};
 use kassa_domain::reservation::{
     Reservation, ReservationCommand, ReservationError, ReservationEvent,
 };
@@ -18,6 +24,7 @@ use kassa_payments::stripe::StripeGateway;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
+use kassa_runtime::mail::ConfiguredMailer;
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
 use kassa_store::{EventStore, Metadata, RecordedEvent};
 use std::sync::Arc;
@@ -28,7 +35,10 @@ pub const NAME: &str = "ticket-orders";
 pub struct TicketOrders {
     kernel: Kernel,
     gateway: StripeGateway,
+    invoicing: Invoicing,
     inbox: Inbox,
+    mailer: ConfiguredMailer,
+    mail_from: String,
 }
 
 impl Function for TicketOrders {
@@ -38,10 +48,14 @@ impl Function for TicketOrders {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
+        let store = EventStore::new(client, &config.events_table);
         Ok(Self {
-            kernel: Kernel::new(EventStore::new(client, &config.events_table), clock.clone()),
+            invoicing: Invoicing::new(store.clone(), &config.state_table),
+            kernel: Kernel::new(store, clock.clone()),
             gateway: StripeGateway::new(&config.stripe.api_base, config.stripe.secret_key()?),
             inbox: Inbox::from_config(config, aws, NAME, clock),
+            mailer: ConfiguredMailer::from_config(config, aws),
+            mail_from: config.mail_from.clone(),
         })
     }
 }
@@ -58,6 +72,14 @@ impl TicketOrders {
     async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
         let metadata = Metadata::caused_by(event, format!("system:{NAME}"));
         match event.event_type.as_str() {
+            "order.completed" => match event.decode::<OrderEvent>()? {
+                OrderEvent::Completed {
+                    order_id,
+                    purpose: Purpose::Tickets { .. },
+                    ..
+                } => self.settle(order_id, event.time.date(), metadata).await,
+                _ => Ok(serde_json::json!({ "skipped": "not_a_ticket_order" })),
+            },
             "reservation.failed" | "reservation.expired" => {
                 let (order_id, reason) = match event.decode::<ReservationEvent>()? {
                     ReservationEvent::Failed {
