@@ -85,8 +85,9 @@ async fn service() -> (EventStore, Reservations) {
     let client = common::dynamodb().await;
     let store = EventStore::new(client.clone(), events);
     let kernel = Kernel::new(store.clone(), Arc::new(kassa_commerce::clock::SystemClock));
-    let agenda = Agenda::new(client, state, reservations::EXPIRY_AGENDA);
-    (store, Reservations::new(kernel, agenda))
+    let agenda = Agenda::new(client.clone(), state.clone(), reservations::EXPIRY_AGENDA);
+    let roster = kassa_store::Roster::new(client, state, reservations::CONCERT_ORDERS);
+    (store, Reservations::new(kernel, agenda, roster))
 }
 
 /// The flash sale: two levels of 500, 64 buyers, 5,000 attempts of one or two seats, some
@@ -220,13 +221,18 @@ async fn stack_store(api: &Api) -> EventStore {
 
 /// A ticket order for `seats` of `level`, committed as confirming a cart does.
 async fn ticket_order(api: &Api, concert: Uuid, level: &str, seats: u32) -> Uuid {
+    ticket_order_for(api, "ana", concert, level, seats).await
+}
+
+/// As [`ticket_order`], bought by `buyer`.
+async fn ticket_order_for(api: &Api, buyer: &str, concert: Uuid, level: &str, seats: u32) -> Uuid {
     let store = stack_store(api).await;
     let kernel = Kernel::new(store, Arc::new(api.stack.clock.clone()));
     let book = OrderBook::new(common::dynamodb().await, api.stack.table("StateTable"));
     let id = Uuid::now_v7();
     let new = NewOrder {
         order_id: id,
-        user_id: UserId::new("ana"),
+        user_id: UserId::new(buyer),
         purpose: Purpose::Tickets {
             confirmation: 1,
             seats: vec![Seats {
@@ -248,7 +254,7 @@ async fn ticket_order(api: &Api, concert: Uuid, level: &str, seats: u32) -> Uuid
     };
     let (new, book) = (&new, &book);
     kernel
-        .run(Metadata::origin(Uuid::now_v7(), "ana"), |tx| {
+        .run(Metadata::origin(Uuid::now_v7(), buyer), |tx| {
             Box::pin(async move {
                 let mut order = tx.load::<Order>(&id).await?;
                 tx.decide(&mut order, OrderCommand::Create(new.clone()))?;
@@ -315,7 +321,11 @@ async fn reservation(api: &Api, order: Uuid) -> Reservation {
 }
 
 async fn order_of(api: &Api, order: Uuid) -> Value {
-    let answer = api.get(format!("/orders/{order}"), "ana").await;
+    order_of_buyer(api, "ana", order).await
+}
+
+async fn order_of_buyer(api: &Api, buyer: &str, order: Uuid) -> Value {
+    let answer = api.get(format!("/orders/{order}"), buyer).await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     answer.body
 }
@@ -416,8 +426,12 @@ async fn a_buyer_canceling_their_order_gives_its_seats_back() {
 
 /// The PaymentIntent payment-intents made for `order`.
 async fn intent_of(api: &Api, order: Uuid) -> String {
+    intent_of_buyer(api, "ana", order).await
+}
+
+async fn intent_of_buyer(api: &Api, buyer: &str, order: Uuid) -> String {
     eventually("the payment intent", || async {
-        order_of(api, order).await["payment_intent_id"]
+        order_of_buyer(api, buyer, order).await["payment_intent_id"]
             .as_str()
             .map(str::to_owned)
     })
@@ -552,7 +566,7 @@ async fn a_payment_arriving_after_the_reservation_expired_is_refunded_and_the_bu
         .unwrap();
     let told: Vec<_> = mails
         .iter()
-        .filter(|m| m.id == format!("seatless-refund-{order}"))
+        .filter(|m| m.id == format!("seats_released_before_payment-{order}"))
         .collect();
     assert_eq!(told.len(), 1, "{mails:?}");
     assert_eq!(told[0].to, "ana@example.com");
@@ -615,9 +629,148 @@ async fn a_payment_arriving_after_the_reservation_expired_is_refunded_and_the_bu
     assert_eq!(
         mails
             .iter()
-            .filter(|m| m.id == format!("seatless-refund-{order}"))
+            .filter(|m| m.id == format!("seats_released_before_payment-{order}"))
             .count(),
         1
     );
     assert_eq!(order_of(&api, order).await["status"], "refunded");
+}
+
+async fn register(api: &Api, user: &str) {
+    let registered = api
+        .post(
+            "/users",
+            user,
+            json!({ "email": format!("{user}@example.com"), "name": user }),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{:?}", registered.body);
+}
+
+async fn refunds_at_stripe(intent: &str) -> Vec<Value> {
+    let base = std::env::var("KASSA_STRIPE_API_BASE").unwrap();
+    let key = std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap();
+    let refunds: Value = reqwest::Client::new()
+        .get(format!("{base}/v1/refunds?payment_intent={intent}"))
+        .basic_auth(&key, Some(""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    refunds["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_canceled_concert_refunds_what_was_paid_cancels_what_was_held_and_tells_every_buyer() {
+    let api = Api::start().await;
+    api.stack.register_stripe_webhook().await.unwrap();
+    register(&api, "paula").await;
+    register(&api, "hugo").await;
+    let concert = create_concert(&api, 10).await;
+    let paid = ticket_order_for(&api, "paula", concert, "floor", 2).await;
+    let held = ticket_order_for(&api, "hugo", concert, "floor", 3).await;
+    let paid_intent = intent_of_buyer(&api, "paula", paid).await;
+    intent_of_buyer(&api, "hugo", held).await;
+    assert_eq!(
+        common::pay_at_localstripe(&paid_intent).await["status"],
+        "succeeded"
+    );
+    let store = stack_store(&api).await;
+    eventually("paula's seats sold", || async {
+        let r = store
+            .load_aggregate::<Reservation>(&paid)
+            .await
+            .unwrap()
+            .state?;
+        (r.status == ReservationStatus::Confirmed).then_some(())
+    })
+    .await;
+    assert_eq!(available(&api, concert).await, 5);
+
+    let canceled = api
+        .call_as(
+            "POST",
+            format!("/concerts/{concert}/cancel"),
+            Some(("olga", "organizer")),
+            Some(&json!({ "reason": "the artist is ill" }).to_string()),
+        )
+        .await;
+    assert_eq!(canceled.status, 200, "{:?}", canceled.body);
+
+    let refunded = eventually("paula refunded", || async {
+        let o = order_of_buyer(&api, "paula", paid).await;
+        (o["status"] == "refunded").then_some(o)
+    })
+    .await;
+    assert_eq!(refunded["refunded"]["amount"], "160.00", "{refunded}");
+    eventually("hugo's order canceled", || async {
+        let o = order_of_buyer(&api, "hugo", held).await;
+        (o["status"] == "canceled").then_some(())
+    })
+    .await;
+    assert_eq!(
+        store
+            .load_aggregate::<Reservation>(&held)
+            .await
+            .unwrap()
+            .state
+            .unwrap()
+            .status,
+        ReservationStatus::Canceled
+    );
+    let mails = || {
+        kassa_runtime::mail::MailSink::new(&api.mail_dir)
+            .read_all()
+            .unwrap()
+    };
+    let told = eventually("both buyers told", || async {
+        let told: Vec<_> = mails()
+            .into_iter()
+            .filter(|m| m.id.starts_with("concert_canceled-"))
+            .collect();
+        (told.len() == 2).then_some(told)
+    })
+    .await;
+    let paula = told.iter().find(|m| m.to == "paula@example.com").unwrap();
+    assert!(paula.subject.contains("160.00 EUR"), "{}", paula.subject);
+    assert!(told.iter().any(|m| m.to == "hugo@example.com"));
+    assert_eq!(refunds_at_stripe(&paid_intent).await.len(), 1);
+
+    // The cancellation redelivered after its commit: nothing is refunded twice, nobody
+    // mailed twice.
+    let event = store
+        .read_stream(&kassa_store::StreamId::new("Concert", concert), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event_type == "concert.canceled")
+        .unwrap();
+    let lambda = kassa_local::functions::build(
+        "TicketOrdersFunction",
+        &api.stack.configs["TicketOrdersFunction"],
+        &kassa_runtime::config::aws().await,
+        Arc::new(api.stack.clock.clone()),
+    )
+    .unwrap();
+    common::forget_handled(api.stack.table("StateTable"), "ticket-orders", &event).await;
+    let failed = common::deliver_batch(&lambda, &[&event]).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(refunds_at_stripe(&paid_intent).await.len(), 1);
+    assert_eq!(
+        mails()
+            .iter()
+            .filter(|m| m.id.starts_with("concert_canceled-"))
+            .count(),
+        2
+    );
+    assert_eq!(
+        order_of_buyer(&api, "paula", paid).await["status"],
+        "refunded"
+    );
+    assert_eq!(
+        order_of_buyer(&api, "hugo", held).await["status"],
+        "canceled"
+    );
 }

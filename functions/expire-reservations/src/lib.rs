@@ -11,7 +11,7 @@ use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::sweep::{self, Fate, Sweep};
 use kassa_runtime::{Config, Function, ScheduledFunction, SdkConfig};
-use kassa_store::{Agenda, EventStore, Metadata};
+use kassa_store::{Agenda, EventStore, Metadata, Roster};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -29,9 +29,17 @@ impl Function for ExpireReservations {
     ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
         let kernel = Kernel::new(EventStore::new(client.clone(), &config.events_table), clock);
-        let agenda = Agenda::new(client, &config.state_table, reservations::EXPIRY_AGENDA);
+        let agenda = Agenda::new(
+            client.clone(),
+            &config.state_table,
+            reservations::EXPIRY_AGENDA,
+        );
         Ok(Self {
-            reservations: Reservations::new(kernel, agenda),
+            reservations: Reservations::new(
+                kernel,
+                agenda,
+                Roster::new(client, &config.state_table, reservations::CONCERT_ORDERS),
+            ),
         })
     }
 }

@@ -13,7 +13,7 @@ use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
-use kassa_store::{Agenda, EventStore, Metadata, RecordedEvent};
+use kassa_store::{Agenda, EventStore, Metadata, RecordedEvent, Roster};
 use std::sync::Arc;
 
 pub const NAME: &str = "reserve-tickets";
@@ -34,9 +34,17 @@ impl Function for ReserveTickets {
             EventStore::new(client.clone(), &config.events_table),
             clock.clone(),
         );
-        let agenda = Agenda::new(client, &config.state_table, reservations::EXPIRY_AGENDA);
+        let agenda = Agenda::new(
+            client.clone(),
+            &config.state_table,
+            reservations::EXPIRY_AGENDA,
+        );
         Ok(Self {
-            reservations: Reservations::new(kernel, agenda),
+            reservations: Reservations::new(
+                kernel,
+                agenda,
+                Roster::new(client, &config.state_table, reservations::CONCERT_ORDERS),
+            ),
             inbox: Inbox::from_config(config, aws, NAME, clock),
         })
     }

@@ -2,6 +2,8 @@
 //! - `order.completed` of a ticket order: its reservation is confirmed and its invoice
 //!   issued, or, when its seats went back before the money arrived, it is refunded
 //!   (`settling`);
+//! - `concert.canceled`: every order holding its seats is canceled or refunded, and
+//!   every buyer mailed (`recalling`);
 //! - `reservation.failed` (a level ran out) and `reservation.expired` (the window passed
 //!   unpaid): the order is canceled with the reason, its PaymentIntent first, so a payment
 //!   that went through meanwhile stands (Stripe refuses the cancellation, and the order
@@ -10,11 +12,15 @@
 //!   its seats go back in the same commit, once, whichever of expiry, cancellation or a
 //!   failed payment came first.
 
+mod recalling;
+mod refunding;
 mod settling;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::invoicing::Invoicing;
+use kassa_commerce::reservations::CONCERT_ORDERS;
 use kassa_commerce::{seats, Clock, Fail, Kernel};
+use kassa_domain::concert::ConcertEvent;
 use kassa_domain::order::{Order, OrderCommand, OrderEvent, Purpose};
 use kassa_domain::reservation::{
     Reservation, ReservationCommand, ReservationError, ReservationEvent,
@@ -26,7 +32,7 @@ use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::mail::ConfiguredMailer;
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
-use kassa_store::{EventStore, Metadata, RecordedEvent};
+use kassa_store::{EventStore, Metadata, RecordedEvent, Roster};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -36,6 +42,7 @@ pub struct TicketOrders {
     kernel: Kernel,
     gateway: StripeGateway,
     invoicing: Invoicing,
+    concert_orders: Roster,
     inbox: Inbox,
     mailer: ConfiguredMailer,
     mail_from: String,
@@ -48,9 +55,10 @@ impl Function for TicketOrders {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
-        let store = EventStore::new(client, &config.events_table);
+        let store = EventStore::new(client.clone(), &config.events_table);
         Ok(Self {
             invoicing: Invoicing::new(store.clone(), &config.state_table),
+            concert_orders: Roster::new(client, &config.state_table, CONCERT_ORDERS),
             kernel: Kernel::new(store, clock.clone()),
             gateway: StripeGateway::new(&config.stripe.api_base, config.stripe.secret_key()?),
             inbox: Inbox::from_config(config, aws, NAME, clock),
@@ -72,6 +80,12 @@ impl TicketOrders {
     async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
         let metadata = Metadata::caused_by(event, format!("system:{NAME}"));
         match event.event_type.as_str() {
+            "concert.canceled" => match event.decode::<ConcertEvent>()? {
+                ConcertEvent::Canceled { concert_id, .. } => {
+                    self.recall(concert_id, metadata).await
+                }
+                _ => Ok(serde_json::json!({ "skipped": event.event_type })),
+            },
             "order.completed" => match event.decode::<OrderEvent>()? {
                 OrderEvent::Completed {
                     order_id,

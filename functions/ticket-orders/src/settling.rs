@@ -10,26 +10,17 @@
 //! and a redelivered `order.completed` ends the same way: confirmation is idempotent, the
 //! refund's key is the order's, and the invoice's id is the order's.
 
+use crate::refunding::Why;
 use crate::TicketOrders;
 use kassa_commerce::invoicing::{self, Issued};
 use kassa_commerce::Fail;
 use kassa_domain::invoice::Draft;
-use kassa_domain::money::Money;
 use kassa_domain::order::Order;
-use kassa_domain::payment::{IntentOrigin, Payment, PaymentCommand};
-use kassa_domain::reservation::{
-    Reservation, ReservationCommand, ReservationError, ReservationStatus,
-};
-use kassa_domain::user::User;
-use kassa_payments::gateway::PaymentGateway;
+use kassa_domain::reservation::{Reservation, ReservationCommand, ReservationError};
 use kassa_runtime::effect::EffectError;
-use kassa_runtime::mail::{Mail, Mailer};
 use kassa_store::Metadata;
 use time::Date;
 use uuid::Uuid;
-
-/// Why the automatic refund's reason names itself: operators and the buyer's mail read it.
-const SEATLESS: &str = "seats_released_before_payment";
 
 impl TicketOrders {
     pub(crate) async fn settle(
@@ -70,7 +61,9 @@ impl TicketOrders {
                 }))
             }
             Err(Fail::Refused(ReservationError::Lapsed(status))) => {
-                self.refund_seatless(order_id, status, metadata).await
+                let order = self.paid_order(order_id).await?;
+                self.refund_whole(&order, Why::Seatless(status), metadata)
+                    .await
             }
             Err(e) => Err(e.into()),
         }
@@ -114,109 +107,7 @@ impl TicketOrders {
             .await?)
     }
 
-    /// Gives the whole payment back: the seats it paid for are no longer held.
-    async fn refund_seatless(
-        &self,
-        order_id: Uuid,
-        reservation: ReservationStatus,
-        metadata: Metadata,
-    ) -> Result<serde_json::Value, EffectError> {
-        let order = self.paid_order(order_id).await?;
-        let (Some(intent), Some(payment_id)) = (&order.payment_intent_id, &order.payment_id) else {
-            return Err(EffectError::retry(format!(
-                "order {order_id} is paid but its payment is not on it yet"
-            )));
-        };
-        // A redelivery after the refund was booked finds nothing left to give back: the
-        // buyer may still need their mail, Stripe needs no second request.
-        let payment = self
-            .kernel
-            .store()
-            .load_aggregate::<Payment>(intent.as_str())
-            .await?
-            .state;
-        if let Some(payment) = payment.filter(|p| p.refundable().amount.is_zero()) {
-            self.tell_buyer(&order, payment.amount, reservation).await?;
-            return Ok(
-                serde_json::json!({ "reservation": reservation, "refunded": payment.amount }),
-            );
-        }
-        // The key is the order's: every delivery asks Stripe for the same refund, and
-        // without an amount Stripe refunds what is left of the charge, so the key never
-        // meets a different request.
-        let refund = self
-            .gateway
-            .refund(intent, None, &format!("seatless-{order_id}"))
-            .await?;
-        let amount = Money::from_minor(refund.amount_minor, order.total.currency);
-        let command = PaymentCommand::Refund {
-            origin: IntentOrigin {
-                payment_intent_id: intent.clone(),
-                order_id,
-                user_id: order.user_id.clone(),
-                amount: order.total,
-            },
-            payment_id: payment_id.clone(),
-            refund_id: refund.id.clone(),
-            amount,
-            reason: Some(SEATLESS.to_owned()),
-        };
-        let command = &command;
-        self.kernel
-            .run(metadata, |tx| {
-                Box::pin(async move {
-                    let mut payment = tx.load::<Payment>(intent.as_str()).await?;
-                    // A payment that already booked this refund id decides nothing.
-                    tx.decide(&mut payment, command.clone())?;
-                    Ok(())
-                })
-            })
-            .await?;
-        self.tell_buyer(&order, amount, reservation).await?;
-        Ok(serde_json::json!({
-            "reservation": reservation,
-            "refunded": amount,
-            "refund_id": refund.id,
-        }))
-    }
-
-    async fn tell_buyer(
-        &self,
-        order: &Order,
-        amount: Money,
-        reservation: ReservationStatus,
-    ) -> Result<(), EffectError> {
-        let user = self
-            .kernel
-            .store()
-            .load_aggregate::<User>(order.user_id.as_str())
-            .await?
-            .state;
-        let Some(profile) = user.and_then(|u| u.profile.filter(|_| !u.deleted)) else {
-            // Nobody to write to: the refund stands on its own.
-            return Ok(());
-        };
-        let why = match reservation {
-            ReservationStatus::Expired => "your seats were held for you until the payment window closed, and your payment arrived after that",
-            ReservationStatus::Failed => "the seats you chose sold out before they could be held for you",
-            _ => "your reservation was canceled before your payment arrived",
-        };
-        let mail = Mail {
-            id: format!("seatless-refund-{}", order.order_id),
-            from: self.mail_from.clone(),
-            to: profile.email,
-            subject: format!("Your payment of {amount} was refunded"),
-            body: format!(
-                "Hello {},\n\nWe refunded your payment of {amount} for order {}: {why}. \
-                 No tickets were issued. The refund reaches your card within a few days.",
-                profile.name, order.order_id,
-            ),
-        };
-        self.mailer.send(&mail).await?;
-        Ok(())
-    }
-
-    async fn paid_order(&self, order_id: Uuid) -> Result<Order, EffectError> {
+    pub(crate) async fn paid_order(&self, order_id: Uuid) -> Result<Order, EffectError> {
         let order = self
             .kernel
             .store()

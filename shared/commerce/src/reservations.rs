@@ -12,13 +12,17 @@ use crate::seats::{self, Held};
 use kassa_domain::identity::UserId;
 use kassa_domain::order::Seats;
 use kassa_domain::reservation::{Hold, Reservation, ReservationCommand, ReservationError};
-use kassa_store::{Agenda, Entry, EventStore, Metadata, StoreError};
+use kassa_store::{Agenda, Entry, EventStore, Metadata, Roster, StoreError};
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// The agenda partition of reservations waiting to expire.
 pub const EXPIRY_AGENDA: &str = "reservations-expiring";
+
+/// The roster of the orders holding seats of a concert, keyed by concert id: what its
+/// cancellation walks.
+pub const CONCERT_ORDERS: &str = "concert-orders";
 
 /// Tries a hold makes when the head is briefly held by a cold commit or throttled.
 const HOLD_TRIES: u32 = 8;
@@ -52,11 +56,17 @@ pub enum Reserved {
 pub struct Reservations {
     kernel: Kernel,
     agenda: Agenda,
+    orders: Roster,
 }
 
 impl Reservations {
-    pub fn new(kernel: Kernel, agenda: Agenda) -> Self {
-        Self { kernel, agenda }
+    /// `orders` is the [`CONCERT_ORDERS`] roster.
+    pub fn new(kernel: Kernel, agenda: Agenda, orders: Roster) -> Self {
+        Self {
+            kernel,
+            agenda,
+            orders,
+        }
     }
 
     pub fn agenda(&self) -> &Agenda {
@@ -121,7 +131,7 @@ impl Reservations {
                 free: *free,
             },
         };
-        let (agenda, taken_ref, command) = (&self.agenda, &taken, &command);
+        let (agenda, roster, taken_ref, command) = (&self.agenda, &self.orders, &taken, &command);
         let done = self
             .kernel
             .run(metadata.clone(), |tx| {
@@ -129,11 +139,20 @@ impl Reservations {
                     let mut reservation = tx.load::<Reservation>(&id).await?;
                     tx.decide(&mut reservation, command.clone())?;
                     match command {
-                        ReservationCommand::Create { expires_at, .. } => {
+                        ReservationCommand::Create {
+                            expires_at, holds, ..
+                        } => {
                             tx.commit().put(
                                 agenda.schedule(&agenda_time(*expires_at), &id.to_string())?,
                                 kassa_store::Refusal::AlreadyScheduled,
                             );
+                            let mut concerts: Vec<Uuid> =
+                                holds.iter().map(|h| h.concert_id).collect();
+                            concerts.dedup();
+                            for concert in concerts {
+                                tx.commit()
+                                    .index(roster.enter(&concert.to_string(), &id.to_string())?);
+                            }
                         }
                         _ => {
                             for hold in taken_ref {
