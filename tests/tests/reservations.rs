@@ -86,7 +86,7 @@ async fn service() -> (EventStore, Reservations) {
     let store = EventStore::new(client.clone(), events);
     let kernel = Kernel::new(store.clone(), Arc::new(kassa_commerce::clock::SystemClock));
     let agenda = Agenda::new(client.clone(), state.clone(), reservations::EXPIRY_AGENDA);
-    let roster = kassa_store::Roster::new(client, state, reservations::CONCERT_ORDERS);
+    let roster = kassa_commerce::rosters::concert_orders(client, &state);
     (store, Reservations::new(kernel, agenda, roster))
 }
 
@@ -689,6 +689,15 @@ async fn a_canceled_concert_refunds_what_was_paid_cancels_what_was_held_and_tell
     .await;
     assert_eq!(available(&api, concert).await, 5);
 
+    let added = api
+        .post(
+            "/cart/items",
+            "carla",
+            json!({ "concert_id": concert, "level_id": "floor", "quantity": 2 }),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{:?}", added.body);
+
     let canceled = api
         .call_as(
             "POST",
@@ -737,6 +746,12 @@ async fn a_canceled_concert_refunds_what_was_paid_cancels_what_was_held_and_tell
     assert!(paula.subject.contains("160.00 EUR"), "{}", paula.subject);
     assert!(told.iter().any(|m| m.to == "hugo@example.com"));
     assert_eq!(refunds_at_stripe(&paid_intent).await.len(), 1);
+    // The level left the carts that held it.
+    eventually("carla's cart emptied", || async {
+        let cart = api.get("/cart", "carla").await;
+        (cart.body["items"].as_array().is_some_and(Vec::is_empty)).then_some(())
+    })
+    .await;
 
     // The cancellation redelivered after its commit: nothing is refunded twice, nobody
     // mailed twice.

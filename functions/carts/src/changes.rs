@@ -121,7 +121,7 @@ impl Carts {
         F: Fn(Option<&Cart>) -> Fut + Sync,
         Fut: Future<Output = Result<CartCommand, Problem>> + Send,
     {
-        let make = &make;
+        let (make, roster) = (&make, &self.concert_carts);
         let user = actor.user.as_str();
         let done = self
             .kernel
@@ -131,6 +131,11 @@ impl Carts {
                     Box::pin(async move {
                         let mut cart = tx.load::<Cart>(user).await?;
                         let command = make(cart.state.as_ref()).await.map_err(Fail::Refused)?;
+                        // A concert's cancellation must find every cart holding its levels.
+                        if let CartCommand::AddItem { concert_id, .. } = &command {
+                            tx.commit()
+                                .index(roster.enter(&concert_id.to_string(), user)?);
+                        }
                         tx.decide(
                             &mut cart,
                             ByActor {

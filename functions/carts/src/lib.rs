@@ -22,7 +22,7 @@ use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, respond, route_key};
 use kassa_runtime::problem::store_problem;
 use kassa_runtime::{Config, Function, HttpFunction, Problem, SdkConfig};
-use kassa_store::EventStore;
+use kassa_store::{EventStore, Roster};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 
@@ -30,6 +30,7 @@ pub const NAME: &str = "carts";
 
 pub struct Carts {
     kernel: Kernel,
+    concert_carts: Roster,
 }
 
 impl Function for Carts {
@@ -40,7 +41,8 @@ impl Function for Carts {
     ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
         Ok(Self {
-            kernel: Kernel::new(EventStore::new(client, &config.events_table), clock),
+            kernel: Kernel::new(EventStore::new(client.clone(), &config.events_table), clock),
+            concert_carts: kassa_commerce::rosters::concert_carts(client, &config.state_table),
         })
     }
 }

@@ -11,7 +11,7 @@ use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::sweep::{self, Fate, Sweep};
 use kassa_runtime::{Config, Function, ScheduledFunction, SdkConfig};
-use kassa_store::{Agenda, EventStore, Metadata, Roster};
+use kassa_store::{Agenda, EventStore, Metadata};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -38,7 +38,7 @@ impl Function for ExpireReservations {
             reservations: Reservations::new(
                 kernel,
                 agenda,
-                Roster::new(client, &config.state_table, reservations::CONCERT_ORDERS),
+                kassa_commerce::rosters::concert_orders(client, &config.state_table),
             ),
         })
     }

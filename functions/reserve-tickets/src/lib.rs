@@ -13,7 +13,7 @@ use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
-use kassa_store::{Agenda, EventStore, Metadata, RecordedEvent, Roster};
+use kassa_store::{Agenda, EventStore, Metadata, RecordedEvent};
 use std::sync::Arc;
 
 pub const NAME: &str = "reserve-tickets";
@@ -43,7 +43,7 @@ impl Function for ReserveTickets {
             reservations: Reservations::new(
                 kernel,
                 agenda,
-                Roster::new(client, &config.state_table, reservations::CONCERT_ORDERS),
+                kassa_commerce::rosters::concert_orders(client, &config.state_table),
             ),
             inbox: Inbox::from_config(config, aws, NAME, clock),
         })

@@ -18,7 +18,7 @@ mod settling;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::invoicing::Invoicing;
-use kassa_commerce::reservations::CONCERT_ORDERS;
+use kassa_commerce::rosters;
 use kassa_commerce::{seats, Clock, Fail, Kernel};
 use kassa_domain::concert::ConcertEvent;
 use kassa_domain::order::{Order, OrderCommand, OrderEvent, Purpose};
@@ -43,6 +43,7 @@ pub struct TicketOrders {
     gateway: StripeGateway,
     invoicing: Invoicing,
     concert_orders: Roster,
+    concert_carts: Roster,
     inbox: Inbox,
     mailer: ConfiguredMailer,
     mail_from: String,
@@ -58,7 +59,8 @@ impl Function for TicketOrders {
         let store = EventStore::new(client.clone(), &config.events_table);
         Ok(Self {
             invoicing: Invoicing::new(store.clone(), &config.state_table),
-            concert_orders: Roster::new(client, &config.state_table, CONCERT_ORDERS),
+            concert_orders: rosters::concert_orders(client.clone(), &config.state_table),
+            concert_carts: rosters::concert_carts(client, &config.state_table),
             kernel: Kernel::new(store, clock.clone()),
             gateway: StripeGateway::new(&config.stripe.api_base, config.stripe.secret_key()?),
             inbox: Inbox::from_config(config, aws, NAME, clock),

@@ -9,13 +9,17 @@
 //!   are voided when `order.refunded` follows;
 //! - anything else was ended before and is left alone.
 //!
-//! Every buyer is mailed once per order. Each step is idempotent on its own, so a run cut
+//! Then every cart holding one of its levels (the concert's roster of carts) has them
+//! withdrawn (`cart.item_removed`). Every buyer is mailed once per order. Each step is idempotent on its own, so a run cut
 //! short (a concert with more orders than one invocation can settle) hands the message
 //! back and the redelivery walks the roster again, passing over what is done.
 
 use crate::refunding::Why;
 use crate::TicketOrders;
+use kassa_domain::aggregate::ByActor;
+use kassa_domain::cart::{Cart, CartCommand};
 use kassa_domain::concert::Concert;
+use kassa_domain::identity::Actor;
 use kassa_domain::reservation::{Reservation, ReservationStatus};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::mail::Mail;
@@ -38,6 +42,7 @@ struct Recalled {
     released: usize,
     refunded: usize,
     untouched: usize,
+    carts: usize,
 }
 
 impl TicketOrders {
@@ -80,7 +85,52 @@ impl TicketOrders {
                 None => break,
             }
         }
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .concert_carts
+                .members(&group, after.as_deref(), PAGE)
+                .await?;
+            for user in &page.members {
+                recalled.carts += self.withdraw(concert_id, user, &metadata).await?;
+                if started.elapsed() > BUDGET {
+                    return Err(EffectError::retry(format!(
+                        "recalled up to the cart of {user} for concert {concert_id}; a redelivery goes on"
+                    )));
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
         Ok(serde_json::to_value(recalled).unwrap_or_default())
+    }
+
+    /// Takes the concert's levels out of `user`'s cart: counts 1 when there were any.
+    async fn withdraw(
+        &self,
+        concert_id: Uuid,
+        user: &str,
+        metadata: &Metadata,
+    ) -> Result<usize, EffectError> {
+        let done = self
+            .kernel
+            .run(metadata.clone(), |tx| {
+                Box::pin(async move {
+                    let mut cart = tx.load::<Cart>(user).await?;
+                    let removed = tx.decide(
+                        &mut cart,
+                        ByActor {
+                            command: CartCommand::Withdraw { concert_id },
+                            actor: Actor::system(crate::NAME),
+                        },
+                    )?;
+                    Ok(usize::from(!removed.is_empty()))
+                })
+            })
+            .await?;
+        Ok(done.value)
     }
 
     async fn recall_order(

@@ -8,6 +8,7 @@ pub mod invoicing;
 pub mod kernel;
 pub mod order_book;
 pub mod reservations;
+pub mod rosters;
 pub mod seats;
 pub mod wallet;
 

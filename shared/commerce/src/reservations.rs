@@ -20,10 +20,6 @@ use uuid::Uuid;
 /// The agenda partition of reservations waiting to expire.
 pub const EXPIRY_AGENDA: &str = "reservations-expiring";
 
-/// The roster of the orders holding seats of a concert, keyed by concert id: what its
-/// cancellation walks.
-pub const CONCERT_ORDERS: &str = "concert-orders";
-
 /// Tries a hold makes when the head is briefly held by a cold commit or throttled.
 const HOLD_TRIES: u32 = 8;
 
@@ -60,7 +56,7 @@ pub struct Reservations {
 }
 
 impl Reservations {
-    /// `orders` is the [`CONCERT_ORDERS`] roster.
+    /// `orders` is [`crate::rosters::concert_orders`].
     pub fn new(kernel: Kernel, agenda: Agenda, orders: Roster) -> Self {
         Self {
             kernel,

@@ -12,7 +12,7 @@
 
 use crate::concert::{valid_level_id, valid_price};
 use crate::event::DomainEvent;
-use crate::identity::{Actor, UserId};
+use crate::identity::{Actor, Role, UserId};
 use crate::money::Money;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -96,6 +96,11 @@ pub enum CartCommand {
     Cancel,
     /// Hands the items on to be reserved and paid; empties and closes the cart.
     Confirm,
+    /// Takes every item of a canceled concert out of the cart. Only the system does
+    /// this (the concert's cancellation), never a user, the cart's own included.
+    Withdraw {
+        concert_id: Uuid,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -223,11 +228,25 @@ pub fn decide(
     command: CartCommand,
     actor: &Actor,
 ) -> Result<Vec<CartEvent>, CartError> {
-    if state.is_some_and(|cart| cart.user_id != actor.user) {
+    let withdrawal = matches!(command, CartCommand::Withdraw { .. });
+    if withdrawal != (actor.role == Role::System)
+        || (!withdrawal && state.is_some_and(|cart| cart.user_id != actor.user))
+    {
         return Err(CartError::Forbidden);
     }
     let open = state.filter(|cart| cart.open);
     match (open, command) {
+        (None, CartCommand::Withdraw { .. }) => Ok(vec![]),
+        (Some(cart), CartCommand::Withdraw { concert_id }) => Ok(cart
+            .items
+            .iter()
+            .filter(|item| item.concert_id == concert_id)
+            .map(|item| CartEvent::ItemRemoved {
+                user_id: cart.user_id.clone(),
+                concert_id,
+                level_id: item.level_id.clone(),
+            })
+            .collect()),
         (
             open,
             CartCommand::AddItem {
@@ -792,6 +811,32 @@ mod tests {
                 .when(by_ann(command))
                 .then_refused(CartError::NotOpen);
         }
+    }
+
+    #[test]
+    fn a_canceled_concerts_items_are_withdrawn_by_the_system_only() {
+        let withdraw = |actor| ByActor {
+            command: CartCommand::Withdraw {
+                concert_id: BEYONCE,
+            },
+            actor,
+        };
+        given::<Cart>(two_items())
+            .when(withdraw(Actor::system("ticket-orders")))
+            .then([CartEvent::ItemRemoved {
+                user_id: ann(),
+                concert_id: BEYONCE,
+                level_id: "regular".into(),
+            }]);
+        given::<Cart>([created(), added(COLDPLAY, "vip", 1, "120.00")])
+            .when(withdraw(Actor::system("ticket-orders")))
+            .then([]);
+        given::<Cart>([])
+            .when(withdraw(Actor::system("ticket-orders")))
+            .then([]);
+        given::<Cart>(two_items())
+            .when(withdraw(Actor::user("ann")))
+            .then_refused(CartError::Forbidden);
     }
 
     #[test]
