@@ -478,6 +478,23 @@ async fn a_ticket_order_paid_in_time_confirms_its_reservation_and_is_invoiced() 
     assert_eq!(issued["total"]["amount"], "240.00", "{issued}");
     assert_eq!(issued["status"], "paid", "{issued}");
     assert_eq!(order_of(&api, order).await["status"], "completed");
+
+    let sales = eventually("the sales figures", || async {
+        let sales = api
+            .call_as(
+                "GET",
+                format!("/concerts/{concert}/sales"),
+                Some(("olga", "organizer")),
+                None,
+            )
+            .await;
+        let floor = &sales.body["levels"][0];
+        (floor["sold"] == 3 && floor["revenue"]["amount"] == "240.00").then_some(sales.body)
+    })
+    .await;
+    assert_eq!(sales["levels"][0]["reserved"], 0, "{sales}");
+    assert_eq!(sales["levels"][0]["available"], 7, "{sales}");
+    assert_eq!(sales["refunds"]["amount"], "0.00", "{sales}");
 }
 
 #[tokio::test]
@@ -788,4 +805,37 @@ async fn a_canceled_concert_refunds_what_was_paid_cancels_what_was_held_and_tell
         order_of_buyer(&api, "hugo", held).await["status"],
         "canceled"
     );
+
+    // The organizer's figures: two seats sold and refunded, three reserved and let go.
+    let sales = eventually("the sales figures", || async {
+        let sales = api
+            .call_as(
+                "GET",
+                format!("/concerts/{concert}/sales"),
+                Some(("olga", "organizer")),
+                None,
+            )
+            .await;
+        assert_eq!(sales.status, 200, "{:?}", sales.body);
+        let floor = &sales.body["levels"][0];
+        (floor["refunds"]["amount"] == "160.00" && floor["reserved"] == 0).then_some(sales.body)
+    })
+    .await;
+    let floor = &sales["levels"][0];
+    assert_eq!(floor["level_id"], "floor");
+    assert_eq!(floor["capacity"], 10);
+    assert_eq!(floor["sold"], 2, "{sales}");
+    assert_eq!(floor["revenue"]["amount"], "160.00", "{sales}");
+    assert_eq!(sales["refunds"]["amount"], "160.00", "{sales}");
+    for stranger in [("otto", "organizer"), ("paula", "user")] {
+        let refused = api
+            .call_as(
+                "GET",
+                format!("/concerts/{concert}/sales"),
+                Some(stranger),
+                None,
+            )
+            .await;
+        assert_eq!(refused.status, 403, "{stranger:?}: {:?}", refused.body);
+    }
 }

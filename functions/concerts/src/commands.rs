@@ -279,6 +279,6 @@ impl Concerts {
     }
 }
 
-fn concert_id(request: &Request) -> Result<Uuid, Problem> {
+pub(crate) fn concert_id(request: &Request) -> Result<Uuid, Problem> {
     uuid_param(request, "concertId", "concert_not_found")
 }

@@ -1,6 +1,6 @@
 //! The concerts Lambda (seed 003's concert management): organizers create, change and
 //! cancel their concerts and name their door staff; anyone lists what is on sale and reads
-//! a concert with its levels' live availability.
+//! a concert with its levels' live availability; organizers read their sales figures.
 //!
 //! Each command is one commit: the concert's events, its levels' seat counters (opened,
 //! resized by the difference under a bound, or closed: `kassa_commerce::seats`) and the
@@ -8,6 +8,7 @@
 //! refused by the counter's own condition, so capacity never drops below what is held.
 
 mod commands;
+mod sales;
 mod upcoming;
 mod view;
 
@@ -16,7 +17,7 @@ use kassa_domain::concert::ConcertError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, respond, route_key};
 use kassa_runtime::{Config, Function, HttpFunction, Problem, SdkConfig};
-use kassa_store::{EventStore, Refusal, StoreError};
+use kassa_store::{EventStore, Refusal, Sales, StoreError};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 use upcoming::Upcoming;
@@ -29,6 +30,7 @@ pub const MAX_PAGE: i32 = 100;
 pub struct Concerts {
     kernel: Kernel,
     upcoming: Upcoming,
+    sales: Sales,
 }
 
 impl Function for Concerts {
@@ -40,7 +42,8 @@ impl Function for Concerts {
         let client = aws_sdk_dynamodb::Client::new(aws);
         Ok(Self {
             kernel: Kernel::new(EventStore::new(client.clone(), &config.events_table), clock),
-            upcoming: Upcoming::new(client, &config.state_table),
+            upcoming: Upcoming::new(client.clone(), &config.state_table),
+            sales: Sales::new(client, &config.state_table),
         })
     }
 }
@@ -51,6 +54,7 @@ impl HttpFunction for Concerts {
             "POST /concerts" => self.create(&request).await.map(|v| json(201, &v)),
             "GET /concerts" => self.list(&request).await.map(|v| json(200, &v)),
             "GET /concerts/{concertId}" => self.get(&request).await.map(|v| json(200, &v)),
+            "GET /concerts/{concertId}/sales" => self.sales(&request).await.map(|v| json(200, &v)),
             "PATCH /concerts/{concertId}" => self.update(&request).await.map(|v| json(200, &v)),
             "PUT /concerts/{concertId}/levels" => {
                 self.levels(&request).await.map(|v| json(200, &v))

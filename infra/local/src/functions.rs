@@ -137,6 +137,7 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         }
         "CartsFunction" => http::<kassa_carts::Carts>(config, aws, clock)?,
         "ConfirmCartFunction" => http::<kassa_confirm_cart::ConfirmCart>(config, aws, clock)?,
+        "ConcertSalesFunction" => sqs::<kassa_concert_sales::ConcertSales>(config, aws, clock)?,
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

@@ -104,6 +104,51 @@ impl Money {
         Money::new(self.amount * Decimal::from(count), self.currency)
     }
 
+    /// Splits this amount over `weights` in proportion, each share in whole minor units
+    /// (cents), the shares summing exactly to the amount: each share is first rounded
+    /// toward zero, then the cents left over go one each to the largest remainders
+    /// (ties to the earlier weight). Weights that sum to zero get nothing; the amount
+    /// must itself be in whole minor units for the sum to be exact.
+    pub fn apportion(self, weights: &[Decimal]) -> Vec<Money> {
+        let digits = self.currency.minor_digits();
+        let whole: Decimal = weights.iter().copied().sum();
+        if whole.is_zero() {
+            return weights
+                .iter()
+                .map(|_| Money::new(Decimal::ZERO, self.currency))
+                .collect();
+        }
+        let unit = if self.amount.is_sign_negative() {
+            -Decimal::new(1, digits)
+        } else {
+            Decimal::new(1, digits)
+        };
+        let mut shares: Vec<(Decimal, Decimal)> = weights
+            .iter()
+            .map(|w| {
+                let exact = self.amount * *w / whole;
+                let share =
+                    exact.round_dp_with_strategy(digits, rust_decimal::RoundingStrategy::ToZero);
+                (share, (exact - share).abs())
+            })
+            .collect();
+        let given: Decimal = shares.iter().map(|(s, _)| *s).sum();
+        let mut left = ((self.amount - given) / unit.abs()).abs();
+        let mut order: Vec<usize> = (0..shares.len()).collect();
+        order.sort_by(|&a, &b| shares[b].1.cmp(&shares[a].1).then(a.cmp(&b)));
+        for i in order {
+            if left <= Decimal::ZERO {
+                break;
+            }
+            shares[i].0 += unit;
+            left -= Decimal::ONE;
+        }
+        shares
+            .into_iter()
+            .map(|(share, _)| Money::new(share, self.currency))
+            .collect()
+    }
+
     /// The amount in the currency's minor unit, rounded half away from zero
     /// (what payment providers expect).
     pub fn minor_units(self) -> Option<i64> {
@@ -164,6 +209,30 @@ mod tests {
         let back: Money = serde_json::from_value(serde_json::to_value(money).unwrap()).unwrap();
         assert_eq!(back, money);
         assert_eq!(back.amount.scale(), 2);
+    }
+
+    #[test]
+    fn apportioned_shares_sum_exactly_and_follow_the_weights() {
+        let eur = |a: &str| Money::new(a.parse().unwrap(), Currency::Eur);
+        let d = |a: &str| a.parse::<Decimal>().unwrap();
+        let shares = eur("100.00").apportion(&[d("1"), d("1"), d("1")]);
+        assert_eq!(shares, vec![eur("33.34"), eur("33.33"), eur("33.33")]);
+        let shares = eur("10.00").apportion(&[d("160.00"), d("80.00")]);
+        assert_eq!(shares, vec![eur("6.67"), eur("3.33")]);
+        let shares = eur("0.01").apportion(&[d("1"), d("3")]);
+        assert_eq!(shares, vec![eur("0.00"), eur("0.01")]);
+        let shares = eur("-5.00").apportion(&[d("1"), d("2")]);
+        assert_eq!(shares, vec![eur("-1.67"), eur("-3.33")]);
+        assert_eq!(
+            eur("5.00").apportion(&[d("0"), d("0")]),
+            vec![eur("0"), eur("0")]
+        );
+        for total in ["0.07", "99.99", "1234.56"] {
+            let shares = eur(total).apportion(&[d("3"), d("7"), d("11"), d("0")]);
+            let sum: Decimal = shares.iter().map(|m| m.amount).sum();
+            assert_eq!(sum, d(total));
+            assert!(shares[3].amount.is_zero());
+        }
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub mod receipt;
 pub mod renewal;
 pub mod sequence;
 pub use agenda::{Agenda, Entry};
+pub mod sales;
+pub use sales::{LevelSales, Movement, Sales};
 pub mod roster;
 pub use lease::Leases;
 pub use renewal::{DueRenewal, Renewals};
