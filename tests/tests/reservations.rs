@@ -620,15 +620,7 @@ async fn a_payment_arriving_after_the_reservation_expired_is_refunded_and_the_bu
         .into_iter()
         .find(|e| e.event_type == "order.completed")
         .unwrap();
-    let lambda = kassa_local::functions::build(
-        "TicketOrdersFunction",
-        &api.stack.configs["TicketOrdersFunction"],
-        &kassa_runtime::config::aws().await,
-        Arc::new(api.stack.clock.clone()),
-    )
-    .unwrap();
-    common::forget_handled(api.stack.table("StateTable"), "ticket-orders", &completed).await;
-    let failed = common::deliver_batch(&lambda, &[&completed]).await;
+    let failed = common::redeliver(&api, "TicketOrdersFunction", "ticket-orders", &completed).await;
     assert!(failed.is_empty(), "{failed:?}");
     let again: Value = reqwest::Client::new()
         .get(format!("{base}/v1/refunds?payment_intent={intent}"))
@@ -779,15 +771,7 @@ async fn a_canceled_concert_refunds_what_was_paid_cancels_what_was_held_and_tell
         .into_iter()
         .find(|e| e.event_type == "concert.canceled")
         .unwrap();
-    let lambda = kassa_local::functions::build(
-        "TicketOrdersFunction",
-        &api.stack.configs["TicketOrdersFunction"],
-        &kassa_runtime::config::aws().await,
-        Arc::new(api.stack.clock.clone()),
-    )
-    .unwrap();
-    common::forget_handled(api.stack.table("StateTable"), "ticket-orders", &event).await;
-    let failed = common::deliver_batch(&lambda, &[&event]).await;
+    let failed = common::redeliver(&api, "TicketOrdersFunction", "ticket-orders", &event).await;
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(refunds_at_stripe(&paid_intent).await.len(), 1);
     assert_eq!(

@@ -109,26 +109,13 @@ impl ReadModels {
             .expression_attribute_values(":one", n(1))
             .build()
             .map_err(StoreError::dynamo)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(marker).build())
-            .transact_items(TransactWriteItem::builder().update(counter).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                TransactWriteItemsError::TransactionCanceledException(c)
-                    if c.cancellation_reasons().first().and_then(|r| r.code())
-                        == Some("ConditionalCheckFailed") =>
-                {
-                    Ok(false)
-                }
-                other => Err(StoreError::dynamo(other)),
-            },
-            Err(e) => Err(StoreError::dynamo(e)),
-        }
+        once(
+            self.client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(marker).build())
+                .transact_items(TransactWriteItem::builder().update(counter).build()),
+        )
+        .await
     }
 
     /// Usage rows of a workspace between two days (inclusive), by day then feature.
@@ -208,4 +195,24 @@ fn usage_row(item: &Item) -> Result<UsageRow, StoreError> {
         credits: get_u64(item, "credits")?,
         uses: get_u64(item, "uses")?,
     })
+}
+
+/// Sends `write`, whose first item is a marker put only if absent: false when the marker
+/// was there (what it marks was done before), so nothing was written.
+pub(crate) async fn once(
+    write: aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder,
+) -> Result<bool, StoreError> {
+    match write.send().await {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(e)) => match e.into_err() {
+            TransactWriteItemsError::TransactionCanceledException(c)
+                if c.cancellation_reasons().first().and_then(|r| r.code())
+                    == Some("ConditionalCheckFailed") =>
+            {
+                Ok(false)
+            }
+            other => Err(StoreError::dynamo(other)),
+        },
+        Err(e) => Err(StoreError::dynamo(e)),
+    }
 }

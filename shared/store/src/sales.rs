@@ -10,8 +10,6 @@
 
 use crate::attribute::{get_s, n, s, Item};
 use crate::StoreError;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use rust_decimal::Decimal;
@@ -105,19 +103,7 @@ impl Sales {
                 .map_err(StoreError::dynamo)?;
             write = write.transact_items(TransactWriteItem::builder().update(update).build());
         }
-        match write.send().await {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                TransactWriteItemsError::TransactionCanceledException(c)
-                    if c.cancellation_reasons().first().and_then(|r| r.code())
-                        == Some("ConditionalCheckFailed") =>
-                {
-                    Ok(false)
-                }
-                other => Err(StoreError::dynamo(other)),
-            },
-            Err(e) => Err(StoreError::dynamo(e)),
-        }
+        crate::read_model::once(write).await
     }
 
     /// Every level row of `concert` that an event has touched, by level id.

@@ -482,6 +482,26 @@ pub async fn deliver_batch(
         .collect()
 }
 
+/// Delivers `event` to the stack's `function` once more as if the record of its first
+/// handling were lost after the commit (the inbox forgets it, so the handler runs anew):
+/// the redelivery every consumer must survive. Returns the failed message ids.
+pub async fn redeliver(
+    api: &Api,
+    function: &str,
+    scope: &str,
+    event: &kassa_store::RecordedEvent,
+) -> Vec<String> {
+    let lambda = kassa_local::functions::build(
+        function,
+        &api.stack.configs[function],
+        &kassa_runtime::config::aws().await,
+        std::sync::Arc::new(api.stack.clock.clone()),
+    )
+    .unwrap();
+    forget_handled(api.stack.table("StateTable"), scope, event).await;
+    deliver_batch(&lambda, &[event]).await
+}
+
 /// Drops the idempotency record `scope` (a function's name) keeps for `event` in
 /// `state_table`, as if the function had crashed after its commit and before completing
 /// the record: the next delivery of the event runs the effect again.
