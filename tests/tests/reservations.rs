@@ -234,6 +234,7 @@ async fn ticket_order(api: &Api, concert: Uuid, level: &str, seats: u32) -> Uuid
                 level_id: level.into(),
                 seats,
             }],
+            delivery: Default::default(),
         },
         lines: vec![OrderLine {
             description: format!("Beyoncé — {level}"),

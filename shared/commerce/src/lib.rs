@@ -9,6 +9,7 @@ pub mod kernel;
 pub mod order_book;
 pub mod reservations;
 pub mod seats;
+pub mod tickets;
 pub mod wallet;
 
 pub use clock::{Clock, SystemClock};

@@ -26,6 +26,9 @@ pub struct Config {
     /// The dead-letter queue of a side-effect function's queue: poison messages are
     /// parked there at once, with their reason.
     pub dead_letter_queue: Option<String>,
+    /// The Ed25519 seed ticket codes are signed with (`KASSA_TICKET_SIGNING_KEY`, base64 of
+    /// 32 bytes); only the ticket functions get it.
+    pub ticket_signing_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +138,7 @@ impl Config {
             tax_rate,
             reservation_window,
             dead_letter_queue: optional("KASSA_DEAD_LETTER_QUEUE_URL"),
+            ticket_signing_key: optional("KASSA_TICKET_SIGNING_KEY"),
         })
     }
 }
