@@ -16,7 +16,6 @@ use kassa_domain::reservation::ReservationEvent;
 use kassa_domain::ticket::Ticket;
 use kassa_domain::ticket_code::CodeSigner;
 use kassa_domain::user::User;
-use kassa_runtime::config::ConfigError;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
@@ -37,17 +36,6 @@ pub struct IssueTickets {
     mail_from: String,
 }
 
-/// The signer of ticket codes, from configuration: a function that issues or publishes
-/// codes does not start without its key.
-pub fn signer(config: &Config) -> Result<CodeSigner, StartError> {
-    let key = config
-        .ticket_signing_key
-        .as_deref()
-        .ok_or(ConfigError::Missing("KASSA_TICKET_SIGNING_KEY"))?;
-    CodeSigner::from_base64(key)
-        .map_err(|e| ConfigError::Invalid("KASSA_TICKET_SIGNING_KEY", e.to_string()).into())
-}
-
 impl Function for IssueTickets {
     fn from_config(
         config: &Config,
@@ -61,7 +49,7 @@ impl Function for IssueTickets {
                 clock.clone(),
             ),
             book: TicketBook::new(client, &config.state_table),
-            signer: signer(config)?,
+            signer: config.ticket_signer()?,
             inbox: Inbox::from_config(config, aws, NAME, clock),
             mailer: ConfiguredMailer::from_config(config, aws),
             mail_from: config.mail_from.clone(),

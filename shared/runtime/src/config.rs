@@ -67,6 +67,17 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The signer of ticket codes: a function that issues or publishes codes does not
+    /// start without its key.
+    pub fn ticket_signer(&self) -> Result<kassa_domain::ticket_code::CodeSigner, ConfigError> {
+        let key = self
+            .ticket_signing_key
+            .as_deref()
+            .ok_or(ConfigError::Missing("KASSA_TICKET_SIGNING_KEY"))?;
+        kassa_domain::ticket_code::CodeSigner::from_base64(key)
+            .map_err(|e| ConfigError::Invalid("KASSA_TICKET_SIGNING_KEY", e.to_string()))
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
