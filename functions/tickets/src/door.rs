@@ -238,9 +238,9 @@ impl Tickets {
     }
 }
 
-/// `<20 digits>#<uuid>`, as the book writes them.
+/// `<20 digits>_<uuid>`, as the book writes them.
 fn valid_cursor(cursor: &str) -> bool {
-    cursor.split_once('#').is_some_and(|(nanos, id)| {
+    cursor.split_once('_').is_some_and(|(nanos, id)| {
         nanos.len() == 20
             && nanos.bytes().all(|b| b.is_ascii_digit())
             && Uuid::parse_str(id).is_ok()
@@ -254,9 +254,9 @@ mod tests {
     #[test]
     fn a_cursor_is_what_the_book_writes_and_nothing_else() {
         assert!(valid_cursor(
-            "00000001790000000000#0190e0e4-0000-7000-8000-000000000000"
+            "00000001790000000000_0190e0e4-0000-7000-8000-000000000000"
         ));
-        for bad in ["", "12#x", "abc", "00000001790000000000#not-a-uuid"] {
+        for bad in ["", "12_x", "abc", "00000001790000000000_not-a-uuid"] {
             assert!(!valid_cursor(bad), "{bad}");
         }
     }

@@ -5,7 +5,7 @@
 //! voids it (so they never lag):
 //! - `tickets-of#<user>` / `<ticket id>`: the buyer's tickets;
 //! - `tickets-at#<concert>` / `<level>#<ticket id>`: a concert's tickets;
-//! - `revocations#<concert>` / `<cursor>`: each voided ticket with its code, ordered by
+//! - `revocations#<concert>` / `<cursor>` (`<nanos>_<ticket id>`): each voided ticket with its code, ordered by
 //!   when it was voided, for door scanners that download what to refuse offline.
 //!
 //! A ticket's id derives from its order, level and seat number, and its stream is created
@@ -104,9 +104,9 @@ fn revocations_key(concert: Uuid) -> String {
 }
 
 /// Sorts by the time of voiding; the ticket id breaks ties. Nanoseconds since the epoch,
-/// zero-padded, sort as text.
+/// zero-padded, sort as text; `_` keeps the cursor safe in a query string unencoded.
 fn cursor(at: OffsetDateTime, ticket: Uuid) -> String {
-    format!("{:020}#{ticket}", at.unix_timestamp_nanos().max(0))
+    format!("{:020}_{ticket}", at.unix_timestamp_nanos().max(0))
 }
 
 impl TicketBook {
