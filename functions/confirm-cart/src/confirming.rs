@@ -58,7 +58,9 @@ impl Confirmation {
             (Choice::Courier, Some(address)) => address
                 .clone()
                 .validate()
-                .map(|address| Delivery::Courier { address })
+                .map(|address| Delivery::Courier {
+                    address: Box::new(address),
+                })
                 .map_err(|e| Problem::new(422, e.code(), e.to_string())),
         }
     }

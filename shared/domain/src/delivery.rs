@@ -18,9 +18,8 @@ pub const MAX_FIELD_LEN: usize = 100;
 pub enum Delivery {
     #[default]
     Email,
-    Courier {
-        address: Address,
-    },
+    /// Boxed: an address would otherwise make every order command as large as itself.
+    Courier { address: Box<Address> },
 }
 
 impl Delivery {
