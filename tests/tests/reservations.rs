@@ -240,6 +240,7 @@ async fn ticket_order_for(api: &Api, buyer: &str, concert: Uuid, level: &str, se
                 level_id: level.into(),
                 seats,
             }],
+            delivery: Default::default(),
         },
         lines: vec![OrderLine {
             description: format!("Beyoncé — {level}"),

@@ -10,6 +10,7 @@ use kassa_commerce::{Fail, Tx};
 use kassa_domain::aggregate::ByActor;
 use kassa_domain::cart::{Cart, CartCommand, CartError, CartEvent};
 use kassa_domain::concert::Concert;
+use kassa_domain::delivery::{Address, Delivery};
 use kassa_domain::order::{self, NewOrder, Order, OrderCommand, OrderError, Purpose};
 use kassa_runtime::http::{json_body, request_id};
 use kassa_runtime::problem::store_problem;
@@ -26,6 +27,43 @@ use uuid::Uuid;
 struct Confirmation {
     /// The buyer's own reference for the order (a purchase-order number).
     reference: Option<String>,
+    /// `email` when absent.
+    delivery: Option<Choice>,
+    /// Where a courier takes printed tickets; only with `courier`.
+    address: Option<Address>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Choice {
+    Email,
+    Courier,
+}
+
+impl Confirmation {
+    /// The delivery asked for, judged before anything is read or written.
+    fn delivery(&self) -> Result<Delivery, Problem> {
+        match (self.delivery.unwrap_or(Choice::Email), &self.address) {
+            (Choice::Email, None) => Ok(Delivery::Email),
+            (Choice::Email, Some(_)) => Err(Problem::new(
+                422,
+                "invalid_delivery",
+                "an address is only for `courier` delivery",
+            )),
+            (Choice::Courier, None) => Err(Problem::new(
+                422,
+                "invalid_address",
+                "`courier` delivery needs an address",
+            )),
+            (Choice::Courier, Some(address)) => address
+                .clone()
+                .validate()
+                .map(|address| Delivery::Courier {
+                    address: Box::new(address),
+                })
+                .map_err(|e| Problem::new(422, e.code(), e.to_string())),
+        }
+    }
 }
 
 /// The order a user's `confirmation`-th cart makes: the same id whoever computes it and
@@ -42,6 +80,8 @@ impl ConfirmCart {
         let actor = caller(request)?;
         let body = confirmation(request)?;
         order::validate_reference(&body.reference).map_err(order_refused)?;
+        let delivery = body.delivery()?;
+        let delivery = &delivery;
         let (actor, body) = (&actor, &body);
         let user = actor.user.as_str();
         let (book, tax_rate, window) = (&self.book, self.tax_rate, self.window);
@@ -94,6 +134,7 @@ impl ConfirmCart {
                             purpose: Purpose::Tickets {
                                 confirmation: *confirmation,
                                 seats: tickets.seats,
+                                delivery: delivery.clone(),
                             },
                             lines: tickets.lines,
                             tax_rate,

@@ -138,6 +138,8 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "CartsFunction" => http::<kassa_carts::Carts>(config, aws, clock)?,
         "ConfirmCartFunction" => http::<kassa_confirm_cart::ConfirmCart>(config, aws, clock)?,
         "ConcertSalesFunction" => sqs::<kassa_concert_sales::ConcertSales>(config, aws, clock)?,
+        "TicketsFunction" => http::<kassa_tickets::Tickets>(config, aws, clock)?,
+        "IssueTicketsFunction" => sqs::<kassa_issue_tickets::IssueTickets>(config, aws, clock)?,
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

@@ -70,12 +70,14 @@ fn unthrottled() -> [(String, String); 2] {
 }
 
 /// The template's Stripe parameters as `cargo xtask` provides them: localstripe's URL and
-/// key from the environment, and the webhook signing secret given.
+/// key from the environment, and the webhook signing secret given; with them the ticket
+/// signing key `cargo xtask` keeps per checkout.
 pub fn stripe_parameters(webhook_secret: &str) -> std::collections::HashMap<String, String> {
     let mut parameters = std::collections::HashMap::new();
     for (parameter, variable) in [
         ("StripeApiBase", "KASSA_STRIPE_API_BASE"),
         ("StripeSecretKey", "KASSA_STRIPE_SECRET_KEY"),
+        ("TicketSigningKey", "KASSA_TICKET_SIGNING_KEY"),
     ] {
         if let Ok(value) = std::env::var(variable) {
             parameters.insert(parameter.to_owned(), value);

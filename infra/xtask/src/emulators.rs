@@ -36,6 +36,7 @@ pub struct Emulators {
     /// localstripe, a stateful fake of Stripe's API that also sends signed webhooks.
     pub stripe_url: String,
     jwt_secret: String,
+    ticket_signing_key: String,
     webhook_secret: String,
     mail_sink: PathBuf,
     // Held only to be stopped when this value is dropped.
@@ -54,6 +55,7 @@ impl Emulators {
         fs::create_dir_all(&mail_sink)
             .with_context(|| format!("creating {}", mail_sink.display()))?;
         let jwt_secret = dev_secret::load_or_create(repo)?;
+        let ticket_signing_key = dev_secret::ticket_signing_key(repo)?;
 
         let dynamodb_port = free_port()?;
         let moto_port = free_port()?;
@@ -76,6 +78,7 @@ impl Emulators {
             moto_url: format!("http://127.0.0.1:{moto_port}"),
             stripe_url: format!("http://127.0.0.1:{stripe_port}"),
             jwt_secret,
+            ticket_signing_key,
             webhook_secret: local_webhook_secret(),
             mail_sink,
             _dynamodb: dynamodb,
@@ -104,6 +107,7 @@ impl Emulators {
             // instance role before settling on the variables above.
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
             ("KASSA_JWT_SECRET", self.jwt_secret.clone()),
+            ("KASSA_TICKET_SIGNING_KEY", self.ticket_signing_key.clone()),
             ("KASSA_STRIPE_API_BASE", self.stripe_url.clone()),
             // localstripe accepts any test-mode key; a real one never belongs here.
             ("KASSA_STRIPE_SECRET_KEY", "sk_test_local".to_owned()),

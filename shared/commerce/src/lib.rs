@@ -10,6 +10,7 @@ pub mod order_book;
 pub mod reservations;
 pub mod rosters;
 pub mod seats;
+pub mod tickets;
 pub mod wallet;
 
 pub use clock::{Clock, SystemClock};

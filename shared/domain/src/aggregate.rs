@@ -18,6 +18,7 @@ use crate::reservation::{
     self, Reservation, ReservationCommand, ReservationError, ReservationEvent,
 };
 use crate::subscription::{self, Subscription, SubscriptionCommand, SubscriptionEvent};
+use crate::ticket::{self, Ticket, TicketCommand, TicketError, TicketEvent};
 /// Callers named it from here before the user module owned its commands.
 pub use crate::user::UserCommand;
 use crate::user::{self, User, UserError, UserEvent};
@@ -325,5 +326,25 @@ impl Aggregate for User {
 
     fn evolve(state: Option<Self>, event: &UserEvent) -> Option<Self> {
         user::evolve(state, event)
+    }
+}
+
+/// One stream per ticket (`Ticket#<id>`), its id derived from its order and seat.
+impl Aggregate for Ticket {
+    const NAME: &'static str = "Ticket";
+    type Id = Uuid;
+    type Command = TicketCommand;
+    type Event = TicketEvent;
+    type Error = TicketError;
+
+    fn decide(
+        state: Option<&Self>,
+        command: TicketCommand,
+    ) -> Result<Vec<TicketEvent>, TicketError> {
+        ticket::decide(state, command)
+    }
+
+    fn evolve(state: Option<Self>, event: &TicketEvent) -> Option<Self> {
+        ticket::evolve(state, event)
     }
 }

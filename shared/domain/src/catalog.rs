@@ -20,6 +20,7 @@ pub fn catalog() -> Value {
     add::<crate::cart::CartEvent>(&mut events);
     add::<crate::reservation::ReservationEvent>(&mut events);
     add::<crate::availability::SeatEvent>(&mut events);
+    add::<crate::ticket::TicketEvent>(&mut events);
     json!({
         "title": "kassa event catalog",
         "description": "Events kassa publishes on its EventBridge bus. `source` is the \
@@ -44,6 +45,7 @@ pub fn declared_types() -> Vec<&'static str> {
         crate::cart::CartEvent::TYPES,
         crate::reservation::ReservationEvent::TYPES,
         crate::availability::SeatEvent::TYPES,
+        crate::ticket::TicketEvent::TYPES,
     ]
     .concat()
 }
@@ -167,6 +169,7 @@ mod tests {
         same::<crate::cart::CartEvent>();
         same::<crate::reservation::ReservationEvent>();
         same::<crate::availability::SeatEvent>();
+        same::<crate::ticket::TicketEvent>();
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! real), a failure after completion changes nothing, and a refund that arrives before
 //! the completion it implies completes the order first.
 
+use crate::delivery::Delivery;
 use crate::event::DomainEvent;
 use crate::identity::UserId;
 use crate::money::{CurrencyMismatch, Money};
@@ -38,6 +39,9 @@ pub enum Purpose {
         /// The user's how-manieth confirmed cart it came from.
         confirmation: u32,
         seats: Vec<Seats>,
+        /// How the tickets reach the buyer; email for orders stored before buyers chose.
+        #[serde(default)]
+        delivery: Delivery,
     },
 }
 

@@ -26,6 +26,9 @@ pub struct Config {
     /// The dead-letter queue of a side-effect function's queue: poison messages are
     /// parked there at once, with their reason.
     pub dead_letter_queue: Option<String>,
+    /// The Ed25519 seed ticket codes are signed with (`KASSA_TICKET_SIGNING_KEY`, base64 of
+    /// 32 bytes); only the ticket functions get it.
+    pub ticket_signing_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +67,17 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The signer of ticket codes: a function that issues or publishes codes does not
+    /// start without its key.
+    pub fn ticket_signer(&self) -> Result<kassa_domain::ticket_code::CodeSigner, ConfigError> {
+        let key = self
+            .ticket_signing_key
+            .as_deref()
+            .ok_or(ConfigError::Missing("KASSA_TICKET_SIGNING_KEY"))?;
+        kassa_domain::ticket_code::CodeSigner::from_base64(key)
+            .map_err(|e| ConfigError::Invalid("KASSA_TICKET_SIGNING_KEY", e.to_string()))
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -135,6 +149,7 @@ impl Config {
             tax_rate,
             reservation_window,
             dead_letter_queue: optional("KASSA_DEAD_LETTER_QUEUE_URL"),
+            ticket_signing_key: optional("KASSA_TICKET_SIGNING_KEY"),
         })
     }
 }

@@ -17,6 +17,10 @@ pub struct Problem {
     /// Seconds after which a retry may succeed (sent as `Retry-After`).
     #[serde(skip)]
     pub retry_after: Option<u32>,
+    /// RFC 9457 extension members: facts a client acts on (the time of a first scan).
+    /// Boxed, so the many `Result<_, Problem>` stay small.
+    #[serde(flatten)]
+    pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Problem {
@@ -28,7 +32,16 @@ impl Problem {
             detail: detail.into(),
             code: code.to_owned(),
             retry_after: None,
+            extensions: None,
         }
+    }
+
+    /// Adds an extension member beside the standard ones.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value.into());
+        self
     }
 
     pub fn retry_after(mut self, seconds: u32) -> Self {
