@@ -466,7 +466,7 @@ async fn confirming_makes_one_ticket_order_and_empties_the_cart() {
     assert_eq!(
         order["purpose"],
         json!({
-            "kind": "tickets", "confirmation": 1,
+            "kind": "tickets", "confirmation": 1, "delivery": { "method": "email" },
             "seats": [
                 { "concert_id": id, "level_id": "floor", "seats": 2 },
                 { "concert_id": id, "level_id": "balcony", "seats": 1 },
