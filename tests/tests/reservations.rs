@@ -791,6 +791,32 @@ async fn a_canceled_concert_refunds_what_was_paid_cancels_what_was_held_and_tell
         "canceled"
     );
 
+    // Paula's two tickets are voided and on the door's revocation list.
+    let revoked = eventually("paula's tickets revoked", || async {
+        let list = api
+            .call_as(
+                "GET",
+                format!("/concerts/{concert}/revocations"),
+                Some(("olga", "organizer")),
+                None,
+            )
+            .await;
+        assert_eq!(list.status, 200, "{:?}", list.body);
+        let revoked = list.body["revocations"].as_array().unwrap().clone();
+        (revoked.len() == 2).then_some(revoked)
+    })
+    .await;
+    let mut ids: Vec<String> = revoked
+        .iter()
+        .map(|r| r["ticket_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = (1..=2)
+        .map(|seat| kassa_commerce::tickets::ticket_id(paid, concert, "floor", seat).to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+
     // The organizer's figures: two seats sold and refunded, three reserved and let go.
     let sales = eventually("the sales figures", || async {
         let sales = api

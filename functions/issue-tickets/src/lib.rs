@@ -6,13 +6,18 @@
 //!   `ticket.delivered` once per ticket. A failed send is a retry: SQS redelivers, the
 //!   tickets issued before are found, and the mail goes out again;
 //! - courier: nothing is mailed; the organizer records each shipment (`tickets` function).
+//!
+//! On `order.refunded` of a ticket order refunded whole (its concert canceled, an
+//! operator's refund), every ticket of the order is voided and its code goes on the
+//! concert's revocation list, in commits of a few tickets each. A ticket not issued yet
+//! is waited for (a retry): the refund may overtake the issue.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::tickets::{self, Purchase, TicketBook};
 use kassa_commerce::{Clock, Kernel};
 use kassa_domain::delivery::Method;
-use kassa_domain::order::{Order, Purpose};
-use kassa_domain::reservation::ReservationEvent;
+use kassa_domain::order::{Order, OrderEvent, Purpose};
+use kassa_domain::reservation::{Reservation, ReservationEvent, ReservationStatus};
 use kassa_domain::ticket::Ticket;
 use kassa_domain::ticket_code::CodeSigner;
 use kassa_domain::user::User;
@@ -26,6 +31,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub const NAME: &str = "issue-tickets";
+
+/// Tickets voided per commit: each writes three items, well inside a transaction's 100.
+const VOIDS_PER_COMMIT: usize = 20;
 
 pub struct IssueTickets {
     kernel: Kernel,
@@ -72,6 +80,16 @@ pub fn mail_id(order_id: Uuid) -> String {
 
 impl IssueTickets {
     async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
+        if event.event_type == "order.refunded" {
+            return match event.decode::<OrderEvent>()? {
+                OrderEvent::Refunded {
+                    order_id,
+                    purpose: Purpose::Tickets { .. },
+                    ..
+                } => self.void_refunded(order_id, event).await,
+                _ => Ok(serde_json::json!({ "skipped": "not_a_ticket_order" })),
+            };
+        }
         let ReservationEvent::Confirmed {
             order_id,
             user_id,
@@ -135,6 +153,58 @@ impl IssueTickets {
         let ids: Vec<Uuid> = due.iter().map(|t| t.ticket_id).collect();
         let delivered = tickets::deliver(&self.kernel, &ids, &metadata).await?;
         Ok(serde_json::json!({ "issued": issued.created, "delivered": delivered }))
+    }
+
+    /// Voids every ticket of `order_id` once its whole payment is back.
+    async fn void_refunded(
+        &self,
+        order_id: Uuid,
+        event: &RecordedEvent,
+    ) -> Result<serde_json::Value, EffectError> {
+        let store = self.kernel.store();
+        let order = store
+            .load_aggregate::<Order>(&order_id)
+            .await?
+            .state
+            .ok_or_else(|| EffectError::retry(format!("order {order_id} not found yet")))?;
+        if order.refunded().amount < order.total.amount {
+            return Ok(serde_json::json!({ "voided": 0, "refund": "partial" }));
+        }
+        let Some(reservation) = store
+            .load_aggregate::<Reservation>(&order_id)
+            .await?
+            .state
+            .filter(|r| r.status == ReservationStatus::Confirmed)
+        else {
+            // Its seats were never sold, so it has no tickets.
+            return Ok(serde_json::json!({ "voided": 0 }));
+        };
+        let metadata = Metadata::caused_by(event, format!("system:{NAME}"));
+        let by = kassa_domain::identity::UserId::new(format!("system:{NAME}"));
+        let seats = tickets::seats(order_id, &reservation.holds);
+        let (book, by) = (&self.book, &by);
+        // A void writes three items (event, head, revocation): a few per commit.
+        for chunk in seats.chunks(VOIDS_PER_COMMIT) {
+            self.kernel
+                .run(metadata.clone(), |tx| {
+                    Box::pin(async move {
+                        for seat in chunk {
+                            tickets::void(tx, book, seat.ticket_id, "refunded", by).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .await
+                .map_err(|e| match e {
+                    kassa_commerce::Fail::Refused(kassa_domain::ticket::TicketError::NotFound) => {
+                        EffectError::retry(format!(
+                            "the tickets of order {order_id} are not issued yet"
+                        ))
+                    }
+                    other => other.into(),
+                })?;
+        }
+        Ok(serde_json::json!({ "voided": seats.len() }))
     }
 
     fn mail(&self, order_id: Uuid, to: &str, tickets: &[&Ticket]) -> Mail {
