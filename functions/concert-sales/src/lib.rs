@@ -1,6 +1,7 @@
 //! The organizer's sales figures per concert and level (`kassa_store::sales`), fed by:
 //! - `reservation.created` (seats reserved), `reservation.expired` and
 //!   `reservation.canceled` (released), `reservation.confirmed` (reserved → sold);
+//! - `ticket.validated`: a seat checked in at the door;
 //! - `order.completed` and `order.refunded` of a ticket order: money taken and given back,
 //!   each split over the order's levels in proportion to their lines, to the cent
 //!   (`Money::apportion`), so the levels' figures add up to what Stripe moved.
@@ -13,6 +14,7 @@ use kassa_commerce::Clock;
 use kassa_domain::money::Money;
 use kassa_domain::order::{Order, OrderEvent, Purpose};
 use kassa_domain::reservation::{Hold, ReservationEvent};
+use kassa_domain::ticket::{Ticket, TicketEvent};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
@@ -59,6 +61,9 @@ type ByConcert = BTreeMap<Uuid, Vec<Movement>>;
 impl ConcertSales {
     async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
         let moved = match event.context.as_str() {
+            "ticketing" if event.event_type == "ticket.validated" => {
+                self.check_in(event.decode::<TicketEvent>()?).await?
+            }
             "ticketing" => seats(event.decode::<ReservationEvent>()?),
             "orders" => self.money(event.decode::<OrderEvent>()?).await?,
             _ => ByConcert::new(),
@@ -81,6 +86,27 @@ impl ConcertSales {
             }
         }
         Ok(serde_json::json!({ "concerts": moved.len(), "counted": counted }))
+    }
+
+    /// A ticket admitted at the door, on its level.
+    async fn check_in(&self, event: TicketEvent) -> Result<ByConcert, EffectError> {
+        let TicketEvent::Validated { ticket_id, .. } = event else {
+            return Ok(ByConcert::new());
+        };
+        let ticket = self
+            .store
+            .load_aggregate::<Ticket>(&ticket_id)
+            .await?
+            .state
+            .ok_or_else(|| EffectError::retry(format!("ticket {ticket_id} is not there yet")))?;
+        Ok(ByConcert::from([(
+            ticket.concert_id,
+            vec![Movement {
+                level_id: ticket.level_id,
+                checked_in: 1,
+                ..Movement::default()
+            }],
+        )]))
     }
 
     /// Money taken or given back for a ticket order, split over its levels.
