@@ -321,6 +321,23 @@ async fn reservation(api: &Api, order: Uuid) -> Reservation {
     .await
 }
 
+/// Waits until `order`'s reservation is `status`.
+async fn reservation_reaches(api: &Api, order: Uuid, status: ReservationStatus) {
+    let store = stack_store(api).await;
+    eventually("the reservation's status", || {
+        let store = store.clone();
+        async move {
+            let r = store
+                .load_aggregate::<Reservation>(&order)
+                .await
+                .unwrap()
+                .state?;
+            (r.status == status).then_some(())
+        }
+    })
+    .await;
+}
+
 async fn order_of(api: &Api, order: Uuid) -> Value {
     order_of_buyer(api, "ana", order).await
 }
@@ -453,16 +470,7 @@ async fn a_ticket_order_paid_in_time_confirms_its_reservation_and_is_invoiced() 
     let paid = common::pay_at_localstripe(&intent).await;
     assert_eq!(paid["status"], "succeeded", "{paid}");
 
-    let store = stack_store(&api).await;
-    eventually("the reservation confirmed", || async {
-        let r = store
-            .load_aggregate::<Reservation>(&order)
-            .await
-            .unwrap()
-            .state?;
-        (r.status == ReservationStatus::Confirmed).then_some(())
-    })
-    .await;
+    reservation_reaches(&api, order, ReservationStatus::Confirmed).await;
     // Sold seats stay taken, and the reservation's expiry later gives nothing back.
     assert_eq!(available(&api, concert).await, 7);
     api.stack.clock.advance(Duration::from_secs(16 * 60));
@@ -688,15 +696,7 @@ async fn a_canceled_concert_refunds_what_was_paid_cancels_what_was_held_and_tell
         "succeeded"
     );
     let store = stack_store(&api).await;
-    eventually("paula's seats sold", || async {
-        let r = store
-            .load_aggregate::<Reservation>(&paid)
-            .await
-            .unwrap()
-            .state?;
-        (r.status == ReservationStatus::Confirmed).then_some(())
-    })
-    .await;
+    reservation_reaches(&api, paid, ReservationStatus::Confirmed).await;
     assert_eq!(available(&api, concert).await, 5);
 
     let added = api
