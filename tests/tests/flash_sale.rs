@@ -6,6 +6,16 @@
 //! on the way was a 409 or 422 problem+json (never a 5xx); the concert page says what is
 //! left (capacity − held); and every order whose reservation failed is canceled.
 //!
+//! A buyer whose cart became an order waits to see whether they got their seats before they
+//! try again, as a buyer in a real sale does. Without that wait the sale outruns the
+//! asynchronous reservations: the add-to-cart check reads counters the holds have not
+//! reached yet, nearly every attempt becomes an order (4,346 orders of 5,000 attempts in
+//! a measured run, 244 s for the attempts alone on a 2-core machine), and the test spends
+//! minutes on payment intents and cancellations of orders that never stood a chance,
+//! checking nothing more. With it, at most one order per buyer is in flight, so the sale
+//! still ends with orders refused by the counters (those in flight at the sell-out), and
+//! the attempts after it are refused at the cart with 422 `not_enough_tickets`.
+//!
 //! Its own test binary, so it has DynamoDB Local and the runner to itself: the other test
 //! binaries run before or after it, not beside it.
 
@@ -48,12 +58,14 @@ impl Answer {
     }
 }
 
-/// A buyer's client: their token, and the shared connection pool.
+/// A buyer's client: their token, and the shared connection pool; and the store, where
+/// the test sees their order's reservation (no route shows it).
 struct Buyer {
     user: String,
     token: String,
     http: reqwest::Client,
     base: String,
+    store: EventStore,
 }
 
 impl Buyer {
@@ -116,11 +128,13 @@ impl Buyer {
 /// What one attempt came to.
 #[derive(Debug)]
 enum Attempt {
-    /// The cart was confirmed: this order, for these seats per level.
+    /// The cart was confirmed: this order, for these seats per level, and its
+    /// reservation as reserve-tickets recorded it.
     Ordered {
         buyer: usize,
         order: Uuid,
         seats: BTreeMap<String, u32>,
+        reservation: Box<Reservation>,
     },
     /// Refused at the add or the confirmation, with the answer that refused it.
     Refused(Answer),
@@ -181,11 +195,29 @@ async fn attempt(
                 buyer: index,
                 order,
                 seats: want.iter().map(|(l, q)| ((*l).to_owned(), *q)).collect(),
+                reservation: Box::new(reservation_of(&buyer.store, order).await),
             },
             _ => Attempt::Unexpected(format!("a confirmation without an order: {confirmed:?}")),
         },
         _ if confirmed.is_refusal() => Attempt::Refused(confirmed),
         _ => Attempt::Unexpected(format!("confirming: {confirmed:?}")),
+    }
+}
+
+/// The order's reservation once reserve-tickets has recorded it, held or failed.
+async fn reservation_of(store: &EventStore, order: Uuid) -> Reservation {
+    let asked = Instant::now();
+    loop {
+        // Not often: 64 buyers polling DynamoDB Local would slow the sale they wait on.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(reservation) = store.load_aggregate::<Reservation>(&order).await.unwrap().state
+        {
+            return reservation;
+        }
+        assert!(
+            asked.elapsed() < STALL,
+            "order {order} has no reservation after {STALL:?}"
+        );
     }
 }
 
@@ -262,6 +294,7 @@ where
 async fn a_flash_sale_through_the_api_sells_exactly_the_thousand_seats() {
     let api = Api::start().await;
     let concert = create_concert(&api).await;
+    let store = EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"));
     let buyers: Vec<Arc<Buyer>> = (0..BUYERS)
         .map(|i| {
             let user = format!("fan-{i}");
@@ -270,6 +303,7 @@ async fn a_flash_sale_through_the_api_sells_exactly_the_thousand_seats() {
                 user,
                 http: api.http.clone(),
                 base: api.stack.url.clone(),
+                store: store.clone(),
             })
         })
         .collect();
@@ -326,18 +360,19 @@ async fn a_flash_sale_through_the_api_sells_exactly_the_thousand_seats() {
             *refusals.entry((answer.status, code)).or_default() += 1;
         }
     }
-    let orders: Vec<(usize, Uuid, &BTreeMap<String, u32>)> = attempts
+    let orders: Vec<(usize, Uuid, &BTreeMap<String, u32>, &Reservation)> = attempts
         .iter()
         .filter_map(|a| match a {
             Attempt::Ordered {
                 buyer,
                 order,
                 seats,
-            } => Some((*buyer, *order, seats)),
+                reservation,
+            } => Some((*buyer, *order, seats, reservation.as_ref())),
             _ => None,
         })
         .collect();
-    let seats_asked: u32 = orders.iter().flat_map(|(_, _, s)| s.values()).sum();
+    let seats_asked: u32 = orders.iter().flat_map(|(_, _, s, _)| s.values()).sum();
     println!(
         "flash sale: {ATTEMPTS} attempts by {BUYERS} buyers in {:.1} s: {} orders for {seats_asked} \
          seats, refusals {refusals:?}, {} answers 429 waited out",
@@ -345,30 +380,12 @@ async fn a_flash_sale_through_the_api_sells_exactly_the_thousand_seats() {
         orders.len(),
         throttled.load(Ordering::Relaxed),
     );
-    assert!(
-        seats_asked >= 2 * CAPACITY,
-        "the buyers ordered only {seats_asked} seats: not a sale that can sell out"
-    );
+    // The attempts outlast the seats: the refusals checked above did happen.
+    assert!(!refusals.is_empty(), "no attempt was refused");
 
-    // Every order gets its reservation, held or failed, from reserve-tickets.
-    let store = EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"));
-    let store = &store;
-    let reservations = settle(
-        "the reservations",
-        orders.iter().map(|(_, order, _)| *order).collect(),
-        |order| async move {
-            store
-                .load_aggregate::<Reservation>(&order)
-                .await
-                .unwrap()
-                .state
-        },
-    )
-    .await;
     let mut held = BTreeMap::<String, u32>::new();
     let mut failed = Vec::new();
-    for (buyer, order, seats) in &orders {
-        let reservation = &reservations[order];
+    for (buyer, order, seats, reservation) in &orders {
         match reservation.status {
             ReservationStatus::Held => {
                 // All or nothing: the reservation holds exactly what was ordered.
@@ -435,8 +452,8 @@ async fn a_flash_sale_through_the_api_sells_exactly_the_thousand_seats() {
             "{body}"
         );
     }
-    for (buyer, order, _) in &orders {
-        if reservations[order].status == ReservationStatus::Held {
+    for (buyer, order, _, reservation) in &orders {
+        if reservation.status == ReservationStatus::Held {
             let answer = api
                 .get(format!("/orders/{order}"), &buyers[*buyer].user)
                 .await;
