@@ -568,9 +568,7 @@ impl Sale {
     /// client, alternating, each timed alone.
     pub async fn profile(&self, calls: usize) -> Result<Profile> {
         let warm = 20;
-        let concert = self
-            .concert(&[(LEVEL, (calls + warm) as u32 + 1)])
-            .await?;
+        let concert = self.concert(&[(LEVEL, (calls + warm) as u32 + 1)]).await?;
         let orders = self.orders(concert, LEVEL, calls + warm).await?;
         let handler = ReserveTickets::from_config(&self.config, &self.aws, Arc::new(SystemClock))
             .map_err(|e| anyhow::anyhow!("building reserve-tickets: {e:?}"))?;
@@ -603,11 +601,20 @@ impl Sale {
 /// Per-request durations of the reservation path are not exposed by the handler; the
 /// profile above times whole reservations, and `REQUESTS` says what each one sends.
 pub const REQUESTS: &[(&str, &str)] = &[
-    ("PutItem", "inbox: idempotency record INPROGRESS (state table)"),
+    (
+        "PutItem",
+        "inbox: idempotency record INPROGRESS (state table)",
+    ),
     ("GetItem", "the order, to see it is still open"),
     ("GetItem", "the reservation, to see it is not recorded yet"),
     ("UpdateItem", "the hold: the ONE write on the hot counter"),
-    ("GetItem", "the reservation again, inside the kernel's attempt"),
-    ("TransactWriteItems", "reservation.created + its head + the expiry agenda entry"),
+    (
+        "GetItem",
+        "the reservation again, inside the kernel's attempt",
+    ),
+    (
+        "TransactWriteItems",
+        "reservation.created + its head + the expiry agenda entry",
+    ),
     ("UpdateItem", "inbox: idempotency record COMPLETED"),
 ];

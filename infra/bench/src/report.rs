@@ -414,7 +414,10 @@ pub fn flash_sale(
          capacity or a counter below zero."
     );
     for (who, runs) in [("sandboxes", sandboxes), ("bare", bare)] {
-        if let Some(why) = runs.iter().find_map(|r| r.throughput.first_other.as_deref()) {
+        if let Some(why) = runs
+            .iter()
+            .find_map(|r| r.throughput.first_other.as_deref())
+        {
             println!("  first other outcome ({who}): {why}");
         }
     }
