@@ -17,7 +17,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-const ORGANIZER: (&str, &str) = ("olga", "organizer");
+use common::ORGANIZER;
 
 fn in_days(days: i64) -> String {
     (OffsetDateTime::now_utc() + time::Duration::days(days))
@@ -40,23 +40,6 @@ fn concert(artist: &str, floor: u32, balcony: u32) -> Value {
               "price": { "amount": "49.50", "currency": "EUR" } },
         ],
     })
-}
-
-async fn on_sale(api: &Api, body: &Value) -> Uuid {
-    let created = api
-        .call_as(
-            "POST",
-            "/concerts",
-            Some(ORGANIZER),
-            Some(&body.to_string()),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{:?}", created.body);
-    created.body["concert_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 async fn cancel_concert(api: &Api, id: Uuid) {
@@ -177,7 +160,7 @@ async fn event_types(store: &EventStore, stream: StreamId) -> Vec<String> {
 #[tokio::test]
 async fn a_buyer_fills_changes_and_empties_their_cart() {
     let api = Api::start().await;
-    let id = on_sale(&api, &concert("Beyoncé", 500, 200)).await;
+    let id = common::put_on_sale(&api, &concert("Beyoncé", 500, 200)).await;
 
     let none = cart(&api, "ann").await;
     assert_eq!(
@@ -278,7 +261,7 @@ async fn a_buyer_fills_changes_and_empties_their_cart() {
 #[tokio::test]
 async fn quantities_and_items_stay_within_the_limits_and_the_seats_free() {
     let api = Api::start().await;
-    let id = on_sale(&api, &concert("Dua Lipa", 3, 200)).await;
+    let id = common::put_on_sale(&api, &concert("Dua Lipa", 3, 200)).await;
 
     for quantity in [0, 11] {
         refused(
@@ -346,7 +329,7 @@ async fn quantities_and_items_stay_within_the_limits_and_the_seats_free() {
     for level in 0..2 {
         dollars["levels"][level]["price"]["currency"] = json!("USD");
     }
-    let in_dollars = on_sale(&api, &dollars).await;
+    let in_dollars = common::put_on_sale(&api, &dollars).await;
     refused(
         &add(&api, "ann", in_dollars, "floor", 1).await,
         422,
@@ -376,7 +359,7 @@ async fn quantities_and_items_stay_within_the_limits_and_the_seats_free() {
         .collect();
     let mut blocks = concert("Rammstein", 1, 1);
     blocks["levels"] = json!(levels);
-    let many = on_sale(&api, &blocks).await;
+    let many = common::put_on_sale(&api, &blocks).await;
     for n in 1..=18 {
         let added = add(&api, "ann", many, &format!("block-{n}"), 1).await;
         assert_eq!(added.status, 201, "block {n}: {:?}", added.body);
@@ -395,7 +378,7 @@ async fn quantities_and_items_stay_within_the_limits_and_the_seats_free() {
 #[tokio::test]
 async fn each_user_reaches_only_their_own_cart() {
     let api = Api::start().await;
-    let id = on_sale(&api, &concert("Coldplay", 100, 100)).await;
+    let id = common::put_on_sale(&api, &concert("Coldplay", 100, 100)).await;
     assert_eq!(add(&api, "ann", id, "floor", 2).await.status, 201);
     let anns = cart(&api, "ann").await;
 
@@ -452,7 +435,7 @@ async fn each_user_reaches_only_their_own_cart() {
 #[tokio::test]
 async fn confirming_makes_one_ticket_order_and_empties_the_cart() {
     let api = Api::start_with(&[("TaxRate", "0.2")]).await;
-    let id = on_sale(&api, &concert("Beyoncé", 500, 200)).await;
+    let id = common::put_on_sale(&api, &concert("Beyoncé", 500, 200)).await;
     assert_eq!(add(&api, "ann", id, "floor", 2).await.status, 201);
     assert_eq!(add(&api, "ann", id, "balcony", 1).await.status, 201);
 
@@ -585,8 +568,8 @@ async fn confirming_makes_one_ticket_order_and_empties_the_cart() {
 #[tokio::test]
 async fn a_concert_no_longer_on_sale_stops_its_items_and_the_confirmation_writes_nothing() {
     let api = Api::start().await;
-    let beyonce = on_sale(&api, &concert("Beyoncé", 100, 100)).await;
-    let coldplay = on_sale(&api, &concert("Coldplay", 100, 100)).await;
+    let beyonce = common::put_on_sale(&api, &concert("Beyoncé", 100, 100)).await;
+    let coldplay = common::put_on_sale(&api, &concert("Coldplay", 100, 100)).await;
     assert_eq!(add(&api, "ann", beyonce, "floor", 2).await.status, 201);
     assert_eq!(add(&api, "ann", coldplay, "balcony", 1).await.status, 201);
     cancel_concert(&api, beyonce).await;
@@ -655,7 +638,7 @@ async fn a_concert_no_longer_on_sale_stops_its_items_and_the_confirmation_writes
 #[tokio::test]
 async fn bad_input_on_every_route_is_a_problem_never_a_500() {
     let api = Api::start().await;
-    let id = on_sale(&api, &concert("Adele", 100, 100)).await;
+    let id = common::put_on_sale(&api, &concert("Adele", 100, 100)).await;
     assert_eq!(add(&api, "ann", id, "floor", 1).await.status, 201);
 
     let item = |body: &str| -> (String, String, Option<String>) {

@@ -13,37 +13,7 @@ use kassa_store::{EventStore, StreamId};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-const ORGANIZER: (&str, &str) = ("olga", "organizer");
-
-async fn create_concert(api: &Api, artist: &str, floor: u32) -> Uuid {
-    let starts = (time::OffsetDateTime::now_utc() + time::Duration::days(30))
-        .replace_nanosecond(0)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    let created = api
-        .call_as(
-            "POST",
-            "/concerts",
-            Some(ORGANIZER),
-            Some(
-                &json!({
-                    "artist": artist, "venue": "Stadion Narodowy", "starts_at": starts,
-                    "currency": "EUR",
-                    "levels": [{ "level_id": "floor", "name": "Floor", "capacity": floor,
-                                 "price": { "amount": "80.00", "currency": "EUR" } }],
-                })
-                .to_string(),
-            ),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{:?}", created.body);
-    created.body["concert_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
+use common::ORGANIZER;
 
 async fn register(api: &Api, user: &str) {
     let registered = api
@@ -145,7 +115,8 @@ async fn start() -> Api {
 #[tokio::test]
 async fn a_paid_order_gets_its_codes_by_mail_and_each_checks_in_once() {
     let api = start().await;
-    let concert = create_concert(&api, "Beyoncé", 10).await;
+    let concert =
+        common::put_on_sale(&api, &common::concert_body("Beyoncé", &[("floor", 10)])).await;
     register(&api, "ana").await;
     let order = buy(&api, "ana", concert, 3, "").await;
 
@@ -219,7 +190,8 @@ async fn a_paid_order_gets_its_codes_by_mail_and_each_checks_in_once() {
 #[tokio::test]
 async fn twenty_concurrent_scans_of_one_ticket_admit_it_once() {
     let api = start().await;
-    let concert = create_concert(&api, "Beyoncé", 10).await;
+    let concert =
+        common::put_on_sale(&api, &common::concert_body("Beyoncé", &[("floor", 10)])).await;
     register(&api, "ana").await;
     buy(&api, "ana", concert, 1, "").await;
     let code = tickets_of(&api, "ana").await[0]["code"]
@@ -287,8 +259,9 @@ async fn join_all<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F:
 #[tokio::test]
 async fn forged_foreign_and_voided_codes_are_refused_and_voided_ones_revoked() {
     let api = start().await;
-    let concert = create_concert(&api, "Beyoncé", 10).await;
-    let other = create_concert(&api, "Rosalía", 10).await;
+    let concert =
+        common::put_on_sale(&api, &common::concert_body("Beyoncé", &[("floor", 10)])).await;
+    let other = common::put_on_sale(&api, &common::concert_body("Rosalía", &[("floor", 10)])).await;
     register(&api, "ana").await;
     buy(&api, "ana", concert, 2, "").await;
     let tickets = tickets_of(&api, "ana").await;
@@ -363,7 +336,8 @@ async fn forged_foreign_and_voided_codes_are_refused_and_voided_ones_revoked() {
 #[tokio::test]
 async fn only_the_organizer_and_door_staff_check_in_and_a_ticket_is_its_owners() {
     let api = start().await;
-    let concert = create_concert(&api, "Beyoncé", 10).await;
+    let concert =
+        common::put_on_sale(&api, &common::concert_body("Beyoncé", &[("floor", 10)])).await;
     register(&api, "ana").await;
     buy(&api, "ana", concert, 2, "").await;
     let tickets = tickets_of(&api, "ana").await;
@@ -440,7 +414,8 @@ async fn only_the_organizer_and_door_staff_check_in_and_a_ticket_is_its_owners()
 #[tokio::test]
 async fn bad_input_is_a_problem_and_writes_nothing() {
     let api = start().await;
-    let concert = create_concert(&api, "Beyoncé", 10).await;
+    let concert =
+        common::put_on_sale(&api, &common::concert_body("Beyoncé", &[("floor", 10)])).await;
     register(&api, "ana").await;
     buy(&api, "ana", concert, 1, "").await;
     let id = tickets_of(&api, "ana").await[0]["ticket_id"]
@@ -567,7 +542,8 @@ async fn bad_input_is_a_problem_and_writes_nothing() {
 #[tokio::test]
 async fn courier_tickets_are_not_mailed_and_are_shipped_once() {
     let api = start().await;
-    let concert = create_concert(&api, "Beyoncé", 10).await;
+    let concert =
+        common::put_on_sale(&api, &common::concert_body("Beyoncé", &[("floor", 10)])).await;
     register(&api, "ana").await;
     let address = json!({
         "delivery": "courier",

@@ -3,6 +3,7 @@
 
 use crate::refusals::order_not_found;
 use crate::Orders;
+use kassa_commerce::invoicing;
 use kassa_domain::identity::{Actor, Role};
 use kassa_domain::money::Money;
 use kassa_domain::order::{Order, OrderLine, Purpose};
@@ -33,6 +34,11 @@ pub struct OrderView {
     /// For the buyer's browser to confirm the payment; only the buyer sees it.
     pub client_secret: Option<String>,
     pub payment_id: Option<String>,
+    /// The id the order's invoice has once it is paid (`GET /invoices/{id}`). Derived,
+    /// not looked up: the invoice is issued by a side effect of `order.completed` and
+    /// answers 404 until then, and always for a ticket order refunded because its seats
+    /// were gone before the payment arrived, which is never invoiced.
+    pub invoice_id: Option<Uuid>,
     pub cancel_reason: Option<String>,
     pub version: u64,
 }
@@ -60,6 +66,10 @@ pub(crate) fn view(order: &Order, version: u64, client_secret: Option<String>) -
         payment_intent_id: order.payment_intent_id.clone(),
         client_secret,
         payment_id: order.payment_id.clone(),
+        invoice_id: order
+            .payment_id
+            .as_ref()
+            .map(|_| invoicing::invoice_id(&format!("order:{}", order.order_id))),
         cancel_reason: order.cancel_reason.clone(),
         version,
     }

@@ -18,7 +18,9 @@ struct Call {
     path: String,
     params: HashMap<String, String>,
     body: String,
-    user: String,
+    /// The caller's `sub` and `role` claims; none for a public route called without a
+    /// token (the gateway then hands the function no authorizer context).
+    caller: Option<(String, &'static str)>,
 }
 
 impl Call {
@@ -28,7 +30,7 @@ impl Call {
             path: format!("/workspaces/{workspace}/credits/consume"),
             params: HashMap::from([("workspaceId".to_owned(), workspace.to_string())]),
             body: CONSUME_BODY.to_owned(),
-            user: user.to_owned(),
+            caller: Some((user.to_owned(), "user")),
         }
     }
 
@@ -36,14 +38,25 @@ impl Call {
     /// route and verifying the caller's token.
     fn parts(&self) -> Result<(Method, Uri, HeaderMap, HashMap<String, String>)> {
         let uri: Uri = self.path.parse().context("bench call path")?;
+        let method: Method = self
+            .route_key
+            .split_once(' ')
+            .map_or("POST", |(method, _)| method)
+            .parse()
+            .context("bench call method")?;
         let mut headers = HeaderMap::new();
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        if !self.body.is_empty() {
+            headers.insert("content-type", HeaderValue::from_static("application/json"));
+        }
         // The authorizer passes every claim as a string; `role` is what kassa reads.
-        let claims = HashMap::from([
-            ("sub".to_owned(), self.user.clone()),
-            ("role".to_owned(), "user".to_owned()),
-        ]);
-        Ok((Method::POST, uri, headers, claims))
+        let claims = match &self.caller {
+            Some((user, role)) => HashMap::from([
+                ("sub".to_owned(), user.clone()),
+                ("role".to_owned(), (*role).to_owned()),
+            ]),
+            None => HashMap::new(),
+        };
+        Ok((method, uri, headers, claims))
     }
 
     fn request(self) -> Result<lambda_http::Request> {
@@ -85,7 +98,31 @@ pub fn create_workspace(owner: &str) -> Result<lambda_http::Request> {
             "billing_email": "ops@bench.test",
         })
         .to_string(),
-        user: owner.to_owned(),
+        caller: Some((owner.to_owned(), "user")),
+    }
+    .request()
+}
+
+/// `POST /concerts` by the organizer `organizer`, with `body` as the concert.
+pub fn create_concert(organizer: &str, body: &serde_json::Value) -> Result<lambda_http::Request> {
+    Call {
+        route_key: "POST /concerts",
+        path: "/concerts".to_owned(),
+        params: HashMap::new(),
+        body: body.to_string(),
+        caller: Some((organizer.to_owned(), "organizer")),
+    }
+    .request()
+}
+
+/// `GET /concerts/{concert}` without a token, as the public concert page calls it.
+pub fn concert_page(concert: Uuid) -> Result<lambda_http::Request> {
+    Call {
+        route_key: "GET /concerts/{concertId}",
+        path: format!("/concerts/{concert}"),
+        params: HashMap::from([("concertId".to_owned(), concert.to_string())]),
+        body: String::new(),
+        caller: None,
     }
     .request()
 }

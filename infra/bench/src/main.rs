@@ -4,13 +4,17 @@
 //! baseline (the same conditional `UpdateItem`, raw) run in the same process at the same
 //! time, so that what is compared is what kassa adds rather than what the machine happens
 //! to do; how long a debit's event takes from commit to the bus; invoice numbering under a
-//! burst against the same invoices spread out; and the release binary's cold start. Run
+//! burst against the same invoices spread out; the release binary's cold start; the flash
+//! sale's reservations on one hot level against bare decrements of its counter; and the
+//! concert page against bare reads of its items. Run
 //! through `cargo xtask bench`, which builds it, starts the emulators and hands it their
 //! environment.
 
 mod api;
 mod baseline;
 mod cold_start;
+mod concert_page;
+mod flash_sale;
 mod hot_wallet;
 mod invoice_burst;
 mod latency;
@@ -88,6 +92,25 @@ async fn run(options: &Options) -> Result<()> {
     let starts =
         cold_start::measure(&options.consume_binary, &workspace, options.cold_starts).await?;
     report::cold_start(&starts, options.cold_starts);
+
+    let sale = flash_sale::Sale::new(&aws, &workspace.events_table, &workspace.state_table)?;
+    let seats = options.sale_seats as u32;
+    let (mut sandboxes, mut bare) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        sandboxes.push(sale.reserve(options.consumers, seats).await?);
+        bare.push(sale.decrement(options.consumers, seats).await?);
+    }
+    let profile = sale.profile(options.profile_calls).await?;
+    report::flash_sale(options.consumers, seats, &sandboxes, &bare, &profile);
+
+    let page = concert_page::measure(&aws, &sale, options.page_calls, options.blocks).await?;
+    report::concert_page(&page);
     println!();
+
+    // Printed first, so the figures are there to read; then the run fails loudly.
+    let oversold: i64 = sandboxes.iter().chain(&bare).map(|r| r.oversold()).sum();
+    if oversold != 0 {
+        anyhow::bail!("OVERSOLD: {oversold} seats held beyond capacity in the flash sale");
+    }
     Ok(())
 }

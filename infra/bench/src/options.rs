@@ -19,12 +19,19 @@ pub struct Options {
     /// Consumes timed from their answer to their event on the bus.
     pub relay_consumes: usize,
     pub cold_starts: usize,
+    /// Seats of the flash sale's one hot level (the orders are a tenth more).
+    pub sale_seats: usize,
+    /// Reservations and bare decrements timed one at a time for the profile.
+    pub profile_calls: usize,
+    /// Concert page reads timed, handler and bare each.
+    pub page_calls: usize,
 }
 
 pub const USAGE: &str = "\
 usage: kassa-bench --template PATH --consume-binary PATH [--latency-calls N]
                    [--warmup-calls N] [--blocks N] [--hot-consumes N]
                    [--consumers N] [--relay-consumes N] [--cold-starts N]
+                   [--sale-seats N] [--profile-calls N] [--page-calls N]
 Run it through `cargo xtask bench`, which starts the emulators and sets their environment.";
 
 impl Options {
@@ -41,6 +48,9 @@ impl Options {
             consumers: 64,
             relay_consumes: 200,
             cold_starts: 15,
+            sale_seats: 1_000,
+            profile_calls: 200,
+            page_calls: 400,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -70,13 +80,19 @@ impl Options {
                 "consumers" => options.consumers = count()?,
                 "relay-consumes" => options.relay_consumes = count()?,
                 "cold-starts" => options.cold_starts = count()?,
+                "sale-seats" => options.sale_seats = count()?,
+                "profile-calls" => options.profile_calls = count()?,
+                "page-calls" => options.page_calls = count()?,
                 _ => bail!("unknown flag --{name}\n{USAGE}"),
             }
         }
         options.template = template.context("--template is required")?;
         options.consume_binary = consume_binary.context("--consume-binary is required")?;
-        if options.latency_calls < options.blocks {
-            bail!("--latency-calls must be at least --blocks");
+        if options.latency_calls < options.blocks || options.page_calls < options.blocks {
+            bail!("--latency-calls and --page-calls must be at least --blocks");
+        }
+        if u32::try_from(options.sale_seats).is_err() {
+            bail!("--sale-seats is too large");
         }
         Ok(options)
     }

@@ -324,3 +324,188 @@ fn figure(duration: Option<Duration>) -> String {
 fn share(part: Duration, whole: Duration) -> f64 {
     part.as_secs_f64() / whole.as_secs_f64().max(f64::EPSILON)
 }
+
+const FLASH_SALE_RATIO: Goal = Goal::AtLeast(0.8);
+
+/// Runs alternate: [sandboxes, bare, sandboxes, bare].
+pub fn flash_sale(
+    sandboxes_n: usize,
+    seats: u32,
+    sandboxes: &[crate::flash_sale::Run],
+    bare: &[crate::flash_sale::Run],
+    profile: &crate::flash_sale::Profile,
+) {
+    let orders = seats as usize + seats as usize / 10;
+    println!();
+    println!(
+        "6. Flash sale on ONE level of {seats} seats: {sandboxes_n} reserve-tickets sandboxes \
+         (SqsFunction::handle,\n   one order.created message per invocation) reserving \
+         {orders} one-seat orders, vs {sandboxes_n} bare clients\n   doing {orders} of the hold's \
+         conditional UpdateItem (`ADD counter -1 ... SET carried` if `counter >= 1\n   AND not \
+         closed`) on ONE copy of the level's counter head. Both sell out; seats held are \
+         counted\n   afterwards from what was recorded. Two runs each, alternating; the ratio \
+         compares the best of each."
+    );
+    let mut table = Table::new(&[
+        ("", Align::Left),
+        ("run", Align::Right),
+        ("held/s", Align::Right),
+        ("held", Align::Right),
+        ("refused", Align::Right),
+        ("failed", Align::Right),
+        ("free after", Align::Right),
+        ("oversold", Align::Right),
+        ("elapsed", Align::Right),
+        ("goal", Align::Left),
+        ("verdict", Align::Left),
+    ]);
+    let row = |table: &mut Table, who: &str, run: usize, r: &crate::flash_sale::Run| {
+        table.row([
+            who.to_owned(),
+            run.to_string(),
+            format!("{:.0}", r.throughput.per_second()),
+            r.held.to_string(),
+            r.throughput.conflicts.to_string(),
+            r.throughput.others.to_string(),
+            r.free.to_string(),
+            r.oversold().to_string(),
+            format!("{:.2} s", r.throughput.elapsed.as_secs_f64()),
+            "= 0".into(),
+            verdict(r.oversold() == 0 && r.held + r.free == r.capacity),
+        ]);
+    };
+    for (run, (s, b)) in sandboxes.iter().zip(bare).enumerate() {
+        row(&mut table, &format!("{sandboxes_n} sandboxes"), run + 1, s);
+        row(
+            &mut table,
+            &format!("{sandboxes_n} bare UpdateItem"),
+            run + 1,
+            b,
+        );
+    }
+    let best = |runs: &[crate::flash_sale::Run]| {
+        runs.iter()
+            .map(|r| r.throughput.per_second())
+            .fold(0.0, f64::max)
+    };
+    let bare_best = best(bare);
+    let share_of_bare = if bare_best > 0.0 {
+        best(sandboxes) / bare_best
+    } else {
+        0.0
+    };
+    table.row([
+        "ratio sandboxes / bare (best of two each)".into(),
+        String::new(),
+        ratio(share_of_bare),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        FLASH_SALE_RATIO.describe(""),
+        verdict(FLASH_SALE_RATIO.met(share_of_bare)),
+    ]);
+    table.print();
+    println!(
+        "  held = reservations recorded held (one seat each); refused = reservation.failed; \
+         failed = messages\n  handed back for redelivery; oversold = seats held beyond \
+         capacity or a counter below zero."
+    );
+    for (who, runs) in [("sandboxes", sandboxes), ("bare", bare)] {
+        if let Some(why) = runs
+            .iter()
+            .find_map(|r| r.throughput.first_other.as_deref())
+        {
+            println!("  first other outcome ({who}): {why}");
+        }
+    }
+
+    println!();
+    println!(
+        "   Where a reservation's time goes: one warm sandbox, {} orders one after another, \
+         each beside\n   one bare decrement, on a level with seats to spare.",
+        profile.reservation.len()
+    );
+    let mut table = Table::new(&[
+        ("", Align::Left),
+        ("calls", Align::Right),
+        ("p50", Align::Right),
+        ("p99", Align::Right),
+    ]);
+    for (who, sample) in [
+        ("a reservation (SqsFunction::handle)", &profile.reservation),
+        ("the bare hold (one UpdateItem)", &profile.bare),
+    ] {
+        table.row([
+            who.to_owned(),
+            sample.len().to_string(),
+            figure(sample.median()),
+            figure(sample.percentile(99.0)),
+        ]);
+    }
+    if let (Some(r), Some(b)) = (profile.reservation.median(), profile.bare.median()) {
+        table.row([
+            "ratio reservation / bare hold".into(),
+            String::new(),
+            ratio(share(r, b)),
+        ]);
+    }
+    table.print();
+    println!("  the DynamoDB requests one reservation sends, in order:");
+    for (request, what) in crate::flash_sale::REQUESTS {
+        println!("    {request:<18} {what}");
+    }
+}
+
+pub fn concert_page(p: &crate::concert_page::ConcertPage) {
+    println!();
+    println!(
+        "7. Concert page: GET /concerts/{{id}} (two levels with live availability) through \
+         one warm concerts\n   handler, vs the bare reads of the same items: a consistent \
+         GetItem of the concert's head, then a\n   consistent BatchGetItem of its two level \
+         counters. {} timed calls each, in {} alternating blocks,\n   after {} warm-up calls \
+         each.",
+        p.handler.len(),
+        p.blocks,
+        p.warmup
+    );
+    let mut table = Table::new(&[
+        ("", Align::Left),
+        ("calls", Align::Right),
+        ("p50", Align::Right),
+        ("p99", Align::Right),
+        ("goal", Align::Left),
+    ]);
+    let (Some(h50), Some(h99), Some(b50), Some(b99)) = (
+        p.handler.median(),
+        p.handler.percentile(99.0),
+        p.bare.median(),
+        p.bare.percentile(99.0),
+    ) else {
+        println!("  no timings were recorded");
+        return;
+    };
+    table.row([
+        "Concerts::handle GET /concerts/{id}".into(),
+        p.handler.len().to_string(),
+        millis(h50),
+        millis(h99),
+    ]);
+    table.row([
+        "bare GetItem + BatchGetItem".into(),
+        p.bare.len().to_string(),
+        millis(b50),
+        millis(b99),
+    ]);
+    let (r50, r99) = (share(h50, b50), share(h99, b99));
+    table.row([
+        "ratio handler / bare".into(),
+        String::new(),
+        ratio(r50),
+        ratio(r99),
+        "none set".into(),
+    ]);
+    table.print();
+}

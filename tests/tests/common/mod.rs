@@ -278,6 +278,48 @@ pub async fn monthly_plans(amounts: [&str; 2]) -> [String; 2] {
     plans.try_into().unwrap()
 }
 
+/// The organizer who puts the tests' concerts on sale.
+pub const ORGANIZER: (&str, &str) = ("olga", "organizer");
+
+/// A concert in 30 days in EUR, with `levels` (id, capacity) at 80.00 each.
+pub fn concert_body(artist: &str, levels: &[(&str, u32)]) -> Value {
+    let starts = (time::OffsetDateTime::now_utc() + time::Duration::days(30))
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let levels: Vec<Value> = levels
+        .iter()
+        .map(|(level, capacity)| {
+            serde_json::json!({ "level_id": level, "name": level.to_uppercase(),
+                                "capacity": capacity,
+                                "price": { "amount": "80.00", "currency": "EUR" } })
+        })
+        .collect();
+    serde_json::json!({
+        "artist": artist, "venue": "Stadion Narodowy", "starts_at": starts,
+        "currency": "EUR", "levels": levels,
+    })
+}
+
+/// Creates the concert `body` describes as [`ORGANIZER`]; its id.
+pub async fn put_on_sale(api: &Api, body: &Value) -> uuid::Uuid {
+    let created = api
+        .call_as(
+            "POST",
+            "/concerts",
+            Some(ORGANIZER),
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    created.body["concert_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// localstripe charges the first period on creation and refuses a subscription whose
 /// customer has no default payment method.
 pub async fn customer_with_card(stripe: &kassa_payments::stripe::StripeGateway) -> String {
