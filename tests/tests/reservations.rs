@@ -211,6 +211,124 @@ async fn an_order_delivered_twice_at_once_holds_its_seats_once() {
     }
 }
 
+/// A reserve-tickets invocation that stops between a hold and its commit leaves seats
+/// held by nobody. reclaim-holds, handed each `seats.held` after the queue's delay, gives
+/// such an orphan back once, and leaves alone the holds a reservation owns and those a
+/// failed reservation already gave back; a message younger than the settle window comes
+/// back for later.
+#[tokio::test]
+async fn an_orphaned_hold_is_given_back_once_and_owned_holds_are_left_alone() {
+    let iso = common::Isolated::new().await;
+    let client = common::dynamodb().await;
+    let kernel = Kernel::new(
+        iso.store.clone(),
+        Arc::new(kassa_commerce::clock::SystemClock),
+    );
+    let concert = concert(&kernel, &[("floor", 10), ("vip", 1)]).await;
+    let reservations = Reservations::new(
+        kernel.clone(),
+        Agenda::new(
+            client.clone(),
+            iso.state_table.clone(),
+            reservations::EXPIRY_AGENDA,
+        ),
+        kassa_commerce::rosters::concert_orders(client, &iso.state_table),
+    );
+    let request = |floor: u32, vip: u32| Request {
+        order_id: Uuid::now_v7(),
+        user_id: UserId::new("ana"),
+        seats: [("floor", floor), ("vip", vip)]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(level, seats)| Seats {
+                concert_id: concert,
+                level_id: level.into(),
+                seats,
+            })
+            .collect(),
+        expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(15),
+    };
+    let metadata = Metadata::origin(Uuid::now_v7(), "ana");
+
+    // Owned: a reservation holding one floor seat and the only VIP seat.
+    let owned = reservations
+        .reserve(&request(1, 1), &metadata)
+        .await
+        .unwrap();
+    assert!(matches!(owned, Reserved::Held(_)), "{owned:?}");
+    // Failed: its floor hold was taken, then VIP was out; the failure gave it back.
+    let failed = reservations
+        .reserve(&request(1, 1), &metadata)
+        .await
+        .unwrap();
+    assert!(matches!(failed, Reserved::Refused { .. }), "{failed:?}");
+    // Orphaned: two floor seats taken for an order whose invocation never committed.
+    let orphan = kassa_domain::reservation::Hold {
+        concert_id: concert,
+        level_id: "floor".into(),
+        seats: 2,
+        hold_id: Uuid::now_v7(),
+    };
+    let taken = seats::hold(
+        &iso.store,
+        Uuid::now_v7(),
+        &orphan,
+        &metadata,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(taken, seats::Held::Taken { .. }), "{taken:?}");
+    assert_eq!(free(&iso.store, concert, "floor").await, 7);
+
+    let mut held = Vec::new();
+    for level in ["floor", "vip"] {
+        held.extend(
+            iso.events(&seats::level_stream(concert, level))
+                .await
+                .into_iter()
+                .filter(|e| e.event_type == "seats.held"),
+        );
+    }
+    assert_eq!(held.len(), 4, "{held:?}");
+    let reclaim = iso.function("ReclaimHoldsFunction").await;
+
+    // Straight from the hold, before reserve-tickets' invocation could be judged over.
+    let young: Vec<&_> = held.iter().collect();
+    assert_eq!(iso.deliver(&reclaim, &young).await.len(), 4);
+    assert_eq!(free(&iso.store, concert, "floor").await, 7);
+
+    // As the queue delivers them, two minutes on; then all again, as if each handling
+    // were lost after its commit.
+    let aged: Vec<_> = held
+        .iter()
+        .cloned()
+        .map(|mut e| {
+            e.time -= time::Duration::minutes(2);
+            e
+        })
+        .collect();
+    let aged: Vec<&_> = aged.iter().collect();
+    assert!(iso.deliver(&reclaim, &aged).await.is_empty());
+    assert_eq!(free(&iso.store, concert, "floor").await, 9);
+    assert_eq!(free(&iso.store, concert, "vip").await, 0);
+    for event in &aged {
+        iso.forget("reclaim-holds", event).await;
+    }
+    assert!(iso.deliver(&reclaim, &aged).await.is_empty());
+    assert_eq!(free(&iso.store, concert, "floor").await, 9);
+    assert_eq!(free(&iso.store, concert, "vip").await, 0);
+
+    let reclaimed: Vec<_> = iso
+        .events(&seats::level_stream(concert, "floor"))
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "seats.released" && e.payload["reason"] == "orphaned")
+        .collect();
+    assert_eq!(reclaimed.len(), 1, "{reclaimed:?}");
+    assert_eq!(reclaimed[0].payload["hold_id"], orphan.hold_id.to_string());
+}
+
 // ---------------------------------------------------------------------------------------
 // The saga through the stack: reserve-tickets on order.created, expiry on schedule,
 // ticket-orders' compensations.

@@ -140,6 +140,7 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "ConcertSalesFunction" => sqs::<kassa_concert_sales::ConcertSales>(config, aws, clock)?,
         "TicketsFunction" => http::<kassa_tickets::Tickets>(config, aws, clock)?,
         "IssueTicketsFunction" => sqs::<kassa_issue_tickets::IssueTickets>(config, aws, clock)?,
+        "ReclaimHoldsFunction" => sqs::<kassa_reclaim_holds::ReclaimHolds>(config, aws, clock)?,
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

@@ -220,6 +220,9 @@ async fn create_queues_and_rules(
         if let Some(v) = queue.visibility_timeout {
             create = create.attributes(QueueAttributeName::VisibilityTimeout, v.to_string());
         }
+        if let Some(v) = queue.delay_seconds {
+            create = create.attributes(QueueAttributeName::DelaySeconds, v.to_string());
+        }
         if let Some((dlq, max)) = &queue.redrive {
             let dlq_arn = names
                 .arns

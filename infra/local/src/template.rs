@@ -76,6 +76,8 @@ pub struct Table {
 pub struct Queue {
     pub id: String,
     pub visibility_timeout: Option<i64>,
+    /// DelaySeconds: how long each new message stays invisible.
+    pub delay_seconds: Option<i64>,
     /// Dead-letter queue id and maxReceiveCount.
     pub redrive: Option<(String, i64)>,
 }
@@ -308,6 +310,9 @@ impl Template {
                 id: id.clone(),
                 visibility_timeout: props
                     .and_then(|p| p.get("VisibilityTimeout"))
+                    .and_then(Value::as_i64),
+                delay_seconds: props
+                    .and_then(|p| p.get("DelaySeconds"))
                     .and_then(Value::as_i64),
                 redrive,
             });

@@ -49,6 +49,17 @@ pub enum Reserved {
     Recorded(Reservation),
 }
 
+/// What a check of one hold found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reclaimed {
+    /// Its reservation lists it: the reservation's expiry, cancellation or sale decides.
+    Owned,
+    /// Given back before, under its marker.
+    AlreadyBack,
+    /// An orphan: given back now.
+    GivenBack,
+}
+
 pub struct Reservations {
     kernel: Kernel,
     agenda: Agenda,
@@ -152,7 +163,9 @@ impl Reservations {
                         }
                         _ => {
                             for hold in taken_ref {
-                                seats::release(tx.commit(), id, hold, "level_ran_out", false)?;
+                                // Under its marker, so a later check for orphaned holds
+                                // finds it given back.
+                                seats::release(tx.commit(), id, hold, "level_ran_out", true)?;
                             }
                         }
                     }
@@ -231,6 +244,46 @@ impl Reservations {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Gives `hold` back unless a recorded reservation owns it. For a hold taken by a
+    /// reserve-tickets invocation that can no longer commit (asked long enough after the
+    /// hold, past the function's timeout): a hold is owned by the reservation that lists
+    /// it, given back already (under its marker) when its reservation failed or another
+    /// delivery recorded the reservation, or an orphan when the invocation stopped between
+    /// the hold and the commit. Orphans go back once, under the same marker.
+    pub async fn reclaim(
+        &self,
+        reservation: Uuid,
+        hold: &Hold,
+        metadata: &Metadata,
+    ) -> Result<Reclaimed, StoreError> {
+        let recorded = self
+            .kernel
+            .store()
+            .load_aggregate::<Reservation>(&reservation)
+            .await?
+            .state;
+        if recorded.is_some_and(|r| r.holds.iter().any(|h| h.hold_id == hold.hold_id)) {
+            return Ok(Reclaimed::Owned);
+        }
+        let done = self
+            .kernel
+            .run::<(), std::convert::Infallible, _>(metadata.clone(), |tx| {
+                Box::pin(async move {
+                    seats::release(tx.commit(), reservation, hold, "orphaned", true)?;
+                    Ok(())
+                })
+            })
+            .await;
+        match done {
+            Ok(_) => Ok(Reclaimed::GivenBack),
+            Err(Fail::Store(StoreError::Refused(kassa_store::Refusal::AlreadyApplied))) => {
+                Ok(Reclaimed::AlreadyBack)
+            }
+            Err(Fail::Store(e)) => Err(e),
+            Err(Fail::Refused(never)) => match never {},
         }
     }
 

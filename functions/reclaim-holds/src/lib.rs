@@ -1,0 +1,109 @@
+//! The reclaim-holds Lambda: on `seats.held`, delivered a while after the hold (the
+//! queue's DelaySeconds), gives the hold's seats back if no reservation owns it.
+//!
+//! reserve-tickets takes each level's seats with one conditional step and then records
+//! the reservation that owns them. An invocation that stops between the two (a timeout,
+//! a crash) leaves seats taken by nobody, and its redelivery takes new ones: without this
+//! check those seats would be lost to the sale for good. Asked once reserve-tickets'
+//! invocation can no longer commit, the answer is final: the reservation lists the hold,
+//! or the hold went back under its marker, or it is an orphan and goes back now, once.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use kassa_commerce::reservations::{self, Reclaimed, Reservations};
+use kassa_commerce::{Clock, Kernel};
+use kassa_domain::availability::SeatEvent;
+use kassa_domain::reservation::Hold;
+use kassa_runtime::effect::EffectError;
+use kassa_runtime::function::StartError;
+use kassa_runtime::inbox::Inbox;
+use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
+use kassa_store::{Agenda, EventStore, Metadata, RecordedEvent};
+use std::sync::Arc;
+
+pub const NAME: &str = "reclaim-holds";
+
+/// How old a hold must be before it is judged: well past reserve-tickets' timeout (10 s,
+/// the template's Globals), after which the invocation that took it cannot commit. The
+/// queue delays each message longer than this, so a younger one is only seen when the
+/// delay is missing; it is handed back for a later delivery.
+pub const SETTLE: time::Duration = time::Duration::seconds(60);
+
+pub struct ReclaimHolds {
+    reservations: Reservations,
+    inbox: Inbox,
+}
+
+impl Function for ReclaimHolds {
+    fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let client = aws_sdk_dynamodb::Client::new(aws);
+        let kernel = Kernel::new(
+            EventStore::new(client.clone(), &config.events_table),
+            clock.clone(),
+        );
+        let agenda = Agenda::new(
+            client.clone(),
+            &config.state_table,
+            reservations::EXPIRY_AGENDA,
+        );
+        Ok(Self {
+            reservations: Reservations::new(
+                kernel,
+                agenda,
+                kassa_commerce::rosters::concert_orders(client, &config.state_table),
+            ),
+            inbox: Inbox::from_config(config, aws, NAME, clock),
+        })
+    }
+}
+
+impl SqsFunction for ReclaimHolds {
+    async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
+        self.inbox
+            .each_once(batch, |event| async move { self.react(&event).await })
+            .await
+    }
+}
+
+impl ReclaimHolds {
+    async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
+        let SeatEvent::Held {
+            concert_id,
+            level_id,
+            seats,
+            reservation_id,
+            hold_id,
+            ..
+        } = event.decode::<SeatEvent>()?
+        else {
+            return Ok(serde_json::json!({ "skipped": event.event_type }));
+        };
+        let age = self.reservations.now() - event.time;
+        if age < SETTLE {
+            return Err(EffectError::retry(format!(
+                "hold {hold_id} is {age} old; it is judged after {SETTLE}"
+            )));
+        }
+        let hold = Hold {
+            concert_id,
+            level_id,
+            seats,
+            hold_id,
+        };
+        let metadata = Metadata::caused_by(event, format!("system:{NAME}"));
+        let found = self
+            .reservations
+            .reclaim(reservation_id, &hold, &metadata)
+            .await?;
+        if found == Reclaimed::GivenBack {
+            tracing::warn!(%reservation_id, %hold_id, seats, "an orphaned hold was given back");
+        }
+        Ok(serde_json::json!({
+            "hold_id": hold_id,
+            "reclaimed": format!("{found:?}"),
+        }))
+    }
+}
