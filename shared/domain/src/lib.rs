@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod concert;
 pub mod credits;
 pub mod delivery;
+pub mod discount;
 pub mod event;
 pub mod identity;
 pub mod invoice;
