@@ -3,7 +3,8 @@
 //! counter (`kassa_commerce::reservations`): no lock, no read-then-write. It records
 //! `reservation.created` (the seats held until the order's payment window closes) or
 //! `reservation.failed` with the level that ran out, on which the order is canceled.
-//! A redelivered order finds its reservation recorded and does nothing.
+//! A redelivered order finds its reservation recorded and does nothing, so no
+//! idempotency record is kept.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::reservations::{self, Request, Reservations, Reserved};
@@ -52,8 +53,17 @@ impl Function for ReserveTickets {
 
 impl SqsFunction for ReserveTickets {
     async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
+        // No idempotency record of its own: every outcome is already once-only. A
+        // redelivery reads the reservation recorded and does nothing; one that races the
+        // first delivery loses at the commit (conditional on no reservation) and gives its
+        // holds back under their markers. The record would add two writes to each of the
+        // flash sale's reservations for nothing.
         self.inbox
-            .each_once(batch, |event| async move { self.react(&event).await })
+            .each(batch, |event| async move {
+                let outcome = self.react(&event).await?;
+                tracing::debug!(event_id = %event.event_id, %outcome, "reserved");
+                Ok(())
+            })
             .await
     }
 }

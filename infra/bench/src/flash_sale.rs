@@ -8,8 +8,7 @@
 //! and each side's figures are checked afterwards: seats held never exceed capacity.
 //!
 //! A reservation is one conditional step on the hot counter plus its own cold work: the
-//! inbox's idempotency record (begun and completed), the order read to see it is still
-//! open, the reservation read, and the commit recording it with its expiry (a transaction
+//! order read to see it is still open, the reservation read, and the commit recording it with its expiry (a transaction
 //! on items of that order only). The report says what that costs beside the bare step.
 
 use crate::api;
@@ -602,20 +601,11 @@ impl Sale {
 /// Per-request durations of the reservation path are not exposed by the handler; the
 /// profile above times whole reservations, and `REQUESTS` says what each one sends.
 pub const REQUESTS: &[(&str, &str)] = &[
-    (
-        "PutItem",
-        "inbox: idempotency record INPROGRESS (state table)",
-    ),
     ("GetItem", "the order, to see it is still open"),
     ("GetItem", "the reservation, to see it is not recorded yet"),
     ("UpdateItem", "the hold: the ONE write on the hot counter"),
     (
-        "GetItem",
-        "the reservation again, inside the kernel's attempt",
-    ),
-    (
         "TransactWriteItems",
-        "reservation.created + its head + the expiry agenda entry",
+        "reservation.created + its head + the expiry agenda entry + the concert's roster",
     ),
-    ("UpdateItem", "inbox: idempotency record COMPLETED"),
 ];

@@ -101,6 +101,35 @@ impl Kernel {
         &'k self,
         metadata: Metadata,
         seeds: Vec<Head>,
+        body: F,
+    ) -> Result<Done<T>, Fail<E>>
+    where
+        F: for<'t> FnMut(&'t mut Tx<'k>) -> Attempt<'t, T, E>,
+    {
+        self.attempt(metadata, seeds, None, body).await
+    }
+
+    /// As [`Kernel::run`], for a command that creates `stream`, which the caller has just
+    /// read and found absent: the first attempt takes that for its read (a hot path saves
+    /// the request). Had the stream been created meanwhile, the commit's condition fails
+    /// and the next attempt decides on the head that condition returned.
+    pub async fn run_creating<'k, T, E, F>(
+        &'k self,
+        metadata: Metadata,
+        stream: StreamId,
+        body: F,
+    ) -> Result<Done<T>, Fail<E>>
+    where
+        F: for<'t> FnMut(&'t mut Tx<'k>) -> Attempt<'t, T, E>,
+    {
+        self.attempt(metadata, Vec::new(), Some(stream), body).await
+    }
+
+    async fn attempt<'k, T, E, F>(
+        &'k self,
+        metadata: Metadata,
+        seeds: Vec<Head>,
+        mut absent: Option<StreamId>,
         mut body: F,
     ) -> Result<Done<T>, Fail<E>>
     where
@@ -117,6 +146,7 @@ impl Kernel {
                 now,
                 commit: self.store.commit_builder(metadata.clone(), now),
                 seen: std::mem::take(&mut seen),
+                absent: absent.take(),
             };
             let outcome = match body(&mut tx).await {
                 Ok(value) => {
@@ -163,6 +193,8 @@ pub struct Tx<'k> {
     now: OffsetDateTime,
     commit: Commit,
     seen: HashMap<StreamId, Head>,
+    /// A stream the caller read as absent just before (first attempt only).
+    absent: Option<StreamId>,
 }
 
 impl<'k> Tx<'k> {
@@ -178,6 +210,14 @@ impl<'k> Tx<'k> {
     /// `A` named `id`: from the head a failed condition returned, or read.
     pub async fn load<A: Aggregate>(&mut self, id: &A::Id) -> Result<Loaded<A>, StoreError> {
         let stream = stream_of::<A>(id);
+        if self.absent.as_ref() == Some(&stream) {
+            self.absent = None;
+            return Ok(Loaded {
+                stream,
+                version: 0,
+                state: None,
+            });
+        }
         match self.seen.remove(&stream) {
             Some(head) => self.store.state_of(head).await,
             None => self.store.load_aggregate::<A>(id).await,

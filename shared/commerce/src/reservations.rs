@@ -96,7 +96,8 @@ impl Reservations {
     ) -> Result<Reserved, StoreError> {
         let store = self.kernel.store();
         let id = request.order_id;
-        if let Some(existing) = store.load_aggregate::<Reservation>(&id).await?.state {
+        let before = store.load_aggregate::<Reservation>(&id).await?;
+        if let Some(existing) = before.state {
             return Ok(Reserved::Recorded(existing));
         }
         // The same order always walks its levels in the same order.
@@ -141,7 +142,9 @@ impl Reservations {
         let (agenda, roster, taken_ref, command) = (&self.agenda, &self.orders, &taken, &command);
         let done = self
             .kernel
-            .run(metadata.clone(), |tx| {
+            // The reservation was absent a moment ago; a delivery that recorded it since
+            // fails the commit's condition, and the retry decides on what it recorded.
+            .run_creating(metadata.clone(), before.stream, |tx| {
                 Box::pin(async move {
                     let mut reservation = tx.load::<Reservation>(&id).await?;
                     tx.decide(&mut reservation, command.clone())?;
