@@ -5,13 +5,13 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use kassa_commerce::order_book::agenda_time;
-use kassa_commerce::reservations::{self, Reservations};
-use kassa_commerce::{Clock, Kernel};
+use kassa_commerce::reservations::Reservations;
+use kassa_commerce::Clock;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::sweep::{self, Fate, Sweep};
 use kassa_runtime::{Config, Function, ScheduledFunction, SdkConfig};
-use kassa_store::{Agenda, EventStore, Metadata};
+use kassa_store::Metadata;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -27,18 +27,12 @@ impl Function for ExpireReservations {
         aws: &SdkConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
-        let client = aws_sdk_dynamodb::Client::new(aws);
-        let kernel = Kernel::new(EventStore::new(client.clone(), &config.events_table), clock);
-        let agenda = Agenda::new(
-            client.clone(),
-            &config.state_table,
-            reservations::EXPIRY_AGENDA,
-        );
         Ok(Self {
-            reservations: Reservations::new(
-                kernel,
-                agenda,
-                kassa_commerce::rosters::concert_orders(client, &config.state_table),
+            reservations: Reservations::on_tables(
+                aws_sdk_dynamodb::Client::new(aws),
+                &config.events_table,
+                &config.state_table,
+                clock,
             ),
         })
     }

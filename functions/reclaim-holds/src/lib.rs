@@ -9,15 +9,15 @@
 //! or the hold went back under its marker, or it is an orphan and goes back now, once.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use kassa_commerce::reservations::{self, Reclaimed, Reservations};
-use kassa_commerce::{Clock, Kernel};
+use kassa_commerce::reservations::{Reclaimed, Reservations};
+use kassa_commerce::Clock;
 use kassa_domain::availability::SeatEvent;
 use kassa_domain::reservation::Hold;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
-use kassa_store::{Agenda, EventStore, Metadata, RecordedEvent};
+use kassa_store::{Metadata, RecordedEvent};
 use std::sync::Arc;
 
 pub const NAME: &str = "reclaim-holds";
@@ -39,21 +39,12 @@ impl Function for ReclaimHolds {
         aws: &SdkConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
-        let client = aws_sdk_dynamodb::Client::new(aws);
-        let kernel = Kernel::new(
-            EventStore::new(client.clone(), &config.events_table),
-            clock.clone(),
-        );
-        let agenda = Agenda::new(
-            client.clone(),
-            &config.state_table,
-            reservations::EXPIRY_AGENDA,
-        );
         Ok(Self {
-            reservations: Reservations::new(
-                kernel,
-                agenda,
-                kassa_commerce::rosters::concert_orders(client, &config.state_table),
+            reservations: Reservations::on_tables(
+                aws_sdk_dynamodb::Client::new(aws),
+                &config.events_table,
+                &config.state_table,
+                clock.clone(),
             ),
             inbox: Inbox::from_config(config, aws, NAME, clock),
         })

@@ -7,14 +7,14 @@
 //! idempotency record is kept.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use kassa_commerce::reservations::{self, Request, Reservations, Reserved};
-use kassa_commerce::{Clock, Kernel};
+use kassa_commerce::reservations::{Request, Reservations, Reserved};
+use kassa_commerce::Clock;
 use kassa_domain::order::{Order, OrderEvent, Purpose};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
-use kassa_store::{Agenda, EventStore, Metadata, RecordedEvent};
+use kassa_store::{Metadata, RecordedEvent};
 use std::sync::Arc;
 
 pub const NAME: &str = "reserve-tickets";
@@ -30,21 +30,12 @@ impl Function for ReserveTickets {
         aws: &SdkConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
-        let client = aws_sdk_dynamodb::Client::new(aws);
-        let kernel = Kernel::new(
-            EventStore::new(client.clone(), &config.events_table),
-            clock.clone(),
-        );
-        let agenda = Agenda::new(
-            client.clone(),
-            &config.state_table,
-            reservations::EXPIRY_AGENDA,
-        );
         Ok(Self {
-            reservations: Reservations::new(
-                kernel,
-                agenda,
-                kassa_commerce::rosters::concert_orders(client, &config.state_table),
+            reservations: Reservations::on_tables(
+                aws_sdk_dynamodb::Client::new(aws),
+                &config.events_table,
+                &config.state_table,
+                clock.clone(),
             ),
             inbox: Inbox::from_config(config, aws, NAME, clock),
         })

@@ -76,6 +76,24 @@ impl Reservations {
         }
     }
 
+    /// The service every function that reserves, expires or reclaims seats uses: the
+    /// events table for the kernel, the state table for the expiry agenda and the
+    /// concerts' order rosters.
+    pub fn on_tables(
+        client: aws_sdk_dynamodb::Client,
+        events_table: &str,
+        state_table: &str,
+        clock: std::sync::Arc<dyn crate::Clock>,
+    ) -> Self {
+        let kernel = Kernel::new(EventStore::new(client.clone(), events_table), clock);
+        let agenda = Agenda::new(client.clone(), state_table, EXPIRY_AGENDA);
+        Self::new(
+            kernel,
+            agenda,
+            crate::rosters::concert_orders(client, state_table),
+        )
+    }
+
     pub fn agenda(&self) -> &Agenda {
         &self.agenda
     }
