@@ -265,3 +265,11 @@ async fn crafted_query_and_header_values_are_answered_with_a_4xx() {
         assert_eq!(body["code"], "invalid_signature", "t={t}");
     }
 }
+
+/// The walkthrough says how many event types the catalog route lists.
+#[test]
+fn the_readme_counts_the_catalogs_event_types() {
+    let count = kassa_domain::catalog::declared_types().len();
+    let shown = format!("# {count} event types with their schemas");
+    assert!(README.contains(&shown), "the README shows `{shown}`");
+}
