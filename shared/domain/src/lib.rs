@@ -7,6 +7,7 @@ pub mod availability;
 pub mod cart;
 pub mod catalog;
 pub mod concert;
+pub mod coupon;
 pub mod coupon_code;
 pub mod credits;
 pub mod delivery;
