@@ -4,6 +4,7 @@
 use crate::cold_start::ColdStarts;
 use crate::hot_wallet::Throughput;
 use crate::latency::Latency;
+use crate::sample::Sample;
 use crate::table::{millis, ratio, verdict, Align, Goal, Table};
 use crate::to_bus::ToBus;
 use std::time::Duration;
@@ -38,49 +39,14 @@ pub fn latency(l: &Latency) {
         l.blocks,
         l.warmup
     );
-    let mut table = Table::new(&[
-        ("", Align::Left),
-        ("calls", Align::Right),
-        ("p50", Align::Right),
-        ("p99", Align::Right),
-        ("goal", Align::Left),
-        ("verdict", Align::Left),
-    ]);
-    let (Some(h50), Some(h99), Some(b50), Some(b99)) = (
-        l.handler.median(),
-        l.handler.percentile(99.0),
-        l.bare.median(),
-        l.bare.percentile(99.0),
-    ) else {
-        println!("  no timings were recorded");
+    if !side_by_side(
+        ("ConsumeCredits::handle (one warm instance)", &l.handler),
+        ("bare conditional UpdateItem (aws-sdk-dynamodb)", &l.bare),
+        "ratio handler / bare",
+        Some(LATENCY_RATIO),
+    ) {
         return;
-    };
-    table.row([
-        "ConsumeCredits::handle (one warm instance)".into(),
-        l.handler.len().to_string(),
-        millis(h50),
-        millis(h99),
-    ]);
-    table.row([
-        "bare conditional UpdateItem (aws-sdk-dynamodb)".into(),
-        l.bare.len().to_string(),
-        millis(b50),
-        millis(b99),
-    ]);
-    let (r50, r99) = (share(h50, b50), share(h99, b99));
-    table.row([
-        "ratio handler / bare".into(),
-        String::new(),
-        ratio(r50),
-        ratio(r99),
-        LATENCY_RATIO.describe(""),
-        format!(
-            "p50 {}, p99 {}",
-            verdict(LATENCY_RATIO.met(r50)),
-            verdict(LATENCY_RATIO.met(r99))
-        ),
-    ]);
-    table.print();
+    }
     println!(
         "  items the handler read during the timed calls: {} (a current cached head needs none)",
         l.handler_reads
@@ -428,31 +394,12 @@ pub fn flash_sale(
          each beside\n   one bare decrement, on a level with seats to spare.",
         profile.reservation.len()
     );
-    let mut table = Table::new(&[
-        ("", Align::Left),
-        ("calls", Align::Right),
-        ("p50", Align::Right),
-        ("p99", Align::Right),
-    ]);
-    for (who, sample) in [
+    side_by_side(
         ("a reservation (SqsFunction::handle)", &profile.reservation),
         ("the bare hold (one UpdateItem)", &profile.bare),
-    ] {
-        table.row([
-            who.to_owned(),
-            sample.len().to_string(),
-            figure(sample.median()),
-            figure(sample.percentile(99.0)),
-        ]);
-    }
-    if let (Some(r), Some(b)) = (profile.reservation.median(), profile.bare.median()) {
-        table.row([
-            "ratio reservation / bare hold".into(),
-            String::new(),
-            ratio(share(r, b)),
-        ]);
-    }
-    table.print();
+        "ratio reservation / bare hold",
+        None,
+    );
     println!("  the DynamoDB requests one reservation sends, in order:");
     for (request, what) in crate::flash_sale::REQUESTS {
         println!("    {request:<18} {what}");
@@ -471,41 +418,67 @@ pub fn concert_page(p: &crate::concert_page::ConcertPage) {
         p.blocks,
         p.warmup
     );
+    side_by_side(
+        ("Concerts::handle GET /concerts/{id}", &p.handler),
+        ("bare GetItem + BatchGetItem", &p.bare),
+        "ratio handler / bare",
+        None,
+    );
+}
+
+/// Two samples timed side by side, their p50 and p99, and the ratios of kassa's to the
+/// baseline's, checked against `goal` when there is one. False when nothing was timed.
+fn side_by_side(
+    kassa: (&str, &Sample),
+    bare: (&str, &Sample),
+    ratio_label: &str,
+    goal: Option<Goal>,
+) -> bool {
     let mut table = Table::new(&[
         ("", Align::Left),
         ("calls", Align::Right),
         ("p50", Align::Right),
         ("p99", Align::Right),
         ("goal", Align::Left),
+        ("verdict", Align::Left),
     ]);
-    let (Some(h50), Some(h99), Some(b50), Some(b99)) = (
-        p.handler.median(),
-        p.handler.percentile(99.0),
-        p.bare.median(),
-        p.bare.percentile(99.0),
+    let (Some(k50), Some(k99), Some(b50), Some(b99)) = (
+        kassa.1.median(),
+        kassa.1.percentile(99.0),
+        bare.1.median(),
+        bare.1.percentile(99.0),
     ) else {
         println!("  no timings were recorded");
-        return;
+        return false;
+    };
+    for ((label, sample), (p50, p99)) in [(kassa, (k50, k99)), (bare, (b50, b99))] {
+        table.row([
+            label.into(),
+            sample.len().to_string(),
+            millis(p50),
+            millis(p99),
+        ]);
+    }
+    let (r50, r99) = (share(k50, b50), share(k99, b99));
+    let (described, verdicts) = match goal {
+        Some(goal) => (
+            goal.describe(""),
+            format!(
+                "p50 {}, p99 {}",
+                verdict(goal.met(r50)),
+                verdict(goal.met(r99))
+            ),
+        ),
+        None => ("none set".to_owned(), String::new()),
     };
     table.row([
-        "Concerts::handle GET /concerts/{id}".into(),
-        p.handler.len().to_string(),
-        millis(h50),
-        millis(h99),
-    ]);
-    table.row([
-        "bare GetItem + BatchGetItem".into(),
-        p.bare.len().to_string(),
-        millis(b50),
-        millis(b99),
-    ]);
-    let (r50, r99) = (share(h50, b50), share(h99, b99));
-    table.row([
-        "ratio handler / bare".into(),
+        ratio_label.into(),
         String::new(),
         ratio(r50),
         ratio(r99),
-        "none set".into(),
+        described,
+        verdicts,
     ]);
     table.print();
+    true
 }
