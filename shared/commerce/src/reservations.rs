@@ -20,6 +20,10 @@ use uuid::Uuid;
 /// The agenda partition of reservations waiting to expire.
 pub const EXPIRY_AGENDA: &str = "reservations-expiring";
 
+/// How long a refused reservation waits for a twin delivery of its order to record the
+/// reservation before recording the failure (see `reserve`).
+const TWIN_GRACE: Duration = Duration::from_millis(500);
+
 /// Tries a hold makes when the head is briefly held by a cold commit or throttled.
 const HOLD_TRIES: u32 = 8;
 
@@ -139,6 +143,24 @@ impl Reservations {
                 }
             }
         }
+        let mut absent = before.stream;
+        if refusal.is_some() {
+            // A refusal may come from a twin delivery of this same order holding the seats
+            // this one wanted (SQS delivers twice at once now and then). Recording the
+            // failure first would fail an order whose seats are held: the twin would lose
+            // at its commit and give them back. The twin commits moments after its holds,
+            // so the failure waits that long and defers to a reservation recorded
+            // meanwhile. A twin slower than that still leaves a consistent end: its
+            // holds go back and the order is canceled for want of seats.
+            tokio::time::sleep(TWIN_GRACE).await;
+            let again = store.load_aggregate::<Reservation>(&id).await?;
+            if let Some(existing) = again.state {
+                self.give_back(id, &taken, "duplicate_reservation", metadata)
+                    .await?;
+                return Ok(Reserved::Recorded(existing));
+            }
+            absent = again.stream;
+        }
         let command = match &refusal {
             None => ReservationCommand::Create {
                 reservation_id: id,
@@ -162,7 +184,7 @@ impl Reservations {
             .kernel
             // The reservation was absent a moment ago; a delivery that recorded it since
             // fails the commit's condition, and the retry decides on what it recorded.
-            .run_creating(metadata.clone(), before.stream, |tx| {
+            .run_creating(metadata.clone(), absent, |tx| {
                 Box::pin(async move {
                     let mut reservation = tx.load::<Reservation>(&id).await?;
                     tx.decide(&mut reservation, command.clone())?;
