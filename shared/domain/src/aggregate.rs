@@ -8,6 +8,10 @@
 
 use crate::cart::{self, Cart, CartCommand, CartError, CartEvent};
 use crate::concert::{self, Concert, ConcertCommand, ConcertError, ConcertEvent};
+use crate::coupon::{self, Coupon, CouponCommand, CouponError, CouponEvent};
+use crate::coupon_usage::{
+    self, AttemptEvent, Attempts, OrderCoupons, Reject, UsageCommand, UsageError, UsageEvent,
+};
 use crate::credits::{self, CreditCommand, CreditError, CreditEvent, Wallet};
 use crate::event::DomainEvent;
 use crate::identity::Actor;
@@ -346,5 +350,59 @@ impl Aggregate for Ticket {
 
     fn evolve(state: Option<Self>, event: &TicketEvent) -> Option<Self> {
         ticket::evolve(state, event)
+    }
+}
+
+/// A coupon's rule and limits (`Coupon#<id>`); its use counts are lock items beside it.
+impl Aggregate for Coupon {
+    const NAME: &'static str = "Coupon";
+    type Id = Uuid;
+    type Command = CouponCommand;
+    type Event = CouponEvent;
+    type Error = CouponError;
+
+    fn decide(
+        state: Option<&Self>,
+        command: CouponCommand,
+    ) -> Result<Vec<CouponEvent>, CouponError> {
+        coupon::decide(state, command)
+    }
+
+    fn evolve(state: Option<Self>, event: &CouponEvent) -> Option<Self> {
+        coupon::evolve(state, event)
+    }
+}
+
+/// The coupon usages of one order, named by the order's id (`CouponUsage#<order id>`).
+impl Aggregate for OrderCoupons {
+    const NAME: &'static str = "CouponUsage";
+    type Id = Uuid;
+    type Command = UsageCommand;
+    type Event = UsageEvent;
+    type Error = UsageError;
+
+    fn decide(state: Option<&Self>, command: UsageCommand) -> Result<Vec<UsageEvent>, UsageError> {
+        coupon_usage::decide(state, command)
+    }
+
+    fn evolve(state: Option<Self>, event: &UsageEvent) -> Option<Self> {
+        coupon_usage::evolve(state, event)
+    }
+}
+
+/// A buyer's refused coupon codes (`CouponAttempts#<user id>`).
+impl Aggregate for Attempts {
+    const NAME: &'static str = "CouponAttempts";
+    type Id = str;
+    type Command = Reject;
+    type Event = AttemptEvent;
+    type Error = Infallible;
+
+    fn decide(_: Option<&Self>, command: Reject) -> Result<Vec<AttemptEvent>, Infallible> {
+        Ok(coupon_usage::reject(command))
+    }
+
+    fn evolve(state: Option<Self>, event: &AttemptEvent) -> Option<Self> {
+        coupon_usage::evolve_attempts(state, event)
     }
 }

@@ -21,6 +21,9 @@ pub fn catalog() -> Value {
     add::<crate::reservation::ReservationEvent>(&mut events);
     add::<crate::availability::SeatEvent>(&mut events);
     add::<crate::ticket::TicketEvent>(&mut events);
+    add::<crate::coupon::CouponEvent>(&mut events);
+    add::<crate::coupon_usage::UsageEvent>(&mut events);
+    add::<crate::coupon_usage::AttemptEvent>(&mut events);
     json!({
         "title": "kassa event catalog",
         "description": "Events kassa publishes on its EventBridge bus. `source` is the \
@@ -46,6 +49,9 @@ pub fn declared_types() -> Vec<&'static str> {
         crate::reservation::ReservationEvent::TYPES,
         crate::availability::SeatEvent::TYPES,
         crate::ticket::TicketEvent::TYPES,
+        crate::coupon::CouponEvent::TYPES,
+        crate::coupon_usage::UsageEvent::TYPES,
+        crate::coupon_usage::AttemptEvent::TYPES,
     ]
     .concat()
 }
@@ -170,6 +176,9 @@ mod tests {
         same::<crate::reservation::ReservationEvent>();
         same::<crate::availability::SeatEvent>();
         same::<crate::ticket::TicketEvent>();
+        same::<crate::coupon::CouponEvent>();
+        same::<crate::coupon_usage::UsageEvent>();
+        same::<crate::coupon_usage::AttemptEvent>();
     }
 
     #[test]

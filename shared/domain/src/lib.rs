@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod concert;
 pub mod coupon;
 pub mod coupon_code;
+pub mod coupon_usage;
 pub mod credits;
 pub mod delivery;
 pub mod discount;

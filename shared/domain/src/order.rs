@@ -7,7 +7,9 @@
 //! real), a failure after completion changes nothing, and a refund that arrives before
 //! the completion it implies completes the order first.
 
+use crate::coupon::Stacking;
 use crate::delivery::Delivery;
+use crate::discount::{self, Discount, DiscountError, Gross};
 use crate::event::DomainEvent;
 use crate::identity::UserId;
 use crate::money::{CurrencyMismatch, Money};
@@ -138,9 +140,79 @@ pub struct Order {
     /// before or after: the status alone cannot say so once refunded.
     #[serde(default)]
     pub fulfilled: bool,
+    /// The coupons on it, in the order they were applied (each discounts what the ones
+    /// before it left).
+    #[serde(default)]
+    pub coupons: Vec<OrderCoupon>,
+    /// What the coupons took off the lines, per line; empty without coupons.
+    #[serde(default)]
+    pub line_discounts: Vec<Money>,
+}
+
+/// A coupon on an order: the rule it applies and what it took off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderCoupon {
+    pub coupon_id: Uuid,
+    pub code: String,
+    pub discount: Discount,
+    pub stacking: Stacking,
+    /// What it took off, computed when it was applied or the coupons changed.
+    pub taken: Money,
+}
+
+/// An order's figures after its coupons changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Repriced {
+    /// What all its coupons take off.
+    pub discount: Money,
+    /// Per line, summing exactly to `discount`.
+    pub line_discounts: Vec<Money>,
+    /// Per coupon, in the order applied.
+    pub coupons: Vec<OrderCoupon>,
+    /// On the discounted lines.
+    pub tax: Money,
+    pub total_amount: Money,
 }
 
 impl Order {
+    /// What its coupons take off.
+    pub fn discount(&self) -> Money {
+        Money::new(
+            self.coupons.iter().map(|c| c.taken.amount).sum(),
+            self.total.currency,
+        )
+    }
+
+    /// Its figures with `coupons` on it, from the lines as created.
+    fn reprice(&self, coupons: Vec<OrderCoupon>) -> Result<Repriced, OrderError> {
+        let gross = Gross {
+            lines: self.lines.iter().map(|l| l.amount).collect(),
+            delivery: Money::zero(self.total.currency),
+            tax_rate: self.tax_rate,
+        };
+        let rules: Vec<Discount> = coupons.iter().map(|c| c.discount).collect();
+        let priced = discount::apply(&gross, &rules)?;
+        let coupons: Vec<OrderCoupon> = coupons
+            .into_iter()
+            .zip(priced.discounts)
+            .map(|(c, taken)| OrderCoupon { taken, ..c })
+            .collect();
+        Ok(Repriced {
+            discount: Money::new(
+                coupons.iter().map(|c| c.taken.amount).sum(),
+                self.total.currency,
+            ),
+            line_discounts: if coupons.is_empty() {
+                Vec::new()
+            } else {
+                priced.line_discounts
+            },
+            coupons,
+            tax: priced.tax,
+            total_amount: priced.total,
+        })
+    }
+
     pub fn refunded(&self) -> Money {
         self.refunds
             .values()
@@ -193,6 +265,16 @@ pub enum OrderCommand {
     },
     Fulfill {
         details: serde_json::Value,
+    },
+    /// A coupon's discount, applied after those already on the order.
+    ApplyCoupon {
+        coupon_id: Uuid,
+        code: String,
+        discount: Discount,
+        stacking: Stacking,
+    },
+    RemoveCoupon {
+        coupon_id: Uuid,
     },
 }
 
@@ -284,6 +366,26 @@ pub enum OrderEvent {
         user_id: UserId,
         fulfillment_details: serde_json::Value,
     },
+    /// A coupon changed the order's total (seed 002: coupons never change money, the
+    /// order does).
+    #[serde(rename = "order.coupon_applied")]
+    CouponApplied {
+        order_id: Uuid,
+        user_id: UserId,
+        coupon_id: Uuid,
+        code: String,
+        #[serde(flatten)]
+        repriced: Repriced,
+    },
+    #[serde(rename = "order.coupon_removed")]
+    CouponRemoved {
+        order_id: Uuid,
+        user_id: UserId,
+        coupon_id: Uuid,
+        code: String,
+        #[serde(flatten)]
+        repriced: Repriced,
+    },
 }
 
 impl DomainEvent for OrderEvent {
@@ -297,6 +399,8 @@ impl DomainEvent for OrderEvent {
         "order.expired",
         "order.refunded",
         "order.fulfilled",
+        "order.coupon_applied",
+        "order.coupon_removed",
     ];
 
     fn event_type(&self) -> &'static str {
@@ -309,6 +413,8 @@ impl DomainEvent for OrderEvent {
             Self::Expired { .. } => "order.expired",
             Self::Refunded { .. } => "order.refunded",
             Self::Fulfilled { .. } => "order.fulfilled",
+            Self::CouponApplied { .. } => "order.coupon_applied",
+            Self::CouponRemoved { .. } => "order.coupon_removed",
         }
     }
 }
@@ -335,6 +441,11 @@ pub enum OrderError {
     RefundExceedsPayment { refund: Money, left: Money },
     #[error(transparent)]
     Currency(#[from] CurrencyMismatch),
+    /// The coupon cannot join those on the order (an exclusive one, or one too many).
+    #[error("the coupon cannot be combined with the coupons on the order")]
+    NotStackable,
+    #[error(transparent)]
+    Discount(#[from] DiscountError),
 }
 
 impl OrderError {
@@ -350,6 +461,8 @@ impl OrderError {
             Self::InvalidTaxRate => "invalid_tax_rate",
             Self::RefundExceedsPayment { .. } => "refund_exceeds_payment",
             Self::Currency(_) => "currency_mismatch",
+            Self::NotStackable => "coupon_not_stackable",
+            Self::Discount(_) => "invalid_discount",
         }
     }
 }
@@ -512,7 +625,74 @@ fn transition(order: &Order, command: OrderCommand) -> Result<Vec<OrderEvent>, O
             OrderStatus::Completed | OrderStatus::Fulfilled | OrderStatus::Refunded => vec![],
             other => return Err(OrderError::NotPaid(other.as_str())),
         },
+        OrderCommand::ApplyCoupon {
+            coupon_id,
+            code,
+            discount,
+            stacking,
+        } => {
+            if !status.is_open() {
+                return Err(OrderError::NotOpen(status.as_str()));
+            }
+            if order.coupons.iter().any(|c| c.coupon_id == coupon_id) {
+                return Ok(vec![]);
+            }
+            let mut coupons = order.coupons.clone();
+            coupons.push(OrderCoupon {
+                coupon_id,
+                code: code.clone(),
+                discount,
+                stacking,
+                taken: Money::zero(order.total.currency),
+            });
+            if !stacks(&coupons) {
+                return Err(OrderError::NotStackable);
+            }
+            vec![OrderEvent::CouponApplied {
+                order_id,
+                user_id,
+                coupon_id,
+                code,
+                repriced: order.reprice(coupons)?,
+            }]
+        }
+        OrderCommand::RemoveCoupon { coupon_id } => {
+            if !status.is_open() {
+                return Err(OrderError::NotOpen(status.as_str()));
+            }
+            let Some(removed) = order.coupons.iter().find(|c| c.coupon_id == coupon_id) else {
+                return Ok(vec![]);
+            };
+            let code = removed.code.clone();
+            let left = order
+                .coupons
+                .iter()
+                .filter(|c| c.coupon_id != coupon_id)
+                .cloned()
+                .collect();
+            vec![OrderEvent::CouponRemoved {
+                order_id,
+                user_id,
+                coupon_id,
+                code,
+                repriced: order.reprice(left)?,
+            }]
+        }
     })
+}
+
+/// Whether `coupons` may share one order: an exclusive coupon only alone, stackable ones
+/// up to the smallest `max_per_order` among them.
+fn stacks(coupons: &[OrderCoupon]) -> bool {
+    let mut most = u32::MAX;
+    for coupon in coupons {
+        match coupon.stacking {
+            Stacking::Exclusive if coupons.len() > 1 => return false,
+            Stacking::Exclusive => {}
+            Stacking::Stackable { max_per_order } => most = most.min(max_per_order),
+        }
+    }
+    coupons.len() as u32 <= most
 }
 
 fn completed(order: &Order, payment_intent_id: String, payment_id: String) -> OrderEvent {
@@ -592,6 +772,8 @@ pub fn evolve(state: Option<Order>, event: &OrderEvent) -> Option<Order> {
             refunds: BTreeMap::new(),
             cancel_reason: None,
             fulfilled: false,
+            coupons: Vec::new(),
+            line_discounts: Vec::new(),
         }),
         (Some(mut o), event) => {
             match event {
@@ -634,6 +816,13 @@ pub fn evolve(state: Option<Order>, event: &OrderEvent) -> Option<Order> {
                     if o.status == OrderStatus::Completed {
                         o.status = OrderStatus::Fulfilled;
                     }
+                }
+                OrderEvent::CouponApplied { repriced, .. }
+                | OrderEvent::CouponRemoved { repriced, .. } => {
+                    o.coupons = repriced.coupons.clone();
+                    o.line_discounts = repriced.line_discounts.clone();
+                    o.tax = repriced.tax;
+                    o.total = repriced.total_amount;
                 }
             }
             Some(o)
@@ -884,5 +1073,99 @@ mod tests {
         let mut all = events;
         all.extend(out);
         assert_eq!(given(&all).unwrap().reference.as_deref(), Some("PO-17"));
+    }
+
+    fn coupon(id: u128, discount: Discount, stacking: Stacking) -> OrderCommand {
+        OrderCommand::ApplyCoupon {
+            coupon_id: Uuid::from_u128(id),
+            code: format!("C{id}"),
+            discount,
+            stacking,
+        }
+    }
+
+    fn percent(p: i64) -> Discount {
+        Discount::Percent {
+            percent: Decimal::from(p),
+        }
+    }
+
+    fn apply_all(mut events: Vec<OrderEvent>, commands: Vec<OrderCommand>) -> Vec<OrderEvent> {
+        for command in commands {
+            let state = given(&events);
+            events.extend(decide(state.as_ref(), command).unwrap());
+        }
+        events
+    }
+
+    #[test]
+    fn a_coupon_reprices_the_order_with_tax_on_the_discounted_lines_and_removing_restores_it() {
+        let two = Stacking::Stackable { max_per_order: 2 };
+        let events = apply_all(created(), vec![coupon(1, percent(10), two)]);
+        let order = given(&events).unwrap();
+        // 20.00 less 10 % = 18.00, tax 20 % of 18.00 = 3.60.
+        assert_eq!(
+            (order.discount(), order.tax, order.total),
+            (usd(200), usd(360), usd(2160))
+        );
+        assert_eq!(order.line_discounts, vec![usd(200)]);
+        assert!(
+            decide(Some(&order), coupon(1, percent(10), two))
+                .unwrap()
+                .is_empty(),
+            "the same coupon twice is one"
+        );
+        let events = apply_all(
+            events,
+            vec![OrderCommand::RemoveCoupon {
+                coupon_id: Uuid::from_u128(1),
+            }],
+        );
+        let order = given(&events).unwrap();
+        assert_eq!(
+            (order.discount(), order.tax, order.total),
+            (usd(0), usd(400), usd(2400))
+        );
+        assert!(order.coupons.is_empty() && order.line_discounts.is_empty());
+    }
+
+    #[test]
+    fn exclusive_coupons_stand_alone_and_stackable_ones_up_to_their_limit() {
+        let two = Stacking::Stackable { max_per_order: 2 };
+        let exclusive = apply_all(created(), vec![coupon(1, percent(10), Stacking::Exclusive)]);
+        let order = given(&exclusive).unwrap();
+        assert_eq!(
+            decide(Some(&order), coupon(2, percent(5), two)),
+            Err(OrderError::NotStackable)
+        );
+        let stacked = apply_all(
+            created(),
+            vec![coupon(1, percent(10), two), coupon(2, percent(10), two)],
+        );
+        let order = given(&stacked).unwrap();
+        assert_eq!(
+            decide(Some(&order), coupon(3, percent(5), two)),
+            Err(OrderError::NotStackable)
+        );
+        assert_eq!(
+            decide(Some(&order), coupon(3, percent(5), Stacking::Exclusive)),
+            Err(OrderError::NotStackable)
+        );
+    }
+
+    #[test]
+    fn a_fixed_coupon_above_the_total_makes_it_zero_and_a_paid_order_takes_none() {
+        let fixed = Discount::Fixed {
+            amount: usd(10_000),
+        };
+        let events = apply_all(created(), vec![coupon(1, fixed, Stacking::Exclusive)]);
+        let order = given(&events).unwrap();
+        assert_eq!((order.discount(), order.total), (usd(2000), usd(0)));
+        let mut paid = created();
+        complete(&mut paid);
+        assert_eq!(
+            decide(given(&paid).as_ref(), coupon(1, fixed, Stacking::Exclusive)),
+            Err(OrderError::NotOpen("completed"))
+        );
     }
 }
