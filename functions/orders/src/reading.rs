@@ -6,7 +6,7 @@ use crate::Orders;
 use kassa_commerce::invoicing;
 use kassa_domain::identity::{Actor, Role};
 use kassa_domain::money::Money;
-use kassa_domain::order::{Order, OrderLine, Purpose};
+use kassa_domain::order::{Order, OrderCoupon, OrderLine, Purpose};
 use kassa_runtime::access::order_stream;
 use kassa_runtime::http::uuid_param;
 use kassa_runtime::{caller, problem, Problem};
@@ -23,7 +23,12 @@ pub struct OrderView {
     pub purpose: Purpose,
     pub lines: Vec<OrderLine>,
     pub subtotal: Money,
+    /// What its coupons take off the subtotal (`POST /orders/{id}/coupons`).
+    pub discount: Money,
+    /// The coupons on it, each with what it took off.
+    pub coupons: Vec<OrderCoupon>,
     pub tax_rate: Decimal,
+    /// On the subtotal less the discount.
     pub tax: Money,
     pub total: Money,
     pub refunded: Money,
@@ -56,6 +61,8 @@ pub(crate) fn view(order: &Order, version: u64, client_secret: Option<String>) -
         purpose: order.purpose.clone(),
         lines: order.lines.clone(),
         subtotal: order.subtotal,
+        discount: order.discount(),
+        coupons: order.coupons.clone(),
         tax_rate: order.tax_rate,
         tax: order.tax,
         total: order.total,

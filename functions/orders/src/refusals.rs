@@ -13,11 +13,13 @@ pub(crate) fn refusal(e: OrderError) -> Problem {
         | OrderError::NotOpen(_)
         | OrderError::NotPaid(_)
         | OrderError::NotDue
-        | OrderError::RefundExceedsPayment { .. } => 409,
+        | OrderError::RefundExceedsPayment { .. }
+        | OrderError::NotStackable => 409,
         OrderError::Empty
         | OrderError::InvalidReference
         | OrderError::InvalidTaxRate
-        | OrderError::Currency(_) => 422,
+        | OrderError::Currency(_)
+        | OrderError::Discount(_) => 422,
     };
     Problem::new(status, e.code(), e.to_string())
 }

@@ -65,7 +65,6 @@ impl PaymentIntents {
             order_id,
             user_id,
             purpose,
-            total_amount,
             ..
         } = event.decode::<OrderEvent>()?
         else {
@@ -81,6 +80,8 @@ impl PaymentIntents {
             // The order's own `order.created` is here: its stream cannot be missing for
             // long, and a read that lags is worth another delivery.
             .ok_or_else(|| EffectError::retry(format!("order {order_id} is not there yet")))?;
+        // The total as stored: a coupon may have changed it since `order.created`.
+        let total_amount = order.total;
         if let Some(intent) = held(&order) {
             // A redelivery after the intent was recorded: done already. Stripe is not asked
             // again (its idempotency key lapses after a day, and an intent it created anew
@@ -150,6 +151,10 @@ impl PaymentIntents {
             // not change by itself: it stays refused, so the message is parked.
             .map_err(EffectError::from)?
             .value;
+        if outcome == Awaiting::Recorded {
+            self.follow_total(order_id, &intent.id, total_amount)
+                .await?;
+        }
         if outcome == Awaiting::Stray {
             // The order was canceled or expired before this intent existed, or holds
             // another one: nobody may pay this one. The intent the order holds is never
@@ -168,6 +173,38 @@ impl PaymentIntents {
             "payment_intent_id": intent.id,
             "pending": outcome == Awaiting::Recorded,
         }))
+    }
+}
+
+impl PaymentIntents {
+    /// A coupon applied between reading the order and recording its intent found no intent
+    /// to update: the intent follows the order's total now, keyed by the order's version.
+    async fn follow_total(
+        &self,
+        order_id: uuid::Uuid,
+        intent: &str,
+        created_with: kassa_domain::money::Money,
+    ) -> Result<(), EffectError> {
+        let loaded = self
+            .kernel
+            .store()
+            .load_aggregate::<Order>(&order_id)
+            .await?;
+        let Some(order) = loaded.state else {
+            return Ok(());
+        };
+        if order.total == created_with || !order.status.is_open() || order.total.amount.is_zero() {
+            return Ok(());
+        }
+        let key = format!("amount-{order_id}-{}", loaded.version);
+        if let Err(e) = self
+            .gateway
+            .update_payment_intent_amount(intent, order.total, &key)
+            .await
+        {
+            tracing::warn!(%order_id, %intent, error = %e, "intent amount not updated");
+        }
+        Ok(())
     }
 }
 

@@ -141,6 +141,9 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "TicketsFunction" => http::<kassa_tickets::Tickets>(config, aws, clock)?,
         "IssueTicketsFunction" => sqs::<kassa_issue_tickets::IssueTickets>(config, aws, clock)?,
         "ReclaimHoldsFunction" => sqs::<kassa_reclaim_holds::ReclaimHolds>(config, aws, clock)?,
+        "CouponsFunction" => http::<kassa_coupons::Coupons>(config, aws, clock)?,
+        "ApplyCouponFunction" => http::<kassa_apply_coupon::ApplyCoupon>(config, aws, clock)?,
+        "CouponUsagesFunction" => sqs::<kassa_coupon_usages::CouponUsages>(config, aws, clock)?,
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

@@ -4,6 +4,7 @@
 //! problem+json answers.
 
 pub mod clock;
+pub mod coupon_ledger;
 pub mod invoicing;
 pub mod kernel;
 pub mod order_book;

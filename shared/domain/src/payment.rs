@@ -233,14 +233,16 @@ pub fn decide(state: Option<&Payment>, command: PaymentCommand) -> Vec<PaymentEv
     let (payment_intent_id, order_id, user_id) = facts(payment);
     match command {
         PaymentCommand::RecordIntent(_) => {}
-        PaymentCommand::Succeed { payment_id, .. } => {
+        PaymentCommand::Succeed { payment_id, origin } => {
             if payment.status != PaymentStatus::Succeeded {
+                // What the provider charged, which the caller checked against the order's
+                // total: a coupon may have changed it since the intent was created.
                 events.push(PaymentEvent::Completed {
                     payment_intent_id,
                     payment_id,
                     order_id,
                     user_id,
-                    amount: payment.amount,
+                    amount: origin.amount,
                 });
             }
         }
@@ -376,9 +378,12 @@ pub fn evolve(state: Option<Payment>, event: &PaymentEvent) -> Option<Payment> {
         (Some(mut p), event) => {
             match event {
                 PaymentEvent::IntentCreated { .. } => {}
-                PaymentEvent::Completed { payment_id, .. } => {
+                PaymentEvent::Completed {
+                    payment_id, amount, ..
+                } => {
                     p.status = PaymentStatus::Succeeded;
                     p.payment_id = Some(payment_id.clone());
+                    p.amount = *amount;
                 }
                 PaymentEvent::Failed { attempt, .. } => p.failures = *attempt,
                 PaymentEvent::Canceled { .. } => p.status = PaymentStatus::Canceled,

@@ -93,6 +93,14 @@ pub trait PaymentGateway: Send + Sync {
         idempotency_key: &str,
     ) -> impl Future<Output = Result<PaymentIntent, GatewayError>> + Send;
 
+    /// Sets the amount an intent not yet paid will charge (its currency stays).
+    fn update_payment_intent_amount(
+        &self,
+        id: &str,
+        amount: Money,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<PaymentIntent, GatewayError>> + Send;
+
     /// Refunds `amount` of a succeeded payment, or all of it when `None`.
     fn refund(
         &self,

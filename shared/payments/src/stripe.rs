@@ -268,6 +268,18 @@ impl PaymentGateway for StripeGateway {
         .map(intent)
     }
 
+    async fn update_payment_intent_amount(
+        &self,
+        id: &str,
+        amount: Money,
+        idempotency_key: &str,
+    ) -> Result<PaymentIntent, GatewayError> {
+        let form = vec![("amount".to_owned(), minor(amount)?.to_string())];
+        self.post(&format!("/v1/payment_intents/{id}"), &form, idempotency_key)
+            .await
+            .map(intent)
+    }
+
     async fn refund(
         &self,
         payment_intent: &str,

@@ -63,6 +63,10 @@ pub enum Refusal {
     /// A counter is outside the bounds a move needs (not enough seats left to release
     /// the capacity a resize takes away, say).
     OutOfBounds,
+    /// A use limit was reached (a coupon's uses in all, or one user's), named here.
+    LimitReached(&'static str),
+    /// A name that must be unique (a coupon code) belongs to another already.
+    Taken,
 }
 
 impl std::fmt::Display for Refusal {
@@ -78,6 +82,8 @@ impl std::fmt::Display for Refusal {
             Self::EntryTaken => "the entry was taken",
             Self::HeadMissing => "the head is missing",
             Self::OutOfBounds => "the counter is out of bounds",
+            Self::LimitReached(_) => "a use limit was reached",
+            Self::Taken => "the name is taken",
         })
     }
 }

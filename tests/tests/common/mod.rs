@@ -253,6 +253,21 @@ pub async fn stripe_post(path: &str, form: &[(&str, &str)]) -> serde_json::Value
     body
 }
 
+/// A Stripe object as the dashboard shows it.
+pub async fn stripe_get(path: &str) -> serde_json::Value {
+    let base = std::env::var("KASSA_STRIPE_API_BASE").unwrap();
+    let secret = std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap();
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .basic_auth(&secret, Some(""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub fn id(object: &serde_json::Value) -> String {
     object["id"].as_str().unwrap().to_owned()
 }

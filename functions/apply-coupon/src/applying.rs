@@ -1,0 +1,352 @@
+//! Applying a code to an order: eligibility, the discount, one use locked and the order
+//! repriced, in one commit; or the refusal recorded and answered alike for every reason.
+
+use crate::{not_applicable, order_not_found, ApplyCoupon, Pricing};
+use kassa_commerce::coupon_ledger::{COUPON_LIMIT, USER_LIMIT};
+use kassa_commerce::{Fail, Tx};
+use kassa_domain::coupon::{Coupon, OrderFacts};
+use kassa_domain::coupon_code::CouponCode;
+use kassa_domain::coupon_usage::{
+    Attempts, OrderCoupons, Reject, RejectReason, UsageCommand, UsageError,
+};
+use kassa_domain::identity::Actor;
+use kassa_domain::order::{Order, OrderCommand, OrderError, Purpose};
+use kassa_runtime::http::{json_body, request_id, uuid_param};
+use kassa_runtime::problem::store_problem;
+use kassa_runtime::{access, caller, Problem};
+use kassa_store::{Metadata, Refusal, StoreError};
+use lambda_http::Request;
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// The longest text taken as a code; anything longer is bad input, not a guess.
+const MAX_TYPED: usize = 64;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Application {
+    code: String,
+}
+
+/// Why an attempt did not commit.
+pub(crate) enum Refused {
+    /// An answer of its own (the order is not the caller's, or not open).
+    Answer(Problem),
+    /// The code does not apply: recorded, and answered as every other such code.
+    Rejected {
+        reason: RejectReason,
+        coupon_id: Option<Uuid>,
+    },
+}
+
+impl From<Problem> for Refused {
+    fn from(p: Problem) -> Self {
+        Self::Answer(p)
+    }
+}
+
+impl ApplyCoupon {
+    pub(crate) async fn apply(&self, request: &Request) -> Result<Pricing, Problem> {
+        let store = self.kernel.store();
+        let actor = access::recorded(store, caller(request)?).await?;
+        let order_id = uuid_param(request, "orderId", "order_not_found")?;
+        let body: Application = json_body(request)?;
+        let typed = body.code.trim();
+        if typed.is_empty() || typed.chars().count() > MAX_TYPED {
+            return Err(Problem::new(
+                422,
+                "invalid_code",
+                format!("`code` must be 1 to {MAX_TYPED} characters"),
+            ));
+        }
+        self.not_guessing(&actor).await?;
+        let order = store
+            .load_aggregate::<Order>(&order_id)
+            .await
+            .map_err(|e| store_problem(&e))?
+            .state
+            .filter(|o| o.user_id == actor.user)
+            .ok_or_else(|| order_not_found(order_id))?;
+        if !order.status.is_open() {
+            return Err(not_open(order.status.as_str()));
+        }
+        let code = CouponCode::parse(typed).ok();
+        let shown = code
+            .as_ref()
+            .map_or_else(|| typed.to_owned(), ToString::to_string);
+        let coupon_id = match &code {
+            Some(code) => self
+                .ledger
+                .find(code)
+                .await
+                .map_err(|e| store_problem(&e))?,
+            None => None,
+        };
+        let Some(coupon_id) = coupon_id else {
+            return Err(self
+                .reject(
+                    request,
+                    &actor,
+                    order_id,
+                    shown,
+                    None,
+                    RejectReason::UnknownCode,
+                )
+                .await);
+        };
+        let paid_before = self.paid_before(&actor, order_id).await?;
+        match self
+            .lock(request, &actor, order_id, coupon_id, paid_before)
+            .await
+        {
+            Ok(order) => {
+                self.follow_intent(order_id).await?;
+                Ok(Pricing::of(&order))
+            }
+            Err(Fail::Refused(Refused::Answer(problem))) => Err(problem),
+            Err(Fail::Refused(Refused::Rejected { reason, coupon_id })) => Err(self
+                .reject(request, &actor, order_id, shown, coupon_id, reason)
+                .await),
+            Err(Fail::Store(StoreError::Refused(Refusal::LimitReached(limit)))) => {
+                let reason = match limit {
+                    USER_LIMIT => RejectReason::UserLimit,
+                    COUPON_LIMIT => RejectReason::Exhausted,
+                    _ => RejectReason::Exhausted,
+                };
+                Err(self
+                    .reject(request, &actor, order_id, shown, Some(coupon_id), reason)
+                    .await)
+            }
+            Err(Fail::Store(e)) => Err(store_problem(&e)),
+        }
+    }
+
+    /// 429 while the caller has used up their refused codes for the window.
+    async fn not_guessing(&self, actor: &Actor) -> Result<(), Problem> {
+        let attempts = self
+            .kernel
+            .store()
+            .load_aggregate::<Attempts>(actor.user.as_str())
+            .await
+            .map_err(|e| store_problem(&e))?;
+        let now = self.kernel.clock().now();
+        match attempts.state.and_then(|a| a.wait(now)) {
+            None => Ok(()),
+            Some(wait) => {
+                let seconds =
+                    wait.whole_seconds().max(1) as u32 + u32::from(wait.subsec_nanoseconds() > 0);
+                Err(Problem::new(
+                    429,
+                    "too_many_attempts",
+                    "too many coupon codes were refused; wait before trying another",
+                )
+                .retry_after(seconds))
+            }
+        }
+    }
+
+    /// Whether the caller paid for an order before this one (for first-order coupons).
+    async fn paid_before(&self, actor: &Actor, this: Uuid) -> Result<bool, Problem> {
+        let store = self.kernel.store();
+        let orders = self
+            .book
+            .orders_of(actor.user.as_str())
+            .await
+            .map_err(|e| store_problem(&e))?;
+        for id in orders.into_iter().filter(|id| *id != this) {
+            let order = store
+                .load_aggregate::<Order>(&id)
+                .await
+                .map_err(|e| store_problem(&e))?;
+            if order.state.is_some_and(|o| o.status.is_paid()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn lock(
+        &self,
+        request: &Request,
+        actor: &Actor,
+        order_id: Uuid,
+        coupon_id: Uuid,
+        paid_before: bool,
+    ) -> Result<Order, Fail<Refused>> {
+        let ledger = &self.ledger;
+        let done = self
+            .kernel
+            .run(
+                Metadata::origin(request_id(request), actor.user.as_str()),
+                |tx: &mut Tx<'_>| {
+                    Box::pin(async move {
+                        let mut order = tx.load::<Order>(&order_id).await?;
+                        let current = order
+                            .state
+                            .clone()
+                            .filter(|o| o.user_id == actor.user)
+                            .ok_or_else(|| Fail::Refused(order_not_found(order_id).into()))?;
+                        let coupon = tx.load::<Coupon>(&coupon_id).await?;
+                        let Some(coupon) = coupon.state else {
+                            return Err(Fail::Refused(Refused::Rejected {
+                                reason: RejectReason::UnknownCode,
+                                coupon_id: None,
+                            }));
+                        };
+                        let rejected = |reason: RejectReason| {
+                            Fail::Refused(Refused::Rejected {
+                                reason,
+                                coupon_id: Some(coupon_id),
+                            })
+                        };
+                        coupon
+                            .eligible(&facts(&current, paid_before), tx.now())
+                            .map_err(|why| rejected(why.into()))?;
+                        let apply = OrderCommand::ApplyCoupon {
+                            coupon_id,
+                            code: coupon.code.to_string(),
+                            discount: coupon.terms.discount,
+                            stacking: coupon.terms.stacking,
+                        };
+                        let applied = tx.decide(&mut order, apply).map_err(|f| match f {
+                            Fail::Refused(OrderError::NotStackable) => {
+                                rejected(RejectReason::NotStackable)
+                            }
+                            Fail::Refused(OrderError::NotOpen(status)) => {
+                                Fail::Refused(not_open(status).into())
+                            }
+                            Fail::Refused(e) => Fail::Refused(
+                                Problem::new(422, e.code(), e.to_string()).into(),
+                            ),
+                            Fail::Store(e) => Fail::Store(e),
+                        })?;
+                        if applied.is_empty() {
+                            // On the order already: nothing more to lock.
+                            return Ok(current);
+                        }
+                        let repriced = order.state.clone().ok_or_else(|| {
+                            Fail::Store(StoreError::Corrupt(format!("order {order_id} vanished")))
+                        })?;
+                        if repriced.total.amount.is_zero() {
+                            // Nothing would be left to pay, and an order completes by its
+                            // payment: free orders are not settled yet.
+                            return Err(Fail::Refused(
+                                Problem::new(
+                                    422,
+                                    "zero_total",
+                                    "this coupon would make the order free, which kassa cannot settle yet",
+                                )
+                                .into(),
+                            ));
+                        }
+                        let taken = repriced
+                            .coupons
+                            .iter()
+                            .find(|c| c.coupon_id == coupon_id)
+                            .map(|c| c.taken)
+                            .unwrap_or(repriced.total);
+                        let mut usages = tx.load::<OrderCoupons>(&order_id).await?;
+                        let lock = UsageCommand::Lock {
+                            order_id,
+                            user_id: actor.user.clone(),
+                            coupon_id,
+                            code: coupon.code.to_string(),
+                            discount: taken,
+                        };
+                        tx.decide(&mut usages, lock).map_err(|f| match f {
+                            Fail::Refused(UsageError::Released) => {
+                                rejected(RejectReason::ReleasedBefore)
+                            }
+                            Fail::Refused(UsageError::Mismatch) => Fail::Store(
+                                StoreError::Corrupt(format!(
+                                    "the coupon usages of order {order_id} are another's"
+                                )),
+                            ),
+                            Fail::Store(e) => Fail::Store(e),
+                        })?;
+                        ledger.lock(tx.commit(), &coupon, actor.user.as_str())?;
+                        ledger.audit(tx.commit())?;
+                        Ok(repriced)
+                    })
+                },
+            )
+            .await?;
+        Ok(done.value)
+    }
+
+    /// Records the refusal on the caller's attempts (and the coupon's audit, when the code
+    /// named one), then answers as for every code that does not apply.
+    async fn reject(
+        &self,
+        request: &Request,
+        actor: &Actor,
+        order_id: Uuid,
+        code: String,
+        coupon_id: Option<Uuid>,
+        reason: RejectReason,
+    ) -> Problem {
+        let ledger = &self.ledger;
+        let (code, user) = (&code, actor.user.as_str());
+        let recorded = self
+            .kernel
+            .run(
+                Metadata::origin(request_id(request), user),
+                |tx: &mut Tx<'_>| {
+                    Box::pin(async move {
+                        let mut attempts = tx.load::<Attempts>(user).await?;
+                        let reject = Reject {
+                            user_id: actor.user.clone(),
+                            order_id,
+                            code: code.clone(),
+                            coupon_id,
+                            reason,
+                            at: tx.now(),
+                        };
+                        tx.decide(&mut attempts, reject)
+                            .map_err(|f| f.map(|never| match never {}))?;
+                        ledger.audit(tx.commit())?;
+                        Ok::<_, Fail<std::convert::Infallible>>(())
+                    })
+                },
+            )
+            .await;
+        match recorded {
+            Ok(_) => {
+                tracing::info!(%order_id, reason = reason.as_str(), "coupon code refused");
+                not_applicable()
+            }
+            // Unrecorded, a refusal would escape the guessing limit: the caller retries.
+            Err(Fail::Store(e)) => store_problem(&e),
+            Err(Fail::Refused(never)) => match never {},
+        }
+    }
+}
+
+fn not_open(status: &str) -> Problem {
+    Problem::conflict(
+        "order_not_open",
+        format!("the order is {status}; coupons change only open orders"),
+    )
+}
+
+/// What eligibility looks at, from the order as kassa stored it. A ticket order whose
+/// seats are of several concerts is in no single concert's scope.
+fn facts(order: &Order, paid_before: bool) -> OrderFacts {
+    let (concert, levels) = match &order.purpose {
+        Purpose::CreditPack { .. } => (None, Vec::new()),
+        Purpose::Tickets { seats, .. } => {
+            let first = seats.first().map(|s| s.concert_id).unwrap_or_default();
+            let one = seats.iter().all(|s| s.concert_id == first);
+            (
+                Some(if one { first } else { Uuid::nil() }),
+                seats.iter().map(|s| s.level_id.clone()).collect(),
+            )
+        }
+    };
+    OrderFacts {
+        concert,
+        levels,
+        amount: order.subtotal,
+        buyer_has_paid_before: paid_before,
+    }
+}

@@ -1,0 +1,284 @@
+//! What the coupons context keeps beside its streams, in the state table, always written
+//! in the commit that records the events that justify it:
+//! - the code index (`coupon-code#<CODE>` → coupon id), claimed under a condition, so a
+//!   code names one coupon per deployment;
+//! - the use counts: `coupon-uses#<coupon>` (uses in all) and `coupon-uses#<coupon>#<user>`,
+//!   each advanced by a conditional `ADD` that states its limit, so any number of applies
+//!   race and exactly as many succeed as the limit allows, and given back the same way;
+//! - the audit: one item per coupon event (`coupon-audit#<coupon>`, sorted by time), kept
+//!   forever, so `GET /coupons/{id}/audit` reads a partition rather than replaying streams.
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, Update};
+use aws_sdk_dynamodb::Client;
+use kassa_domain::coupon::Coupon;
+use kassa_domain::coupon_code::CouponCode;
+use kassa_store::{Commit, Refusal, StoreError};
+use serde::Serialize;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Which limit refused a lock ([`Refusal::LimitReached`]).
+pub const COUPON_LIMIT: &str = "coupon";
+pub const USER_LIMIT: &str = "user";
+
+const USES: &str = "uses";
+
+fn code_key(code: &CouponCode) -> String {
+    format!("coupon-code#{code}")
+}
+
+fn uses_key(coupon: Uuid) -> String {
+    format!("coupon-uses#{coupon}")
+}
+
+fn user_uses_key(coupon: Uuid, user: &str) -> String {
+    format!("coupon-uses#{coupon}#{user}")
+}
+
+fn audit_key(coupon: Uuid) -> String {
+    format!("coupon-audit#{coupon}")
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// One line of a coupon's audit: an event about it, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub at: String,
+    /// Who caused it: a user's id, or `system:<function>`.
+    pub actor: String,
+    pub details: serde_json::Value,
+}
+
+/// A page of a coupon's audit, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct CouponLedger {
+    client: Client,
+    table: String,
+}
+
+impl CouponLedger {
+    pub fn new(client: Client, state_table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: state_table.into(),
+        }
+    }
+
+    /// Claims `code` for `coupon` in `commit`; refused as [`Refusal::Taken`] when another
+    /// coupon holds it.
+    pub fn claim_code(
+        &self,
+        commit: &mut Commit,
+        code: &CouponCode,
+        coupon: Uuid,
+    ) -> Result<(), StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(code_key(code)))
+            .item("sk", s("-"))
+            .item("coupon_id", s(coupon.to_string()))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(StoreError::dynamo)?;
+        commit.put(put, Refusal::Taken);
+        Ok(())
+    }
+
+    /// The coupon `code` names, if any.
+    pub async fn find(&self, code: &CouponCode) -> Result<Option<Uuid>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(code_key(code)))
+            .key("sk", s("-"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::dynamo)?;
+        match out.item.as_ref().and_then(|i| i.get("coupon_id")) {
+            Some(AttributeValue::S(id)) => Uuid::parse_str(id)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("coupon code index: {e}"))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Takes one use of `coupon` for `user` in `commit`, under both limits: refused as
+    /// [`Refusal::LimitReached`] naming [`COUPON_LIMIT`] or [`USER_LIMIT`].
+    pub fn lock(&self, commit: &mut Commit, coupon: &Coupon, user: &str) -> Result<(), StoreError> {
+        let terms = &coupon.terms;
+        commit.update(
+            self.take(uses_key(coupon.coupon_id), terms.max_uses)?,
+            Refusal::LimitReached(COUPON_LIMIT),
+        );
+        commit.update(
+            self.take(
+                user_uses_key(coupon.coupon_id, user),
+                terms.max_uses_per_user,
+            )?,
+            Refusal::LimitReached(USER_LIMIT),
+        );
+        Ok(())
+    }
+
+    /// Gives back the use `user` held of `coupon`, in `commit`.
+    pub fn release(&self, commit: &mut Commit, coupon: Uuid, user: &str) -> Result<(), StoreError> {
+        commit.update(self.give(uses_key(coupon))?, Refusal::OutOfBounds);
+        commit.update(
+            self.give(user_uses_key(coupon, user))?,
+            Refusal::OutOfBounds,
+        );
+        Ok(())
+    }
+
+    fn take(&self, pk: String, limit: u32) -> Result<Update, StoreError> {
+        Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s("-"))
+            .update_expression("ADD #u :one")
+            .condition_expression("attribute_not_exists(#u) OR #u < :limit")
+            .expression_attribute_names("#u", USES)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(i64::from(limit)))
+            .build()
+            .map_err(StoreError::dynamo)
+    }
+
+    fn give(&self, pk: String) -> Result<Update, StoreError> {
+        // Never below zero: a release is only staged for a usage the same commit moves
+        // from locked, so a failure here means the counts and the usages disagree.
+        Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s("-"))
+            .update_expression("ADD #u :minus")
+            .condition_expression("#u > :zero")
+            .expression_attribute_names("#u", USES)
+            .expression_attribute_values(":minus", n(-1))
+            .expression_attribute_values(":zero", n(0))
+            .build()
+            .map_err(StoreError::dynamo)
+    }
+
+    /// Uses of `coupon` locked or redeemed now.
+    pub async fn uses(&self, coupon: Uuid) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(uses_key(coupon)))
+            .key("sk", s("-"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::dynamo)?;
+        Ok(match out.item.as_ref().and_then(|i| i.get(USES)) {
+            Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
+            _ => 0,
+        })
+    }
+
+    /// Adds an audit line for every coupon event `commit` records so far that names a
+    /// coupon. Call it last, once everything is decided.
+    pub fn audit(&self, commit: &mut Commit) -> Result<(), StoreError> {
+        let mut lines = Vec::new();
+        for event in commit.recorded() {
+            if !event.event_type.starts_with("coupon.") {
+                continue;
+            }
+            let Some(coupon) = event
+                .payload
+                .get("coupon_id")
+                .and_then(|v| v.as_str())
+                .and_then(|v| Uuid::parse_str(v).ok())
+            else {
+                continue;
+            };
+            let at = event
+                .time
+                .format(&time::format_description::well_known::Rfc3339)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(audit_key(coupon)))
+                .item("sk", s(format!("{at}#{}", event.event_id)))
+                .item("event_id", s(event.event_id.to_string()))
+                .item("type", s(event.event_type.clone()))
+                .item("at", s(at))
+                .item("actor", s(event.metadata.actor.clone()))
+                .item("details", s(event.payload.to_string()))
+                .build()
+                .map_err(StoreError::dynamo)?;
+            lines.push(put);
+        }
+        for put in lines {
+            commit.index(put);
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` audit lines of `coupon` after the cursor `after`, oldest first.
+    pub async fn audit_of(
+        &self,
+        coupon: Uuid,
+        after: Option<&str>,
+        limit: i32,
+    ) -> Result<AuditPage, StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(audit_key(coupon)))
+            .limit(limit);
+        if let Some(after) = after {
+            query = query.set_exclusive_start_key(Some(HashMap::from([
+                ("pk".to_owned(), s(audit_key(coupon))),
+                ("sk".to_owned(), s(after)),
+            ])));
+        }
+        let out = query.send().await.map_err(StoreError::dynamo)?;
+        let text = |i: &HashMap<String, AttributeValue>, k: &str| match i.get(k) {
+            Some(AttributeValue::S(v)) => v.clone(),
+            _ => String::new(),
+        };
+        let entries = out
+            .items()
+            .iter()
+            .map(|i| AuditEntry {
+                event_id: text(i, "event_id"),
+                event_type: text(i, "type"),
+                at: text(i, "at"),
+                actor: text(i, "actor"),
+                details: serde_json::from_str(&text(i, "details"))
+                    .unwrap_or(serde_json::Value::Null),
+            })
+            .collect();
+        let next = out
+            .last_evaluated_key()
+            .and_then(|k| k.get("sk"))
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        Ok(AuditPage { entries, next })
+    }
+}

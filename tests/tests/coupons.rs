@@ -1,0 +1,539 @@
+//! Coupons through the HTTP API (seed 002): one use locked per apply under the coupon's
+//! and the buyer's limits, raced with real requests against DynamoDB Local; the order and
+//! its PaymentIntent repriced; uses given back when orders end unpaid, kept when paid;
+//! every refusal alike to the buyer and kept in the audit.
+
+mod common;
+
+use common::{eventually, Api};
+use futures::future::join_all;
+use kassa_commerce::order_book::{agenda_time, OrderBook};
+use kassa_expire_orders::ExpireOrders;
+use kassa_runtime::Function;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+const ADMIN: (&str, &str) = ("root", "admin");
+
+/// A coupon for credit packs, active, valid for a year.
+fn credit_coupon(code: &str, discount: Value, max_uses: u32, per_user: u32) -> Value {
+    let now = time::OffsetDateTime::now_utc();
+    let at = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    json!({
+        "code": code,
+        "discount": discount,
+        "valid_from": at(now - time::Duration::hours(1)),
+        "valid_until": at(now + time::Duration::days(365)),
+        "max_uses": max_uses,
+        "max_uses_per_user": per_user,
+        "scope": { "kind": "credit_packs" },
+        "active": true,
+    })
+}
+
+async fn create_coupon(api: &Api, body: &Value) -> String {
+    let created = api
+        .call_as("POST", "/coupons", Some(ADMIN), Some(&body.to_string()))
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    created.body["coupon_id"].as_str().unwrap().to_owned()
+}
+
+/// A workspace of `user`'s and an order of one starter pack (10.00) in it.
+async fn credit_order(api: &Api, user: &str) -> String {
+    let ws = workspace_of(api, user).await;
+    another_order(api, user, &ws).await
+}
+
+async fn workspace_of(api: &Api, user: &str) -> String {
+    let ws = api
+        .post(
+            "/workspaces",
+            user,
+            json!({ "name": "Shop", "tier": "free", "billing_email": "ops@shop.test" }),
+        )
+        .await;
+    assert_eq!(ws.status, 201, "{:?}", ws.body);
+    ws.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn another_order(api: &Api, user: &str, ws: &str) -> String {
+    let order = api
+        .post(
+            format!("/workspaces/{ws}/credits/purchases"),
+            user,
+            json!({ "pack": "starter" }),
+        )
+        .await;
+    assert_eq!(order.status, 201, "{:?}", order.body);
+    order.body["order_id"].as_str().unwrap().to_owned()
+}
+
+async fn apply(api: &Api, user: &str, order: &str, code: &str) -> common::Answer {
+    api.post(
+        format!("/orders/{order}/coupons"),
+        user,
+        json!({ "code": code }),
+    )
+    .await
+}
+
+async fn uses(api: &Api, coupon: &str) -> u64 {
+    let got = api
+        .call_as("GET", format!("/coupons/{coupon}"), Some(ADMIN), None)
+        .await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    got.body["uses"].as_u64().unwrap()
+}
+
+async fn audit(api: &Api, coupon: &str) -> Vec<Value> {
+    let got = api
+        .call_as(
+            "GET",
+            format!("/coupons/{coupon}/audit?limit=500"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    got.body["entries"].as_array().unwrap().clone()
+}
+
+fn count(entries: &[Value], event_type: &str) -> usize {
+    entries.iter().filter(|e| e["type"] == event_type).count()
+}
+
+#[tokio::test]
+async fn two_hundred_buyers_race_for_fifty_uses_and_expired_orders_give_theirs_back() {
+    let api = Api::start().await;
+    let coupon = create_coupon(
+        &api,
+        &credit_coupon(
+            "RACE-50",
+            json!({ "type": "percent", "percent": "10" }),
+            50,
+            1,
+        ),
+    )
+    .await;
+    let buyers: Vec<String> = (0..200).map(|i| format!("buyer-{i:03}")).collect();
+    let orders: Vec<String> = join_all(buyers.iter().map(|b| credit_order(&api, b))).await;
+
+    let answers = join_all(
+        buyers
+            .iter()
+            .zip(&orders)
+            .map(|(b, o)| apply(&api, b, o, "race-50")),
+    )
+    .await;
+    let locked: Vec<usize> = (0..200).filter(|i| answers[*i].status == 200).collect();
+    for answer in &answers {
+        assert!(
+            answer.status == 200
+                || (answer.status == 422 && answer.body["code"] == "coupon_not_applicable"),
+            "{} {:?}",
+            answer.status,
+            answer.body
+        );
+    }
+    assert_eq!(locked.len(), 50, "exactly the coupon's 50 uses are locked");
+    for i in &locked {
+        assert_eq!(
+            answers[*i].body["total"]["amount"], "9.00",
+            "10 % off 10.00"
+        );
+    }
+    assert_eq!(uses(&api, &coupon).await, 50);
+
+    // 20 of the locked orders expire unpaid: their uses come back.
+    api.stack.clock.advance(Duration::from_secs(31 * 60));
+    let config = &api.stack.configs["ExpireOrdersFunction"];
+    let aws = kassa_runtime::config::aws().await;
+    let book = OrderBook::new(aws_sdk_dynamodb::Client::new(&aws), &config.state_table);
+    let due = book
+        .expiry()
+        .due_by(&agenda_time(kassa_commerce::Clock::now(&api.stack.clock)))
+        .await
+        .unwrap();
+    let expiring: Vec<String> = locked[..20].iter().map(|i| orders[*i].clone()).collect();
+    let entries: Vec<_> = due
+        .into_iter()
+        .filter(|e| expiring.contains(&e.subject))
+        .collect();
+    assert_eq!(entries.len(), 20, "{entries:?}");
+    let expiry =
+        ExpireOrders::from_config(config, &aws, Arc::new(api.stack.clock.clone())).unwrap();
+    let run = expiry.run(entries).await.unwrap();
+    assert_eq!(run.failed, 0, "{run:?}");
+    eventually("the expired orders' uses back", || async {
+        (uses(&api, &coupon).await == 30).then_some(())
+    })
+    .await;
+
+    // The 150 refused buyers race again: exactly the 20 uses given back are taken.
+    let refused: Vec<usize> = (0..200).filter(|i| !locked.contains(i)).collect();
+    let again = join_all(
+        refused
+            .iter()
+            .map(|i| apply(&api, &buyers[*i], &orders[*i], "RACE-50")),
+    )
+    .await;
+    assert_eq!(again.iter().filter(|a| a.status == 200).count(), 20);
+    assert_eq!(
+        uses(&api, &coupon).await,
+        50,
+        "locked + redeemed never pass 50"
+    );
+    let entries = audit(&api, &coupon).await;
+    assert_eq!(count(&entries, "coupon.applied"), 70);
+    assert_eq!(count(&entries, "coupon.released"), 20);
+    assert_eq!(count(&entries, "coupon.rejected"), 150 + 130);
+}
+
+#[tokio::test]
+async fn one_buyer_limited_to_one_use_locks_once_across_twenty_orders() {
+    let api = Api::start().await;
+    let coupon = create_coupon(
+        &api,
+        &credit_coupon(
+            "ONCE",
+            json!({ "type": "fixed", "amount": { "amount": "2.50", "currency": "USD" } }),
+            100,
+            1,
+        ),
+    )
+    .await;
+    let ws = workspace_of(&api, "solo").await;
+    let mut orders = Vec::new();
+    for _ in 0..20 {
+        orders.push(another_order(&api, "solo", &ws).await);
+    }
+    let answers = join_all(orders.iter().map(|o| apply(&api, "solo", o, "once"))).await;
+    assert_eq!(answers.iter().filter(|a| a.status == 200).count(), 1);
+    assert!(answers
+        .iter()
+        .all(|a| a.status == 200 || a.body["code"] == "coupon_not_applicable"));
+    assert_eq!(uses(&api, &coupon).await, 1);
+    let entries = audit(&api, &coupon).await;
+    assert_eq!(count(&entries, "coupon.applied"), 1);
+    let limits = entries
+        .iter()
+        .filter(|e| e["details"]["reason"] == "user_limit")
+        .count();
+    assert_eq!(limits, 19, "{entries:#?}");
+}
+
+#[tokio::test]
+async fn a_coupon_reprices_the_order_and_its_intent_and_payment_redeems_it() {
+    let api = Api::start().await;
+    let coupon = create_coupon(
+        &api,
+        &credit_coupon(
+            "QUARTER",
+            json!({ "type": "percent", "percent": "25" }),
+            10,
+            1,
+        ),
+    )
+    .await;
+    let order = credit_order(&api, "payer").await;
+    let intent = eventually("the payment intent", || async {
+        let o = api.get(format!("/orders/{order}"), "payer").await;
+        o.body["payment_intent_id"].as_str().map(str::to_owned)
+    })
+    .await;
+    let applied = apply(&api, "payer", &order, " quarter ").await;
+    assert_eq!(applied.status, 200, "{:?}", applied.body);
+    assert_eq!(applied.body["discount"]["amount"], "2.50");
+    assert_eq!(applied.body["total"]["amount"], "7.50");
+    let again = apply(&api, "payer", &order, "QUARTER").await;
+    assert_eq!(
+        again.status, 200,
+        "applying twice is once: {:?}",
+        again.body
+    );
+    assert_eq!(uses(&api, &coupon).await, 1);
+
+    let seen = api.get(format!("/orders/{order}"), "payer").await;
+    assert_eq!(seen.body["total"]["amount"], "7.50", "{:?}", seen.body);
+    assert_eq!(seen.body["coupons"][0]["code"], "QUARTER");
+    let at_stripe = common::stripe_get(&format!("/v1/payment_intents/{intent}")).await;
+    assert_eq!(
+        at_stripe["amount"], 750,
+        "the intent charges the discounted total"
+    );
+
+    // Someone else's order is not there for them.
+    let stranger = apply(&api, "mallory", &order, "QUARTER").await;
+    assert_eq!(stranger.status, 404, "{:?}", stranger.body);
+
+    let paid = common::pay_at_localstripe(&intent).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    eventually("the usage redeemed", || async {
+        let entries = audit(&api, &coupon).await;
+        (count(&entries, "coupon.redeemed") == 1).then_some(())
+    })
+    .await;
+    let completed = api.get(format!("/orders/{order}"), "payer").await;
+    assert_eq!(
+        completed.body["status"], "completed",
+        "{:?}",
+        completed.body
+    );
+    assert_eq!(uses(&api, &coupon).await, 1, "a redeemed use stays used");
+    let late = api
+        .call(
+            "DELETE",
+            format!("/orders/{order}/coupons/QUARTER"),
+            Some("payer"),
+            None,
+        )
+        .await;
+    assert_eq!(late.status, 409, "{:?}", late.body);
+}
+
+#[tokio::test]
+async fn taking_a_coupon_off_gives_its_use_back_and_restores_the_total() {
+    let api = Api::start().await;
+    let coupon = create_coupon(
+        &api,
+        &credit_coupon(
+            "TAKEOFF",
+            json!({ "type": "percent", "percent": "50" }),
+            1,
+            1,
+        ),
+    )
+    .await;
+    let order = credit_order(&api, "ann").await;
+    assert_eq!(apply(&api, "ann", &order, "TAKEOFF").await.status, 200);
+    let other = credit_order(&api, "bob").await;
+    let full = apply(&api, "bob", &other, "TAKEOFF").await;
+    assert_eq!(full.status, 422, "its one use is taken: {:?}", full.body);
+
+    let removed = api
+        .call(
+            "DELETE",
+            format!("/orders/{order}/coupons/takeoff"),
+            Some("ann"),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.body);
+    assert_eq!(removed.body["total"]["amount"], "10.00");
+    assert_eq!(uses(&api, &coupon).await, 0);
+    assert_eq!(apply(&api, "bob", &other, "TAKEOFF").await.status, 200);
+    let back = apply(&api, "ann", &order, "TAKEOFF").await;
+    assert_eq!(back.status, 422, "{:?}", back.body);
+    let missing = api
+        .call(
+            "DELETE",
+            format!("/orders/{order}/coupons/NOPE"),
+            Some("ann"),
+            None,
+        )
+        .await;
+    assert_eq!(missing.status, 404, "{:?}", missing.body);
+}
+
+#[tokio::test]
+async fn codes_that_do_not_apply_answer_alike_and_guessing_waits() {
+    let api = Api::start().await;
+    let now = time::OffsetDateTime::now_utc();
+    let mut expired = credit_coupon("GONE", json!({ "type": "percent", "percent": "10" }), 5, 1);
+    expired["valid_from"] = json!((now - time::Duration::days(10))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap());
+    expired["valid_until"] = json!((now - time::Duration::days(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap());
+    let gone = create_coupon(&api, &expired).await;
+    let mut sleeping = credit_coupon(
+        "SLEEPING",
+        json!({ "type": "percent", "percent": "10" }),
+        5,
+        1,
+    );
+    sleeping["active"] = json!(false);
+    let sleeping = create_coupon(&api, &sleeping).await;
+    let order = credit_order(&api, "eve").await;
+
+    let mut bodies = Vec::new();
+    for code in ["NO-SUCH-CODE", "gone", "SLEEPING", "!!"] {
+        let answer = apply(&api, "eve", &order, code).await;
+        assert_eq!(answer.status, 422, "{code}: {:?}", answer.body);
+        assert_eq!(answer.content_type, "application/problem+json");
+        bodies.push((answer.body["code"].clone(), answer.body["detail"].clone()));
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every refusal reads the same: {bodies:?}"
+    );
+    let reasons = |entries: Vec<Value>| -> Vec<Value> {
+        entries
+            .iter()
+            .map(|e| e["details"]["reason"].clone())
+            .collect()
+    };
+    assert_eq!(reasons(audit(&api, &gone).await), vec![json!("expired")]);
+    assert_eq!(
+        reasons(audit(&api, &sleeping).await)[1..],
+        [json!("not_active")]
+    );
+
+    for i in 0..6 {
+        let answer = apply(&api, "eve", &order, &format!("GUESS-{i}")).await;
+        assert_eq!(answer.status, 422, "{:?}", answer.body);
+    }
+    let held = api
+        .call(
+            "POST",
+            format!("/orders/{order}/coupons"),
+            Some("eve"),
+            Some(r#"{"code":"GUESS-7"}"#),
+        )
+        .await;
+    assert_eq!(held.status, 429, "{:?}", held.body);
+    assert_eq!(held.body["code"], "too_many_attempts");
+    api.stack.clock.advance(Duration::from_secs(10 * 60));
+    let later = apply(&api, "eve", &order, "GUESS-8").await;
+    assert_eq!(later.status, 422, "the window passed: {:?}", later.body);
+}
+
+#[tokio::test]
+async fn who_may_create_see_and_change_coupons_and_bad_input_writes_nothing() {
+    let api = Api::start().await;
+    let body = credit_coupon(
+        "ADMINS-ONLY",
+        json!({ "type": "percent", "percent": "10" }),
+        5,
+        1,
+    );
+    for caller in [("ursula", "user"), ("olga", "organizer")] {
+        let refused = api
+            .call_as("POST", "/coupons", Some(caller), Some(&body.to_string()))
+            .await;
+        assert_eq!(refused.status, 403, "{caller:?}: {:?}", refused.body);
+    }
+    let concert = common::put_on_sale(&api, &common::concert_body("Nina", &[("floor", 100)])).await;
+    let mut organizers = body.clone();
+    organizers["code"] = json!("OLGA-10");
+    organizers["scope"] = json!({ "kind": "concert", "concert_id": concert });
+    let mine = api
+        .call_as(
+            "POST",
+            "/coupons",
+            Some(common::ORGANIZER),
+            Some(&organizers.to_string()),
+        )
+        .await;
+    assert_eq!(mine.status, 201, "{:?}", mine.body);
+    let id = mine.body["coupon_id"].as_str().unwrap();
+    let other = ("otto", "organizer");
+    organizers["code"] = json!("OTTO-10");
+    let theirs = api
+        .call_as(
+            "POST",
+            "/coupons",
+            Some(other),
+            Some(&organizers.to_string()),
+        )
+        .await;
+    assert_eq!(theirs.status, 403, "not otto's concert: {:?}", theirs.body);
+    let peek = api
+        .call_as("GET", format!("/coupons/{id}/audit"), Some(other), None)
+        .await;
+    assert_eq!(peek.status, 404, "{:?}", peek.body);
+    let disable = api
+        .call_as(
+            "POST",
+            format!("/coupons/{id}/disable"),
+            Some(other),
+            Some(r#"{"reason":"mine now"}"#),
+        )
+        .await;
+    assert_eq!(disable.status, 404, "{:?}", disable.body);
+    let disabled = api
+        .call_as(
+            "POST",
+            format!("/coupons/{id}/disable"),
+            Some(common::ORGANIZER),
+            Some(r#"{"reason":"sold out"}"#),
+        )
+        .await;
+    assert_eq!(disabled.body["status"], "disabled", "{:?}", disabled.body);
+
+    let taken = api
+        .call_as(
+            "POST",
+            "/coupons",
+            Some(common::ORGANIZER),
+            Some(&organizers.to_string().replace("OTTO-10", "olga-10")),
+        )
+        .await;
+    assert_eq!(
+        taken.status, 409,
+        "a code names one coupon: {:?}",
+        taken.body
+    );
+
+    let mut bad = body.clone();
+    bad["discount"] = json!({ "type": "percent", "percent": "150" });
+    let cases = [
+        "{".to_owned(),
+        json!({ "code": "X" }).to_string(),
+        bad.to_string(),
+        body.to_string().replace("\"max_uses\":5", "\"max_uses\":0"),
+        body.to_string().replace("ADMINS-ONLY", "not a code!"),
+    ];
+    for case in cases {
+        let answer = api
+            .call_as("POST", "/coupons", Some(ADMIN), Some(&case))
+            .await;
+        assert!(
+            (400..500).contains(&answer.status),
+            "{case}: {} {:?}",
+            answer.status,
+            answer.body
+        );
+        assert_eq!(answer.content_type, "application/problem+json");
+    }
+    let batch = api
+        .call_as(
+            "POST",
+            "/coupons/batches",
+            Some(ADMIN),
+            Some(&{
+                let mut b = body.clone();
+                b.as_object_mut().unwrap().remove("code");
+                b.as_object_mut().unwrap().remove("max_uses");
+                b["count"] = json!(45);
+                b.to_string()
+            }),
+        )
+        .await;
+    assert_eq!(batch.status, 201, "{:?}", batch.body);
+    let codes: std::collections::BTreeSet<String> = batch.body["coupons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 45, "every generated code differs");
+    assert!(codes.iter().all(|c| c.len() == 10
+        && c.bytes()
+            .all(|b| kassa_domain::coupon_code::ALPHABET.contains(&b))));
+    let one = batch.body["coupons"][0]["coupon_id"].as_str().unwrap();
+    let single = api
+        .call_as("GET", format!("/coupons/{one}"), Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        single.body["max_uses"], 1,
+        "batch codes are single-use: {:?}",
+        single.body
+    );
+}
