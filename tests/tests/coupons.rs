@@ -213,10 +213,21 @@ async fn one_buyer_limited_to_one_use_locks_once_across_twenty_orders() {
         orders.push(another_order(&api, "solo", &ws).await);
     }
     let answers = join_all(orders.iter().map(|o| apply(&api, "solo", o, "once"))).await;
-    assert_eq!(answers.iter().filter(|a| a.status == 200).count(), 1);
-    assert!(answers
+    let statuses: Vec<_> = answers
         .iter()
-        .all(|a| a.status == 200 || a.body["code"] == "coupon_not_applicable"));
+        .map(|a| (a.status, a.body["code"].clone()))
+        .collect();
+    assert_eq!(
+        answers.iter().filter(|a| a.status == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.status == 200 || a.body["code"] == "coupon_not_applicable"),
+        "{statuses:?}"
+    );
     assert_eq!(uses(&api, &coupon).await, 1);
     let entries = audit(&api, &coupon).await;
     assert_eq!(count(&entries, "coupon.applied"), 1);
@@ -230,6 +241,7 @@ async fn one_buyer_limited_to_one_use_locks_once_across_twenty_orders() {
 #[tokio::test]
 async fn a_coupon_reprices_the_order_and_its_intent_and_payment_redeems_it() {
     let api = Api::start().await;
+    api.stack.register_stripe_webhook().await.unwrap();
     let coupon = create_coupon(
         &api,
         &credit_coupon(
@@ -262,8 +274,13 @@ async fn a_coupon_reprices_the_order_and_its_intent_and_payment_redeems_it() {
     assert_eq!(seen.body["total"]["amount"], "7.50", "{:?}", seen.body);
     assert_eq!(seen.body["coupons"][0]["code"], "QUARTER");
     let at_stripe = common::stripe_get(&format!("/v1/payment_intents/{intent}")).await;
+    // localstripe echoes an updated amount as the digits it was sent.
+    let charged = at_stripe["amount"]
+        .as_i64()
+        .or_else(|| at_stripe["amount"].as_str().and_then(|s| s.parse().ok()));
     assert_eq!(
-        at_stripe["amount"], 750,
+        charged,
+        Some(750),
         "the intent charges the discounted total"
     );
 
@@ -376,13 +393,14 @@ async fn codes_that_do_not_apply_answer_alike_and_guessing_waits() {
     let reasons = |entries: Vec<Value>| -> Vec<Value> {
         entries
             .iter()
+            .filter(|e| e["type"] == "coupon.rejected")
             .map(|e| e["details"]["reason"].clone())
             .collect()
     };
     assert_eq!(reasons(audit(&api, &gone).await), vec![json!("expired")]);
     assert_eq!(
-        reasons(audit(&api, &sleeping).await)[1..],
-        [json!("not_active")]
+        reasons(audit(&api, &sleeping).await),
+        vec![json!("not_active")]
     );
 
     for i in 0..6 {

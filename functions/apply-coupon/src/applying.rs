@@ -22,6 +22,9 @@ use uuid::Uuid;
 /// The longest text taken as a code; anything longer is bad input, not a guess.
 const MAX_TYPED: usize = 64;
 
+/// Tries at recording a refusal: each loses only to another refusal of the same buyer.
+const REJECT_ATTEMPTS: u32 = 40;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Application {
@@ -287,8 +290,10 @@ impl ApplyCoupon {
     ) -> Problem {
         let ledger = &self.ledger;
         let (code, user) = (&code, actor.user.as_str());
+        // A buyer's refusals append to one stream: many at once take turns.
         let recorded = self
             .kernel
+            .patient(REJECT_ATTEMPTS)
             .run(
                 Metadata::origin(request_id(request), user),
                 |tx: &mut Tx<'_>| {

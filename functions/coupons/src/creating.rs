@@ -28,9 +28,9 @@ const GENERATED_LENGTH: usize = 10;
 const MAX_LENGTH: usize = 20;
 /// The most coupons one batch request creates.
 pub const MAX_BATCH: u32 = 500;
-/// Coupons per commit in a batch: each writes its event, head, code and audit line, and a
-/// transaction holds at most 100 items.
-const CHUNK: usize = 20;
+/// Coupons per commit in a batch: each writes up to two events (created, activated), its
+/// head, its code and an audit line per event, and a transaction holds at most 100 items.
+const CHUNK: usize = 12;
 /// Draws of a chunk's codes before a batch gives up (each clash redraws the chunk).
 const DRAWS: u32 = 3;
 

@@ -78,6 +78,15 @@ impl Kernel {
         }
     }
 
+    /// The same kernel deciding up to `attempts` times: for a command whose stream many
+    /// requests of one caller append to at once, where losing a race is expected.
+    pub fn patient(&self, attempts: u32) -> Self {
+        Self {
+            attempts,
+            ..self.clone()
+        }
+    }
+
     pub fn store(&self) -> &EventStore {
         &self.store
     }

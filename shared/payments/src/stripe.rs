@@ -36,6 +36,7 @@ struct IntentBody {
     id: String,
     client_secret: Option<String>,
     status: String,
+    #[serde(deserialize_with = "minor_units")]
     amount: i64,
     currency: String,
 }
@@ -196,6 +197,21 @@ fn subscription(body: &Value) -> Result<Subscription, GatewayError> {
         current_period_end: facts.current_period_end,
         cancel_at_period_end: facts.cancel_at_period_end,
     })
+}
+
+/// An amount in minor units: an integer from Stripe, or the digits of one from localstripe,
+/// which echoes an amount set by an update as the form sent it.
+fn minor_units<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Units {
+        Number(i64),
+        Digits(String),
+    }
+    match Units::deserialize(d)? {
+        Units::Number(n) => Ok(n),
+        Units::Digits(s) => s.parse().map_err(serde::de::Error::custom),
+    }
 }
 
 fn minor(amount: Money) -> Result<i64, GatewayError> {

@@ -470,8 +470,11 @@ impl<'a> Obj<'a> {
     fn opt_int(&self, key: &str) -> Result<Option<i64>, ParseError> {
         match self.get(key) {
             None => Ok(None),
+            // Stripe sends integers; localstripe echoes an amount set by an update as
+            // the form's digits, so a string of digits is read as the number it spells.
             Some(v) => v
                 .as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
                 .map(Some)
                 .ok_or_else(|| self.invalid(key, "an integer")),
         }
