@@ -295,11 +295,25 @@ async fn a_coupon_reprices_the_order_and_its_intent_and_payment_redeems_it() {
         (count(&entries, "coupon.redeemed") == 1).then_some(())
     })
     .await;
-    let completed = api.get(format!("/orders/{order}"), "payer").await;
+    let completed = eventually("the order fulfilled", || async {
+        let o = api.get(format!("/orders/{order}"), "payer").await;
+        (o.body["status"] == "fulfilled").then_some(o)
+    })
+    .await;
+    let invoice_id = completed.body["invoice_id"].as_str().unwrap().to_owned();
+    let invoice = eventually("the invoice", || async {
+        let i = api.get(format!("/invoices/{invoice_id}"), "payer").await;
+        (i.status == 200).then_some(i.body)
+    })
+    .await;
+    assert_eq!(invoice["total"]["amount"], "7.50", "{invoice}");
     assert_eq!(
-        completed.body["status"], "completed",
-        "{:?}",
-        completed.body
+        invoice["lines"][1]["description"], "Coupon QUARTER",
+        "{invoice}"
+    );
+    assert_eq!(
+        invoice["lines"][1]["amount"]["amount"], "-2.50",
+        "{invoice}"
     );
     assert_eq!(uses(&api, &coupon).await, 1, "a redeemed use stays used");
     let late = api
@@ -554,4 +568,93 @@ async fn who_may_create_see_and_change_coupons_and_bad_input_writes_nothing() {
         "batch codes are single-use: {:?}",
         single.body
     );
+}
+
+#[tokio::test]
+async fn stacking_minimum_and_first_order_rules_hold_through_the_api() {
+    let api = Api::start().await;
+    api.stack.register_stripe_webhook().await.unwrap();
+    let stackable = json!({ "kind": "stackable", "max_per_order": 2 });
+    for (code, percent) in [("TEN", "10"), ("FIVE", "5"), ("TWO", "2")] {
+        let mut body = credit_coupon(
+            code,
+            json!({ "type": "percent", "percent": percent }),
+            10,
+            1,
+        );
+        body["stacking"] = stackable.clone();
+        create_coupon(&api, &body).await;
+    }
+    create_coupon(
+        &api,
+        &credit_coupon(
+            "ALONE",
+            json!({ "type": "percent", "percent": "50" }),
+            10,
+            1,
+        ),
+    )
+    .await;
+    let mut big = credit_coupon(
+        "BIG-SPENDER",
+        json!({ "type": "percent", "percent": "50" }),
+        10,
+        1,
+    );
+    big["min_order"] = json!({ "amount": "20.00", "currency": "USD" });
+    create_coupon(&api, &big).await;
+    let mut first = credit_coupon(
+        "WELCOME",
+        json!({ "type": "percent", "percent": "20" }),
+        10,
+        1,
+    );
+    first["first_order_only"] = json!(true);
+    create_coupon(&api, &first).await;
+
+    let ws = workspace_of(&api, "sam").await;
+    let order = another_order(&api, "sam", &ws).await;
+    assert_eq!(apply(&api, "sam", &order, "TEN").await.status, 200);
+    let both = apply(&api, "sam", &order, "FIVE").await;
+    assert_eq!(both.status, 200, "{:?}", both.body);
+    // 10.00 less 10 % = 9.00, less 5 % of that = 8.55.
+    assert_eq!(both.body["total"]["amount"], "8.55", "{:?}", both.body);
+    for code in ["TWO", "ALONE"] {
+        let refused = apply(&api, "sam", &order, code).await;
+        assert_eq!(refused.status, 422, "{code}: {:?}", refused.body);
+    }
+    let below = apply(&api, "sam", &order, "BIG-SPENDER").await;
+    assert_eq!(
+        below.status, 422,
+        "a 10.00 order is below 20.00: {:?}",
+        below.body
+    );
+
+    // WELCOME applies to a first order, not once the buyer has paid for one.
+    let fresh = another_order(&api, "sam", &ws).await;
+    assert_eq!(apply(&api, "sam", &fresh, "WELCOME").await.status, 200);
+    let removed = api
+        .call(
+            "DELETE",
+            format!("/orders/{fresh}/coupons/WELCOME"),
+            Some("sam"),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.body);
+    let intent = eventually("the payment intent", || async {
+        let o = api.get(format!("/orders/{order}"), "sam").await;
+        o.body["payment_intent_id"].as_str().map(str::to_owned)
+    })
+    .await;
+    let paid = common::pay_at_localstripe(&intent).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    eventually("the first order paid", || async {
+        let o = api.get(format!("/orders/{order}"), "sam").await;
+        (o.body["status"] != "payment_pending").then_some(())
+    })
+    .await;
+    let later = another_order(&api, "sam", &ws).await;
+    let second = apply(&api, "sam", &later, "WELCOME").await;
+    assert_eq!(second.status, 422, "not a first order: {:?}", second.body);
 }

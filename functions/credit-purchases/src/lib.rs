@@ -118,7 +118,7 @@ impl CreditPurchases {
                     workspace_id: Some(workspace_id),
                     order_id: Some(order_id),
                     provider_invoice_id: None,
-                    lines: order.lines.clone(),
+                    lines: order.invoice_lines(),
                     tax_rate: Some(order.tax_rate),
                     tax: order.tax,
                     issued_on: today,

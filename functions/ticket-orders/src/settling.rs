@@ -89,7 +89,7 @@ impl TicketOrders {
             workspace_id: None,
             order_id: Some(order_id),
             provider_invoice_id: None,
-            lines: order.lines.clone(),
+            lines: order.invoice_lines(),
             tax_rate: Some(order.tax_rate),
             tax: order.tax,
             issued_on: paid_on,

@@ -183,6 +183,23 @@ impl Order {
         )
     }
 
+    /// The lines its invoice shows: what was bought, then one line per coupon taking its
+    /// discount off (a negative amount), so the lines sum to what the tax was computed on
+    /// and the invoice's total is what was paid.
+    pub fn invoice_lines(&self) -> Vec<OrderLine> {
+        let mut lines = self.lines.clone();
+        lines.extend(self.coupons.iter().map(|c| {
+            let off = Money::new(-c.taken.amount, c.taken.currency);
+            OrderLine {
+                description: format!("Coupon {}", c.code),
+                quantity: 1,
+                unit_price: off,
+                amount: off,
+            }
+        }));
+        lines
+    }
+
     /// Its figures with `coupons` on it, from the lines as created.
     fn reprice(&self, coupons: Vec<OrderCoupon>) -> Result<Repriced, OrderError> {
         let gross = Gross {
@@ -1161,6 +1178,12 @@ mod tests {
         let events = apply_all(created(), vec![coupon(1, fixed, Stacking::Exclusive)]);
         let order = given(&events).unwrap();
         assert_eq!((order.discount(), order.total), (usd(2000), usd(0)));
+        let invoiced: Decimal = order.invoice_lines().iter().map(|l| l.amount.amount).sum();
+        assert_eq!(
+            invoiced,
+            Decimal::ZERO,
+            "the coupon's invoice line takes the discount off"
+        );
         let mut paid = created();
         complete(&mut paid);
         assert_eq!(
