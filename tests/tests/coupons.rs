@@ -658,3 +658,135 @@ async fn stacking_minimum_and_first_order_rules_hold_through_the_api() {
     let second = apply(&api, "sam", &later, "WELCOME").await;
     assert_eq!(second.status, 422, "not a first order: {:?}", second.body);
 }
+
+#[tokio::test]
+async fn an_order_a_coupon_makes_free_completes_without_a_payment() {
+    let api = Api::start().await;
+    create_coupon(
+        &api,
+        &credit_coupon(
+            "ON-US",
+            json!({ "type": "percent", "percent": "100" }),
+            10,
+            1,
+        ),
+    )
+    .await;
+    let order = credit_order(&api, "fay").await;
+    let applied = apply(&api, "fay", &order, "ON-US").await;
+    assert_eq!(applied.status, 200, "{:?}", applied.body);
+    assert_eq!(applied.body["total"]["amount"], "0.00");
+    assert_eq!(applied.body["status"], "completed", "{:?}", applied.body);
+    let fulfilled = eventually("the free order fulfilled", || async {
+        let o = api.get(format!("/orders/{order}"), "fay").await;
+        (o.body["status"] == "fulfilled").then_some(o.body)
+    })
+    .await;
+    assert_eq!(fulfilled["payment_id"], format!("free:{order}"));
+    let invoice_id = fulfilled["invoice_id"].as_str().unwrap().to_owned();
+    let invoice = eventually("the invoice", || async {
+        let i = api.get(format!("/invoices/{invoice_id}"), "fay").await;
+        (i.status == 200).then_some(i.body)
+    })
+    .await;
+    assert_eq!(invoice["total"]["amount"], "0.00", "{invoice}");
+
+    // A ticket order: it completes once its seats are held, and its tickets are issued.
+    let registered = api
+        .post(
+            "/users",
+            "fay",
+            json!({ "email": "fay@example.com", "name": "Fay" }),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{:?}", registered.body);
+    let concert = common::put_on_sale(&api, &common::concert_body("Nina", &[("floor", 10)])).await;
+    let mut free_seats = credit_coupon(
+        "FRONT-ROW",
+        json!({ "type": "percent", "percent": "100" }),
+        5,
+        1,
+    );
+    free_seats["scope"] = json!({ "kind": "concert", "concert_id": concert });
+    let created = api
+        .call_as(
+            "POST",
+            "/coupons",
+            Some(common::ORGANIZER),
+            Some(&free_seats.to_string()),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let added = api
+        .post(
+            "/cart/items",
+            "fay",
+            json!({ "concert_id": concert, "level_id": "floor", "quantity": 2 }),
+        )
+        .await;
+    assert!(matches!(added.status, 200 | 201), "{:?}", added.body);
+    let confirmed = api.call("POST", "/cart/confirm", Some("fay"), None).await;
+    assert_eq!(confirmed.status, 201, "{:?}", confirmed.body);
+    let tickets_order = confirmed.body["order_id"].as_str().unwrap().to_owned();
+    let applied = apply(&api, "fay", &tickets_order, "FRONT-ROW").await;
+    assert_eq!(applied.status, 200, "{:?}", applied.body);
+    let tickets = eventually("the free tickets", || async {
+        let t = api.get("/tickets", "fay").await;
+        let mine: Vec<Value> = t.body["tickets"]
+            .as_array()?
+            .iter()
+            .filter(|t| t["order_id"] == json!(tickets_order))
+            .cloned()
+            .collect();
+        (mine.len() == 2).then_some(mine)
+    })
+    .await;
+    assert!(
+        tickets.iter().all(|t| t["status"] == "valid"),
+        "{tickets:?}"
+    );
+    let sales = api
+        .call_as(
+            "GET",
+            format!("/concerts/{concert}/sales"),
+            Some(common::ORGANIZER),
+            None,
+        )
+        .await;
+    assert_eq!(sales.body["levels"][0]["sold"], 2, "{:?}", sales.body);
+
+    // Free seats need no coupon: the order owes nothing from the start.
+    let mut body = common::concert_body("Open Air", &[("lawn", 100)]);
+    body["levels"][0]["price"]["amount"] = json!("0.00");
+    let open_air = common::put_on_sale(&api, &body).await;
+    let added = api
+        .post(
+            "/cart/items",
+            "fay",
+            json!({ "concert_id": open_air, "level_id": "lawn", "quantity": 1 }),
+        )
+        .await;
+    assert!(matches!(added.status, 200 | 201), "{:?}", added.body);
+    let confirmed = api.call("POST", "/cart/confirm", Some("fay"), None).await;
+    assert_eq!(confirmed.status, 201, "{:?}", confirmed.body);
+    let free_order = confirmed.body["order_id"].as_str().unwrap().to_owned();
+    let done = eventually("the free ticket order completed", || async {
+        let o = api.get(format!("/orders/{free_order}"), "fay").await;
+        (o.body["payment_id"] == json!(format!("free:{free_order}"))).then_some(o.body)
+    })
+    .await;
+    assert_eq!(
+        done["payment_intent_id"],
+        json!(""),
+        "Stripe was never asked: {done}"
+    );
+    eventually("the free ticket", || async {
+        let t = api.get("/tickets", "fay").await;
+        t.body["tickets"]
+            .as_array()?
+            .iter()
+            .any(|t| t["order_id"] == json!(free_order))
+            .then_some(())
+    })
+    .await;
+}

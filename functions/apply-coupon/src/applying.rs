@@ -11,6 +11,7 @@ use kassa_domain::coupon_usage::{
 };
 use kassa_domain::identity::Actor;
 use kassa_domain::order::{Order, OrderCommand, OrderError, Purpose};
+use kassa_domain::reservation::{Reservation, ReservationStatus};
 use kassa_runtime::http::{json_body, request_id, uuid_param};
 use kassa_runtime::problem::store_problem;
 use kassa_runtime::{access, caller, Problem};
@@ -218,9 +219,9 @@ impl ApplyCoupon {
                             Fail::Refused(OrderError::NotOpen(status)) => {
                                 Fail::Refused(not_open(status).into())
                             }
-                            Fail::Refused(e) => Fail::Refused(
-                                Problem::new(422, e.code(), e.to_string()).into(),
-                            ),
+                            Fail::Refused(e) => {
+                                Fail::Refused(Problem::new(422, e.code(), e.to_string()).into())
+                            }
                             Fail::Store(e) => Fail::Store(e),
                         })?;
                         if applied.is_empty() {
@@ -230,17 +231,8 @@ impl ApplyCoupon {
                         let repriced = order.state.clone().ok_or_else(|| {
                             Fail::Store(StoreError::Corrupt(format!("order {order_id} vanished")))
                         })?;
-                        if repriced.total.amount.is_zero() {
-                            // Nothing would be left to pay, and an order completes by its
-                            // payment: free orders are not settled yet.
-                            return Err(Fail::Refused(
-                                Problem::new(
-                                    422,
-                                    "zero_total",
-                                    "this coupon would make the order free, which kassa cannot settle yet",
-                                )
-                                .into(),
-                            ));
+                        if repriced.owes_nothing() {
+                            settle_free(tx, &mut order, &repriced).await?;
                         }
                         let taken = repriced
                             .coupons
@@ -260,16 +252,16 @@ impl ApplyCoupon {
                             Fail::Refused(UsageError::Released) => {
                                 rejected(RejectReason::ReleasedBefore)
                             }
-                            Fail::Refused(UsageError::Mismatch) => Fail::Store(
-                                StoreError::Corrupt(format!(
+                            Fail::Refused(UsageError::Mismatch) => {
+                                Fail::Store(StoreError::Corrupt(format!(
                                     "the coupon usages of order {order_id} are another's"
-                                )),
-                            ),
+                                )))
+                            }
                             Fail::Store(e) => Fail::Store(e),
                         })?;
                         ledger.lock(tx.commit(), &coupon, actor.user.as_str())?;
                         ledger.audit(tx.commit())?;
-                        Ok(repriced)
+                        Ok(order.state.unwrap_or(repriced))
                     })
                 },
             )
@@ -325,6 +317,35 @@ impl ApplyCoupon {
             Err(Fail::Refused(never)) => match never {},
         }
     }
+}
+
+/// The coupons took the whole total: a credit pack completes in this commit; a ticket
+/// order whose seats are held does too (the reservation's version a condition of the
+/// commit); one whose reservation is not recorded yet completes when it is
+/// (ticket-orders, on `reservation.created`).
+async fn settle_free(
+    tx: &mut Tx<'_>,
+    order: &mut kassa_store::Loaded<Order>,
+    repriced: &Order,
+) -> Result<(), Fail<Refused>> {
+    let Some(complete) = repriced.complete_free() else {
+        return Ok(());
+    };
+    if let Purpose::Tickets { .. } = repriced.purpose {
+        let reservation = tx.load::<Reservation>(&repriced.order_id).await?;
+        let held = reservation
+            .state
+            .as_ref()
+            .is_some_and(|r| r.status == ReservationStatus::Held);
+        if !held {
+            return Ok(());
+        }
+        tx.commit()
+            .require_version(&reservation.stream, reservation.version)?;
+    }
+    tx.decide(order, complete)
+        .map_err(|f| f.map(|e| Refused::Answer(Problem::new(409, e.code(), e.to_string()))))?;
+    Ok(())
 }
 
 fn not_open(status: &str) -> Problem {

@@ -80,6 +80,9 @@ impl PaymentIntents {
             // The order's own `order.created` is here: its stream cannot be missing for
             // long, and a read that lags is worth another delivery.
             .ok_or_else(|| EffectError::retry(format!("order {order_id} is not there yet")))?;
+        if order.owes_nothing() {
+            return self.settle_free(event, &order).await;
+        }
         // The total as stored: a coupon may have changed it since `order.created`.
         let total_amount = order.total;
         if let Some(intent) = held(&order) {
@@ -177,6 +180,37 @@ impl PaymentIntents {
 }
 
 impl PaymentIntents {
+    /// An order that owes nothing asks Stripe for nothing (it charges no zero amount): a
+    /// credit pack completes at once; a ticket order completes when its seats are held
+    /// (ticket-orders, on `reservation.created`).
+    async fn settle_free(
+        &self,
+        event: &RecordedEvent,
+        order: &Order,
+    ) -> Result<serde_json::Value, EffectError> {
+        if !matches!(
+            order.purpose,
+            kassa_domain::order::Purpose::CreditPack { .. }
+        ) {
+            return Ok(serde_json::json!({ "free": true, "waits_for": "reservation" }));
+        }
+        let order_id = order.order_id;
+        let done = self
+            .kernel
+            .run(Metadata::caused_by(event, format!("system:{NAME}")), |tx| {
+                Box::pin(async move {
+                    let mut order = tx.load::<Order>(&order_id).await?;
+                    if let Some(complete) = order.state.as_ref().and_then(Order::complete_free) {
+                        tx.decide(&mut order, complete)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .map_err(EffectError::from)?;
+        Ok(serde_json::json!({ "free": true, "completed": !done.recorded.is_empty() }))
+    }
+
     /// A coupon applied between reading the order and recording its intent found no intent
     /// to update: the intent follows the order's total now, keyed by the order's version.
     async fn follow_total(

@@ -8,6 +8,8 @@
 //!   unpaid): the order is canceled with the reason, its PaymentIntent first, so a payment
 //!   that went through meanwhile stands (Stripe refuses the cancellation, and the order
 //!   completes by its webhook instead);
+//! - `reservation.created` of an order that owes nothing (free seats, or coupons that
+//!   took the whole total): the order completes without a payment, as if paid;
 //! - `order.canceled` and `order.expired` of a ticket order: its reservation is canceled and
 //!   its seats go back in the same commit, once, whichever of expiry, cancellation or a
 //!   failed payment came first.
@@ -96,6 +98,12 @@ impl TicketOrders {
                 } => self.settle(order_id, event.time.date(), metadata).await,
                 _ => Ok(serde_json::json!({ "skipped": "not_a_ticket_order" })),
             },
+            "reservation.created" => match event.decode::<ReservationEvent>()? {
+                ReservationEvent::Created { order_id, .. } => {
+                    self.complete_free(order_id, metadata).await
+                }
+                _ => Ok(serde_json::json!({ "skipped": event.event_type })),
+            },
             "reservation.failed" | "reservation.expired" => {
                 let (order_id, reason) = match event.decode::<ReservationEvent>()? {
                     ReservationEvent::Failed {
@@ -182,6 +190,40 @@ impl TicketOrders {
             })
             .await?;
         Ok(serde_json::json!({ "canceled": !done.recorded.is_empty() }))
+    }
+
+    /// A ticket order that owes nothing (free seats, or coupons that took the whole
+    /// total) completes once its seats are held, with the reservation's version a
+    /// condition of the commit, so it never completes on seats that went back meanwhile.
+    /// Completion then confirms the reservation and issues the tickets as a payment would.
+    async fn complete_free(
+        &self,
+        order_id: Uuid,
+        metadata: Metadata,
+    ) -> Result<serde_json::Value, EffectError> {
+        let done = self
+            .kernel
+            .run(metadata, |tx| {
+                Box::pin(async move {
+                    let mut order = tx.load::<Order>(&order_id).await?;
+                    let Some(complete) = order.state.as_ref().and_then(Order::complete_free) else {
+                        return Ok(());
+                    };
+                    let reservation = tx.load::<Reservation>(&order_id).await?;
+                    let held = reservation.state.as_ref().is_some_and(|r| {
+                        r.status == kassa_domain::reservation::ReservationStatus::Held
+                    });
+                    if !held {
+                        return Ok(());
+                    }
+                    tx.commit()
+                        .require_version(&reservation.stream, reservation.version)?;
+                    tx.decide(&mut order, complete)?;
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(serde_json::json!({ "completed_free": !done.recorded.is_empty() }))
     }
 
     /// Cancels the reservation of `order_id`, its seats back in the same commit.

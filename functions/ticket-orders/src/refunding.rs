@@ -54,6 +54,10 @@ impl TicketOrders {
         metadata: Metadata,
     ) -> Result<serde_json::Value, EffectError> {
         let order_id = order.order_id;
+        if order.paid_nothing() {
+            // Nothing was paid, so nothing goes back; the buyer still hears why.
+            return self.tell_free(order, &why).await;
+        }
         let (Some(intent), Some(payment_id)) = (&order.payment_intent_id, &order.payment_id) else {
             return Err(EffectError::retry(format!(
                 "order {order_id} is paid but its payment is not on it yet"
@@ -119,6 +123,23 @@ impl TicketOrders {
             "reason": why.reason(),
             "refund_id": refund_id,
         }))
+    }
+
+    /// The mail to a buyer of a free order whose tickets will not come (nothing to refund).
+    async fn tell_free(&self, order: &Order, why: &Why) -> Result<serde_json::Value, EffectError> {
+        let order_id = order.order_id;
+        self.tell_buyer(
+            &order.user_id,
+            Mail {
+                id: format!("{}-{order_id}", why.reason()),
+                from: self.mail_from.clone(),
+                to: String::new(),
+                subject: format!("About your order {order_id}"),
+                body: format!("{}. Nothing was charged for it.", why.explanation()),
+            },
+        )
+        .await?;
+        Ok(serde_json::json!({ "refunded": null, "reason": why.reason(), "free": true }))
     }
 
     /// Sends `mail` to the buyer's recorded address; a buyer who never registered (or was

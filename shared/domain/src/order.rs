@@ -23,6 +23,11 @@ use uuid::Uuid;
 /// How long an order waits for its payment before it expires.
 pub const PAYMENT_WINDOW: time::Duration = time::Duration::minutes(30);
 
+/// The payment id an order that owed nothing completes with: no payment was made.
+pub fn free_payment_id(order_id: Uuid) -> String {
+    format!("free:{order_id}")
+}
+
 /// Longest customer reference (a purchase-order number) an order carries.
 pub const MAX_REFERENCE_LEN: usize = 64;
 
@@ -181,6 +186,25 @@ impl Order {
             self.coupons.iter().map(|c| c.taken.amount).sum(),
             self.total.currency,
         )
+    }
+
+    /// Whether it owes nothing (a free ticket, or coupons that took the whole total).
+    pub fn owes_nothing(&self) -> bool {
+        self.total.amount.is_zero()
+    }
+
+    /// Completed without a payment, because it owed nothing.
+    pub fn paid_nothing(&self) -> bool {
+        self.payment_id.as_deref() == Some(free_payment_id(self.order_id).as_str())
+    }
+
+    /// The command that completes it without a payment, while it is open and owes
+    /// nothing. Stripe charges no zero amount, so such an order never waits for one.
+    pub fn complete_free(&self) -> Option<OrderCommand> {
+        (self.status.is_open() && self.owes_nothing()).then(|| OrderCommand::Complete {
+            payment_intent_id: self.payment_intent_id.clone().unwrap_or_default(),
+            payment_id: free_payment_id(self.order_id),
+        })
     }
 
     /// The lines its invoice shows: what was bought, then one line per coupon taking its
