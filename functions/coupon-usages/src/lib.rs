@@ -1,19 +1,24 @@
-//! An order's end settles its coupon usages (seed 002's redeem and release):
-//! - `order.completed` (paid): every locked usage is redeemed (`coupon.redeemed`); the use
-//!   stays counted. A later refund does not give it back: the discount was granted.
-//! - `order.canceled` and `order.expired`: every locked usage is released
-//!   (`coupon.released`) and the coupon's and buyer's counts go back, in the same commit.
+//! An order's end settles its coupon usages (seed 002's redeem and release), decided by
+//! the order's state as stored, whichever of its events brought the message:
+//! - paid (`order.completed`): every usage is redeemed (`coupon.redeemed`) and stays
+//!   counted. A later refund does not give it back: the discount was granted.
+//! - canceled or expired unpaid: every locked usage is released (`coupon.released`) and
+//!   the coupon's and the buyer's counts go back, in the same commit.
 //!
-//! Each is decided on the usages' state, so a redelivery, or the other event arriving
-//! second, changes nothing: a redeemed use is never released and a released one never
-//! redeemed. (A credit-pack order paid after it expired keeps its discount, its use
-//! having gone back at expiry; a ticket order paid late is refunded whole.)
+//! A credit-pack order may be paid after it expired (the money is real). Reading the state
+//! rather than the event makes the arrival order irrelevant: `order.expired` handled after
+//! the payment finds the order paid and redeems; handled before, it releases, and
+//! `order.completed` then redeems the released use, counting it again (past the limit if
+//! need be). Either way the use ends redeemed and counted once. Redeliveries decide
+//! nothing on the usages' state.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::coupon_ledger::CouponLedger;
 use kassa_commerce::{Clock, Fail, Kernel, Tx};
-use kassa_domain::coupon_usage::{OrderCoupons, ReleaseReason, UsageCommand, UsageEvent};
-use kassa_domain::order::OrderEvent;
+use kassa_domain::coupon_usage::{
+    OrderCoupons, ReleaseReason, UsageCommand, UsageEvent, UsageStatus,
+};
+use kassa_domain::order::{Order, OrderEvent, OrderStatus};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
@@ -60,25 +65,13 @@ impl SqsFunction for CouponUsages {
 
 impl CouponUsages {
     async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
-        let (order_id, command) = match event.decode::<OrderEvent>()? {
-            OrderEvent::Completed { order_id, .. } => (order_id, UsageCommand::Redeem),
-            OrderEvent::Canceled { order_id, .. } => (
-                order_id,
-                UsageCommand::Release {
-                    coupon_id: None,
-                    reason: ReleaseReason::OrderCanceled,
-                },
-            ),
-            OrderEvent::Expired { order_id, .. } => (
-                order_id,
-                UsageCommand::Release {
-                    coupon_id: None,
-                    reason: ReleaseReason::OrderExpired,
-                },
-            ),
+        let order_id = match event.decode::<OrderEvent>()? {
+            OrderEvent::Completed { order_id, .. }
+            | OrderEvent::Canceled { order_id, .. }
+            | OrderEvent::Expired { order_id, .. } => order_id,
             _ => return Ok(serde_json::json!({ "skipped": event.event_type })),
         };
-        let (ledger, command) = (&self.ledger, &command);
+        let ledger = &self.ledger;
         let done = self
             .kernel
             .run(
@@ -86,14 +79,44 @@ impl CouponUsages {
                 |tx: &mut Tx<'_>| {
                     Box::pin(async move {
                         let mut usages = tx.load::<OrderCoupons>(&order_id).await?;
-                        let Some(user) = usages.state.as_ref().map(|u| u.user_id.clone()) else {
+                        let Some(before) = usages.state.clone() else {
                             // No coupon was ever locked for the order.
                             return Ok(0);
                         };
-                        let events = tx.decide(&mut usages, command.clone())?;
-                        for released in &events {
-                            if let UsageEvent::Released { coupon_id, .. } = released {
-                                ledger.release(tx.commit(), *coupon_id, user.as_str())?;
+                        let order = tx.load::<Order>(&order_id).await?;
+                        let Some(order) = order.state else {
+                            return Err(Fail::Store(kassa_store::StoreError::Corrupt(format!(
+                                "order {order_id} has coupon usages but no stream"
+                            ))));
+                        };
+                        let command = match order.status {
+                            s if s.is_paid() => UsageCommand::Redeem,
+                            OrderStatus::Canceled => UsageCommand::Release {
+                                coupon_id: None,
+                                reason: ReleaseReason::OrderCanceled,
+                            },
+                            OrderStatus::Expired => UsageCommand::Release {
+                                coupon_id: None,
+                                reason: ReleaseReason::OrderExpired,
+                            },
+                            // Still open: nothing has ended (a coupon taken off is
+                            // released by its own command).
+                            _ => return Ok(0),
+                        };
+                        let events = tx.decide(&mut usages, command)?;
+                        let user = before.user_id.as_str();
+                        for event in &events {
+                            match event {
+                                UsageEvent::Released { coupon_id, .. } => {
+                                    ledger.release(tx.commit(), *coupon_id, user)?;
+                                }
+                                UsageEvent::Redeemed { coupon_id, .. }
+                                    if before.usages.get(coupon_id).map(|u| u.status)
+                                        == Some(UsageStatus::Released) =>
+                                {
+                                    ledger.retake(tx.commit(), *coupon_id, user)?;
+                                }
+                                _ => {}
                             }
                         }
                         ledger.audit(tx.commit())?;

@@ -150,6 +150,24 @@ impl CouponLedger {
         Ok(())
     }
 
+    /// Counts again a use given back before (a payment that arrived after its order
+    /// expired), past the limits if need be: the discount was granted.
+    pub fn retake(&self, commit: &mut Commit, coupon: Uuid, user: &str) -> Result<(), StoreError> {
+        for pk in [uses_key(coupon), user_uses_key(coupon, user)] {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .key("sk", s("-"))
+                .update_expression("ADD #u :one")
+                .expression_attribute_names("#u", USES)
+                .expression_attribute_values(":one", n(1))
+                .build()
+                .map_err(StoreError::dynamo)?;
+            commit.update(update, Refusal::OutOfBounds);
+        }
+        Ok(())
+    }
+
     fn take(&self, pk: String, limit: u32) -> Result<Update, StoreError> {
         Update::builder()
             .table_name(&self.table)

@@ -79,7 +79,9 @@ pub enum UsageCommand {
         coupon_id: Option<Uuid>,
         reason: ReleaseReason,
     },
-    /// The order was paid: every locked usage is redeemed.
+    /// The order was paid: every usage it holds is redeemed, a released one too (a
+    /// payment that arrived after the order expired: the discount was granted, so the use
+    /// counts again).
     Redeem,
 }
 
@@ -202,7 +204,9 @@ pub fn decide(
                 return Ok(vec![]);
             };
             Ok(usages
-                .locked()
+                .usages
+                .iter()
+                .filter(|(_, u)| u.status != UsageStatus::Redeemed)
                 .map(|(id, usage)| UsageEvent::Redeemed {
                     coupon_id: *id,
                     code: usage.code.clone(),
@@ -458,8 +462,12 @@ mod tests {
             Err(UsageError::Released)
         );
         let redeemed = decide(state.as_ref(), UsageCommand::Redeem).unwrap();
-        assert_eq!(redeemed.len(), 1);
-        assert_eq!(redeemed[0].coupon_id(), TEN);
+        let ids: Vec<_> = redeemed.iter().map(UsageEvent::coupon_id).collect();
+        assert_eq!(
+            ids,
+            vec![FIVE, TEN],
+            "a late payment redeems the released use too"
+        );
         let state = redeemed.iter().fold(state, evolve);
         assert!(decide(state.as_ref(), UsageCommand::Redeem)
             .unwrap()

@@ -1,0 +1,260 @@
+//! coupon-usages ends in the same state whatever the order its events arrive in and
+//! however often: a credit-pack order that expired and was then paid (the money is real)
+//! ends with its use redeemed and counted once, whether `order.expired` or
+//! `order.completed` is handled first, and redeliveries change nothing. The test hands
+//! the function the events itself, as SQS may deliver them.
+
+mod common;
+
+use kassa_commerce::clock::SystemClock;
+use kassa_commerce::coupon_ledger::CouponLedger;
+use kassa_commerce::{Fail, Kernel};
+use kassa_domain::coupon::{Coupon, CouponStatus, Scope, Stacking, Terms};
+use kassa_domain::coupon_code::CouponCode;
+use kassa_domain::coupon_usage::{OrderCoupons, UsageCommand, UsageStatus};
+use kassa_domain::discount::Discount;
+use kassa_domain::identity::UserId;
+use kassa_domain::money::{Currency, Money};
+use kassa_domain::order::{NewOrder, Order, OrderCommand, OrderLine, Purpose, PAYMENT_WINDOW};
+use kassa_store::{Metadata, RecordedEvent};
+use rust_decimal::Decimal;
+use std::sync::Arc;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const BUYER: &str = "ivy";
+
+fn coupon() -> Coupon {
+    let now = OffsetDateTime::now_utc();
+    Coupon {
+        coupon_id: Uuid::now_v7(),
+        code: CouponCode::parse("LATE-PAYER").unwrap(),
+        owner: UserId::new("root"),
+        terms: Terms {
+            discount: Discount::Percent {
+                percent: Decimal::from(10),
+            },
+            valid_from: now - time::Duration::hours(1),
+            valid_until: now + time::Duration::days(1),
+            max_uses: 1,
+            max_uses_per_user: 1,
+            min_order: None,
+            first_order_only: false,
+            scope: Scope::CreditPacks,
+            stacking: Stacking::Exclusive,
+        },
+        status: CouponStatus::Active,
+        disabled_reason: None,
+    }
+}
+
+struct World {
+    iso: common::Isolated,
+    kernel: Kernel,
+    ledger: CouponLedger,
+}
+
+impl World {
+    async fn new() -> World {
+        let iso = common::Isolated::new().await;
+        World {
+            kernel: Kernel::new(iso.store.clone(), Arc::new(SystemClock)),
+            ledger: CouponLedger::new(common::dynamodb().await, &iso.state_table),
+            iso,
+        }
+    }
+
+    async fn run(&self, order_id: Uuid, command: OrderCommand) -> Vec<RecordedEvent> {
+        let command = &command;
+        self.kernel
+            .run(Metadata::origin(Uuid::now_v7(), BUYER), |tx| {
+                Box::pin(async move {
+                    let mut order = tx.load::<Order>(&order_id).await?;
+                    tx.decide(&mut order, command.clone())?;
+                    Ok(())
+                })
+            })
+            .await
+            .map_err(|e: Fail<_>| format!("{e:?}"))
+            .unwrap()
+            .recorded
+    }
+
+    /// An order of 10.00 with `coupon` locked on it, as apply-coupon commits it.
+    async fn order_with(&self, coupon: &Coupon) -> Uuid {
+        let order_id = Uuid::now_v7();
+        let usd = Money::new(Decimal::new(1000, 2), Currency::Usd);
+        self.run(
+            order_id,
+            OrderCommand::Create(NewOrder {
+                order_id,
+                user_id: UserId::new(BUYER),
+                purpose: Purpose::CreditPack {
+                    workspace_id: Uuid::now_v7(),
+                    pack: "starter".into(),
+                    quantity: 1,
+                    credits: 1_000,
+                },
+                lines: vec![OrderLine {
+                    description: "1000 credits".into(),
+                    quantity: 1,
+                    unit_price: usd,
+                    amount: usd,
+                }],
+                tax_rate: Decimal::ZERO,
+                reference: None,
+                now: OffsetDateTime::now_utc(),
+                window: PAYMENT_WINDOW,
+            }),
+        )
+        .await;
+        let ledger = &self.ledger;
+        self.kernel
+            .run(Metadata::origin(Uuid::now_v7(), BUYER), |tx| {
+                Box::pin(async move {
+                    let mut order = tx.load::<Order>(&order_id).await?;
+                    tx.decide(
+                        &mut order,
+                        OrderCommand::ApplyCoupon {
+                            coupon_id: coupon.coupon_id,
+                            code: coupon.code.to_string(),
+                            discount: coupon.terms.discount,
+                            stacking: coupon.terms.stacking,
+                        },
+                    )
+                    .map_err(|f| f.map(|e| e.to_string()))?;
+                    let mut usages = tx.load::<OrderCoupons>(&order_id).await?;
+                    tx.decide(
+                        &mut usages,
+                        UsageCommand::Lock {
+                            order_id,
+                            user_id: UserId::new(BUYER),
+                            coupon_id: coupon.coupon_id,
+                            code: coupon.code.to_string(),
+                            discount: Money::new(Decimal::ONE, Currency::Usd),
+                        },
+                    )
+                    .map_err(|f| f.map(|e| e.to_string()))?;
+                    ledger.lock(tx.commit(), coupon, BUYER)?;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+        order_id
+    }
+
+    async fn status(&self, order_id: Uuid, coupon: &Coupon) -> (Option<UsageStatus>, u64) {
+        let usages = self
+            .iso
+            .store
+            .load_aggregate::<OrderCoupons>(&order_id)
+            .await
+            .unwrap()
+            .state
+            .unwrap();
+        let status = usages.usages.get(&coupon.coupon_id).map(|u| u.status);
+        (status, self.ledger.uses(coupon.coupon_id).await.unwrap())
+    }
+}
+
+/// The order's end events: expired, then completed by a payment that came late.
+async fn expired_then_paid(world: &World, order_id: Uuid) -> (RecordedEvent, RecordedEvent) {
+    let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let expired = world
+        .run(order_id, OrderCommand::Expire { now: later })
+        .await;
+    let completed = world
+        .run(
+            order_id,
+            OrderCommand::Complete {
+                payment_intent_id: "pi_late".into(),
+                payment_id: "ch_late".into(),
+            },
+        )
+        .await;
+    (expired[0].clone(), completed[0].clone())
+}
+
+#[tokio::test]
+async fn a_late_payment_ends_with_the_use_redeemed_once_in_either_order_and_on_redelivery() {
+    let world = World::new().await;
+    let usages = world.iso.function("CouponUsagesFunction").await;
+
+    // In the order they happened, each delivered twice.
+    let first = coupon();
+    let order = world.order_with(&first).await;
+    assert_eq!(
+        world.status(order, &first).await,
+        (Some(UsageStatus::Locked), 1)
+    );
+    let (expired, completed) = expired_then_paid(&world, order).await;
+    for event in [&expired, &completed, &expired, &completed] {
+        assert!(world.iso.deliver(&usages, &[event]).await.is_empty());
+    }
+    assert_eq!(
+        world.status(order, &first).await,
+        (Some(UsageStatus::Redeemed), 1)
+    );
+
+    // Reversed, and again.
+    let second = coupon();
+    let order = world.order_with(&second).await;
+    let (expired, completed) = expired_then_paid(&world, order).await;
+    for event in [&completed, &expired, &completed, &expired] {
+        assert!(world.iso.deliver(&usages, &[event]).await.is_empty());
+    }
+    assert_eq!(
+        world.status(order, &second).await,
+        (Some(UsageStatus::Redeemed), 1)
+    );
+
+    // Handled while the order was only expired (the payment not yet in): released, then
+    // the payment's event redeems it and counts it again.
+    let third = coupon();
+    let order = world.order_with(&third).await;
+    let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let expired = world.run(order, OrderCommand::Expire { now: later }).await;
+    for _ in 0..2 {
+        assert!(world.iso.deliver(&usages, &[&expired[0]]).await.is_empty());
+    }
+    assert_eq!(
+        world.status(order, &third).await,
+        (Some(UsageStatus::Released), 0)
+    );
+    let completed = world
+        .run(
+            order,
+            OrderCommand::Complete {
+                payment_intent_id: "pi_late".into(),
+                payment_id: "ch_late".into(),
+            },
+        )
+        .await;
+    for event in [&completed[0], &expired[0], &completed[0]] {
+        assert!(world.iso.deliver(&usages, &[event]).await.is_empty());
+    }
+    assert_eq!(
+        world.status(order, &third).await,
+        (Some(UsageStatus::Redeemed), 1)
+    );
+
+    // Canceled and never paid: given back once, however often the event comes.
+    let fourth = coupon();
+    let order = world.order_with(&fourth).await;
+    let canceled = world
+        .run(
+            order,
+            OrderCommand::Cancel {
+                reason: "changed my mind".into(),
+            },
+        )
+        .await;
+    for _ in 0..3 {
+        assert!(world.iso.deliver(&usages, &[&canceled[0]]).await.is_empty());
+    }
+    assert_eq!(
+        world.status(order, &fourth).await,
+        (Some(UsageStatus::Released), 0)
+    );
+}
