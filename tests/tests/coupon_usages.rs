@@ -42,9 +42,11 @@ fn coupon() -> Coupon {
             first_order_only: false,
             scope: Scope::CreditPacks,
             stacking: Stacking::Exclusive,
+            velocity: None,
         },
         status: CouponStatus::Active,
         disabled_reason: None,
+        flagged_window: None,
     }
 }
 
@@ -256,5 +258,148 @@ async fn a_late_payment_ends_with_the_use_redeemed_once_in_either_order_and_on_r
     assert_eq!(
         world.status(order, &fourth).await,
         (Some(UsageStatus::Released), 0)
+    );
+}
+
+#[tokio::test]
+async fn redemptions_past_the_velocity_rule_flag_and_disable_the_coupon_and_mail_its_owner() {
+    let world = World::new().await;
+    let usages = world.iso.function("CouponUsagesFunction").await;
+    let store = &world.iso.store;
+    let metadata = || Metadata::origin(Uuid::now_v7(), "root");
+    // The owner registered with an address; the coupon allows 2 redemptions an hour.
+    world
+        .kernel
+        .run(metadata(), |tx| {
+            Box::pin(async move {
+                let mut owner = tx.load::<kassa_domain::user::User>("root").await?;
+                tx.decide(
+                    &mut owner,
+                    kassa_domain::user::UserCommand::Register {
+                        user_id: UserId::new("root"),
+                        email: "root@example.com".into(),
+                        name: "Root".into(),
+                        role: kassa_domain::identity::Role::Admin,
+                        now: OffsetDateTime::now_utc(),
+                    },
+                )?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+    let mut watched = coupon();
+    watched.terms.max_uses = 10;
+    watched.terms.max_uses_per_user = 10;
+    watched.terms.velocity = Some(kassa_domain::coupon::Velocity {
+        max_redemptions: 2,
+        window_minutes: 60,
+        disable: true,
+    });
+    let (id, code, terms) = (
+        watched.coupon_id,
+        watched.code.clone(),
+        watched.terms.clone(),
+    );
+    let (code, terms) = (&code, &terms);
+    world
+        .kernel
+        .run(metadata(), |tx| {
+            Box::pin(async move {
+                let mut c = tx.load::<Coupon>(&id).await?;
+                tx.decide(
+                    &mut c,
+                    kassa_domain::coupon::CouponCommand::Create {
+                        coupon_id: id,
+                        code: code.clone(),
+                        terms: terms.clone(),
+                        by: kassa_domain::identity::Actor::admin("root"),
+                        concert_organizer: None,
+                    },
+                )?;
+                tx.decide(
+                    &mut c,
+                    kassa_domain::coupon::CouponCommand::Activate {
+                        by: kassa_domain::identity::Actor::admin("root"),
+                    },
+                )?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+
+    let coupon_state = || async {
+        store
+            .load_aggregate::<Coupon>(&id)
+            .await
+            .unwrap()
+            .state
+            .unwrap()
+    };
+    for n in 1..=3 {
+        let order = world.order_with(&watched).await;
+        let paid = world
+            .run(
+                order,
+                OrderCommand::Complete {
+                    payment_intent_id: format!("pi_{n}"),
+                    payment_id: format!("ch_{n}"),
+                },
+            )
+            .await;
+        // Each payment's event delivered twice: counted once.
+        for _ in 0..2 {
+            assert!(world.iso.deliver(&usages, &[&paid[0]]).await.is_empty());
+        }
+        let state = coupon_state().await;
+        if n < 3 {
+            assert_eq!(
+                state.status,
+                CouponStatus::Active,
+                "{n} redemptions are fine"
+            );
+        } else {
+            assert_eq!(
+                state.status,
+                CouponStatus::Disabled,
+                "the third is one too many"
+            );
+        }
+    }
+    let events = store
+        .read_stream(&kassa_store::StreamId::new("Coupon", id.to_string()), 100)
+        .await
+        .unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "coupon.created",
+            "coupon.activated",
+            "coupon.suspicious_usage_detected",
+            "coupon.disabled"
+        ]
+    );
+    assert_eq!(events[2].payload["redemptions"], 3);
+    for _ in 0..2 {
+        assert!(world.iso.deliver(&usages, &[&events[2]]).await.is_empty());
+    }
+    let mails: Vec<_> = world
+        .iso
+        .mails()
+        .into_iter()
+        .filter(|m| m.to == "root@example.com")
+        .collect();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(
+        mails[0].body.contains("3 redemptions within 60 minutes"),
+        "{}",
+        mails[0].body
+    );
+    assert!(
+        mails[0].body.contains("It was disabled"),
+        "{}",
+        mails[0].body
     );
 }

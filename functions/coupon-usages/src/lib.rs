@@ -11,20 +11,29 @@
 //! `order.completed` then redeems the released use, counting it again (past the limit if
 //! need be). Either way the use ends redeemed and counted once. Redeliveries decide
 //! nothing on the usages' state.
+//!
+//! A redemption also counts toward its coupon's velocity rule, in the same commit, by
+//! the window of the order's event. Past the rule's limit the coupon is flagged
+//! (`coupon.suspicious_usage_detected`, once per window) and, if the rule says so,
+//! disabled; that event comes back here and its owner is mailed.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::coupon_ledger::CouponLedger;
 use kassa_commerce::{Clock, Fail, Kernel, Tx};
+use kassa_domain::coupon::{Coupon, CouponCommand, CouponEvent, CouponStatus};
 use kassa_domain::coupon_usage::{
     OrderCoupons, ReleaseReason, UsageCommand, UsageEvent, UsageStatus,
 };
 use kassa_domain::order::{Order, OrderEvent, OrderStatus};
+use kassa_domain::user::User;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
+use kassa_runtime::mail::{ConfiguredMailer, Mail, Mailer};
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
 use kassa_store::{EventStore, Metadata, RecordedEvent};
 use std::sync::Arc;
+use uuid::Uuid;
 
 pub const NAME: &str = "coupon-usages";
 
@@ -32,6 +41,8 @@ pub struct CouponUsages {
     kernel: Kernel,
     ledger: CouponLedger,
     inbox: Inbox,
+    mailer: ConfiguredMailer,
+    mail_from: String,
 }
 
 impl Function for CouponUsages {
@@ -48,6 +59,8 @@ impl Function for CouponUsages {
             ),
             ledger: CouponLedger::new(client, &config.state_table),
             inbox: Inbox::from_config(config, aws, NAME, clock),
+            mailer: ConfiguredMailer::from_config(config, aws),
+            mail_from: config.mail_from.clone(),
         })
     }
 }
@@ -65,13 +78,16 @@ impl SqsFunction for CouponUsages {
 
 impl CouponUsages {
     async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
+        if event.event_type == "coupon.suspicious_usage_detected" {
+            return self.alert(event).await;
+        }
         let order_id = match event.decode::<OrderEvent>()? {
             OrderEvent::Completed { order_id, .. }
             | OrderEvent::Canceled { order_id, .. }
             | OrderEvent::Expired { order_id, .. } => order_id,
             _ => return Ok(serde_json::json!({ "skipped": event.event_type })),
         };
-        let ledger = &self.ledger;
+        let (ledger, event_time) = (&self.ledger, event.time);
         let done = self
             .kernel
             .run(
@@ -81,7 +97,7 @@ impl CouponUsages {
                         let mut usages = tx.load::<OrderCoupons>(&order_id).await?;
                         let Some(before) = usages.state.clone() else {
                             // No coupon was ever locked for the order.
-                            return Ok(0);
+                            return Ok(Vec::new());
                         };
                         let order = tx.load::<Order>(&order_id).await?;
                         let Some(order) = order.state else {
@@ -101,7 +117,7 @@ impl CouponUsages {
                             },
                             // Still open: nothing has ended (a coupon taken off is
                             // released by its own command).
-                            _ => return Ok(0),
+                            _ => return Ok(Vec::new()),
                         };
                         let events = tx.decide(&mut usages, command)?;
                         let user = before.user_id.as_str();
@@ -110,17 +126,33 @@ impl CouponUsages {
                                 UsageEvent::Released { coupon_id, .. } => {
                                     ledger.release(tx.commit(), *coupon_id, user)?;
                                 }
-                                UsageEvent::Redeemed { coupon_id, .. }
+                                UsageEvent::Redeemed { coupon_id, .. } => {
                                     if before.usages.get(coupon_id).map(|u| u.status)
-                                        == Some(UsageStatus::Released) =>
-                                {
-                                    ledger.retake(tx.commit(), *coupon_id, user)?;
+                                        == Some(UsageStatus::Released)
+                                    {
+                                        ledger.retake(tx.commit(), *coupon_id, user)?;
+                                    }
+                                    let coupon = tx.load::<Coupon>(coupon_id).await?;
+                                    if let Some(rule) =
+                                        coupon.state.as_ref().and_then(|c| c.terms.velocity)
+                                    {
+                                        let window = rule.window_of(event_time);
+                                        ledger.count_redemption(tx.commit(), *coupon_id, window)?;
+                                    }
                                 }
                                 _ => {}
                             }
                         }
                         ledger.audit(tx.commit())?;
-                        Ok(events.len())
+                        // Redeemed ones, this time or before: a redelivery after a
+                        // commit whose velocity check did not run checks again.
+                        Ok(usages
+                            .state
+                            .iter()
+                            .flat_map(|u| u.usages.iter())
+                            .filter(|(_, u)| u.status == UsageStatus::Redeemed)
+                            .map(|(id, _)| *id)
+                            .collect::<Vec<_>>())
                     })
                 },
             )
@@ -129,6 +161,103 @@ impl CouponUsages {
                 Fail::Refused(e) => EffectError::poison(format!("usages of order {order_id}: {e}")),
                 Fail::Store(e) => EffectError::from(e),
             })?;
-        Ok(serde_json::json!({ "order_id": order_id, "settled": done.value }))
+        for coupon_id in &done.value {
+            self.watch(*coupon_id, event).await?;
+        }
+        Ok(serde_json::json!({ "order_id": order_id, "redeemed": done.value }))
+    }
+
+    /// The velocity rule: redemptions counted past the coupon's limit in the window of
+    /// `event` flag it (`coupon.suspicious_usage_detected`, once per window) and, if the
+    /// rule says so, disable it, in one commit. The owner's mail follows that event.
+    async fn watch(&self, coupon_id: Uuid, event: &RecordedEvent) -> Result<(), EffectError> {
+        let store = self.kernel.store();
+        let Some(coupon) = store.load_aggregate::<Coupon>(&coupon_id).await?.state else {
+            return Ok(());
+        };
+        let Some(rule) = coupon.terms.velocity else {
+            return Ok(());
+        };
+        let window = rule.window_of(event.time);
+        if coupon.flagged_window >= Some(window) {
+            return Ok(());
+        }
+        let redemptions = self.ledger.redemptions(coupon_id, window).await?;
+        if redemptions <= u64::from(rule.max_redemptions) {
+            return Ok(());
+        }
+        let ledger = &self.ledger;
+        self.kernel
+            .run(
+                Metadata::caused_by(event, "system:fraud".to_owned()),
+                |tx: &mut Tx<'_>| {
+                    Box::pin(async move {
+                        let mut coupon = tx.load::<Coupon>(&coupon_id).await?;
+                        tx.decide(
+                            &mut coupon,
+                            CouponCommand::FlagVelocity {
+                                redemptions,
+                                window,
+                            },
+                        )?;
+                        ledger.audit(tx.commit())?;
+                        Ok(())
+                    })
+                },
+            )
+            .await
+            .map_err(|fail| match fail {
+                Fail::Refused(e) => EffectError::poison(format!("coupon {coupon_id}: {e}")),
+                Fail::Store(e) => EffectError::from(e),
+            })?;
+        Ok(())
+    }
+
+    /// `coupon.suspicious_usage_detected`: the coupon's owner is mailed, once per window
+    /// (the mail's id is the coupon's and the window's).
+    async fn alert(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
+        let CouponEvent::SuspiciousUsageDetected {
+            coupon_id,
+            owner,
+            reason,
+            window,
+            ..
+        } = event.decode::<CouponEvent>()?
+        else {
+            return Ok(serde_json::json!({ "skipped": event.event_type }));
+        };
+        let user = self
+            .kernel
+            .store()
+            .load_aggregate::<User>(owner.as_str())
+            .await?
+            .state;
+        let Some(profile) = user.and_then(|u| u.profile.filter(|_| !u.deleted)) else {
+            return Ok(serde_json::json!({ "mailed": false, "why": "the owner has no address" }));
+        };
+        let disabled = self
+            .kernel
+            .store()
+            .load_aggregate::<Coupon>(&coupon_id)
+            .await?
+            .state
+            .is_some_and(|c| c.status == CouponStatus::Disabled);
+        let mail = Mail {
+            id: format!("coupon-suspicious-{coupon_id}-{window}"),
+            from: self.mail_from.clone(),
+            to: profile.email,
+            subject: format!("Suspicious use of coupon {coupon_id}"),
+            body: format!(
+                "Hello {},\n\nYour coupon {coupon_id} was flagged: {reason}.{}",
+                profile.name,
+                if disabled {
+                    " It was disabled; review it and activate a new one if the use was genuine."
+                } else {
+                    " It stays active; disable it if the use is not genuine."
+                }
+            ),
+        };
+        self.mailer.send(&mail).await?;
+        Ok(serde_json::json!({ "mailed": true }))
     }
 }

@@ -9,7 +9,7 @@ use crate::view::CouponView;
 use crate::{failed, refused, Coupons};
 use kassa_commerce::{Fail, Tx};
 use kassa_domain::concert::Concert;
-use kassa_domain::coupon::{Coupon, CouponCommand, Scope, Stacking, Terms};
+use kassa_domain::coupon::{Coupon, CouponCommand, Scope, Stacking, Terms, Velocity};
 use kassa_domain::coupon_code::{CouponCode, ALPHABET};
 use kassa_domain::discount::Discount;
 use kassa_domain::identity::{Actor, Role, UserId};
@@ -55,6 +55,8 @@ struct CouponBody {
     first_order_only: bool,
     scope: Scope,
     stacking: Option<Stacking>,
+    /// `{max_redemptions, window_minutes, disable?}`: the fraud rule on redemptions.
+    velocity: Option<Velocity>,
     /// Active at once, rather than created inactive.
     #[serde(default)]
     active: bool,
@@ -83,6 +85,7 @@ impl CouponBody {
             first_order_only: self.first_order_only,
             scope: self.scope.clone(),
             stacking: self.stacking.unwrap_or(Stacking::Exclusive),
+            velocity: self.velocity,
         })
     }
 }

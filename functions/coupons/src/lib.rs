@@ -111,8 +111,13 @@ impl Coupons {
     async fn activate(&self, request: &Request) -> Result<CouponView, Problem> {
         let actor = access::recorded(self.kernel.store(), caller(request)?).await?;
         let id = uuid_param(request, "couponId", "coupon_not_found")?;
-        self.change(request, id, CouponCommand::Activate { by: actor })
-            .await
+        self.change(
+            request,
+            id,
+            actor.clone(),
+            CouponCommand::Activate { by: actor },
+        )
+        .await
     }
 
     async fn disable(&self, request: &Request) -> Result<CouponView, Problem> {
@@ -122,6 +127,7 @@ impl Coupons {
         self.change(
             request,
             id,
+            actor.clone(),
             CouponCommand::Disable {
                 by: actor,
                 reason: body.reason,
@@ -151,12 +157,9 @@ impl Coupons {
         &self,
         request: &Request,
         id: Uuid,
+        actor: Actor,
         command: CouponCommand,
     ) -> Result<CouponView, Problem> {
-        let actor = match &command {
-            CouponCommand::Activate { by } | CouponCommand::Disable { by, .. } => by.clone(),
-            CouponCommand::Create { by, .. } => by.clone(),
-        };
         let (command, ledger, actor) = (&command, &self.ledger, &actor);
         let done =
             self.kernel
@@ -201,6 +204,7 @@ pub(crate) fn refused(e: CouponError) -> Problem {
         | CouponError::InvalidStacking
         | CouponError::ShippingOutOfScope
         | CouponError::InvalidReason
+        | CouponError::InvalidVelocity
         | CouponError::Discount(_) => 422,
     };
     Problem::new(status, e.code(), e.to_string())

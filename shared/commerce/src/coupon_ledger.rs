@@ -35,6 +35,10 @@ fn user_uses_key(coupon: Uuid, user: &str) -> String {
     format!("coupon-uses#{coupon}#{user}")
 }
 
+fn redemptions_key(coupon: Uuid, window: i64) -> String {
+    format!("coupon-redemptions#{coupon}#{window}")
+}
+
 fn audit_key(coupon: Uuid) -> String {
     format!("coupon-audit#{coupon}")
 }
@@ -198,13 +202,45 @@ impl CouponLedger {
             .map_err(StoreError::dynamo)
     }
 
+    /// Counts one redemption of `coupon` in the velocity window starting at `window`, in
+    /// the commit that records it (so a redelivery counts nothing twice). The count
+    /// expires a day after its window.
+    pub fn count_redemption(
+        &self,
+        commit: &mut Commit,
+        coupon: Uuid,
+        window: i64,
+    ) -> Result<(), StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(redemptions_key(coupon, window)))
+            .key("sk", s("-"))
+            .update_expression("ADD #u :one SET expires_at = :expires")
+            .expression_attribute_names("#u", USES)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":expires", n(window + 2 * 86_400))
+            .build()
+            .map_err(StoreError::dynamo)?;
+        commit.update(update, Refusal::OutOfBounds);
+        Ok(())
+    }
+
+    /// Redemptions of `coupon` counted in the window starting at `window`.
+    pub async fn redemptions(&self, coupon: Uuid, window: i64) -> Result<u64, StoreError> {
+        self.count_of(redemptions_key(coupon, window)).await
+    }
+
     /// Uses of `coupon` locked or redeemed now.
     pub async fn uses(&self, coupon: Uuid) -> Result<u64, StoreError> {
+        self.count_of(uses_key(coupon)).await
+    }
+
+    async fn count_of(&self, pk: String) -> Result<u64, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(uses_key(coupon)))
+            .key("pk", s(pk))
             .key("sk", s("-"))
             .consistent_read(true)
             .send()

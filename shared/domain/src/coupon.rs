@@ -59,6 +59,28 @@ pub struct Terms {
     pub first_order_only: bool,
     pub scope: Scope,
     pub stacking: Stacking,
+    /// The fraud rule on redemptions: absent, none applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub velocity: Option<Velocity>,
+}
+
+/// More than `max_redemptions` redemptions within one window of `window_minutes` is
+/// suspicious (`coupon.suspicious_usage_detected`, the owner notified); with `disable`,
+/// the coupon is disabled as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Velocity {
+    pub max_redemptions: u32,
+    pub window_minutes: u32,
+    #[serde(default)]
+    pub disable: bool,
+}
+
+impl Velocity {
+    /// The start (unix seconds) of the window `at` falls in.
+    pub fn window_of(&self, at: OffsetDateTime) -> i64 {
+        let width = i64::from(self.window_minutes.max(1)) * 60;
+        at.unix_timestamp().div_euclid(width) * width
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -78,6 +100,10 @@ pub struct Coupon {
     pub terms: Terms,
     pub status: CouponStatus,
     pub disabled_reason: Option<String>,
+    /// The last velocity window flagged as suspicious (its start, unix seconds), so a
+    /// window is flagged once however many redemptions pass its limit.
+    #[serde(default)]
+    pub flagged_window: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +123,11 @@ pub enum CouponCommand {
     Disable {
         by: Actor,
         reason: String,
+    },
+    /// `redemptions` were counted in the velocity window starting at `window`.
+    FlagVelocity {
+        redemptions: u64,
+        window: i64,
     },
 }
 
@@ -125,18 +156,35 @@ pub enum CouponEvent {
         by: UserId,
         reason: String,
     },
+    #[serde(rename = "coupon.suspicious_usage_detected")]
+    SuspiciousUsageDetected {
+        coupon_id: Uuid,
+        #[schemars(with = "String")]
+        owner: UserId,
+        reason: String,
+        redemptions: u64,
+        max_redemptions: u32,
+        window_minutes: u32,
+        /// The window's start, unix seconds.
+        window: i64,
+    },
 }
 
 impl crate::event::DomainEvent for CouponEvent {
     const CONTEXT: &'static str = "coupons";
-    const TYPES: &'static [&'static str] =
-        &["coupon.created", "coupon.activated", "coupon.disabled"];
+    const TYPES: &'static [&'static str] = &[
+        "coupon.created",
+        "coupon.activated",
+        "coupon.disabled",
+        "coupon.suspicious_usage_detected",
+    ];
 
     fn event_type(&self) -> &'static str {
         match self {
             Self::Created { .. } => "coupon.created",
             Self::Activated { .. } => "coupon.activated",
             Self::Disabled { .. } => "coupon.disabled",
+            Self::SuspiciousUsageDetected { .. } => "coupon.suspicious_usage_detected",
         }
     }
 }
@@ -163,6 +211,8 @@ pub enum CouponError {
     ShippingOutOfScope,
     #[error("a reason for disabling is 1 to 200 characters")]
     InvalidReason,
+    #[error("a velocity rule allows at least one redemption in a window of 1 to 1440 minutes")]
+    InvalidVelocity,
     #[error(transparent)]
     Discount(#[from] DiscountError),
 }
@@ -179,6 +229,7 @@ impl CouponError {
             Self::InvalidStacking => "invalid_stacking",
             Self::ShippingOutOfScope => "invalid_discount",
             Self::InvalidReason => "invalid_reason",
+            Self::InvalidVelocity => "invalid_velocity",
             Self::Discount(_) => "invalid_discount",
         }
     }
@@ -230,6 +281,13 @@ pub fn decide(
                 }]),
             }
         }
+        (
+            Some(coupon),
+            CouponCommand::FlagVelocity {
+                redemptions,
+                window,
+            },
+        ) => Ok(flag(coupon, redemptions, window)),
         (Some(coupon), CouponCommand::Disable { by, reason }) => {
             // The fraud rules disable on their own (a system actor).
             if by.role != Role::System {
@@ -249,6 +307,38 @@ pub fn decide(
             }])
         }
     }
+}
+
+/// The velocity rule's verdict on `redemptions` counted in `window`: flagged once per
+/// window, and disabled too when the rule says so.
+fn flag(coupon: &Coupon, redemptions: u64, window: i64) -> Vec<CouponEvent> {
+    let Some(rule) = coupon.terms.velocity else {
+        return vec![];
+    };
+    if redemptions <= u64::from(rule.max_redemptions) || coupon.flagged_window >= Some(window) {
+        return vec![];
+    }
+    let reason = format!(
+        "{redemptions} redemptions within {} minutes, above the {} allowed",
+        rule.window_minutes, rule.max_redemptions
+    );
+    let mut events = vec![CouponEvent::SuspiciousUsageDetected {
+        coupon_id: coupon.coupon_id,
+        owner: coupon.owner.clone(),
+        reason: reason.clone(),
+        redemptions,
+        max_redemptions: rule.max_redemptions,
+        window_minutes: rule.window_minutes,
+        window,
+    }];
+    if rule.disable && coupon.status != CouponStatus::Disabled {
+        events.push(CouponEvent::Disabled {
+            coupon_id: coupon.coupon_id,
+            by: UserId::new("system:fraud"),
+            reason: format!("fraud: {reason}"),
+        });
+    }
+    events
 }
 
 fn may_change(coupon: &Coupon, by: &Actor) -> Result<(), CouponError> {
@@ -275,6 +365,11 @@ fn validate(terms: &Terms) -> Result<(), CouponError> {
             return Err(CouponError::InvalidStacking);
         }
     }
+    if let Some(rule) = terms.velocity {
+        if rule.max_redemptions == 0 || !(1..=1440).contains(&rule.window_minutes) {
+            return Err(CouponError::InvalidVelocity);
+        }
+    }
     if terms.discount == Discount::Shipping && terms.scope == Scope::CreditPacks {
         return Err(CouponError::ShippingOutOfScope);
     }
@@ -298,6 +393,7 @@ pub fn evolve(state: Option<Coupon>, event: &CouponEvent) -> Option<Coupon> {
             terms: terms.clone(),
             status: CouponStatus::Inactive,
             disabled_reason: None,
+            flagged_window: None,
         }),
         (Some(mut c), CouponEvent::Activated { .. }) => {
             c.status = CouponStatus::Active;
@@ -306,6 +402,10 @@ pub fn evolve(state: Option<Coupon>, event: &CouponEvent) -> Option<Coupon> {
         (Some(mut c), CouponEvent::Disabled { reason, .. }) => {
             c.status = CouponStatus::Disabled;
             c.disabled_reason = Some(reason.clone());
+            Some(c)
+        }
+        (Some(mut c), CouponEvent::SuspiciousUsageDetected { window, .. }) => {
+            c.flagged_window = Some(*window);
             Some(c)
         }
         (state, _) => state,
@@ -418,6 +518,7 @@ mod tests {
             first_order_only: false,
             scope,
             stacking: Stacking::Exclusive,
+            velocity: None,
         }
     }
 
@@ -662,5 +763,53 @@ mod tests {
             state.unwrap().eligible(&facts, at(10)),
             Err(Ineligible::NotActive)
         );
+    }
+
+    #[test]
+    fn redemptions_above_the_velocity_flag_the_window_once_and_disable_when_told() {
+        let admin = || Actor::admin("root");
+        let mut bad = terms(Scope::CreditPacks);
+        bad.velocity = Some(Velocity {
+            max_redemptions: 0,
+            window_minutes: 60,
+            disable: false,
+        });
+        assert_eq!(
+            decide(None, create(bad, admin(), None)),
+            Err(CouponError::InvalidVelocity)
+        );
+        let mut watched = terms(Scope::CreditPacks);
+        let rule = Velocity {
+            max_redemptions: 2,
+            window_minutes: 60,
+            disable: true,
+        };
+        watched.velocity = Some(rule);
+        let events = decide(None, create(watched, admin(), None)).unwrap();
+        let coupon = events.iter().fold(None, evolve).unwrap();
+        let window = rule.window_of(at(2));
+        let flag = |c: &Coupon, n| {
+            decide(
+                Some(c),
+                CouponCommand::FlagVelocity {
+                    redemptions: n,
+                    window,
+                },
+            )
+            .unwrap()
+        };
+        assert!(flag(&coupon, 2).is_empty(), "at the limit is fine");
+        let flagged = flag(&coupon, 3);
+        assert!(matches!(
+            flagged.as_slice(),
+            [
+                CouponEvent::SuspiciousUsageDetected { redemptions: 3, .. },
+                CouponEvent::Disabled { .. }
+            ]
+        ));
+        let coupon = flagged.iter().fold(Some(coupon), evolve).unwrap();
+        assert_eq!(coupon.status, CouponStatus::Disabled);
+        assert!(flag(&coupon, 4).is_empty(), "a window is flagged once");
+        assert_eq!(rule.window_of(at(2)) % 3600, 0);
     }
 }

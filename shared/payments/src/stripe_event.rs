@@ -245,7 +245,7 @@ pub(crate) fn subscription_from_value(value: &Value) -> Result<SubscriptionFacts
 fn intent_facts(intent: &Obj) -> Result<IntentFacts, ParseError> {
     Ok(IntentFacts {
         id: intent.string("id")?,
-        amount_minor: intent.int("amount")?,
+        amount_minor: intent.intent_amount("amount")?,
         currency: intent.string("currency")?,
         customer: intent.id_ref("customer")?,
         metadata: intent.metadata("metadata")?,
@@ -462,6 +462,17 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// A payment intent's `amount`: an integer from Stripe; localstripe echoes an amount
+    /// set by an update as the form's digits, which are read as the number they spell.
+    fn intent_amount(&self, key: &str) -> Result<i64, ParseError> {
+        match self.get(key) {
+            Some(serde_json::Value::String(digits)) => {
+                digits.parse().map_err(|_| self.invalid(key, "an integer"))
+            }
+            _ => self.int(key),
+        }
+    }
+
     fn int(&self, key: &str) -> Result<i64, ParseError> {
         self.opt_int(key)?
             .ok_or_else(|| ParseError::Missing(self.field(key)))
@@ -470,11 +481,8 @@ impl<'a> Obj<'a> {
     fn opt_int(&self, key: &str) -> Result<Option<i64>, ParseError> {
         match self.get(key) {
             None => Ok(None),
-            // Stripe sends integers; localstripe echoes an amount set by an update as
-            // the form's digits, so a string of digits is read as the number it spells.
             Some(v) => v
                 .as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
                 .map(Some)
                 .ok_or_else(|| self.invalid(key, "an integer")),
         }
