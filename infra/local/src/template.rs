@@ -445,12 +445,18 @@ mod tests {
         let rules = t.rules().unwrap();
         assert!(!rules.is_empty());
         for rule in rules {
-            assert_eq!(
-                rule.pattern["source"].as_array().map(|a| a.len()),
-                Some(1),
-                "{}",
-                rule.id
-            );
+            let sources = rule.pattern["source"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            assert!(!sources.is_empty(), "{} has no source", rule.id);
+            for source in sources {
+                assert!(
+                    source.as_str().is_some_and(|s| s.starts_with("kassa.")),
+                    "{} listens to {source}, not a kassa context",
+                    rule.id
+                );
+            }
             for target in &rule.targets {
                 assert!(
                     queues.contains(target),
