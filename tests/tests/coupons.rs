@@ -790,3 +790,245 @@ async fn an_order_a_coupon_makes_free_completes_without_a_payment() {
     })
     .await;
 }
+
+/// The coupon read models over the test stack's tables, with the store and the rows
+/// beneath them.
+async fn read_models(
+    api: &Api,
+) -> (
+    kassa_commerce::coupon_views::CouponViews,
+    kassa_store::EventStore,
+    kassa_store::Views,
+) {
+    let config = &api.stack.configs["CouponViewsFunction"];
+    let client = aws_sdk_dynamodb::Client::new(&kassa_runtime::config::aws().await);
+    let store = kassa_store::EventStore::new(client.clone(), &config.events_table);
+    let rows = kassa_store::Views::new(client, &config.state_table);
+    (
+        kassa_commerce::coupon_views::CouponViews::new(store.clone(), rows.clone()),
+        store,
+        rows,
+    )
+}
+
+fn codes(list: &common::Answer) -> Vec<(String, String)> {
+    let mut codes: Vec<(String, String)> = list.body["coupons"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{:?}", list.body))
+        .iter()
+        .map(|c| {
+            (
+                c["code"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    codes.sort();
+    codes
+}
+
+#[tokio::test]
+async fn read_models_follow_the_events_and_a_rebuild_from_the_log_equals_them() {
+    use kassa_commerce::coupon_views::View;
+    use kassa_store::{Over, ViewRow};
+
+    let api = Api::start().await;
+    let ten = json!({ "type": "percent", "percent": "10" });
+    let ops = ("ops", "admin");
+    let alpha = create_coupon(&api, &credit_coupon("ALPHA", ten.clone(), 10, 1)).await;
+    let mut idle = credit_coupon("IDLE", ten.clone(), 10, 1);
+    idle["active"] = json!(false);
+    create_coupon(&api, &idle).await;
+    let gone = create_coupon(&api, &credit_coupon("GONE", ten.clone(), 10, 1)).await;
+    let disabled = api
+        .call_as(
+            "POST",
+            format!("/coupons/{gone}/disable"),
+            Some(ADMIN),
+            Some(&json!({ "reason": "campaign over" }).to_string()),
+        )
+        .await;
+    assert_eq!(disabled.status, 200, "{:?}", disabled.body);
+    create_coupon(
+        &api,
+        &credit_coupon(
+            "FREE",
+            json!({ "type": "percent", "percent": "100" }),
+            10,
+            1,
+        ),
+    )
+    .await;
+    let theirs = api
+        .call_as(
+            "POST",
+            "/coupons",
+            Some(ops),
+            Some(&credit_coupon("DELTA", ten.clone(), 10, 1).to_string()),
+        )
+        .await;
+    assert_eq!(theirs.status, 201, "{:?}", theirs.body);
+
+    // ann holds ALPHA and DELTA on two orders; bob takes ALPHA off again; cy's order
+    // costs nothing with FREE, so it completes and the use is redeemed.
+    let ws = workspace_of(&api, "ann").await;
+    let (first, second) = (
+        another_order(&api, "ann", &ws).await,
+        another_order(&api, "ann", &ws).await,
+    );
+    assert_eq!(apply(&api, "ann", &first, "alpha").await.status, 200);
+    assert_eq!(apply(&api, "ann", &second, "delta").await.status, 200);
+    let bobs = credit_order(&api, "bob").await;
+    assert_eq!(apply(&api, "bob", &bobs, "ALPHA").await.status, 200);
+    let off = api
+        .call(
+            "DELETE",
+            format!("/orders/{bobs}/coupons/alpha"),
+            Some("bob"),
+            None,
+        )
+        .await;
+    assert_eq!(off.status, 200, "{:?}", off.body);
+    let cys = credit_order(&api, "cy").await;
+    assert_eq!(apply(&api, "cy", &cys, "FREE").await.status, 200);
+
+    let mine = eventually("the seller and usage views caught up", || async {
+        let mine = api.call_as("GET", "/coupons", Some(ADMIN), None).await;
+        let cy = api.get("/users/cy/coupon-usages", "cy").await;
+        let bob = api.get("/users/bob/coupon-usages", "bob").await;
+        let ready = codes(&mine).len() == 4
+            && codes(&mine).contains(&("GONE".into(), "disabled".into()))
+            && cy.body["coupons"][0]["redeemed"] == 1
+            && bob.body["coupons"][0]["released"] == 1;
+        ready.then_some(mine)
+    })
+    .await;
+    assert_eq!(
+        codes(&mine),
+        [
+            ("ALPHA".into(), "active".into()),
+            ("FREE".into(), "active".into()),
+            ("GONE".into(), "disabled".into()),
+            ("IDLE".into(), "inactive".into()),
+        ]
+    );
+    let active = api
+        .call_as("GET", "/coupons?active=true", Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        codes(&active),
+        [
+            ("ALPHA".into(), "active".into()),
+            ("DELTA".into(), "active".into()),
+            ("FREE".into(), "active".into()),
+        ],
+        "every seller's active coupons"
+    );
+    let own = api.call_as("GET", "/coupons", Some(ops), None).await;
+    assert_eq!(codes(&own), [("DELTA".into(), "active".into())]);
+    let anns = eventually("ann's usages", || async {
+        let anns = api.get("/users/ann/coupon-usages", "ann").await;
+        (anns.body["coupons"].as_array().map(Vec::len) == Some(2)).then_some(anns)
+    })
+    .await;
+    for coupon in anns.body["coupons"].as_array().unwrap() {
+        assert_eq!(coupon["locked"], 1, "{coupon}");
+        assert_eq!(coupon["orders"].as_array().unwrap().len(), 1);
+    }
+    let alpha_row = anns.body["coupons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["code"] == "ALPHA")
+        .unwrap();
+    assert_eq!(alpha_row["coupon_id"], alpha.as_str());
+    assert_eq!(alpha_row["orders"][0]["order_id"], first.as_str());
+    assert_eq!(alpha_row["orders"][0]["discount"]["amount"], "1.00");
+
+    // Who may read what, and bad input.
+    assert_eq!(api.get("/users/ann/coupon-usages", "bob").await.status, 403);
+    let admin_reads = api
+        .call_as("GET", "/users/ann/coupon-usages", Some(ADMIN), None)
+        .await;
+    assert_eq!(admin_reads.status, 200);
+    assert_eq!(api.get("/coupons?seller=root", "bob").await.status, 403);
+    let theirs = api
+        .call_as("GET", "/coupons?seller=ops", Some(ADMIN), None)
+        .await;
+    assert_eq!(codes(&theirs), [("DELTA".into(), "active".into())]);
+    let bad = api.get("/coupons?active=maybe", "ann").await;
+    assert_eq!(bad.status, 400, "{:?}", bad.body);
+    assert_eq!(bad.body["code"], "invalid_query");
+    assert_eq!(api.call("GET", "/coupons", None, None).await.status, 401);
+
+    // The live rows, as the projector wrote them.
+    let (views, store, states) = read_models(&api).await;
+    let mut live = Vec::new();
+    for view in View::ALL {
+        live.push(views.rows(view).await.unwrap());
+    }
+    assert_eq!(
+        live[0].len(),
+        5,
+        "a row (or tombstone) per coupon: {:?}",
+        live[0]
+    );
+    assert_eq!(live[0].iter().filter(|r| r.body.is_none()).count(), 2);
+    assert_eq!(live[1].len(), 5);
+    assert_eq!(live[2].len(), 4, "ann's two, bob's and cy's one each");
+
+    // A redelivered event rewrites nothing: the rows are as of the latest version.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for stream in ["Coupon", "CouponUsage"] {
+        for (id, _) in store.scan_events(stream).await.unwrap() {
+            assert_eq!(views.follow(&id, now).await.unwrap(), 0, "{id}");
+        }
+    }
+
+    // Damage every view: a row lost, a row gone wrong at its own version, a stray row.
+    let lost = &live[1][0];
+    assert!(states
+        .remove(&lost.pk, &lost.sk, lost.version)
+        .await
+        .unwrap());
+    let wrong = ViewRow {
+        body: Some(json!({ "code": "TAMPERED" })),
+        ..live[2][0].clone()
+    };
+    assert!(states.write(&wrong, Over::NotNewer, now).await.unwrap());
+    let stray = ViewRow {
+        pk: live[0][0].pk.clone(),
+        sk: uuid::Uuid::now_v7().to_string(),
+        version: 1,
+        body: Some(json!({ "code": "STRAY" })),
+    };
+    assert!(states.write(&stray, Over::Older, now).await.unwrap());
+
+    let mut rebuilt = Vec::new();
+    for view in View::ALL {
+        let done = views.rebuild(view, now).await.unwrap();
+        assert!(done.streams >= 4, "{view:?}: {done:?}");
+        rebuilt.push((done, views.rows(view).await.unwrap()));
+    }
+    assert_eq!(
+        (rebuilt[0].0.written, rebuilt[0].0.removed),
+        (0, 1),
+        "the stray row"
+    );
+    assert_eq!(
+        (rebuilt[1].0.written, rebuilt[1].0.removed),
+        (1, 0),
+        "the lost row"
+    );
+    assert_eq!(
+        (rebuilt[2].0.written, rebuilt[2].0.removed),
+        (1, 0),
+        "the wrong row"
+    );
+    for (i, view) in View::ALL.iter().enumerate() {
+        assert_eq!(
+            rebuilt[i].1, live[i],
+            "{view:?}: rebuilt from the log = live"
+        );
+    }
+}

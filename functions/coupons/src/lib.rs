@@ -7,16 +7,19 @@
 //!   with its own limits (single-use by default);
 //! - `GET /coupons/{couponId}`, `POST /coupons/{couponId}/activate`,
 //!   `POST /coupons/{couponId}/disable`;
-//! - `GET /coupons/{couponId}/audit`: every event about the coupon, oldest first, paged.
+//! - `GET /coupons/{couponId}/audit`: every event about the coupon, oldest first, paged;
+//! - `GET /coupons` and `GET /users/{userId}/coupon-usages`: lists from the read models.
 //!
 //! A code is claimed in the coupon's creating commit, so two coupons never share one.
 
 mod creating;
+mod listing;
 mod view;
 
 pub use view::CouponView;
 
 use kassa_commerce::coupon_ledger::CouponLedger;
+use kassa_commerce::coupon_views::CouponViews;
 use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::coupon::{Coupon, CouponCommand, CouponError};
 use kassa_domain::identity::{Actor, Role};
@@ -26,7 +29,7 @@ use kassa_runtime::http::{
 };
 use kassa_runtime::problem::store_problem;
 use kassa_runtime::{access, caller, Config, Function, HttpFunction, Problem, SdkConfig};
-use kassa_store::{EventStore, Metadata, StoreError};
+use kassa_store::{EventStore, Metadata, StoreError, Views};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -37,6 +40,7 @@ pub const NAME: &str = "coupons";
 pub struct Coupons {
     kernel: Kernel,
     ledger: CouponLedger,
+    views: CouponViews,
 }
 
 impl Function for Coupons {
@@ -48,7 +52,11 @@ impl Function for Coupons {
         let client = aws_sdk_dynamodb::Client::new(aws);
         Ok(Self {
             kernel: Kernel::new(EventStore::new(client.clone(), &config.events_table), clock),
-            ledger: CouponLedger::new(client, &config.state_table),
+            ledger: CouponLedger::new(client.clone(), &config.state_table),
+            views: CouponViews::new(
+                EventStore::new(client.clone(), &config.events_table),
+                Views::new(client, &config.state_table),
+            ),
         })
     }
 }
@@ -58,6 +66,10 @@ impl HttpFunction for Coupons {
         let answer = match route_key(&request).as_str() {
             "POST /coupons" => self.create(&request).await.map(|v| json(201, &v)),
             "POST /coupons/batches" => self.batch(&request).await.map(|v| json(201, &v)),
+            "GET /coupons" => self.list(&request).await.map(|v| json(200, &v)),
+            "GET /users/{userId}/coupon-usages" => {
+                self.usages(&request).await.map(|v| json(200, &v))
+            }
             "GET /coupons/{couponId}" => self.get(&request).await.map(|v| json(200, &v)),
             "POST /coupons/{couponId}/activate" => {
                 self.activate(&request).await.map(|v| json(200, &v))

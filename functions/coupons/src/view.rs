@@ -1,5 +1,6 @@
 //! A coupon as the routes answer it.
 
+use kassa_commerce::coupon_views::CouponSummary;
 use kassa_domain::coupon::{Coupon, CouponStatus, Terms};
 use serde::Serialize;
 use uuid::Uuid;
@@ -14,20 +15,28 @@ pub struct CouponView {
     pub disabled_reason: Option<String>,
     #[serde(flatten)]
     pub terms: Terms,
-    /// Uses locked or redeemed now.
-    pub uses: u64,
+    /// Uses locked or redeemed now; lists leave it out (it is a counter, not a view).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uses: Option<u64>,
 }
 
 impl CouponView {
     pub fn of(coupon: &Coupon, uses: u64) -> Self {
         Self {
-            coupon_id: coupon.coupon_id,
-            code: coupon.code.to_string(),
-            owner: coupon.owner.as_str().to_owned(),
-            status: coupon.status,
-            disabled_reason: coupon.disabled_reason.clone(),
-            terms: coupon.terms.clone(),
-            uses,
+            uses: Some(uses),
+            ..Self::listed(CouponSummary::of(coupon))
+        }
+    }
+
+    pub fn listed(summary: CouponSummary) -> Self {
+        Self {
+            coupon_id: summary.coupon_id,
+            code: summary.code,
+            owner: summary.owner,
+            status: summary.status,
+            disabled_reason: summary.disabled_reason,
+            terms: summary.terms,
+            uses: None,
         }
     }
 }

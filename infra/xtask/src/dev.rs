@@ -83,3 +83,39 @@ fn write_endpoints(path: &std::path::Path, emulators: &Emulators) -> Result<()> 
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
+
+/// Points `command` at the emulators of the running `cargo xtask dev`, after checking
+/// that the one `probe` names (`AWS_ENDPOINT_URL_SQS`) answers: the endpoints file
+/// outlives a dev stack stopped with Ctrl-C, so say so rather than time out.
+pub fn attach(repo: &Repo, command: &mut Command, probe: &str) -> Result<()> {
+    let endpoints = std::fs::read_to_string(repo.dev_endpoints()).with_context(|| {
+        format!(
+            "reading {}: is `cargo xtask dev` running?",
+            repo.dev_endpoints().display()
+        )
+    })?;
+    let endpoints: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&endpoints).context("the dev stack's endpoints")?;
+    let url = endpoints
+        .get(probe)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    if !answers(url) {
+        anyhow::bail!("the local stack ({url}) does not answer: is `cargo xtask dev` running?");
+    }
+    for (name, value) in endpoints {
+        command.env(name, value.as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// Whether something listens at `url` (`http://host:port`).
+fn answers(url: &str) -> bool {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    address
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok())
+}

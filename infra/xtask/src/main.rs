@@ -9,6 +9,7 @@ mod dev;
 mod dev_secret;
 mod emulators;
 mod new_function;
+mod rebuild;
 mod redrive;
 mod repo;
 mod setup;
@@ -40,6 +41,11 @@ commands:
                             on: the local stack's (a running `dev`) by default; on
                             AWS, Q and B are the stack's RelayFailureQueueUrl and
                             EventBusName outputs
+  rebuild (MODEL... | --all) [--events-table E --state-table S]
+                            rebuild read models from the event log (active-coupons,
+                            seller-coupons, user-coupon-usages): the local stack's by
+                            default; on AWS, E and S are the stack's EventsTableName
+                            and StateTableName outputs
   token --user U [--role R] [--ttl-hours H]
                             print a dev JWT for U (role default `user`, 12 h)
   help                      this text
@@ -61,6 +67,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&repo, &rest),
         Some("token") => token::run(&repo, &rest),
         Some("redrive") => redrive::run(&repo, &rest),
+        Some("rebuild") => rebuild::run(&repo, &rest),
         Some("catalog") => catalog::run(&repo),
         Some("new-function") => new_function::run(&repo, &rest),
         Some(other) => {

@@ -5,10 +5,10 @@
 
 use std::process::{Command, ExitCode};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::cli::Flags;
-use crate::dev::{cargo, DEV_PREFIX};
+use crate::dev::{self, cargo, DEV_PREFIX};
 use crate::repo::Repo;
 use crate::supervisor::{self, Supervised};
 
@@ -37,40 +37,9 @@ pub fn run(repo: &Repo, args: &[String]) -> Result<ExitCode> {
         }
         println!("redrive: {queue} → bus {bus} (AWS, as the environment's credentials allow)");
     } else {
-        let endpoints = std::fs::read_to_string(repo.dev_endpoints()).with_context(|| {
-            format!(
-                "reading {}: is `cargo xtask dev` running?",
-                repo.dev_endpoints().display()
-            )
-        })?;
-        let endpoints: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&endpoints).context("the dev stack's endpoints")?;
-        // The file outlives a dev stack stopped with Ctrl-C; say so rather than time out.
-        let sqs = endpoints
-            .get("AWS_ENDPOINT_URL_SQS")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        if !answers(sqs) {
-            bail!(
-                "redrive: the local stack ({sqs}) does not answer: is `cargo xtask dev` running?"
-            );
-        }
-        for (name, value) in endpoints {
-            command.env(name, value.as_str().unwrap_or_default());
-        }
+        dev::attach(repo, &mut command, "AWS_ENDPOINT_URL_SQS")?;
         println!("redrive: {queue} → bus {bus} (the local stack)");
     }
     let status = Supervised::spawn("kassa-redrive", command)?.wait()?;
     Ok(ExitCode::from(supervisor::exit_code(status)))
-}
-
-/// Whether something listens at `url` (`http://host:port`).
-fn answers(url: &str) -> bool {
-    use std::net::{TcpStream, ToSocketAddrs};
-    let address = url.trim_start_matches("http://").trim_end_matches('/');
-    address
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .is_some_and(|a| TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok())
 }

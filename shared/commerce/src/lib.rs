@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod coupon_ledger;
+pub mod coupon_views;
 pub mod invoicing;
 pub mod kernel;
 pub mod order_book;

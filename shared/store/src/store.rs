@@ -316,6 +316,37 @@ impl EventStore {
         }
     }
 
+    /// Every recorded event of every stream of aggregate `aggregate` (`Coupon`), grouped
+    /// by stream, each stream oldest first: one scan of the whole table, for rebuilding a
+    /// read model from the log, never for a request.
+    pub async fn scan_events(
+        &self,
+        aggregate: &str,
+    ) -> Result<std::collections::BTreeMap<StreamId, Vec<RecordedEvent>>, StoreError> {
+        let scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .filter_expression("begins_with(pk, :prefix) AND sk > :head AND kind = :event")
+            .expression_attribute_values(":prefix", s(format!("{aggregate}#")))
+            .expression_attribute_values(":head", n(0))
+            .expression_attribute_values(":event", s(EVENT_KIND));
+        let mut pages = scan.into_paginator().items().send();
+        let mut streams = std::collections::BTreeMap::<StreamId, Vec<RecordedEvent>>::new();
+        while let Some(item) = pages.next().await {
+            let stored: EventItem = serde_dynamo::from_item(item.map_err(StoreError::sdk)?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if let Some(event) = stored.into_recorded()? {
+                streams.entry(event.stream.clone()).or_default().push(event);
+            }
+        }
+        for events in streams.values_mut() {
+            events.sort_by_key(|e| e.version);
+        }
+        Ok(streams)
+    }
+
     /// Writes the commit atomically and returns the events it recorded.
     pub async fn commit(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError> {
         if commit.is_empty() {
