@@ -1,8 +1,9 @@
 //! coupon-usages ends in the same state whatever the order its events arrive in and
 //! however often: a credit-pack order that expired and was then paid (the money is real)
 //! ends with its use redeemed and counted once, whether `order.expired` or
-//! `order.completed` is handled first, and redeliveries change nothing. The test hands
-//! the function the events itself, as SQS may deliver them.
+//! `order.completed` is handled first, and redeliveries change nothing. The fraud rules
+//! (velocity, one card behind many accounts) flag a coupon once and mail its owner once.
+//! The test hands the function the events itself, as SQS may deliver them.
 
 mod common;
 
@@ -16,6 +17,7 @@ use kassa_domain::discount::Discount;
 use kassa_domain::identity::UserId;
 use kassa_domain::money::{Currency, Money};
 use kassa_domain::order::{NewOrder, Order, OrderCommand, OrderLine, Purpose, PAYMENT_WINDOW};
+use kassa_domain::payment::{IntentOrigin, Payment, PaymentCommand};
 use kassa_store::{Metadata, RecordedEvent};
 use rust_decimal::Decimal;
 use std::sync::Arc;
@@ -43,10 +45,12 @@ fn coupon() -> Coupon {
             scope: Scope::CreditPacks,
             stacking: Stacking::Exclusive,
             velocity: None,
+            shared_card: None,
         },
         status: CouponStatus::Active,
         disabled_reason: None,
         flagged_window: None,
+        flagged_cards: Default::default(),
     }
 }
 
@@ -84,13 +88,18 @@ impl World {
 
     /// An order of 10.00 with `coupon` locked on it, as apply-coupon commits it.
     async fn order_with(&self, coupon: &Coupon) -> Uuid {
+        self.order_of(coupon, BUYER).await
+    }
+
+    /// As [`World::order_with`], of `buyer`.
+    async fn order_of(&self, coupon: &Coupon, buyer: &str) -> Uuid {
         let order_id = Uuid::now_v7();
         let usd = Money::new(Decimal::new(1000, 2), Currency::Usd);
         self.run(
             order_id,
             OrderCommand::Create(NewOrder {
                 order_id,
-                user_id: UserId::new(BUYER),
+                user_id: UserId::new(buyer),
                 purpose: Purpose::CreditPack {
                     workspace_id: Uuid::now_v7(),
                     pack: "starter".into(),
@@ -112,7 +121,7 @@ impl World {
         .await;
         let ledger = &self.ledger;
         self.kernel
-            .run(Metadata::origin(Uuid::now_v7(), BUYER), |tx| {
+            .run(Metadata::origin(Uuid::now_v7(), buyer), |tx| {
                 Box::pin(async move {
                     let mut order = tx.load::<Order>(&order_id).await?;
                     tx.decide(
@@ -130,20 +139,101 @@ impl World {
                         &mut usages,
                         UsageCommand::Lock {
                             order_id,
-                            user_id: UserId::new(BUYER),
+                            user_id: UserId::new(buyer),
                             coupon_id: coupon.coupon_id,
                             code: coupon.code.to_string(),
                             discount: Money::new(Decimal::ONE, Currency::Usd),
                         },
                     )
                     .map_err(|f| f.map(|e| e.to_string()))?;
-                    ledger.lock(tx.commit(), coupon, BUYER)?;
+                    ledger.lock(tx.commit(), coupon, buyer)?;
                     Ok(())
                 })
             })
             .await
             .unwrap();
         order_id
+    }
+
+    /// The coupons' owner `root`, an admin registered with an address to mail.
+    async fn register_owner(&self) {
+        self.kernel
+            .run(Metadata::origin(Uuid::now_v7(), "root"), |tx| {
+                Box::pin(async move {
+                    let mut owner = tx.load::<kassa_domain::user::User>("root").await?;
+                    tx.decide(
+                        &mut owner,
+                        kassa_domain::user::UserCommand::Register {
+                            user_id: UserId::new("root"),
+                            email: "root@example.com".into(),
+                            name: "Root".into(),
+                            role: kassa_domain::identity::Role::Admin,
+                            now: OffsetDateTime::now_utc(),
+                        },
+                    )?;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+    }
+
+    /// `coupon` created and activated by `root`, as the coupons function commits it.
+    async fn create(&self, coupon: &Coupon) {
+        let (id, code, terms) = (coupon.coupon_id, &coupon.code, &coupon.terms);
+        self.kernel
+            .run(Metadata::origin(Uuid::now_v7(), "root"), |tx| {
+                Box::pin(async move {
+                    let mut c = tx.load::<Coupon>(&id).await?;
+                    tx.decide(
+                        &mut c,
+                        kassa_domain::coupon::CouponCommand::Create {
+                            coupon_id: id,
+                            code: code.clone(),
+                            terms: terms.clone(),
+                            by: kassa_domain::identity::Actor::admin("root"),
+                            concert_organizer: None,
+                        },
+                    )?;
+                    tx.decide(
+                        &mut c,
+                        kassa_domain::coupon::CouponCommand::Activate {
+                            by: kassa_domain::identity::Actor::admin("root"),
+                        },
+                    )?;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn coupon_state(&self, id: Uuid) -> Coupon {
+        self.iso
+            .store
+            .load_aggregate::<Coupon>(&id)
+            .await
+            .unwrap()
+            .state
+            .unwrap()
+    }
+
+    /// The coupon's events, oldest first.
+    async fn coupon_events(&self, id: Uuid) -> Vec<RecordedEvent> {
+        self.iso
+            .store
+            .read_stream(&kassa_store::StreamId::new("Coupon", id.to_string()), 100)
+            .await
+            .unwrap()
+    }
+
+    /// The mails its owner got.
+    fn owner_mails(&self) -> Vec<kassa_runtime::mail::Mail> {
+        self.iso
+            .mails()
+            .into_iter()
+            .filter(|m| m.to == "root@example.com")
+            .collect()
     }
 
     async fn status(&self, order_id: Uuid, coupon: &Coupon) -> (Option<UsageStatus>, u64) {
@@ -265,29 +355,8 @@ async fn a_late_payment_ends_with_the_use_redeemed_once_in_either_order_and_on_r
 async fn redemptions_past_the_velocity_rule_flag_and_disable_the_coupon_and_mail_its_owner() {
     let world = World::new().await;
     let usages = world.iso.function("CouponUsagesFunction").await;
-    let store = &world.iso.store;
-    let metadata = || Metadata::origin(Uuid::now_v7(), "root");
     // The owner registered with an address; the coupon allows 2 redemptions an hour.
-    world
-        .kernel
-        .run(metadata(), |tx| {
-            Box::pin(async move {
-                let mut owner = tx.load::<kassa_domain::user::User>("root").await?;
-                tx.decide(
-                    &mut owner,
-                    kassa_domain::user::UserCommand::Register {
-                        user_id: UserId::new("root"),
-                        email: "root@example.com".into(),
-                        name: "Root".into(),
-                        role: kassa_domain::identity::Role::Admin,
-                        now: OffsetDateTime::now_utc(),
-                    },
-                )?;
-                Ok(())
-            })
-        })
-        .await
-        .unwrap();
+    world.register_owner().await;
     let mut watched = coupon();
     watched.terms.max_uses = 10;
     watched.terms.max_uses_per_user = 10;
@@ -296,47 +365,9 @@ async fn redemptions_past_the_velocity_rule_flag_and_disable_the_coupon_and_mail
         window_minutes: 60,
         disable: true,
     });
-    let (id, code, terms) = (
-        watched.coupon_id,
-        watched.code.clone(),
-        watched.terms.clone(),
-    );
-    let (code, terms) = (&code, &terms);
-    world
-        .kernel
-        .run(metadata(), |tx| {
-            Box::pin(async move {
-                let mut c = tx.load::<Coupon>(&id).await?;
-                tx.decide(
-                    &mut c,
-                    kassa_domain::coupon::CouponCommand::Create {
-                        coupon_id: id,
-                        code: code.clone(),
-                        terms: terms.clone(),
-                        by: kassa_domain::identity::Actor::admin("root"),
-                        concert_organizer: None,
-                    },
-                )?;
-                tx.decide(
-                    &mut c,
-                    kassa_domain::coupon::CouponCommand::Activate {
-                        by: kassa_domain::identity::Actor::admin("root"),
-                    },
-                )?;
-                Ok(())
-            })
-        })
-        .await
-        .unwrap();
-
-    let coupon_state = || async {
-        store
-            .load_aggregate::<Coupon>(&id)
-            .await
-            .unwrap()
-            .state
-            .unwrap()
-    };
+    world.create(&watched).await;
+    let id = watched.coupon_id;
+    let coupon_state = || world.coupon_state(id);
     for n in 1..=3 {
         let order = world.order_with(&watched).await;
         let paid = world
@@ -367,10 +398,7 @@ async fn redemptions_past_the_velocity_rule_flag_and_disable_the_coupon_and_mail
             );
         }
     }
-    let events = store
-        .read_stream(&kassa_store::StreamId::new("Coupon", id.to_string()), 100)
-        .await
-        .unwrap();
+    let events = world.coupon_events(id).await;
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         types,
@@ -385,12 +413,7 @@ async fn redemptions_past_the_velocity_rule_flag_and_disable_the_coupon_and_mail
     for _ in 0..2 {
         assert!(world.iso.deliver(&usages, &[&events[2]]).await.is_empty());
     }
-    let mails: Vec<_> = world
-        .iso
-        .mails()
-        .into_iter()
-        .filter(|m| m.to == "root@example.com")
-        .collect();
+    let mails = world.owner_mails();
     assert_eq!(mails.len(), 1, "{mails:?}");
     assert!(
         mails[0].body.contains("3 redemptions within 60 minutes"),
@@ -399,6 +422,135 @@ async fn redemptions_past_the_velocity_rule_flag_and_disable_the_coupon_and_mail
     );
     assert!(
         mails[0].body.contains("It was disabled"),
+        "{}",
+        mails[0].body
+    );
+}
+
+/// A payment of `order_id` by `buyer` recorded as the webhook records it, charging the
+/// card `number` through a payment method made at localstripe; then the order completed.
+async fn paid_with_card(world: &World, order_id: Uuid, buyer: &str, number: &str) -> RecordedEvent {
+    let method = common::stripe_post(
+        "/v1/payment_methods",
+        &[
+            ("type", "card"),
+            ("card[number]", number),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2030"),
+            ("card[cvc]", "123"),
+        ],
+    )
+    .await;
+    let intent = format!("pi_card_{}", order_id.simple());
+    let origin = IntentOrigin {
+        payment_intent_id: intent.clone(),
+        order_id,
+        user_id: UserId::new(buyer),
+        amount: Money::new(Decimal::new(900, 2), Currency::Usd),
+    };
+    let (origin, method) = (&origin, common::id(&method));
+    let (intent_ref, method_ref) = (&intent, &method);
+    world
+        .kernel
+        .run(
+            Metadata::origin(Uuid::now_v7(), "system:stripe-webhook"),
+            |tx| {
+                Box::pin(async move {
+                    let mut payment = tx.load::<Payment>(intent_ref.as_str()).await?;
+                    tx.decide(
+                        &mut payment,
+                        PaymentCommand::Succeed {
+                            origin: origin.clone(),
+                            payment_id: format!("ch_{intent_ref}"),
+                            payment_method: Some(method_ref.clone()),
+                        },
+                    )?;
+                    Ok(())
+                })
+            },
+        )
+        .await
+        .map_err(|e: Fail<std::convert::Infallible>| format!("{e:?}"))
+        .unwrap();
+    let completed = world
+        .run(
+            order_id,
+            OrderCommand::Complete {
+                payment_intent_id: intent.clone(),
+                payment_id: format!("ch_{intent}"),
+            },
+        )
+        .await;
+    completed[0].clone()
+}
+
+#[tokio::test]
+async fn accounts_past_the_shared_card_rule_flag_and_disable_the_coupon_and_mail_its_owner() {
+    let world = World::new().await;
+    let usages = world.iso.function("CouponUsagesFunction").await;
+    world.register_owner().await;
+    let mut watched = coupon();
+    watched.terms.max_uses = 10;
+    watched.terms.shared_card = Some(kassa_domain::coupon::SharedCard {
+        max_accounts: 2,
+        disable: true,
+    });
+    world.create(&watched).await;
+    let id = watched.coupon_id;
+
+    // Three accounts, each within its own limit of one use, all paying with one card.
+    for (n, buyer) in ["ann", "bob", "cy"].into_iter().enumerate() {
+        let order = world.order_of(&watched, buyer).await;
+        let paid = paid_with_card(&world, order, buyer, "4242424242424242").await;
+        // Delivered twice: the account counts once.
+        for _ in 0..2 {
+            assert!(world.iso.deliver(&usages, &[&paid]).await.is_empty());
+        }
+        let expected = if n < 2 {
+            CouponStatus::Active
+        } else {
+            CouponStatus::Disabled
+        };
+        assert_eq!(
+            world.coupon_state(id).await.status,
+            expected,
+            "after {buyer}"
+        );
+    }
+    // Another card is another count: one account, nothing to flag.
+    let order = world.order_of(&watched, "dee").await;
+    let paid = paid_with_card(&world, order, "dee", "5555555555554444").await;
+    assert!(world.iso.deliver(&usages, &[&paid]).await.is_empty());
+
+    let events = world.coupon_events(id).await;
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "coupon.created",
+            "coupon.activated",
+            "coupon.suspicious_usage_detected",
+            "coupon.disabled"
+        ]
+    );
+    let flagged = &events[2].payload;
+    assert_eq!(flagged["rule"], "shared_card");
+    assert_eq!(flagged["accounts"], 3);
+    assert_eq!(flagged["max_accounts"], 2);
+    assert!(
+        flagged["fingerprint"]
+            .as_str()
+            .is_some_and(|f| !f.is_empty() && !f.contains("4242")),
+        "the provider's fingerprint, never the number: {flagged}"
+    );
+    assert_eq!(events[3].payload["by"], "system:fraud");
+    for _ in 0..2 {
+        assert!(world.iso.deliver(&usages, &[&events[2]]).await.is_empty());
+    }
+    let mails = world.owner_mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(
+        mails[0].body.contains("3 accounts paid with one card"),
         "{}",
         mails[0].body
     );

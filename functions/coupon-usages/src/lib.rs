@@ -16,6 +16,12 @@
 //! the window of the order's event. Past the rule's limit the coupon is flagged
 //! (`coupon.suspicious_usage_detected`, once per window) and, if the rule says so,
 //! disabled; that event comes back here and its owner is mailed.
+//!
+//! A redemption paid by card also counts toward the coupon's shared-card rule: the
+//! card's fingerprint is asked of Stripe (the payment recorded which payment method it
+//! charged), and the account is added to the card's set. More accounts than the rule
+//! allows behind one card flag the coupon the same way, once per card. Stripe not
+//! answering fails the message, which comes back later: the signal is not lost.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::coupon_ledger::CouponLedger;
@@ -25,7 +31,10 @@ use kassa_domain::coupon_usage::{
     OrderCoupons, ReleaseReason, UsageCommand, UsageEvent, UsageStatus,
 };
 use kassa_domain::order::{Order, OrderEvent, OrderStatus};
+use kassa_domain::payment::Payment;
 use kassa_domain::user::User;
+use kassa_payments::gateway::{GatewayError, PaymentGateway};
+use kassa_payments::stripe::StripeGateway;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
@@ -43,6 +52,7 @@ pub struct CouponUsages {
     inbox: Inbox,
     mailer: ConfiguredMailer,
     mail_from: String,
+    gateway: StripeGateway,
 }
 
 impl Function for CouponUsages {
@@ -61,6 +71,7 @@ impl Function for CouponUsages {
             inbox: Inbox::from_config(config, aws, NAME, clock),
             mailer: ConfiguredMailer::from_config(config, aws),
             mail_from: config.mail_from.clone(),
+            gateway: StripeGateway::new(&config.stripe.api_base, config.stripe.secret_key()?),
         })
     }
 }
@@ -163,6 +174,7 @@ impl CouponUsages {
             })?;
         for coupon_id in &done.value {
             self.watch(*coupon_id, event).await?;
+            self.watch_card(*coupon_id, order_id, event).await?;
         }
         Ok(serde_json::json!({ "order_id": order_id, "redeemed": done.value }))
     }
@@ -213,14 +225,86 @@ impl CouponUsages {
         Ok(())
     }
 
-    /// `coupon.suspicious_usage_detected`: the coupon's owner is mailed, once per window
-    /// (the mail's id is the coupon's and the window's).
+    /// The shared-card rule: the account that redeemed `coupon_id` on `order_id` joins
+    /// the set of accounts that paid with the same card; more than the rule allows flag
+    /// the coupon (once per card) and, if it says so, disable it.
+    async fn watch_card(
+        &self,
+        coupon_id: Uuid,
+        order_id: Uuid,
+        event: &RecordedEvent,
+    ) -> Result<(), EffectError> {
+        let store = self.kernel.store();
+        let Some(coupon) = store.load_aggregate::<Coupon>(&coupon_id).await?.state else {
+            return Ok(());
+        };
+        let Some(rule) = coupon.terms.shared_card else {
+            return Ok(());
+        };
+        let Some(order) = store.load_aggregate::<Order>(&order_id).await?.state else {
+            return Ok(());
+        };
+        // An order a coupon made free was paid by no card.
+        let Some(intent) = order.payment_intent_id.as_deref() else {
+            return Ok(());
+        };
+        let payment = store.load_aggregate::<Payment>(intent).await?.state;
+        let Some(method) = payment.and_then(|p| p.payment_method) else {
+            tracing::info!(%order_id, "the payment named no payment method; no card to count");
+            return Ok(());
+        };
+        let card = match self.gateway.payment_method_fingerprint(&method).await {
+            Ok(Some(card)) => card,
+            Ok(None) => return Ok(()),
+            // Stripe refusing to show the method (deleted, say) will not change on a
+            // retry: the redemption stands, the card goes uncounted.
+            Err(e @ GatewayError::Refused { .. }) => {
+                tracing::warn!(%order_id, %method, error = %e, "no fingerprint for the payment method");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let accounts = self
+            .ledger
+            .card_accounts(coupon_id, &card, order.user_id.as_str())
+            .await?;
+        if accounts <= rule.max_accounts || coupon.flagged_cards.contains(&card) {
+            return Ok(());
+        }
+        let (ledger, card) = (&self.ledger, &card);
+        self.kernel
+            .run(
+                Metadata::caused_by(event, "system:fraud".to_owned()),
+                |tx: &mut Tx<'_>| {
+                    Box::pin(async move {
+                        let mut coupon = tx.load::<Coupon>(&coupon_id).await?;
+                        tx.decide(
+                            &mut coupon,
+                            CouponCommand::FlagSharedCard {
+                                fingerprint: card.clone(),
+                                accounts,
+                            },
+                        )?;
+                        ledger.audit(tx.commit())?;
+                        Ok(())
+                    })
+                },
+            )
+            .await
+            .map_err(|fail| match fail {
+                Fail::Refused(e) => EffectError::poison(format!("coupon {coupon_id}: {e}")),
+                Fail::Store(e) => EffectError::from(e),
+            })?;
+        Ok(())
+    }
+
+    /// `coupon.suspicious_usage_detected`: the coupon's owner is mailed, once per flag
+    /// (the mail's id is the event's).
     async fn alert(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
         let CouponEvent::SuspiciousUsageDetected {
             coupon_id,
             owner,
             reason,
-            window,
             ..
         } = event.decode::<CouponEvent>()?
         else {
@@ -243,7 +327,7 @@ impl CouponUsages {
             .state
             .is_some_and(|c| c.status == CouponStatus::Disabled);
         let mail = Mail {
-            id: format!("coupon-suspicious-{coupon_id}-{window}"),
+            id: format!("coupon-suspicious-{}", event.event_id),
             from: self.mail_from.clone(),
             to: profile.email,
             subject: format!("Suspicious use of coupon {coupon_id}"),

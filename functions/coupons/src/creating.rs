@@ -9,7 +9,7 @@ use crate::view::CouponView;
 use crate::{failed, refused, Coupons};
 use kassa_commerce::{Fail, Tx};
 use kassa_domain::concert::Concert;
-use kassa_domain::coupon::{Coupon, CouponCommand, Scope, Stacking, Terms, Velocity};
+use kassa_domain::coupon::{Coupon, CouponCommand, Scope, SharedCard, Stacking, Terms, Velocity};
 use kassa_domain::coupon_code::{CouponCode, ALPHABET};
 use kassa_domain::discount::Discount;
 use kassa_domain::identity::{Actor, Role, UserId};
@@ -57,6 +57,8 @@ struct CouponBody {
     stacking: Option<Stacking>,
     /// `{max_redemptions, window_minutes, disable?}`: the fraud rule on redemptions.
     velocity: Option<Velocity>,
+    /// `{max_accounts, disable?}`: the fraud rule on one card behind many accounts.
+    shared_card: Option<SharedCard>,
     /// Active at once, rather than created inactive.
     #[serde(default)]
     active: bool,
@@ -86,6 +88,7 @@ impl CouponBody {
             scope: self.scope.clone(),
             stacking: self.stacking.unwrap_or(Stacking::Exclusive),
             velocity: self.velocity,
+            shared_card: self.shared_card,
         })
     }
 }

@@ -217,6 +217,7 @@ pub(crate) fn refused(e: CouponError) -> Problem {
         | CouponError::ShippingOutOfScope
         | CouponError::InvalidReason
         | CouponError::InvalidVelocity
+        | CouponError::InvalidSharedCard
         | CouponError::Discount(_) => 422,
     };
     Problem::new(status, e.code(), e.to_string())

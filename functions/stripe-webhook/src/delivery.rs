@@ -65,11 +65,16 @@ impl StripeWebhook {
 
     async fn dispatch(&self, event: &StripeEvent) -> Result<Outcome, Problem> {
         match &event.signal {
-            Signal::IntentSucceeded { intent, charge_id } => {
+            Signal::IntentSucceeded {
+                intent,
+                charge_id,
+                payment_method,
+            } => {
                 let payment_id = charge_id.clone().unwrap_or_else(|| intent.id.clone());
                 self.on_intent(event, intent, |origin| PaymentCommand::Succeed {
                     origin,
                     payment_id: payment_id.clone(),
+                    payment_method: payment_method.clone(),
                 })
                 .await
             }

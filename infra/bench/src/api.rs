@@ -115,6 +115,30 @@ pub fn create_concert(organizer: &str, body: &serde_json::Value) -> Result<lambd
     .request()
 }
 
+/// `POST /coupons` by the admin `admin`, with `body` as the coupon.
+pub fn create_coupon(admin: &str, body: &serde_json::Value) -> Result<lambda_http::Request> {
+    Call {
+        route_key: "POST /coupons",
+        path: "/coupons".to_owned(),
+        params: HashMap::new(),
+        body: body.to_string(),
+        caller: Some((admin.to_owned(), "admin")),
+    }
+    .request()
+}
+
+/// `POST /orders/{order}/coupons` of `code` by the order's buyer `buyer`.
+pub fn apply_coupon(order: Uuid, buyer: &str, code: &str) -> Result<lambda_http::Request> {
+    Call {
+        route_key: "POST /orders/{orderId}/coupons",
+        path: format!("/orders/{order}/coupons"),
+        params: HashMap::from([("orderId".to_owned(), order.to_string())]),
+        body: serde_json::json!({ "code": code }).to_string(),
+        caller: Some((buyer.to_owned(), "user")),
+    }
+    .request()
+}
+
 /// `GET /concerts/{concert}` without a token, as the public concert page calls it.
 pub fn concert_page(concert: Uuid) -> Result<lambda_http::Request> {
     Call {

@@ -133,7 +133,12 @@ impl Sale {
     /// `count` ticket orders of one seat of `level`, committed as confirm-cart commits
     /// them (the order, its agenda entry and its place in the buyer's list), answered with
     /// their `order.created` events. Untimed: this is the sale's input.
-    async fn orders(&self, concert: Uuid, level: &str, count: usize) -> Result<Vec<RecordedEvent>> {
+    pub async fn orders(
+        &self,
+        concert: Uuid,
+        level: &str,
+        count: usize,
+    ) -> Result<Vec<RecordedEvent>> {
         let next = Arc::new(AtomicUsize::new(0));
         let mut writers = JoinSet::new();
         for _ in 0..SETUP_WRITERS {
@@ -322,13 +327,13 @@ impl Sale {
 
 /// A tenth more orders than seats: the sale sells out, and the last orders meet a level
 /// with nothing left, as in a real one.
-fn oversold_orders(seats: u32) -> usize {
+pub fn oversold_orders(seats: u32) -> usize {
     let seats = seats as usize;
     seats + seats / 10
 }
 
 /// The aggregate id of an `order.created`'s stream (`Order#<id>`).
-trait OrderId {
+pub trait OrderId {
     fn stream_id_uuid(&self) -> Result<Uuid>;
 }
 

@@ -6,7 +6,8 @@
 //! to do; how long a debit's event takes from commit to the bus; invoice numbering under a
 //! burst against the same invoices spread out; the release binary's cold start; the flash
 //! sale's reservations on one hot level against bare decrements of its counter; and the
-//! concert page against bare reads of its items. Run
+//! concert page against bare reads of its items; a hot coupon's locks against bare
+//! conditional increments of one item. Run
 //! through `cargo xtask bench`, which builds it, starts the emulators and hands it their
 //! environment.
 
@@ -15,6 +16,7 @@ mod baseline;
 mod cold_start;
 mod concert_page;
 mod flash_sale;
+mod hot_coupon;
 mod hot_wallet;
 mod invoice_burst;
 mod latency;
@@ -105,12 +107,29 @@ async fn run(options: &Options) -> Result<()> {
 
     let page = concert_page::measure(&aws, &sale, options.page_calls, options.blocks).await?;
     report::concert_page(&page);
+
+    let coupon = hot_coupon::HotCoupon::new(&sale, &aws)?;
+    let uses = options.coupon_uses as u32;
+    let (mut applies, mut increments) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        applies.push(coupon.apply(options.consumers, uses).await?);
+        increments.push(coupon.increment(options.consumers, uses).await?);
+    }
+    report::hot_coupon(options.consumers, uses, &applies, &increments);
     println!();
 
     // Printed first, so the figures are there to read; then the run fails loudly.
     let oversold: i64 = sandboxes.iter().chain(&bare).map(|r| r.oversold()).sum();
     if oversold != 0 {
         anyhow::bail!("OVERSOLD: {oversold} seats held beyond capacity in the flash sale");
+    }
+    let over: i64 = applies
+        .iter()
+        .chain(&increments)
+        .map(|r| r.oversold())
+        .sum();
+    if over != 0 {
+        anyhow::bail!("OVER-REDEEMED: {over} coupon uses beyond the limit");
     }
     Ok(())
 }

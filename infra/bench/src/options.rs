@@ -25,6 +25,8 @@ pub struct Options {
     pub profile_calls: usize,
     /// Concert page reads timed, handler and bare each.
     pub page_calls: usize,
+    /// Uses of the hot coupon (the orders are a tenth more).
+    pub coupon_uses: usize,
 }
 
 pub const USAGE: &str = "\
@@ -32,6 +34,7 @@ usage: kassa-bench --template PATH --consume-binary PATH [--latency-calls N]
                    [--warmup-calls N] [--blocks N] [--hot-consumes N]
                    [--consumers N] [--relay-consumes N] [--cold-starts N]
                    [--sale-seats N] [--profile-calls N] [--page-calls N]
+                   [--coupon-uses N]
 Run it through `cargo xtask bench`, which starts the emulators and sets their environment.";
 
 impl Options {
@@ -51,6 +54,7 @@ impl Options {
             sale_seats: 1_000,
             profile_calls: 200,
             page_calls: 400,
+            coupon_uses: 1_000,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -81,6 +85,7 @@ impl Options {
                 "relay-consumes" => options.relay_consumes = count()?,
                 "cold-starts" => options.cold_starts = count()?,
                 "sale-seats" => options.sale_seats = count()?,
+                "coupon-uses" => options.coupon_uses = count()?,
                 "profile-calls" => options.profile_calls = count()?,
                 "page-calls" => options.page_calls = count()?,
                 _ => bail!("unknown flag --{name}\n{USAGE}"),
@@ -93,6 +98,9 @@ impl Options {
         }
         if u32::try_from(options.sale_seats).is_err() {
             bail!("--sale-seats is too large");
+        }
+        if u32::try_from(options.coupon_uses).is_err() {
+            bail!("--coupon-uses is too large");
         }
         Ok(options)
     }

@@ -312,81 +312,18 @@ pub fn flash_sale(
          counted\n   afterwards from what was recorded. Two runs each, alternating; the ratio \
          compares the best of each."
     );
-    let mut table = Table::new(&[
-        ("", Align::Left),
-        ("run", Align::Right),
-        ("held/s", Align::Right),
-        ("held", Align::Right),
-        ("refused", Align::Right),
-        ("failed", Align::Right),
-        ("free after", Align::Right),
-        ("oversold", Align::Right),
-        ("elapsed", Align::Right),
-        ("goal", Align::Left),
-        ("verdict", Align::Left),
-    ]);
-    let row = |table: &mut Table, who: &str, run: usize, r: &crate::flash_sale::Run| {
-        table.row([
-            who.to_owned(),
-            run.to_string(),
-            format!("{:.0}", r.throughput.per_second()),
-            r.held.to_string(),
-            r.throughput.conflicts.to_string(),
-            r.throughput.others.to_string(),
-            r.free.to_string(),
-            r.oversold().to_string(),
-            format!("{:.2} s", r.throughput.elapsed.as_secs_f64()),
-            "= 0".into(),
-            verdict(r.oversold() == 0 && r.held + r.free == r.capacity),
-        ]);
-    };
-    for (run, (s, b)) in sandboxes.iter().zip(bare).enumerate() {
-        row(&mut table, &format!("{sandboxes_n} sandboxes"), run + 1, s);
-        row(
-            &mut table,
+    race(
+        (
+            &format!("{sandboxes_n} sandboxes"),
             &format!("{sandboxes_n} bare UpdateItem"),
-            run + 1,
-            b,
-        );
-    }
-    let best = |runs: &[crate::flash_sale::Run]| {
-        runs.iter()
-            .map(|r| r.throughput.per_second())
-            .fold(0.0, f64::max)
-    };
-    let bare_best = best(bare);
-    let share_of_bare = if bare_best > 0.0 {
-        best(sandboxes) / bare_best
-    } else {
-        0.0
-    };
-    table.row([
-        "ratio sandboxes / bare (best of two each)".into(),
-        String::new(),
-        ratio(share_of_bare),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        FLASH_SALE_RATIO.describe(""),
-        verdict(FLASH_SALE_RATIO.met(share_of_bare)),
-    ]);
-    table.print();
-    println!(
+        ),
+        RaceColumns::SEATS,
+        (sandboxes, bare),
+        FLASH_SALE_RATIO,
         "  held = reservations recorded held (one seat each); refused = reservation.failed; \
          failed = messages\n  handed back for redelivery; oversold = seats held beyond \
-         capacity or a counter below zero."
+         capacity or a counter below zero.",
     );
-    for (who, runs) in [("sandboxes", sandboxes), ("bare", bare)] {
-        if let Some(why) = runs
-            .iter()
-            .find_map(|r| r.throughput.first_other.as_deref())
-        {
-            println!("  first other outcome ({who}): {why}");
-        }
-    }
 
     println!();
     println!(
@@ -481,4 +418,138 @@ fn side_by_side(
     ]);
     table.print();
     true
+}
+
+/// The column names of a race's table: what is held, refused and left.
+pub struct RaceColumns {
+    per_second: &'static str,
+    held: &'static str,
+    left: &'static str,
+    oversold: &'static str,
+}
+
+impl RaceColumns {
+    const SEATS: Self = Self {
+        per_second: "held/s",
+        held: "held",
+        left: "free after",
+        oversold: "oversold",
+    };
+    const USES: Self = Self {
+        per_second: "locks/s",
+        held: "locked",
+        left: "left after",
+        oversold: "over-redeemed",
+    };
+}
+
+/// Handlers against bare clients racing for one hot item, runs alternating, each checked
+/// for what was held beyond capacity; the ratio compares the best run of each.
+fn race(
+    who: (&str, &str),
+    columns: RaceColumns,
+    runs: (&[crate::flash_sale::Run], &[crate::flash_sale::Run]),
+    goal: Goal,
+    legend: &str,
+) {
+    let (sandboxes, bare) = runs;
+    let mut table = Table::new(&[
+        ("", Align::Left),
+        ("run", Align::Right),
+        (columns.per_second, Align::Right),
+        (columns.held, Align::Right),
+        ("refused", Align::Right),
+        ("failed", Align::Right),
+        (columns.left, Align::Right),
+        (columns.oversold, Align::Right),
+        ("elapsed", Align::Right),
+        ("goal", Align::Left),
+        ("verdict", Align::Left),
+    ]);
+    let row = |table: &mut Table, who: &str, run: usize, r: &crate::flash_sale::Run| {
+        table.row([
+            who.to_owned(),
+            run.to_string(),
+            format!("{:.0}", r.throughput.per_second()),
+            r.held.to_string(),
+            r.throughput.conflicts.to_string(),
+            r.throughput.others.to_string(),
+            r.free.to_string(),
+            r.oversold().to_string(),
+            format!("{:.2} s", r.throughput.elapsed.as_secs_f64()),
+            "= 0".into(),
+            verdict(r.oversold() == 0 && r.held + r.free == r.capacity),
+        ]);
+    };
+    for (run, (s, b)) in sandboxes.iter().zip(bare).enumerate() {
+        row(&mut table, who.0, run + 1, s);
+        row(&mut table, who.1, run + 1, b);
+    }
+    let best = |runs: &[crate::flash_sale::Run]| {
+        runs.iter()
+            .map(|r| r.throughput.per_second())
+            .fold(0.0, f64::max)
+    };
+    let bare_best = best(bare);
+    let share_of_bare = if bare_best > 0.0 {
+        best(sandboxes) / bare_best
+    } else {
+        0.0
+    };
+    table.row([
+        "ratio sandboxes / bare (best of two each)".into(),
+        String::new(),
+        ratio(share_of_bare),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        goal.describe(""),
+        verdict(goal.met(share_of_bare)),
+    ]);
+    table.print();
+    println!("{legend}");
+    for (who, runs) in [("sandboxes", sandboxes), ("bare", bare)] {
+        if let Some(why) = runs
+            .iter()
+            .find_map(|r| r.throughput.first_other.as_deref())
+        {
+            println!("  first other outcome ({who}): {why}");
+        }
+    }
+}
+
+const HOT_COUPON_RATIO: Goal = Goal::AtLeast(0.5);
+
+/// Runs alternate: [sandboxes, bare, sandboxes, bare].
+pub fn hot_coupon(
+    sandboxes_n: usize,
+    uses: u32,
+    sandboxes: &[crate::flash_sale::Run],
+    bare: &[crate::flash_sale::Run],
+) {
+    let orders = uses as usize + uses as usize / 10;
+    println!();
+    println!(
+        "8. A hot coupon of {uses} uses: {sandboxes_n} apply-coupon sandboxes \
+         (HttpFunction::handle) applying it\n   to {orders} orders of {orders} buyers, vs \
+         {sandboxes_n} bare clients doing {orders} of the lock's conditional\n   UpdateItem \
+         (`ADD uses 1` if `uses < limit`) on ONE item. Both run out; uses are counted\n   \
+         afterwards from the coupon's counter. Two runs each, alternating; the ratio \
+         compares\n   the best of each."
+    );
+    race(
+        (
+            &format!("{sandboxes_n} sandboxes"),
+            &format!("{sandboxes_n} bare UpdateItem"),
+        ),
+        RaceColumns::USES,
+        (sandboxes, bare),
+        HOT_COUPON_RATIO,
+        "  locked = applies answered 200; refused = 422 coupon_not_applicable (no use left); \
+         failed = any\n  other answer; over-redeemed = uses beyond the limit, or answers and \
+         counter disagreeing.",
+    );
 }

@@ -7,6 +7,12 @@
 //!   race and exactly as many succeed as the limit allows, and given back the same way;
 //! - the audit: one item per coupon event (`coupon-audit#<coupon>`, sorted by time), kept
 //!   forever, so `GET /coupons/{id}/audit` reads a partition rather than replaying streams.
+//!
+//! And, for the fraud rules: redemptions per velocity window
+//! (`coupon-redemptions#<coupon>#<window>`), counted in the redemption's commit; the
+//! accounts that paid with one card (`coupon-cards#<coupon>#<fingerprint>`), a set add
+//! after it (the card is known only by asking the payment provider), so repeating it
+//! changes nothing.
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, Update};
 use aws_sdk_dynamodb::Client;
@@ -33,6 +39,12 @@ fn uses_key(coupon: Uuid) -> String {
 
 fn user_uses_key(coupon: Uuid, user: &str) -> String {
     format!("coupon-uses#{coupon}#{user}")
+}
+
+/// The accounts that redeemed `coupon` with one card: kept as long as the coupon, since
+/// the shared-card rule counts over its whole life.
+fn cards_key(coupon: Uuid, fingerprint: &str) -> String {
+    format!("coupon-cards#{coupon}#{fingerprint}")
 }
 
 fn redemptions_key(coupon: Uuid, window: i64) -> String {
@@ -228,6 +240,36 @@ impl CouponLedger {
     /// Redemptions of `coupon` counted in the window starting at `window`.
     pub async fn redemptions(&self, coupon: Uuid, window: i64) -> Result<u64, StoreError> {
         self.count_of(redemptions_key(coupon, window)).await
+    }
+
+    /// Records that `user` redeemed `coupon` paying with the card `fingerprint`, and
+    /// answers how many accounts have so far. A set add: repeating it changes nothing.
+    pub async fn card_accounts(
+        &self,
+        coupon: Uuid,
+        fingerprint: &str,
+        user: &str,
+    ) -> Result<u32, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(cards_key(coupon, fingerprint)))
+            .key("sk", s("-"))
+            .update_expression("ADD accounts :user")
+            .expression_attribute_values(":user", AttributeValue::Ss(vec![user.to_owned()]))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(
+            match out.attributes.as_ref().and_then(|a| a.get("accounts")) {
+                Some(AttributeValue::Ss(accounts)) => {
+                    u32::try_from(accounts.len()).unwrap_or(u32::MAX)
+                }
+                _ => 0,
+            },
+        )
     }
 
     /// Uses of `coupon` locked or redeemed now.

@@ -62,6 +62,9 @@ pub struct Terms {
     /// The fraud rule on redemptions: absent, none applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub velocity: Option<Velocity>,
+    /// The fraud rule on one payment card behind many accounts: absent, none applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_card: Option<SharedCard>,
 }
 
 /// More than `max_redemptions` redemptions within one window of `window_minutes` is
@@ -73,6 +76,35 @@ pub struct Velocity {
     pub window_minutes: u32,
     #[serde(default)]
     pub disable: bool,
+}
+
+/// Redemptions by more than `max_accounts` accounts paid with one card (the same card
+/// fingerprint at Stripe) are suspicious: one person behind many accounts, each within
+/// its per-user limit. With `disable`, the coupon is disabled as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SharedCard {
+    pub max_accounts: u32,
+    #[serde(default)]
+    pub disable: bool,
+}
+
+/// What a fraud rule saw (`coupon.suspicious_usage_detected`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum Suspicion {
+    Velocity {
+        redemptions: u64,
+        max_redemptions: u32,
+        window_minutes: u32,
+        /// The window's start, unix seconds.
+        window: i64,
+    },
+    SharedCard {
+        /// The card's fingerprint at the payment provider (not the card number).
+        fingerprint: String,
+        accounts: u32,
+        max_accounts: u32,
+    },
 }
 
 impl Velocity {
@@ -104,6 +136,9 @@ pub struct Coupon {
     /// window is flagged once however many redemptions pass its limit.
     #[serde(default)]
     pub flagged_window: Option<i64>,
+    /// The card fingerprints the shared-card rule flagged, each once.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub flagged_cards: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +163,11 @@ pub enum CouponCommand {
     FlagVelocity {
         redemptions: u64,
         window: i64,
+    },
+    /// `accounts` accounts redeemed the coupon paying with the card `fingerprint`.
+    FlagSharedCard {
+        fingerprint: String,
+        accounts: u32,
     },
 }
 
@@ -162,11 +202,8 @@ pub enum CouponEvent {
         #[schemars(with = "String")]
         owner: UserId,
         reason: String,
-        redemptions: u64,
-        max_redemptions: u32,
-        window_minutes: u32,
-        /// The window's start, unix seconds.
-        window: i64,
+        #[serde(flatten)]
+        suspicion: Suspicion,
     },
 }
 
@@ -213,6 +250,8 @@ pub enum CouponError {
     InvalidReason,
     #[error("a velocity rule allows at least one redemption in a window of 1 to 1440 minutes")]
     InvalidVelocity,
+    #[error("a shared-card rule allows at least one account per card")]
+    InvalidSharedCard,
     #[error(transparent)]
     Discount(#[from] DiscountError),
 }
@@ -230,6 +269,7 @@ impl CouponError {
             Self::ShippingOutOfScope => "invalid_discount",
             Self::InvalidReason => "invalid_reason",
             Self::InvalidVelocity => "invalid_velocity",
+            Self::InvalidSharedCard => "invalid_shared_card",
             Self::Discount(_) => "invalid_discount",
         }
     }
@@ -288,6 +328,13 @@ pub fn decide(
                 window,
             },
         ) => Ok(flag(coupon, redemptions, window)),
+        (
+            Some(coupon),
+            CouponCommand::FlagSharedCard {
+                fingerprint,
+                accounts,
+            },
+        ) => Ok(flag_card(coupon, fingerprint, accounts)),
         (Some(coupon), CouponCommand::Disable { by, reason }) => {
             // The fraud rules disable on their own (a system actor).
             if by.role != Role::System {
@@ -322,16 +369,49 @@ fn flag(coupon: &Coupon, redemptions: u64, window: i64) -> Vec<CouponEvent> {
         "{redemptions} redemptions within {} minutes, above the {} allowed",
         rule.window_minutes, rule.max_redemptions
     );
-    let mut events = vec![CouponEvent::SuspiciousUsageDetected {
-        coupon_id: coupon.coupon_id,
-        owner: coupon.owner.clone(),
-        reason: reason.clone(),
+    let suspicion = Suspicion::Velocity {
         redemptions,
         max_redemptions: rule.max_redemptions,
         window_minutes: rule.window_minutes,
         window,
+    };
+    suspect(coupon, reason, suspicion, rule.disable)
+}
+
+/// The shared-card rule's verdict on `accounts` accounts paying with one card: flagged
+/// once per card, and disabled too when the rule says so.
+fn flag_card(coupon: &Coupon, fingerprint: String, accounts: u32) -> Vec<CouponEvent> {
+    let Some(rule) = coupon.terms.shared_card else {
+        return vec![];
+    };
+    if accounts <= rule.max_accounts || coupon.flagged_cards.contains(&fingerprint) {
+        return vec![];
+    }
+    let reason = format!(
+        "{accounts} accounts paid with one card, above the {} allowed",
+        rule.max_accounts
+    );
+    let suspicion = Suspicion::SharedCard {
+        fingerprint,
+        accounts,
+        max_accounts: rule.max_accounts,
+    };
+    suspect(coupon, reason, suspicion, rule.disable)
+}
+
+fn suspect(
+    coupon: &Coupon,
+    reason: String,
+    suspicion: Suspicion,
+    disable: bool,
+) -> Vec<CouponEvent> {
+    let mut events = vec![CouponEvent::SuspiciousUsageDetected {
+        coupon_id: coupon.coupon_id,
+        owner: coupon.owner.clone(),
+        reason: reason.clone(),
+        suspicion,
     }];
-    if rule.disable && coupon.status != CouponStatus::Disabled {
+    if disable && coupon.status != CouponStatus::Disabled {
         events.push(CouponEvent::Disabled {
             coupon_id: coupon.coupon_id,
             by: UserId::new("system:fraud"),
@@ -370,6 +450,9 @@ fn validate(terms: &Terms) -> Result<(), CouponError> {
             return Err(CouponError::InvalidVelocity);
         }
     }
+    if terms.shared_card.is_some_and(|rule| rule.max_accounts == 0) {
+        return Err(CouponError::InvalidSharedCard);
+    }
     if terms.discount == Discount::Shipping && terms.scope == Scope::CreditPacks {
         return Err(CouponError::ShippingOutOfScope);
     }
@@ -394,6 +477,7 @@ pub fn evolve(state: Option<Coupon>, event: &CouponEvent) -> Option<Coupon> {
             status: CouponStatus::Inactive,
             disabled_reason: None,
             flagged_window: None,
+            flagged_cards: Default::default(),
         }),
         (Some(mut c), CouponEvent::Activated { .. }) => {
             c.status = CouponStatus::Active;
@@ -404,8 +488,13 @@ pub fn evolve(state: Option<Coupon>, event: &CouponEvent) -> Option<Coupon> {
             c.disabled_reason = Some(reason.clone());
             Some(c)
         }
-        (Some(mut c), CouponEvent::SuspiciousUsageDetected { window, .. }) => {
-            c.flagged_window = Some(*window);
+        (Some(mut c), CouponEvent::SuspiciousUsageDetected { suspicion, .. }) => {
+            match suspicion {
+                Suspicion::Velocity { window, .. } => c.flagged_window = Some(*window),
+                Suspicion::SharedCard { fingerprint, .. } => {
+                    c.flagged_cards.insert(fingerprint.clone());
+                }
+            }
             Some(c)
         }
         (state, _) => state,
@@ -519,6 +608,7 @@ mod tests {
             scope,
             stacking: Stacking::Exclusive,
             velocity: None,
+            shared_card: None,
         }
     }
 
@@ -803,7 +893,10 @@ mod tests {
         assert!(matches!(
             flagged.as_slice(),
             [
-                CouponEvent::SuspiciousUsageDetected { redemptions: 3, .. },
+                CouponEvent::SuspiciousUsageDetected {
+                    suspicion: Suspicion::Velocity { redemptions: 3, .. },
+                    ..
+                },
                 CouponEvent::Disabled { .. }
             ]
         ));
@@ -811,5 +904,72 @@ mod tests {
         assert_eq!(coupon.status, CouponStatus::Disabled);
         assert!(flag(&coupon, 4).is_empty(), "a window is flagged once");
         assert_eq!(rule.window_of(at(2)) % 3600, 0);
+    }
+
+    #[test]
+    fn accounts_above_the_shared_card_rule_flag_the_card_once() {
+        let admin = || Actor::admin("root");
+        let mut bad = terms(Scope::CreditPacks);
+        bad.shared_card = Some(SharedCard {
+            max_accounts: 0,
+            disable: false,
+        });
+        assert_eq!(
+            decide(None, create(bad, admin(), None)),
+            Err(CouponError::InvalidSharedCard)
+        );
+        let mut watched = terms(Scope::CreditPacks);
+        watched.shared_card = Some(SharedCard {
+            max_accounts: 1,
+            disable: false,
+        });
+        let events = decide(None, create(watched, admin(), None)).unwrap();
+        let coupon = events.iter().fold(None, evolve).unwrap();
+        let flag = |c: &Coupon, card: &str, accounts| {
+            decide(
+                Some(c),
+                CouponCommand::FlagSharedCard {
+                    fingerprint: card.into(),
+                    accounts,
+                },
+            )
+            .unwrap()
+        };
+        assert!(
+            flag(&coupon, "fp_a", 1).is_empty(),
+            "one account per card is fine"
+        );
+        let flagged = flag(&coupon, "fp_a", 2);
+        assert!(
+            matches!(
+                flagged.as_slice(),
+                [CouponEvent::SuspiciousUsageDetected {
+                    suspicion: Suspicion::SharedCard {
+                        accounts: 2,
+                        max_accounts: 1,
+                        ..
+                    },
+                    ..
+                }]
+            ),
+            "{flagged:?}"
+        );
+        let coupon = flagged.iter().fold(Some(coupon), evolve).unwrap();
+        assert_eq!(coupon.status, CouponStatus::Inactive, "not told to disable");
+        assert!(
+            flag(&coupon, "fp_a", 3).is_empty(),
+            "a card is flagged once"
+        );
+        assert_eq!(
+            flag(&coupon, "fp_b", 2).len(),
+            1,
+            "another card is another case"
+        );
+        // The rule's name travels in the payload, beside its figures.
+        let payload = serde_json::to_value(&flagged[0]).unwrap();
+        assert_eq!(payload["payload"]["rule"], "shared_card");
+        assert_eq!(payload["payload"]["fingerprint"], "fp_a");
+        let back: CouponEvent = serde_json::from_value(payload).unwrap();
+        assert_eq!(back, flagged[0]);
     }
 }

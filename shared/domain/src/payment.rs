@@ -36,6 +36,9 @@ pub struct Payment {
     pub payment_id: Option<String>,
     pub failures: u32,
     pub refunds: BTreeMap<String, Money>,
+    /// The payment method charged (`pm_...`), once the payment succeeded.
+    #[serde(default)]
+    pub payment_method: Option<String>,
 }
 
 impl Payment {
@@ -67,6 +70,8 @@ pub enum PaymentCommand {
     Succeed {
         origin: IntentOrigin,
         payment_id: String,
+        /// The payment method the provider charged, when it says.
+        payment_method: Option<String>,
     },
     Fail {
         origin: IntentOrigin,
@@ -131,6 +136,10 @@ pub enum PaymentEvent {
         order_id: Uuid,
         user_id: UserId,
         amount: Money,
+        /// The payment method charged (`pm_...`); absent when the provider did not say
+        /// (and in events recorded before kassa kept it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payment_method: Option<String>,
     },
     #[serde(rename = "payment.failed")]
     Failed {
@@ -233,7 +242,11 @@ pub fn decide(state: Option<&Payment>, command: PaymentCommand) -> Vec<PaymentEv
     let (payment_intent_id, order_id, user_id) = facts(payment);
     match command {
         PaymentCommand::RecordIntent(_) => {}
-        PaymentCommand::Succeed { payment_id, origin } => {
+        PaymentCommand::Succeed {
+            payment_id,
+            origin,
+            payment_method,
+        } => {
             if payment.status != PaymentStatus::Succeeded {
                 // What the provider charged, which the caller checked against the order's
                 // total: a coupon may have changed it since the intent was created.
@@ -243,6 +256,7 @@ pub fn decide(state: Option<&Payment>, command: PaymentCommand) -> Vec<PaymentEv
                     order_id,
                     user_id,
                     amount: origin.amount,
+                    payment_method,
                 });
             }
         }
@@ -297,6 +311,7 @@ pub fn decide(state: Option<&Payment>, command: PaymentCommand) -> Vec<PaymentEv
                         order_id,
                         user_id: user_id.clone(),
                         amount: payment.amount,
+                        payment_method: None,
                     });
                 }
                 events.push(PaymentEvent::Refunded {
@@ -374,16 +389,21 @@ pub fn evolve(state: Option<Payment>, event: &PaymentEvent) -> Option<Payment> {
             payment_id: None,
             failures: 0,
             refunds: BTreeMap::new(),
+            payment_method: None,
         }),
         (Some(mut p), event) => {
             match event {
                 PaymentEvent::IntentCreated { .. } => {}
                 PaymentEvent::Completed {
-                    payment_id, amount, ..
+                    payment_id,
+                    amount,
+                    payment_method,
+                    ..
                 } => {
                     p.status = PaymentStatus::Succeeded;
                     p.payment_id = Some(payment_id.clone());
                     p.amount = *amount;
+                    p.payment_method.clone_from(payment_method);
                 }
                 PaymentEvent::Failed { attempt, .. } => p.failures = *attempt,
                 PaymentEvent::Canceled { .. } => p.status = PaymentStatus::Canceled,
@@ -419,6 +439,7 @@ mod tests {
         PaymentCommand::Succeed {
             origin: origin(),
             payment_id: "ch_1".into(),
+            payment_method: Some("pm_1".into()),
         }
     }
 

@@ -109,6 +109,14 @@ pub trait PaymentGateway: Send + Sync {
         idempotency_key: &str,
     ) -> impl Future<Output = Result<Refund, GatewayError>> + Send;
 
+    /// The fingerprint of the card (or bank account) behind a payment method: the same
+    /// for every payment method of one card, whoever's account holds it. `None` for a
+    /// method without one.
+    fn payment_method_fingerprint(
+        &self,
+        payment_method: &str,
+    ) -> impl Future<Output = Result<Option<String>, GatewayError>> + Send;
+
     /// Every refund of a charge, newest first, whatever its status.
     fn list_refunds(
         &self,

@@ -56,6 +56,19 @@ struct RefundBody {
     reason: Option<String>,
 }
 
+/// A payment method as far as its fingerprint goes: under its type's own key.
+#[derive(Deserialize)]
+struct PaymentMethodBody {
+    card: Option<Fingerprinted>,
+    sepa_debit: Option<Fingerprinted>,
+    us_bank_account: Option<Fingerprinted>,
+}
+
+#[derive(Deserialize)]
+struct Fingerprinted {
+    fingerprint: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct RefundList {
     data: Vec<RefundBody>,
@@ -308,6 +321,19 @@ impl PaymentGateway for StripeGateway {
         }
         let body: RefundBody = self.post("/v1/refunds", &form, idempotency_key).await?;
         Ok(refund(body))
+    }
+
+    async fn payment_method_fingerprint(
+        &self,
+        payment_method: &str,
+    ) -> Result<Option<String>, GatewayError> {
+        let body: PaymentMethodBody = self
+            .get(&format!("/v1/payment_methods/{payment_method}"))
+            .await?;
+        Ok([body.card, body.sepa_debit, body.us_bank_account]
+            .into_iter()
+            .flatten()
+            .find_map(|m| m.fingerprint))
     }
 
     async fn list_refunds(&self, charge: &str) -> Result<Vec<Refund>, GatewayError> {

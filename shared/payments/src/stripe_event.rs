@@ -24,6 +24,9 @@ pub enum Signal {
     IntentSucceeded {
         intent: IntentFacts,
         charge_id: Option<String>,
+        /// The payment method charged (`pm_...`), for the fraud rules that look at the
+        /// card behind it.
+        payment_method: Option<String>,
     },
     /// `payment_intent.payment_failed`; `code` and `message` come from `last_payment_error`.
     IntentFailed {
@@ -166,6 +169,10 @@ pub fn parse(body: &[u8]) -> Result<StripeEvent, ParseError> {
         "payment_intent.succeeded" => Signal::IntentSucceeded {
             intent: intent_facts(&object)?,
             charge_id: latest_charge(&object)?,
+            payment_method: match object.get("payment_method") {
+                None | Some(Value::Null) => None,
+                Some(_) => object.id_ref("payment_method")?,
+            },
         },
         "payment_intent.payment_failed" => {
             let error = object.opt_object("last_payment_error")?;
@@ -642,6 +649,7 @@ mod tests {
             Signal::IntentSucceeded {
                 intent: intent(),
                 charge_id: Some("ch_3PqRsT2eZvKYlo2C1aB2cD3e".to_owned()),
+                payment_method: Some("pm_1PqRsT2eZvKYlo2CaBcDeFgH".to_owned()),
             }
         );
     }
@@ -1260,6 +1268,7 @@ mod tests {
                         metadata: map(&[("order_id", "order-1")]),
                     },
                     charge_id: Some("ch_j1MtnKdBtmJut2".to_owned()),
+                    payment_method: Some("pm_kLnKfAC32d4vfr".to_owned()),
                 },
             })
         );

@@ -1,0 +1,311 @@
+//! A hot coupon, as deployed: many apply-coupon sandboxes, each its own `ApplyCoupon`
+//! with its own connections, applying ONE coupon to as many buyers' open orders at once,
+//! every apply locking one use under the coupon's limit. Against it, as many bare clients
+//! doing the lock's conditional increment (`ADD uses 1` if `uses < limit`) on one item, in
+//! the same run. There are a tenth more orders than uses, so both sides run out and meet
+//! refusals, and each side's figures are checked afterwards: never a use beyond the
+//! limit, and the answers agree with the counter.
+//!
+//! An apply locks in one transaction: the coupon's and the buyer's use counts, the
+//! order's new total and the usage, each with its event and the audit entry. The coupon's
+//! count is the only item every apply writes; the rest are the order's and the buyer's.
+
+use crate::api;
+use crate::flash_sale::{oversold_orders, OrderId, Run, Sale};
+use crate::hot_wallet::Throughput;
+use anyhow::{bail, ensure, Context, Result};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use kassa_apply_coupon::ApplyCoupon;
+use kassa_commerce::coupon_ledger::CouponLedger;
+use kassa_commerce::SystemClock;
+use kassa_coupons::Coupons;
+use kassa_runtime::{Config, Function, HttpFunction, SdkConfig};
+use kassa_store::RecordedEvent;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+const LEVEL: &str = "coupon-floor";
+const ADMIN: &str = "bench-admin";
+
+pub struct HotCoupon<'s> {
+    sale: &'s Sale,
+    aws: SdkConfig,
+    /// The sale's tables, and a Stripe key apply-coupon asks for at start (the bench's
+    /// orders have no PaymentIntent, so Stripe is never called).
+    config: Config,
+    ledger: CouponLedger,
+}
+
+impl<'s> HotCoupon<'s> {
+    pub fn new(sale: &'s Sale, aws: &SdkConfig) -> Result<Self> {
+        let tables = sale.config();
+        let config = Config::from_map(&HashMap::from([
+            ("KASSA_EVENTS_TABLE".to_owned(), tables.events_table.clone()),
+            ("KASSA_STATE_TABLE".to_owned(), tables.state_table.clone()),
+            (
+                "KASSA_STRIPE_SECRET_KEY".to_owned(),
+                "sk_test_bench".to_owned(),
+            ),
+            (
+                "KASSA_STRIPE_API_BASE".to_owned(),
+                "http://127.0.0.1:9".to_owned(),
+            ),
+        ]))
+        .context("apply-coupon's configuration")?;
+        Ok(Self {
+            sale,
+            aws: aws.clone(),
+            ledger: CouponLedger::new(Client::new(aws), &config.state_table),
+            config,
+        })
+    }
+
+    /// A coupon of `limit` uses (one per buyer) on `concert`, created through the
+    /// coupons handler; answers its id and code.
+    async fn coupon(&self, concert: Uuid, limit: usize) -> Result<(Uuid, String)> {
+        let coupons = Coupons::from_config(&self.config, &self.aws, Arc::new(SystemClock))
+            .map_err(|e| anyhow::anyhow!("building the coupons handler: {e:?}"))?;
+        let now = OffsetDateTime::now_utc();
+        let body = json!({
+            "discount": { "type": "percent", "percent": "10" },
+            "valid_from": (now - time::Duration::hours(1)).format(&Rfc3339)?,
+            "valid_until": (now + time::Duration::days(1)).format(&Rfc3339)?,
+            "max_uses": limit, "max_uses_per_user": 1,
+            "scope": { "kind": "concert", "concert_id": concert },
+            "active": true,
+        });
+        let created = coupons.handle(api::create_coupon(ADMIN, &body)?).await;
+        if created.status() != 201 {
+            bail!("creating the bench coupon: {}", api::describe(&created));
+        }
+        let answer: serde_json::Value = serde_json::from_str(&api::body(&created))?;
+        let id = answer["coupon_id"]
+            .as_str()
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .context("the created coupon has no id")?;
+        let code = answer["code"].as_str().context("no code")?.to_owned();
+        Ok((id, code))
+    }
+
+    /// `sandboxes` apply-coupon sandboxes applying a coupon of `uses` uses to
+    /// `uses + uses / 10` orders of as many buyers, each sandbox taking the next order as
+    /// soon as it is done.
+    pub async fn apply(&self, sandboxes: usize, uses: u32) -> Result<Run> {
+        let orders_n = oversold_orders(uses) + sandboxes;
+        let concert = self.sale.concert(&[(LEVEL, orders_n as u32)]).await?;
+        let orders = self.sale.orders(concert, LEVEL, orders_n).await?;
+        let limit = uses as usize + sandboxes;
+        let (coupon, code) = self.coupon(concert, limit).await?;
+        let handlers: Vec<Arc<ApplyCoupon>> = (0..sandboxes)
+            .map(|_| {
+                ApplyCoupon::from_config(&self.config, &self.aws, Arc::new(SystemClock))
+                    .map(Arc::new)
+                    .map_err(|e| anyhow::anyhow!("building apply-coupon: {e:?}"))
+            })
+            .collect::<Result<_>>()?;
+        let (warm_up, sale) = orders.split_at(sandboxes);
+        // One apply each, untimed, so every sandbox starts warm; their uses were added to
+        // the limit, so the timed applies meet exactly `uses` left.
+        for (handler, order) in handlers.iter().zip(warm_up) {
+            let response = handler.handle(request(order, &code)?).await;
+            ensure!(
+                response.status() == 200,
+                "a warm-up apply failed: {}",
+                api::describe(&response)
+            );
+        }
+        ensure!(
+            self.ledger.uses(coupon).await? == sandboxes as u64,
+            "the warm-up did not leave {uses} uses"
+        );
+
+        let requests: Arc<Vec<(Uuid, String)>> = Arc::new(
+            sale.iter()
+                .map(|e| Ok((e.stream_id_uuid()?, buyer(e)?)))
+                .collect::<Result<_>>()?,
+        );
+        let code = Arc::new(code);
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut runs = JoinSet::new();
+        for handler in &handlers {
+            let (handler, requests, next, code) = (
+                handler.clone(),
+                requests.clone(),
+                next.clone(),
+                code.clone(),
+            );
+            runs.spawn(async move {
+                let mut mine = Throughput::default();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((order, buyer)) = requests.get(i) else {
+                        break anyhow::Ok(mine);
+                    };
+                    let response = handler
+                        .handle(api::apply_coupon(*order, buyer, &code)?)
+                        .await;
+                    match response.status().as_u16() {
+                        200 => mine.successes += 1,
+                        422 => mine.conflicts += 1,
+                        _ => {
+                            mine.others += 1;
+                            mine.first_other
+                                .get_or_insert_with(|| api::describe(&response));
+                        }
+                    }
+                }
+            });
+        }
+        let throughput = collect(&mut runs, started).await?;
+        let counted = self.ledger.uses(coupon).await? as i64 - sandboxes as i64;
+        Ok(Run {
+            held: throughput.successes as i64,
+            throughput,
+            capacity: i64::from(uses),
+            free: i64::from(uses) - counted,
+        })
+    }
+
+    /// `clients` bare clients making as many lock increments as the sandboxes get orders,
+    /// on one item of `uses` uses.
+    pub async fn increment(&self, clients: usize, uses: u32) -> Result<Run> {
+        let bare = BareUses {
+            client: Client::new(&self.aws),
+            table: self.config.state_table.clone(),
+            pk: format!("bench-coupon-uses#{}", Uuid::now_v7()),
+            limit: i64::from(uses) + clients as i64,
+        };
+        let spenders: Vec<Arc<BareUses>> = (0..clients)
+            .map(|_| {
+                Arc::new(BareUses {
+                    client: Client::new(&self.aws),
+                    ..bare.clone()
+                })
+            })
+            .collect();
+        for spender in &spenders {
+            ensure!(spender.take().await?, "a warm-up increment was refused");
+        }
+        let left = Arc::new(AtomicUsize::new(oversold_orders(uses)));
+        let started = Instant::now();
+        let mut runs = JoinSet::new();
+        for spender in &spenders {
+            let (spender, left) = (spender.clone(), left.clone());
+            runs.spawn(async move {
+                let mut mine = Throughput::default();
+                while left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    match spender.take().await {
+                        Ok(true) => mine.successes += 1,
+                        Ok(false) => mine.conflicts += 1,
+                        Err(e) => {
+                            mine.others += 1;
+                            mine.first_other.get_or_insert(format!("{e:#}"));
+                        }
+                    }
+                }
+                anyhow::Ok(mine)
+            });
+        }
+        let throughput = collect(&mut runs, started).await?;
+        let counted = bare.uses().await? - clients as i64;
+        Ok(Run {
+            held: throughput.successes as i64,
+            throughput,
+            capacity: i64::from(uses),
+            free: i64::from(uses) - counted,
+        })
+    }
+}
+
+fn buyer(order: &RecordedEvent) -> Result<String> {
+    order.payload["user_id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("an order.created without its buyer")
+}
+
+fn request(order: &RecordedEvent, code: &str) -> Result<lambda_http::Request> {
+    api::apply_coupon(order.stream_id_uuid()?, &buyer(order)?, code)
+}
+
+async fn collect(runs: &mut JoinSet<Result<Throughput>>, started: Instant) -> Result<Throughput> {
+    let mut throughput = Throughput::default();
+    while let Some(mine) = runs.join_next().await {
+        let mine = mine??;
+        throughput.successes += mine.successes;
+        throughput.conflicts += mine.conflicts;
+        throughput.others += mine.others;
+        if throughput.first_other.is_none() {
+            throughput.first_other = mine.first_other;
+        }
+    }
+    throughput.elapsed = started.elapsed();
+    Ok(throughput)
+}
+
+/// One use count item, taken the way the coupon ledger takes a use.
+#[derive(Clone)]
+struct BareUses {
+    client: Client,
+    table: String,
+    pk: String,
+    limit: i64,
+}
+
+impl BareUses {
+    async fn take(&self) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(self.pk.clone()))
+            .key("sk", AttributeValue::S("-".into()))
+            .update_expression("ADD #u :one")
+            .condition_expression("attribute_not_exists(#u) OR #u < :limit")
+            .expression_attribute_names("#u", "uses")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":limit", AttributeValue::N(self.limit.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn uses(&self) -> Result<i64> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(self.pk.clone()))
+            .key("sk", AttributeValue::S("-".into()))
+            .consistent_read(true)
+            .send()
+            .await?
+            .item
+            .context("the bare use count is gone")?;
+        match item.get("uses") {
+            Some(AttributeValue::N(n)) => Ok(n.parse()?),
+            _ => bail!("the bare use count has no number"),
+        }
+    }
+}
