@@ -227,6 +227,23 @@ impl World {
             .unwrap()
     }
 
+    /// The coupon's events, checked to be its creation, a fraud rule's flag and the
+    /// disabling that followed: nothing twice.
+    async fn flagged_and_disabled(&self, id: Uuid) -> Vec<RecordedEvent> {
+        let events = self.coupon_events(id).await;
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "coupon.created",
+                "coupon.activated",
+                "coupon.suspicious_usage_detected",
+                "coupon.disabled"
+            ]
+        );
+        events
+    }
+
     /// The mails its owner got.
     fn owner_mails(&self) -> Vec<kassa_runtime::mail::Mail> {
         self.iso
@@ -398,17 +415,7 @@ async fn redemptions_past_the_velocity_rule_flag_and_disable_the_coupon_and_mail
             );
         }
     }
-    let events = world.coupon_events(id).await;
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(
-        types,
-        [
-            "coupon.created",
-            "coupon.activated",
-            "coupon.suspicious_usage_detected",
-            "coupon.disabled"
-        ]
-    );
+    let events = world.flagged_and_disabled(id).await;
     assert_eq!(events[2].payload["redemptions"], 3);
     for _ in 0..2 {
         assert!(world.iso.deliver(&usages, &[&events[2]]).await.is_empty());
@@ -522,17 +529,7 @@ async fn accounts_past_the_shared_card_rule_flag_and_disable_the_coupon_and_mail
     let paid = paid_with_card(&world, order, "dee", "5555555555554444").await;
     assert!(world.iso.deliver(&usages, &[&paid]).await.is_empty());
 
-    let events = world.coupon_events(id).await;
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(
-        types,
-        [
-            "coupon.created",
-            "coupon.activated",
-            "coupon.suspicious_usage_detected",
-            "coupon.disabled"
-        ]
-    );
+    let events = world.flagged_and_disabled(id).await;
     let flagged = &events[2].payload;
     assert_eq!(flagged["rule"], "shared_card");
     assert_eq!(flagged["accounts"], 3);

@@ -198,31 +198,11 @@ impl CouponUsages {
         if redemptions <= u64::from(rule.max_redemptions) {
             return Ok(());
         }
-        let ledger = &self.ledger;
-        self.kernel
-            .run(
-                Metadata::caused_by(event, "system:fraud".to_owned()),
-                |tx: &mut Tx<'_>| {
-                    Box::pin(async move {
-                        let mut coupon = tx.load::<Coupon>(&coupon_id).await?;
-                        tx.decide(
-                            &mut coupon,
-                            CouponCommand::FlagVelocity {
-                                redemptions,
-                                window,
-                            },
-                        )?;
-                        ledger.audit(tx.commit())?;
-                        Ok(())
-                    })
-                },
-            )
-            .await
-            .map_err(|fail| match fail {
-                Fail::Refused(e) => EffectError::poison(format!("coupon {coupon_id}: {e}")),
-                Fail::Store(e) => EffectError::from(e),
-            })?;
-        Ok(())
+        let command = CouponCommand::FlagVelocity {
+            redemptions,
+            window,
+        };
+        self.flag(coupon_id, command, event).await
     }
 
     /// The shared-card rule: the account that redeemed `coupon_id` on `order_id` joins
@@ -271,20 +251,29 @@ impl CouponUsages {
         if accounts <= rule.max_accounts || coupon.flagged_cards.contains(&card) {
             return Ok(());
         }
-        let (ledger, card) = (&self.ledger, &card);
+        let command = CouponCommand::FlagSharedCard {
+            fingerprint: card,
+            accounts,
+        };
+        self.flag(coupon_id, command, event).await
+    }
+
+    /// A fraud rule's verdict on the coupon, decided on its state as stored (so a flag
+    /// already recorded is not recorded again) and audited, by the system's fraud actor.
+    async fn flag(
+        &self,
+        coupon_id: Uuid,
+        command: CouponCommand,
+        event: &RecordedEvent,
+    ) -> Result<(), EffectError> {
+        let (ledger, command) = (&self.ledger, &command);
         self.kernel
             .run(
                 Metadata::caused_by(event, "system:fraud".to_owned()),
                 |tx: &mut Tx<'_>| {
                     Box::pin(async move {
                         let mut coupon = tx.load::<Coupon>(&coupon_id).await?;
-                        tx.decide(
-                            &mut coupon,
-                            CouponCommand::FlagSharedCard {
-                                fingerprint: card.clone(),
-                                accounts,
-                            },
-                        )?;
+                        tx.decide(&mut coupon, command.clone())?;
                         ledger.audit(tx.commit())?;
                         Ok(())
                     })

@@ -12,7 +12,7 @@
 
 use crate::api;
 use crate::flash_sale::{oversold_orders, OrderId, Run, Sale};
-use crate::hot_wallet::Throughput;
+use crate::hot_wallet::{race, Outcome, Spender, Throughput};
 use anyhow::{bail, ensure, Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -153,19 +153,19 @@ impl<'s> HotCoupon<'s> {
                     let response = handler
                         .handle(api::apply_coupon(*order, buyer, &code)?)
                         .await;
-                    match response.status().as_u16() {
-                        200 => mine.successes += 1,
-                        422 => mine.conflicts += 1,
-                        _ => {
-                            mine.others += 1;
-                            mine.first_other
-                                .get_or_insert_with(|| api::describe(&response));
-                        }
-                    }
+                    mine.tally(match response.status().as_u16() {
+                        200 => Outcome::Success,
+                        422 => Outcome::Conflict,
+                        _ => Outcome::Other(api::describe(&response)),
+                    });
                 }
             });
         }
-        let throughput = collect(&mut runs, started).await?;
+        let mut throughput = Throughput::default();
+        while let Some(mine) = runs.join_next().await {
+            throughput.add(mine??);
+        }
+        throughput.elapsed = started.elapsed();
         let counted = self.ledger.uses(coupon).await? as i64 - sandboxes as i64;
         Ok(Run {
             held: throughput.successes as i64,
@@ -195,30 +195,7 @@ impl<'s> HotCoupon<'s> {
         for spender in &spenders {
             ensure!(spender.take().await?, "a warm-up increment was refused");
         }
-        let left = Arc::new(AtomicUsize::new(oversold_orders(uses)));
-        let started = Instant::now();
-        let mut runs = JoinSet::new();
-        for spender in &spenders {
-            let (spender, left) = (spender.clone(), left.clone());
-            runs.spawn(async move {
-                let mut mine = Throughput::default();
-                while left
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok()
-                {
-                    match spender.take().await {
-                        Ok(true) => mine.successes += 1,
-                        Ok(false) => mine.conflicts += 1,
-                        Err(e) => {
-                            mine.others += 1;
-                            mine.first_other.get_or_insert(format!("{e:#}"));
-                        }
-                    }
-                }
-                anyhow::Ok(mine)
-            });
-        }
-        let throughput = collect(&mut runs, started).await?;
+        let throughput = race(&spenders, oversold_orders(uses)).await?;
         let counted = bare.uses().await? - clients as i64;
         Ok(Run {
             held: throughput.successes as i64,
@@ -240,21 +217,6 @@ fn request(order: &RecordedEvent, code: &str) -> Result<lambda_http::Request> {
     api::apply_coupon(order.stream_id_uuid()?, &buyer(order)?, code)
 }
 
-async fn collect(runs: &mut JoinSet<Result<Throughput>>, started: Instant) -> Result<Throughput> {
-    let mut throughput = Throughput::default();
-    while let Some(mine) = runs.join_next().await {
-        let mine = mine??;
-        throughput.successes += mine.successes;
-        throughput.conflicts += mine.conflicts;
-        throughput.others += mine.others;
-        if throughput.first_other.is_none() {
-            throughput.first_other = mine.first_other;
-        }
-    }
-    throughput.elapsed = started.elapsed();
-    Ok(throughput)
-}
-
 /// One use count item, taken the way the coupon ledger takes a use.
 #[derive(Clone)]
 struct BareUses {
@@ -262,6 +224,16 @@ struct BareUses {
     table: String,
     pk: String,
     limit: i64,
+}
+
+impl Spender for BareUses {
+    async fn spend(&self) -> Outcome {
+        match self.take().await {
+            Ok(true) => Outcome::Success,
+            Ok(false) => Outcome::Conflict,
+            Err(e) => Outcome::Other(format!("{e:#}")),
+        }
+    }
 }
 
 impl BareUses {

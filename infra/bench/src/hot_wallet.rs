@@ -43,7 +43,7 @@ impl Throughput {
         self.successes as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
     }
 
-    fn tally(&mut self, outcome: Outcome) {
+    pub(crate) fn tally(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Success => self.successes += 1,
             Outcome::Conflict => self.conflicts += 1,
@@ -54,7 +54,7 @@ impl Throughput {
         }
     }
 
-    fn add(&mut self, other: Throughput) {
+    pub(crate) fn add(&mut self, other: Throughput) {
         self.successes += other.successes;
         self.conflicts += other.conflicts;
         self.others += other.others;
@@ -64,14 +64,14 @@ impl Throughput {
     }
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Success,
     Conflict,
     Other(String),
 }
 
-/// One concurrent client of the hot wallet: a Lambda sandbox or a bare SDK client.
-trait Spender: Send + Sync + 'static {
+/// One concurrent client of a hot item: a Lambda sandbox or a bare SDK client.
+pub(crate) trait Spender: Send + Sync + 'static {
     fn spend(&self) -> impl Future<Output = Outcome> + Send;
 }
 
@@ -168,7 +168,7 @@ async fn warm<S: Spender>(spenders: &[Arc<S>]) {
 }
 
 /// Every spender at once, taking calls from one shared count until `total` are made.
-async fn race<S: Spender>(spenders: &[Arc<S>], total: usize) -> Result<Throughput> {
+pub(crate) async fn race<S: Spender>(spenders: &[Arc<S>], total: usize) -> Result<Throughput> {
     let left = Arc::new(AtomicUsize::new(total));
     let started = Instant::now();
     let mut runs = JoinSet::new();
