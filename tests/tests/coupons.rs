@@ -328,6 +328,56 @@ async fn a_coupon_reprices_the_order_and_its_intent_and_payment_redeems_it() {
 }
 
 #[tokio::test]
+async fn a_payment_declined_at_localstripe_cancels_the_order_and_releases_its_coupon() {
+    let api = Api::start().await;
+    api.stack.register_stripe_webhook().await.unwrap();
+    let coupon = create_coupon(
+        &api,
+        &credit_coupon(
+            "DECLINE",
+            json!({ "type": "percent", "percent": "25" }),
+            1,
+            1,
+        ),
+    )
+    .await;
+    let order = credit_order(&api, "payer").await;
+    let intent = eventually("the payment intent", || async {
+        let o = api.get(format!("/orders/{order}"), "payer").await;
+        o.body["payment_intent_id"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert_eq!(apply(&api, "payer", &order, "DECLINE").await.status, 200);
+    assert_eq!(uses(&api, &coupon).await, 1);
+
+    let declined = common::pay_at_localstripe_with(&intent, "4000000000000341").await;
+    assert_ne!(declined["status"], "succeeded", "{declined}");
+    let canceled = eventually("the order canceled", || async {
+        let o = api.get(format!("/orders/{order}"), "payer").await;
+        (o.body["status"] == "canceled").then_some(o)
+    })
+    .await;
+    assert!(
+        canceled.body["cancel_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("payment_failed")),
+        "{:?}",
+        canceled.body
+    );
+    let released = eventually("the use given back", || async {
+        let entries = audit(&api, &coupon).await;
+        (count(&entries, "coupon.released") == 1 && count(&entries, "coupon.redeemed") == 0)
+            .then_some(entries)
+    })
+    .await;
+    let last = released.last().unwrap();
+    assert_eq!(last["type"], "coupon.released", "{released:?}");
+    assert_eq!(uses(&api, &coupon).await, 0, "its one use is free again");
+    let other = credit_order(&api, "next").await;
+    assert_eq!(apply(&api, "next", &other, "DECLINE").await.status, 200);
+}
+
+#[tokio::test]
 async fn taking_a_coupon_off_gives_its_use_back_and_restores_the_total() {
     let api = Api::start().await;
     let coupon = create_coupon(

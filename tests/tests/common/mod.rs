@@ -200,6 +200,12 @@ pub async fn event_store() -> kassa_store::EventStore {
 
 /// What the paying browser does with the client secret: attach a card and confirm.
 pub async fn pay_at_localstripe(intent: &str) -> serde_json::Value {
+    pay_at_localstripe_with(intent, "4242424242424242").await
+}
+
+/// As [`pay_at_localstripe`], with the card `number` (localstripe declines
+/// 4000000000000341).
+pub async fn pay_at_localstripe_with(intent: &str, number: &str) -> serde_json::Value {
     let base = std::env::var("KASSA_STRIPE_API_BASE").expect("run through cargo xtask test");
     let key = std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap();
     let http = reqwest::Client::new();
@@ -208,7 +214,7 @@ pub async fn pay_at_localstripe(intent: &str) -> serde_json::Value {
         .basic_auth(&key, Some(""))
         .form(&[
             ("type", "card"),
-            ("card[number]", "4242424242424242"),
+            ("card[number]", number),
             ("card[exp_month]", "12"),
             ("card[exp_year]", "2030"),
             ("card[cvc]", "123"),
