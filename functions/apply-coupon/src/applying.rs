@@ -15,7 +15,7 @@ use kassa_domain::reservation::{Reservation, ReservationStatus};
 use kassa_runtime::http::{json_body, request_id, uuid_param};
 use kassa_runtime::problem::store_problem;
 use kassa_runtime::{access, caller, Problem};
-use kassa_store::{Metadata, Refusal, StoreError};
+use kassa_store::{stream_of, Metadata, Refusal, StoreError};
 use lambda_http::Request;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -64,13 +64,23 @@ impl ApplyCoupon {
             ));
         }
         self.not_guessing(&actor).await?;
-        let order = store
-            .load_aggregate::<Order>(&order_id)
+        // The heads read here seed the commit, which then reads neither again.
+        let order_head = store
+            .load(&stream_of::<Order>(&order_id))
             .await
-            .map_err(|e| store_problem(&e))?
-            .state
-            .filter(|o| o.user_id == actor.user)
-            .ok_or_else(|| order_not_found(order_id))?;
+            .map_err(|e| store_problem(&e))?;
+        let order = match &order_head {
+            Some(head) => {
+                store
+                    .state_of::<Order>(head.clone())
+                    .await
+                    .map_err(|e| store_problem(&e))?
+                    .state
+            }
+            None => None,
+        }
+        .filter(|o| o.user_id == actor.user)
+        .ok_or_else(|| order_not_found(order_id))?;
         if !order.status.is_open() {
             return Err(not_open(order.status.as_str()));
         }
@@ -98,13 +108,32 @@ impl ApplyCoupon {
                 )
                 .await);
         };
-        let paid_before = self.paid_before(&actor, order_id).await?;
+        let coupon_head = store
+            .load(&stream_of::<Coupon>(&coupon_id))
+            .await
+            .map_err(|e| store_problem(&e))?;
+        let first_order_only = match &coupon_head {
+            Some(head) => store
+                .state_of::<Coupon>(head.clone())
+                .await
+                .map_err(|e| store_problem(&e))?
+                .state
+                .is_some_and(|c| c.terms.first_order_only),
+            None => false,
+        };
+        // Reading every earlier order of the buyer is only worth it for a coupon that asks.
+        let paid_before = first_order_only && self.paid_before(&actor, order_id).await?;
+        let seeds = order_head.into_iter().chain(coupon_head).collect();
         match self
-            .lock(request, &actor, order_id, coupon_id, paid_before)
+            .lock(request, &actor, order_id, coupon_id, paid_before, seeds)
             .await
         {
             Ok(order) => {
-                self.follow_intent(order_id).await?;
+                // Without an intent yet, payment-intents creates it from the total as
+                // stored and follows later changes itself.
+                if order.payment_intent_id.is_some() {
+                    self.follow_intent(order_id).await?;
+                }
                 Ok(Pricing::of(&order))
             }
             Err(Fail::Refused(Refused::Answer(problem))) => Err(problem),
@@ -176,12 +205,14 @@ impl ApplyCoupon {
         order_id: Uuid,
         coupon_id: Uuid,
         paid_before: bool,
+        seeds: Vec<kassa_store::Head>,
     ) -> Result<Order, Fail<Refused>> {
         let ledger = &self.ledger;
         let done = self
             .kernel
-            .run(
+            .run_seeded(
                 Metadata::origin(request_id(request), actor.user.as_str()),
+                seeds,
                 |tx: &mut Tx<'_>| {
                     Box::pin(async move {
                         let mut order = tx.load::<Order>(&order_id).await?;
