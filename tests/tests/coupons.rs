@@ -49,6 +49,21 @@ async fn credit_order(api: &Api, user: &str) -> String {
     another_order(api, user, &ws).await
 }
 
+/// A credit-pack coupon of `percent` off, created and active.
+async fn percent_off(api: &Api, code: &str, percent: &str, max_uses: u32, per_user: u32) -> String {
+    let discount = json!({ "type": "percent", "percent": percent });
+    create_coupon(api, &credit_coupon(code, discount, max_uses, per_user)).await
+}
+
+/// The PaymentIntent payment-intents creates for `user`'s `order`, once it has.
+async fn intent_of(api: &Api, order: &str, user: &str) -> String {
+    eventually("the payment intent", || async {
+        let o = api.get(format!("/orders/{order}"), user).await;
+        o.body["payment_intent_id"].as_str().map(str::to_owned)
+    })
+    .await
+}
+
 async fn workspace_of(api: &Api, user: &str) -> String {
     let ws = api
         .post(
@@ -110,16 +125,7 @@ fn count(entries: &[Value], event_type: &str) -> usize {
 #[tokio::test]
 async fn two_hundred_buyers_race_for_fifty_uses_and_expired_orders_give_theirs_back() {
     let api = Api::start().await;
-    let coupon = create_coupon(
-        &api,
-        &credit_coupon(
-            "RACE-50",
-            json!({ "type": "percent", "percent": "10" }),
-            50,
-            1,
-        ),
-    )
-    .await;
+    let coupon = percent_off(&api, "RACE-50", "10", 50, 1).await;
     let buyers: Vec<String> = (0..200).map(|i| format!("buyer-{i:03}")).collect();
     let orders: Vec<String> = join_all(buyers.iter().map(|b| credit_order(&api, b))).await;
 
@@ -242,22 +248,9 @@ async fn one_buyer_limited_to_one_use_locks_once_across_twenty_orders() {
 async fn a_coupon_reprices_the_order_and_its_intent_and_payment_redeems_it() {
     let api = Api::start().await;
     api.stack.register_stripe_webhook().await.unwrap();
-    let coupon = create_coupon(
-        &api,
-        &credit_coupon(
-            "QUARTER",
-            json!({ "type": "percent", "percent": "25" }),
-            10,
-            1,
-        ),
-    )
-    .await;
+    let coupon = percent_off(&api, "QUARTER", "25", 10, 1).await;
     let order = credit_order(&api, "payer").await;
-    let intent = eventually("the payment intent", || async {
-        let o = api.get(format!("/orders/{order}"), "payer").await;
-        o.body["payment_intent_id"].as_str().map(str::to_owned)
-    })
-    .await;
+    let intent = intent_of(&api, &order, "payer").await;
     let applied = apply(&api, "payer", &order, " quarter ").await;
     assert_eq!(applied.status, 200, "{:?}", applied.body);
     assert_eq!(applied.body["discount"]["amount"], "2.50");
@@ -331,22 +324,9 @@ async fn a_coupon_reprices_the_order_and_its_intent_and_payment_redeems_it() {
 async fn a_payment_declined_at_localstripe_cancels_the_order_and_releases_its_coupon() {
     let api = Api::start().await;
     api.stack.register_stripe_webhook().await.unwrap();
-    let coupon = create_coupon(
-        &api,
-        &credit_coupon(
-            "DECLINE",
-            json!({ "type": "percent", "percent": "25" }),
-            1,
-            1,
-        ),
-    )
-    .await;
+    let coupon = percent_off(&api, "DECLINE", "25", 1, 1).await;
     let order = credit_order(&api, "payer").await;
-    let intent = eventually("the payment intent", || async {
-        let o = api.get(format!("/orders/{order}"), "payer").await;
-        o.body["payment_intent_id"].as_str().map(str::to_owned)
-    })
-    .await;
+    let intent = intent_of(&api, &order, "payer").await;
     assert_eq!(apply(&api, "payer", &order, "DECLINE").await.status, 200);
     assert_eq!(uses(&api, &coupon).await, 1);
 
@@ -380,16 +360,7 @@ async fn a_payment_declined_at_localstripe_cancels_the_order_and_releases_its_co
 #[tokio::test]
 async fn taking_a_coupon_off_gives_its_use_back_and_restores_the_total() {
     let api = Api::start().await;
-    let coupon = create_coupon(
-        &api,
-        &credit_coupon(
-            "TAKEOFF",
-            json!({ "type": "percent", "percent": "50" }),
-            1,
-            1,
-        ),
-    )
-    .await;
+    let coupon = percent_off(&api, "TAKEOFF", "50", 1, 1).await;
     let order = credit_order(&api, "ann").await;
     assert_eq!(apply(&api, "ann", &order, "TAKEOFF").await.status, 200);
     let other = credit_order(&api, "bob").await;
@@ -635,16 +606,7 @@ async fn stacking_minimum_and_first_order_rules_hold_through_the_api() {
         body["stacking"] = stackable.clone();
         create_coupon(&api, &body).await;
     }
-    create_coupon(
-        &api,
-        &credit_coupon(
-            "ALONE",
-            json!({ "type": "percent", "percent": "50" }),
-            10,
-            1,
-        ),
-    )
-    .await;
+    percent_off(&api, "ALONE", "50", 10, 1).await;
     let mut big = credit_coupon(
         "BIG-SPENDER",
         json!({ "type": "percent", "percent": "50" }),
@@ -712,16 +674,7 @@ async fn stacking_minimum_and_first_order_rules_hold_through_the_api() {
 #[tokio::test]
 async fn an_order_a_coupon_makes_free_completes_without_a_payment() {
     let api = Api::start().await;
-    create_coupon(
-        &api,
-        &credit_coupon(
-            "ON-US",
-            json!({ "type": "percent", "percent": "100" }),
-            10,
-            1,
-        ),
-    )
-    .await;
+    percent_off(&api, "ON-US", "100", 10, 1).await;
     let order = credit_order(&api, "fay").await;
     let applied = apply(&api, "fay", &order, "ON-US").await;
     assert_eq!(applied.status, 200, "{:?}", applied.body);
@@ -899,16 +852,7 @@ async fn read_models_follow_the_events_and_a_rebuild_from_the_log_equals_them() 
         )
         .await;
     assert_eq!(disabled.status, 200, "{:?}", disabled.body);
-    create_coupon(
-        &api,
-        &credit_coupon(
-            "FREE",
-            json!({ "type": "percent", "percent": "100" }),
-            10,
-            1,
-        ),
-    )
-    .await;
+    percent_off(&api, "FREE", "100", 10, 1).await;
     let theirs = api
         .call_as(
             "POST",
