@@ -16,7 +16,7 @@ use kassa_domain::identity::UserId;
 use kassa_domain::money::Money;
 use kassa_store::{EventStore, Over, RecordedEvent, StoreError, StreamId, ViewRow, Views};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -249,8 +249,12 @@ impl CouponViews {
             .map(|r| (r.pk.as_str(), r.sk.as_str()))
             .collect();
         let existing = self.views.scan(&[view.prefix()]).await?;
+        let by_key: BTreeMap<(&str, &str), &ViewRow> = existing
+            .iter()
+            .map(|r| ((r.pk.as_str(), r.sk.as_str()), r))
+            .collect();
         for row in &rows {
-            if existing.contains(row) {
+            if by_key.get(&(row.pk.as_str(), row.sk.as_str())) == Some(&row) {
                 continue;
             }
             report.written += usize::from(self.views.write(row, Over::NotNewer, now_unix).await?);
