@@ -293,6 +293,7 @@ async fn quantities_and_items_stay_within_the_limits_and_the_seats_free() {
         &store(&api).await,
         Uuid::now_v7(),
         &hold,
+        None,
         &Metadata::origin(Uuid::now_v7(), "test"),
         OffsetDateTime::now_utc(),
     )

@@ -69,6 +69,7 @@ async fn hold(store: &EventStore, concert: Uuid, level: &str, seats: u32) -> Hel
         store,
         Uuid::now_v7(),
         &hold,
+        None,
         &Metadata::origin(Uuid::now_v7(), "test"),
         time::OffsetDateTime::now_utc(),
     )

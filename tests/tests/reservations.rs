@@ -5,7 +5,7 @@ mod common;
 
 use common::{eventually, Api};
 use kassa_commerce::order_book::OrderBook;
-use kassa_commerce::reservations::{self, Request, Reservations, Reserved};
+use kassa_commerce::reservations::{self, Recorded, Request, Reservations, Reserved};
 use kassa_commerce::seats;
 use kassa_commerce::{Fail, Kernel};
 use kassa_domain::aggregate::ByActor;
@@ -79,29 +79,96 @@ async fn free(store: &EventStore, concert: Uuid, level: &str) -> i64 {
         .unwrap()
 }
 
-/// Fresh tables and the reservation service on them.
-async fn service() -> (EventStore, Reservations) {
+/// Fresh tables, the reservation service on them, and the order book orders are opened in.
+async fn service() -> (EventStore, Reservations, OrderBook) {
     let (events, state) = common::tables().await;
     let client = common::dynamodb().await;
     let store = EventStore::new(client.clone(), events);
     let kernel = Kernel::new(store.clone(), Arc::new(kassa_commerce::clock::SystemClock));
     let agenda = Agenda::new(client.clone(), state.clone(), reservations::EXPIRY_AGENDA);
-    let roster = kassa_commerce::rosters::concert_orders(client, &state);
-    (store, Reservations::new(kernel, agenda, roster))
+    let roster = kassa_commerce::rosters::concert_orders(client.clone(), &state);
+    let book = OrderBook::new(client, state);
+    (store, Reservations::new(kernel, agenda, roster), book)
+}
+
+/// Opens the ticket order `request` stands for, as confirming a cart does: recording a
+/// reservation reads its buyer, its window and whether it is still open.
+async fn open_order(kernel: &Kernel, book: &OrderBook, request: &Request) {
+    let id = request.order_id;
+    let new = NewOrder {
+        order_id: id,
+        user_id: request.user_id.clone(),
+        purpose: Purpose::Tickets {
+            confirmation: 1,
+            seats: request.seats.clone(),
+            delivery: Default::default(),
+        },
+        lines: request
+            .seats
+            .iter()
+            .map(|s| OrderLine {
+                description: format!("Beyoncé — {}", s.level_id),
+                quantity: u64::from(s.seats),
+                unit_price: eur("80.00"),
+                amount: eur("80.00").times(u64::from(s.seats)),
+            })
+            .collect(),
+        tax_rate: Decimal::ZERO,
+        reference: None,
+        now: kernel.clock().now(),
+        window: time::Duration::minutes(15),
+    };
+    let new = &new;
+    kernel
+        .run(
+            Metadata::origin(Uuid::now_v7(), request.user_id.as_str()),
+            |tx| {
+                Box::pin(async move {
+                    let mut order = tx.load::<Order>(&id).await?;
+                    tx.decide(&mut order, OrderCommand::Create(new.clone()))?;
+                    book.on_create(tx.commit(), order.state.as_ref().unwrap())?;
+                    Ok(())
+                })
+            },
+        )
+        .await
+        .map_err(|e: Fail<_>| format!("{e}"))
+        .unwrap();
+}
+
+/// A request for `seats` (level, count) of `concert` by `buyer`, under a fresh order id.
+fn request(concert: Uuid, buyer: &str, seats: &[(&str, u32)]) -> Request {
+    Request {
+        order_id: Uuid::now_v7(),
+        user_id: UserId::new(buyer),
+        seats: seats
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(level, seats)| Seats {
+                concert_id: concert,
+                level_id: (*level).into(),
+                seats: *seats,
+            })
+            .collect(),
+        expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(15),
+    }
 }
 
 /// The flash sale: two levels of 500, 64 buyers, 5,000 attempts of one or two seats, some
-/// for both levels at once. No lock anywhere: each level is one conditional step.
+/// for both levels at once. No lock anywhere: each level is one conditional step, and
+/// each completed set of holds is recorded as record-reservations records it, while the
+/// other buyers go on taking seats.
 #[tokio::test]
 async fn a_flash_sale_of_five_thousand_attempts_sells_exactly_the_thousand_seats() {
-    let (store, reservations) = service().await;
+    let (store, reservations, book) = service().await;
     let kernel = Kernel::new(store.clone(), Arc::new(kassa_commerce::clock::SystemClock));
     let concert = concert(&kernel, &[("floor", 500), ("balcony", 500)]).await;
-    let reservations = Arc::new(reservations);
+    let (reservations, kernel, book) = (Arc::new(reservations), Arc::new(kernel), Arc::new(book));
     let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut buyers = tokio::task::JoinSet::new();
     for buyer in 0..64 {
         let (reservations, attempts) = (reservations.clone(), attempts.clone());
+        let (kernel, book) = (kernel.clone(), book.clone());
         buyers.spawn(async move {
             let mut outcomes = Vec::new();
             while attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5_000 {
@@ -111,22 +178,22 @@ async fn a_flash_sale_of_five_thousand_attempts_sells_exactly_the_thousand_seats
                     1 | 2 => vec![("floor", 1 + (n % 2) as u32)],
                     _ => vec![("balcony", 1 + (n % 2) as u32)],
                 };
-                let request = Request {
-                    order_id: Uuid::now_v7(),
-                    user_id: UserId::new(format!("buyer-{buyer}")),
-                    seats: seats
-                        .iter()
-                        .map(|(level, seats)| Seats {
-                            concert_id: concert,
-                            level_id: (*level).into(),
-                            seats: *seats,
-                        })
-                        .collect(),
-                    expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(15),
-                };
+                let request = request(concert, &format!("buyer-{buyer}"), &seats);
                 let metadata = Metadata::origin(Uuid::now_v7(), format!("buyer-{buyer}"));
                 let outcome = reservations.reserve(&request, &metadata).await;
-                outcomes.push((request, outcome.expect("no store failure")));
+                let outcome = outcome.expect("no store failure");
+                if let Reserved::Taken(holds) = &outcome {
+                    open_order(&kernel, &book, &request).await;
+                    let recorded = reservations
+                        .record(request.order_id, holds, &metadata)
+                        .await
+                        .expect("no store failure");
+                    assert!(
+                        matches!(&recorded, Recorded::Created(r) if &r.holds == holds),
+                        "{recorded:?}"
+                    );
+                }
+                outcomes.push((request, outcome));
             }
             outcomes
         });
@@ -136,9 +203,9 @@ async fn a_flash_sale_of_five_thousand_attempts_sells_exactly_the_thousand_seats
     let mut sold = std::collections::BTreeMap::<String, u32>::new();
     for (request, outcome) in &outcomes {
         match outcome {
-            Reserved::Held(r) => {
-                assert_eq!(r.holds.len(), request.seats.len(), "all or nothing");
-                for hold in &r.holds {
+            Reserved::Taken(holds) => {
+                assert_eq!(holds.len(), request.seats.len(), "all or nothing");
+                for hold in holds {
                     *sold.entry(hold.level_id.clone()).or_default() += hold.seats;
                 }
             }
@@ -177,44 +244,187 @@ async fn seats_held_by(store: &EventStore, outcomes: &[(Request, Reserved)]) -> 
     total
 }
 
+/// SQS hands one order.created to two invocations at once now and then: both take seats,
+/// both last holds are recorded at once, and exactly one reservation owns seats; the
+/// other's go back.
 #[tokio::test]
 async fn an_order_delivered_twice_at_once_holds_its_seats_once() {
-    let (store, reservations) = service().await;
+    let (store, reservations, book) = service().await;
     let kernel = Kernel::new(store.clone(), Arc::new(kassa_commerce::clock::SystemClock));
-    let concert = concert(&kernel, &[("floor", 10)]).await;
+    let concert = concert(&kernel, &[("floor", 20), ("balcony", 20)]).await;
     for round in 0..10 {
-        let request = Request {
-            order_id: Uuid::now_v7(),
-            user_id: UserId::new("ana"),
-            seats: vec![Seats {
-                concert_id: concert,
-                level_id: "floor".into(),
-                seats: 1,
-            }],
-            expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(15),
-        };
+        let request = request(concert, "ana", &[("floor", 1), ("balcony", 1)]);
+        open_order(&kernel, &book, &request).await;
         let metadata = Metadata::origin(Uuid::now_v7(), "ana");
         let (a, b) = tokio::join!(
             reservations.reserve(&request, &metadata),
             reservations.reserve(&request, &metadata)
         );
+        let (Reserved::Taken(a), Reserved::Taken(b)) = (a.unwrap(), b.unwrap()) else {
+            panic!("both deliveries find seats");
+        };
+        let (a, b) = tokio::join!(
+            reservations.record(request.order_id, &a, &metadata),
+            reservations.record(request.order_id, &b, &metadata)
+        );
         let (a, b) = (a.unwrap(), b.unwrap());
         assert!(
             matches!(
                 (&a, &b),
-                (Reserved::Held(_), Reserved::Recorded(_))
-                    | (Reserved::Recorded(_), Reserved::Held(_))
+                (
+                    Recorded::Created(_),
+                    Recorded::GivenBack {
+                        reason: "duplicate_reservation"
+                    }
+                ) | (
+                    Recorded::GivenBack {
+                        reason: "duplicate_reservation"
+                    },
+                    Recorded::Created(_)
+                )
             ),
             "{a:?} {b:?}"
         );
-        assert_eq!(free(&store, concert, "floor").await, 10 - (round + 1));
+        for level in ["floor", "balcony"] {
+            assert_eq!(free(&store, concert, level).await, 20 - (round + 1));
+        }
     }
 }
 
-/// A reserve-tickets invocation that stops between a hold and its commit leaves seats
-/// held by nobody. reclaim-holds, handed each `seats.held` after the queue's delay, gives
-/// such an orphan back once, and leaves alone the holds a reservation owns and those a
-/// failed reservation already gave back; a message younger than the settle window comes
+/// The record of a completed set of holds, delivered as the bus delivers it (any number
+/// of times): the reservation is recorded once, with its expiry on the agenda; a second
+/// delivery of the order, and an order closed before its holds were recorded, get their
+/// seats back, once.
+#[tokio::test]
+async fn record_reservations_records_a_reservation_once_and_gives_back_what_nobody_owns() {
+    let iso = common::Isolated::new().await;
+    let client = common::dynamodb().await;
+    let kernel = Kernel::new(
+        iso.store.clone(),
+        Arc::new(kassa_commerce::clock::SystemClock),
+    );
+    let concert = concert(&kernel, &[("floor", 10), ("vip", 2)]).await;
+    let agenda = Agenda::new(
+        client.clone(),
+        iso.state_table.clone(),
+        reservations::EXPIRY_AGENDA,
+    );
+    let reservations = Reservations::new(
+        kernel.clone(),
+        agenda.clone(),
+        kassa_commerce::rosters::concert_orders(client.clone(), &iso.state_table),
+    );
+    let book = OrderBook::new(client, iso.state_table.clone());
+    let metadata = Metadata::origin(Uuid::now_v7(), "ana");
+
+    let open = request(concert, "ana", &[("floor", 2), ("vip", 1)]);
+    open_order(&kernel, &book, &open).await;
+    let first = reservations.reserve(&open, &metadata).await.unwrap();
+    // Redelivered after the first took its seats.
+    let again = reservations.reserve(&open, &metadata).await.unwrap();
+    assert!(matches!(first, Reserved::Taken(_)), "{first:?}");
+    assert!(matches!(again, Reserved::Taken(_)), "{again:?}");
+    let closed = request(concert, "ben", &[("floor", 1)]);
+    open_order(&kernel, &book, &closed).await;
+    kernel
+        .run(Metadata::origin(Uuid::now_v7(), "ben"), |tx| {
+            Box::pin(async move {
+                let mut order = tx.load::<Order>(&closed.order_id).await?;
+                tx.decide(
+                    &mut order,
+                    OrderCommand::Cancel {
+                        reason: "changed my mind".into(),
+                    },
+                )?;
+                Ok(())
+            })
+        })
+        .await
+        .map_err(|e: Fail<_>| format!("{e}"))
+        .unwrap();
+    let late = reservations.reserve(&closed, &metadata).await.unwrap();
+    assert!(matches!(late, Reserved::Taken(_)), "{late:?}");
+    assert_eq!(free(&iso.store, concert, "floor").await, 10 - 2 - 2 - 1);
+    assert_eq!(free(&iso.store, concert, "vip").await, 0);
+
+    let mut held = Vec::new();
+    for level in ["floor", "vip"] {
+        held.extend(
+            iso.events(&seats::level_stream(concert, level))
+                .await
+                .into_iter()
+                .filter(|e| e.event_type == "seats.held"),
+        );
+    }
+    assert_eq!(held.len(), 5, "{held:?}");
+    let completing: Vec<&_> = held
+        .iter()
+        .filter(|e| !e.payload["completes"].is_null())
+        .collect();
+    assert_eq!(completing.len(), 3, "one per delivery: {held:?}");
+    let record = iso.function("RecordReservationsFunction").await;
+    // Twice each, as if every handling were lost after its commit.
+    for _ in 0..2 {
+        assert!(iso.deliver(&record, &completing).await.is_empty());
+        assert_eq!(free(&iso.store, concert, "floor").await, 8);
+        assert_eq!(free(&iso.store, concert, "vip").await, 1);
+    }
+
+    let recorded = iso
+        .store
+        .load_aggregate::<Reservation>(&open.order_id)
+        .await
+        .unwrap()
+        .state
+        .unwrap();
+    assert_eq!(recorded.status, ReservationStatus::Held);
+    let Reserved::Taken(first) = first else {
+        unreachable!()
+    };
+    let Reserved::Taken(again) = again else {
+        unreachable!()
+    };
+    assert!(
+        recorded.holds == first || recorded.holds == again,
+        "{recorded:?}"
+    );
+    let due = agenda
+        .due_by(&kassa_commerce::order_book::agenda_time(
+            recorded.expires_at + time::Duration::minutes(1),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        due.iter().any(|e| e.subject == open.order_id.to_string()),
+        "{due:?}"
+    );
+    assert!(iso
+        .store
+        .load_aggregate::<Reservation>(&closed.order_id)
+        .await
+        .unwrap()
+        .state
+        .is_none());
+    let mut given_back: Vec<_> = iso
+        .events(&seats::level_stream(concert, "floor"))
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "seats.released")
+        .map(|e| e.payload["reason"].as_str().unwrap().to_owned())
+        .collect();
+    given_back.sort();
+    assert_eq!(
+        given_back,
+        ["duplicate_reservation", "order_closed"],
+        "{given_back:?}"
+    );
+}
+
+/// A reserve-tickets invocation that stops before an order's last step leaves the seats
+/// of the levels before it held by nobody. reclaim-holds, handed each `seats.held` after
+/// the queue's delay, gives such an orphan back once, and leaves alone the holds a
+/// reservation owns, those a failed reservation already gave back, and every last hold
+/// (record-reservations settles those); a message younger than the settle window comes
 /// back for later.
 #[tokio::test]
 async fn an_orphaned_hold_is_given_back_once_and_owned_holds_are_left_alone() {
@@ -232,37 +442,32 @@ async fn an_orphaned_hold_is_given_back_once_and_owned_holds_are_left_alone() {
             iso.state_table.clone(),
             reservations::EXPIRY_AGENDA,
         ),
-        kassa_commerce::rosters::concert_orders(client, &iso.state_table),
+        kassa_commerce::rosters::concert_orders(client.clone(), &iso.state_table),
     );
-    let request = |floor: u32, vip: u32| Request {
-        order_id: Uuid::now_v7(),
-        user_id: UserId::new("ana"),
-        seats: [("floor", floor), ("vip", vip)]
-            .into_iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(level, seats)| Seats {
-                concert_id: concert,
-                level_id: level.into(),
-                seats,
-            })
-            .collect(),
-        expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(15),
-    };
+    let book = OrderBook::new(client, iso.state_table.clone());
     let metadata = Metadata::origin(Uuid::now_v7(), "ana");
 
     // Owned: a reservation holding one floor seat and the only VIP seat.
+    let wanted = request(concert, "ana", &[("floor", 1), ("vip", 1)]);
+    open_order(&kernel, &book, &wanted).await;
+    let Reserved::Taken(holds) = reservations.reserve(&wanted, &metadata).await.unwrap() else {
+        panic!("the seats are free");
+    };
     let owned = reservations
-        .reserve(&request(1, 1), &metadata)
+        .record(wanted.order_id, &holds, &metadata)
         .await
         .unwrap();
-    assert!(matches!(owned, Reserved::Held(_)), "{owned:?}");
+    assert!(matches!(owned, Recorded::Created(_)), "{owned:?}");
     // Failed: its floor hold was taken, then VIP was out; the failure gave it back.
     let failed = reservations
-        .reserve(&request(1, 1), &metadata)
+        .reserve(
+            &request(concert, "ana", &[("floor", 1), ("vip", 1)]),
+            &metadata,
+        )
         .await
         .unwrap();
     assert!(matches!(failed, Reserved::Refused { .. }), "{failed:?}");
-    // Orphaned: two floor seats taken for an order whose invocation never committed.
+    // Orphaned: two floor seats taken for an order whose invocation stopped there.
     let orphan = kassa_domain::reservation::Hold {
         concert_id: concert,
         level_id: "floor".into(),
@@ -273,6 +478,7 @@ async fn an_orphaned_hold_is_given_back_once_and_owned_holds_are_left_alone() {
         &iso.store,
         Uuid::now_v7(),
         &orphan,
+        None,
         &metadata,
         time::OffsetDateTime::now_utc(),
     )
@@ -293,9 +499,10 @@ async fn an_orphaned_hold_is_given_back_once_and_owned_holds_are_left_alone() {
     assert_eq!(held.len(), 4, "{held:?}");
     let reclaim = iso.function("ReclaimHoldsFunction").await;
 
-    // Straight from the hold, before reserve-tickets' invocation could be judged over.
+    // Straight from the hold, before reserve-tickets' invocation could be judged over:
+    // the three holds that are not their order's last come back for later.
     let young: Vec<&_> = held.iter().collect();
-    assert_eq!(iso.deliver(&reclaim, &young).await.len(), 4);
+    assert_eq!(iso.deliver(&reclaim, &young).await.len(), 3);
     assert_eq!(free(&iso.store, concert, "floor").await, 7);
 
     // As the queue delivers them, two minutes on; then all again, as if each handling

@@ -1,12 +1,14 @@
 //! The reclaim-holds Lambda: on `seats.held`, delivered a while after the hold (the
 //! queue's DelaySeconds), gives the hold's seats back if no reservation owns it.
 //!
-//! reserve-tickets takes each level's seats with one conditional step and then records
-//! the reservation that owns them. An invocation that stops between the two (a timeout,
-//! a crash) leaves seats taken by nobody, and its redelivery takes new ones: without this
-//! check those seats would be lost to the sale for good. Asked once reserve-tickets'
-//! invocation can no longer commit, the answer is final: the reservation lists the hold,
-//! or the hold went back under its marker, or it is an orphan and goes back now, once.
+//! reserve-tickets takes each level's seats with one conditional step, and the last step
+//! carries the reservation that record-reservations records, owning them all. An
+//! invocation that stops before its last step (a timeout, a crash) leaves the earlier
+//! levels' seats taken by nobody, and its redelivery takes new ones: without this check
+//! those seats would be lost to the sale for good. Asked once reserve-tickets'
+//! invocation can no longer step, the answer is final: the reservation lists the hold,
+//! or the hold was settled under its marker, or it is an orphan and goes back now, once.
+//! A last hold is record-reservations' to settle, always, so it is left alone here.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::reservations::{Reclaimed, Reservations};
@@ -67,6 +69,7 @@ impl ReclaimHolds {
             seats,
             reservation_id,
             hold_id,
+            completes: None,
             ..
         } = event.decode::<SeatEvent>()?
         else {

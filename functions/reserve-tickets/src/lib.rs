@@ -1,15 +1,15 @@
-//! The reserve-tickets Lambda: on `order.created` for a ticket order, reserves every level
-//! the order needs, all or nothing, with one conditional step per level on its free-seats
-//! counter (`kassa_commerce::reservations`): no lock, no read-then-write. It records
-//! `reservation.created` (the seats held until the order's payment window closes) or
-//! `reservation.failed` with the level that ran out, on which the order is canceled.
-//! A redelivered order finds its reservation recorded and does nothing, so no
-//! idempotency record is kept.
+//! The reserve-tickets Lambda: on `order.created` for a ticket order, takes every level's
+//! seats the order needs, all or nothing, with one conditional step per level on its
+//! free-seats counter (`kassa_commerce::reservations`): no lock, no read-then-write, and
+//! nothing else written on the way. The last step's `seats.held` carries the reservation,
+//! which record-reservations records (`reservation.created`, the seats held until the
+//! order's payment window closes). When a level runs out it records `reservation.failed`
+//! with that level, on which the order is canceled.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::reservations::{Request, Reservations, Reserved};
 use kassa_commerce::Clock;
-use kassa_domain::order::{Order, OrderEvent, Purpose};
+use kassa_domain::order::{OrderEvent, Purpose};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
@@ -44,11 +44,10 @@ impl Function for ReserveTickets {
 
 impl SqsFunction for ReserveTickets {
     async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
-        // No idempotency record of its own: every outcome is already once-only. A
-        // redelivery reads the reservation recorded and does nothing; one that races the
-        // first delivery loses at the commit (conditional on no reservation) and gives its
-        // holds back under their markers. The record would add two writes to each of the
-        // flash sale's reservations for nothing.
+        // No idempotency record of its own, and no read before the steps: a sale's
+        // reservation is its steps on the hot counters and nothing more. A redelivery
+        // takes seats again; recording finds the reservation owned by the first
+        // delivery's holds and gives the new ones back, once each.
         self.inbox
             .each(batch, |event| async move {
                 let outcome = self.react(&event).await?;
@@ -71,19 +70,8 @@ impl ReserveTickets {
         else {
             return Ok(serde_json::json!({ "skipped": event.event_type }));
         };
-        // An order canceled or expired before its reservation was made needs no seats. A
-        // paid one still gets its reservation (its order.created came late): settling the
-        // payment waits for it, and either confirms it or refunds.
-        let live = self
-            .reservations
-            .store()
-            .load_aggregate::<Order>(&order_id)
-            .await?
-            .state
-            .is_some_and(|o| o.status.is_open() || o.status.is_paid());
-        if !live {
-            return Ok(serde_json::json!({ "skipped": "order_closed" }));
-        }
+        // Whether the order is still open is asked when the reservation is recorded, off
+        // the hot path: an order closed before then gets its seats back from there.
         let request = Request {
             order_id,
             user_id,
@@ -93,7 +81,7 @@ impl ReserveTickets {
         let metadata = Metadata::caused_by(event, format!("system:{NAME}"));
         Ok(
             match self.reservations.reserve(&request, &metadata).await? {
-                Reserved::Held(r) => serde_json::json!({ "held": r.holds.len() }),
+                Reserved::Taken(holds) => serde_json::json!({ "taken": holds.len() }),
                 Reserved::Refused {
                     level_id,
                     requested,

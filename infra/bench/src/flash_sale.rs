@@ -7,11 +7,14 @@
 //! run. The orders outnumber the seats by a tenth, so both sides sell out and meet refusals,
 //! and each side's figures are checked afterwards: seats held never exceed capacity.
 //!
-//! A reservation is one conditional step on the hot counter plus its own cold work: the
-//! order read to see it is still open, the reservation read, and the commit recording it with its expiry (a transaction
-//! on items of that order only). The report says what that costs beside the bare step.
+//! A one-level reservation is one conditional step on the hot counter, carrying the
+//! `seats.held` that completes it, and nothing else. Its cold half, record-reservations
+//! recording `reservation.created` with its expiry on items of that order only, runs
+//! after the timed part, fed the last holds read back from the table's stream as the bus
+//! would hand them, and is timed on its own; the seats are counted from what it recorded.
 
 use crate::api;
+use crate::carried::carried_by;
 use crate::hot_wallet::Throughput;
 use anyhow::{bail, ensure, Context, Result};
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -25,6 +28,7 @@ use kassa_domain::identity::UserId;
 use kassa_domain::money::{Currency, Money};
 use kassa_domain::order::{NewOrder, Order, OrderCommand, OrderLine, Purpose, Seats};
 use kassa_domain::reservation::{Reservation, ReservationStatus};
+use kassa_record_reservations::RecordReservations;
 use kassa_reserve_tickets::ReserveTickets;
 use kassa_runtime::{Config, Function, HttpFunction, SdkConfig, SqsFunction};
 use kassa_store::{EventStore, Metadata, RecordedEvent, StreamId};
@@ -57,6 +61,17 @@ pub struct Run {
     pub held: i64,
     /// The counter at the end.
     pub free: i64,
+    /// record-reservations' half, after the timed part (none for the bare side).
+    pub recording: Option<Recording>,
+}
+
+/// The reservations recorded from the sale's last holds, and how long that took.
+pub struct Recording {
+    pub holds: usize,
+    pub sandboxes: usize,
+    pub elapsed: std::time::Duration,
+    /// Messages the handlers reported failed.
+    pub failed: usize,
 }
 
 impl Run {
@@ -69,6 +84,8 @@ impl Run {
 /// The flash sale's environment: the bench's tables, as the functions' configuration.
 pub struct Sale {
     aws: SdkConfig,
+    /// The events table's stream, where the level heads' carried events are read back.
+    events_stream: Option<String>,
     config: Config,
     store: EventStore,
     kernel: Kernel,
@@ -76,7 +93,12 @@ pub struct Sale {
 }
 
 impl Sale {
-    pub fn new(aws: &SdkConfig, events_table: &str, state_table: &str) -> Result<Self> {
+    pub fn new(
+        aws: &SdkConfig,
+        events_table: &str,
+        state_table: &str,
+        events_stream: Option<String>,
+    ) -> Result<Self> {
         let config = Config::from_map(&HashMap::from([
             ("KASSA_EVENTS_TABLE".to_owned(), events_table.to_owned()),
             ("KASSA_STATE_TABLE".to_owned(), state_table.to_owned()),
@@ -86,6 +108,7 @@ impl Sale {
         let store = EventStore::new(client.clone(), events_table);
         Ok(Self {
             aws: aws.clone(),
+            events_stream,
             config,
             kernel: Kernel::new(store.clone(), Arc::new(SystemClock)),
             store,
@@ -221,6 +244,7 @@ impl Sale {
             failed += mine?;
         }
         let elapsed = started.elapsed();
+        let recording = self.record(concert, sandboxes).await?;
 
         // What was recorded, order by order: held, failed, or (a failed message) none.
         let mut throughput = Throughput {
@@ -254,6 +278,58 @@ impl Sale {
             capacity: i64::from(seats),
             held,
             free: self.free(concert).await?,
+            recording: Some(recording),
+        })
+    }
+
+    /// record-reservations' half of the sale: the last holds of `concert`'s level, read
+    /// back from the stream, handed to `sandboxes` record-reservations sandboxes in
+    /// batches of ten (the template's BatchSize), timed on its own.
+    async fn record(&self, concert: Uuid, sandboxes: usize) -> Result<Recording> {
+        let arn = self
+            .events_stream
+            .as_deref()
+            .context("the bench's events table has no stream")?;
+        let last: Vec<RecordedEvent> =
+            carried_by(&self.aws, arn, &seats::level_stream(concert, LEVEL))
+                .await?
+                .into_iter()
+                .filter(|e| e.event_type == "seats.held" && !e.payload["completes"].is_null())
+                .collect();
+        let messages: Arc<Vec<SqsEvent>> = Arc::new(
+            last.chunks(10)
+                .map(|chunk| batch(&chunk.iter().collect::<Vec<_>>()))
+                .collect::<Result<_>>()?,
+        );
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut runs = JoinSet::new();
+        for _ in 0..sandboxes {
+            let handler =
+                RecordReservations::from_config(&self.config, &self.aws, Arc::new(SystemClock))
+                    .map_err(|e| anyhow::anyhow!("building record-reservations: {e:?}"))?;
+            let (messages, next) = (messages.clone(), next.clone());
+            runs.spawn(async move {
+                let mut failed = 0;
+                while let Some(message) = messages.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    failed += handler
+                        .handle(message.clone())
+                        .await
+                        .batch_item_failures
+                        .len();
+                }
+                failed
+            });
+        }
+        let mut failed = 0;
+        while let Some(mine) = runs.join_next().await {
+            failed += mine?;
+        }
+        Ok(Recording {
+            holds: last.len(),
+            sandboxes,
+            elapsed: started.elapsed(),
+            failed,
         })
     }
 
@@ -312,6 +388,7 @@ impl Sale {
             throughput,
             capacity: i64::from(seats),
             free: bare.counter().await?,
+            recording: None,
         })
     }
 
@@ -499,6 +576,7 @@ impl BareLevel {
                 "reservation_id": Uuid::now_v7(),
                 "hold_id": Uuid::now_v7(),
                 "free_after": 0,
+                "completes": [],
             },
             "metadata": {
                 "correlation_id": request,
@@ -605,12 +683,18 @@ impl Sale {
 
 /// Per-request durations of the reservation path are not exposed by the handler; the
 /// profile above times whole reservations, and `REQUESTS` says what each one sends.
-pub const REQUESTS: &[(&str, &str)] = &[
+pub const REQUESTS: &[(&str, &str)] = &[(
+    "UpdateItem",
+    "the hold: the ONE write, on the hot counter, carrying seats.held with the reservation",
+)];
+
+/// What record-reservations then sends for it, off the hot item.
+pub const RECORD_REQUESTS: &[(&str, &str)] = &[
     ("GetItem", "the order, to see it is still open"),
     ("GetItem", "the reservation, to see it is not recorded yet"),
-    ("UpdateItem", "the hold: the ONE write on the hot counter"),
     (
         "TransactWriteItems",
-        "reservation.created + its head + the expiry agenda entry + the concert's roster",
+        "reservation.created + its head + the expiry agenda entry + the concert's roster \
+         + the hold's marker",
     ),
 ];

@@ -172,6 +172,7 @@ impl<'s> HotCoupon<'s> {
             throughput,
             capacity: i64::from(uses),
             free: i64::from(uses) - counted,
+            recording: None,
         })
     }
 
@@ -202,6 +203,7 @@ impl<'s> HotCoupon<'s> {
             throughput,
             capacity: i64::from(uses),
             free: i64::from(uses) - counted,
+            recording: None,
         })
     }
 }

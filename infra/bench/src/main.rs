@@ -13,6 +13,7 @@
 
 mod api;
 mod baseline;
+mod carried;
 mod cold_start;
 mod concert_page;
 mod flash_sale;
@@ -95,7 +96,12 @@ async fn run(options: &Options) -> Result<()> {
         cold_start::measure(&options.consume_binary, &workspace, options.cold_starts).await?;
     report::cold_start(&starts, options.cold_starts);
 
-    let sale = flash_sale::Sale::new(&aws, &workspace.events_table, &workspace.state_table)?;
+    let sale = flash_sale::Sale::new(
+        &aws,
+        &workspace.events_table,
+        &workspace.state_table,
+        workspace.events_stream.clone(),
+    )?;
     let seats = options.sale_seats as u32;
     let (mut sandboxes, mut bare) = (Vec::new(), Vec::new());
     for _ in 0..2 {

@@ -145,6 +145,9 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "ApplyCouponFunction" => http::<kassa_apply_coupon::ApplyCoupon>(config, aws, clock)?,
         "CouponUsagesFunction" => sqs::<kassa_coupon_usages::CouponUsages>(config, aws, clock)?,
         "CouponViewsFunction" => sqs::<kassa_coupon_views::CouponViews>(config, aws, clock)?,
+        "RecordReservationsFunction" => {
+            sqs::<kassa_record_reservations::RecordReservations>(config, aws, clock)?
+        }
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

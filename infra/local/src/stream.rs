@@ -178,7 +178,8 @@ impl StreamSource {
 }
 
 /// A stream record in Lambda's wire format, read back through aws_lambda_events.
-fn lambda_record(r: Record, arn: &str) -> Result<EventRecord> {
+/// A stream record as Lambda hands it to a function (the relay reads these).
+pub fn lambda_record(r: Record, arn: &str) -> Result<EventRecord> {
     let change = r
         .dynamodb
         .unwrap_or_else(|| aws_sdk_dynamodbstreams::types::StreamRecord::builder().build());

@@ -1,17 +1,28 @@
-//! Reserving a ticket order's seats, all or nothing, without a lock: each level is one
-//! conditional step on its free-seats counter (`seats::hold`), and only when every step took
-//! its seats is the reservation recorded, owning those holds, with its expiry on the
-//! agenda. When a level runs out, the holds already taken go back in the commit that
-//! records the failure. Either commit is conditional on the reservation not existing, so a
-//! redelivered order that raced the first delivery loses there and gives back its own holds
-//! under their markers: whatever the deliveries, one reservation owns the seats.
+//! Reserving a ticket order's seats, all or nothing, without a lock, in two moves.
+//!
+//! **Taking** (reserve-tickets, the hot path): each level is one conditional step on its
+//! free-seats counter (`seats::hold`), and nothing else is written. The last step's
+//! `seats.held` carries the holds taken before it (`completes`), so a sale's only write
+//! on the hot level is that step, and the reservation is as durable as the step that
+//! completes it. When a level runs out, the holds already taken go back in the commit
+//! recording `reservation.failed`.
+//!
+//! **Recording** (record-reservations, on that last `seats.held`, off the hot item):
+//! `reservation.created` owning the holds, with its expiry on the agenda and the order
+//! on its concerts' rosters, and a marker per hold that settles it as owned. A hold is
+//! settled once, by that commit or by the one giving it back as nobody's (another
+//! delivery of the order recorded first, the order closed meanwhile, or reclaim-holds
+//! found an invocation stopped before its last step), so whatever the deliveries, one
+//! reservation owns the seats and every other hold goes back exactly once.
 
 use crate::kernel::{Fail, Kernel};
 use crate::order_book::agenda_time;
 use crate::seats::{self, Held};
 use kassa_domain::identity::UserId;
-use kassa_domain::order::Seats;
-use kassa_domain::reservation::{Hold, Reservation, ReservationCommand, ReservationError};
+use kassa_domain::order::{Order, Seats};
+use kassa_domain::reservation::{
+    Hold, Reservation, ReservationCommand, ReservationError, ReservationStatus,
+};
 use kassa_store::{Agenda, Entry, EventStore, Metadata, Roster, StoreError};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -19,10 +30,6 @@ use uuid::Uuid;
 
 /// The agenda partition of reservations waiting to expire.
 pub const EXPIRY_AGENDA: &str = "reservations-expiring";
-
-/// How long a refused reservation waits for a twin delivery of its order to record the
-/// reservation before recording the failure (see `reserve`).
-const TWIN_GRACE: Duration = Duration::from_millis(500);
 
 /// Tries a hold makes when the head is briefly held by a cold commit or throttled.
 const HOLD_TRIES: u32 = 8;
@@ -39,8 +46,9 @@ pub struct Request {
 /// What became of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reserved {
-    /// Every level's seats are held until the reservation expires.
-    Held(Reservation),
+    /// Every level's seats are taken, the last step carrying the reservation to record
+    /// ([`Reservations::record`]).
+    Taken(Vec<Hold>),
     /// `level_id` of `concert_id` had `free` seats where `requested` were needed; nothing
     /// is held.
     Refused {
@@ -51,6 +59,17 @@ pub enum Reserved {
     },
     /// The order's reservation was recorded before (a redelivery): as it stands.
     Recorded(Reservation),
+}
+
+/// What recording a completed set of holds did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// The reservation is recorded, owning the holds.
+    Created(Reservation),
+    /// It was recorded before with these holds (a redelivery): nothing to do.
+    Already,
+    /// The holds went back, for `reason` (each at most once).
+    GivenBack { reason: &'static str },
 }
 
 /// What a check of one hold found.
@@ -110,131 +129,89 @@ impl Reservations {
         self.kernel.clock().now()
     }
 
-    /// Reserves `request`'s seats (see the module's comment).
+    /// Takes `request`'s seats (see the module's comment). Nothing is read first: a
+    /// redelivered order takes seats again, and recording finds the reservation owned by
+    /// the first delivery's holds and gives the new ones back.
     pub async fn reserve(
         &self,
         request: &Request,
         metadata: &Metadata,
     ) -> Result<Reserved, StoreError> {
-        let store = self.kernel.store();
         let id = request.order_id;
-        let before = store.load_aggregate::<Reservation>(&id).await?;
-        if let Some(existing) = before.state {
-            return Ok(Reserved::Recorded(existing));
-        }
         // The same order always walks its levels in the same order.
         let mut wanted: Vec<&Seats> = request.seats.iter().filter(|s| s.seats > 0).collect();
         wanted.sort_by(|a, b| (a.concert_id, &a.level_id).cmp(&(b.concert_id, &b.level_id)));
+        if wanted.is_empty() {
+            return Err(StoreError::Corrupt(format!("order {id} asks for no seats")));
+        }
         let now = self.kernel.clock().now();
+        let last = wanted.len() - 1;
         let mut taken: Vec<Hold> = Vec::new();
-        let mut refusal = None;
-        for want in wanted {
+        for (i, want) in wanted.into_iter().enumerate() {
             let hold = Hold {
                 concert_id: want.concert_id,
                 level_id: want.level_id.clone(),
                 seats: want.seats,
                 hold_id: Uuid::now_v7(),
             };
-            match self.hold(id, &hold, metadata, now).await? {
+            let completes = (i == last).then(|| taken.clone());
+            match self.hold(id, &hold, completes, metadata, now).await? {
                 Held::Taken { .. } => taken.push(hold),
                 Held::Refused { free } => {
-                    refusal = Some((hold, free));
-                    break;
+                    return self.refuse(request, &taken, hold, free, metadata).await
                 }
             }
         }
-        let mut absent = before.stream;
-        if refusal.is_some() {
-            // A refusal may come from a twin delivery of this same order holding the seats
-            // this one wanted (SQS delivers twice at once now and then). Recording the
-            // failure first would fail an order whose seats are held: the twin would lose
-            // at its commit and give them back. The twin commits moments after its holds,
-            // so the failure waits that long and defers to a reservation recorded
-            // meanwhile. A twin slower than that still leaves a consistent end: its
-            // holds go back and the order is canceled for want of seats.
-            tokio::time::sleep(TWIN_GRACE).await;
-            let again = store.load_aggregate::<Reservation>(&id).await?;
-            if let Some(existing) = again.state {
-                self.give_back(id, &taken, "duplicate_reservation", metadata)
-                    .await?;
-                return Ok(Reserved::Recorded(existing));
-            }
-            absent = again.stream;
-        }
-        let command = match &refusal {
-            None => ReservationCommand::Create {
-                reservation_id: id,
-                order_id: id,
-                user_id: request.user_id.clone(),
-                holds: taken.clone(),
-                expires_at: request.expires_at,
-            },
-            Some((hold, free)) => ReservationCommand::Fail {
-                reservation_id: id,
-                order_id: id,
-                user_id: request.user_id.clone(),
-                concert_id: hold.concert_id,
-                level_id: hold.level_id.clone(),
-                requested: hold.seats,
-                free: *free,
-            },
+        Ok(Reserved::Taken(taken))
+    }
+
+    /// Records that `hold`'s level had `free` seats, giving back the holds `taken` before
+    /// it in the same commit. Another delivery of the same order may have recorded the
+    /// reservation meanwhile (its seats may be why this one ran out): then that one
+    /// stands, and these holds go back on their own.
+    async fn refuse(
+        &self,
+        request: &Request,
+        taken: &[Hold],
+        hold: Hold,
+        free: u32,
+        metadata: &Metadata,
+    ) -> Result<Reserved, StoreError> {
+        let id = request.order_id;
+        let store = self.kernel.store();
+        let command = ReservationCommand::Fail {
+            reservation_id: id,
+            order_id: id,
+            user_id: request.user_id.clone(),
+            concert_id: hold.concert_id,
+            level_id: hold.level_id.clone(),
+            requested: hold.seats,
+            free,
         };
-        let (agenda, roster, taken_ref, command) = (&self.agenda, &self.orders, &taken, &command);
+        let command = &command;
         let done = self
             .kernel
-            // The reservation was absent a moment ago; a delivery that recorded it since
-            // fails the commit's condition, and the retry decides on what it recorded.
-            .run_creating(metadata.clone(), absent, |tx| {
+            .run(metadata.clone(), |tx| {
                 Box::pin(async move {
                     let mut reservation = tx.load::<Reservation>(&id).await?;
                     tx.decide(&mut reservation, command.clone())?;
-                    match command {
-                        ReservationCommand::Create {
-                            expires_at, holds, ..
-                        } => {
-                            tx.commit().put(
-                                agenda.schedule(&agenda_time(*expires_at), &id.to_string())?,
-                                kassa_store::Refusal::AlreadyScheduled,
-                            );
-                            let mut concerts: Vec<Uuid> =
-                                holds.iter().map(|h| h.concert_id).collect();
-                            concerts.dedup();
-                            for concert in concerts {
-                                tx.commit()
-                                    .index(roster.enter(&concert.to_string(), &id.to_string())?);
-                            }
-                        }
-                        _ => {
-                            for hold in taken_ref {
-                                // Under its marker, so a later check for orphaned holds
-                                // finds it given back.
-                                seats::release(tx.commit(), id, hold, "level_ran_out", true)?;
-                            }
-                        }
+                    for hold in taken {
+                        seats::release(tx.commit(), id, hold, "level_ran_out", true)?;
                     }
-                    Ok(reservation.state)
+                    Ok(())
                 })
             })
             .await;
+        let refused = Reserved::Refused {
+            concert_id: hold.concert_id,
+            level_id: hold.level_id,
+            requested: hold.seats,
+            free,
+        };
         match done {
-            Ok(done) => Ok(match (done.value, refusal) {
-                (_, Some((hold, free))) => Reserved::Refused {
-                    concert_id: hold.concert_id,
-                    level_id: hold.level_id,
-                    requested: hold.seats,
-                    free,
-                },
-                (Some(reservation), None) => Reserved::Held(reservation),
-                (None, None) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "reservation {id} recorded nothing"
-                    )))
-                }
-            }),
-            // Another delivery of the same order recorded it first: these holds are
-            // orphans, given back once each.
+            Ok(_) => Ok(refused),
             Err(Fail::Refused(ReservationError::AlreadyRecorded)) => {
-                self.give_back(id, &taken, "duplicate_reservation", metadata)
+                self.give_back(id, taken, "duplicate_reservation", metadata)
                     .await?;
                 let existing = store
                     .load_aggregate::<Reservation>(&id)
@@ -247,20 +224,18 @@ impl Reservations {
                 "reservation {id} refused: {e}"
             ))),
             Err(Fail::Store(e)) => {
-                // Whether it committed is read back: a reservation that exists owns the
-                // holds (an ambiguous failure that went through); otherwise they are
-                // orphans and go back now, before the error is handed on for a retry.
+                // Whether it committed is read back: a failure that went through gave the
+                // holds back with it; otherwise they go back now, before the error is
+                // handed on for a retry.
                 match store.load_aggregate::<Reservation>(&id).await?.state {
-                    Some(existing) if existing.holds == taken || refusal.is_some() => {
-                        Ok(Reserved::Recorded(existing))
-                    }
+                    Some(existing) if existing.status == ReservationStatus::Failed => Ok(refused),
                     Some(existing) => {
-                        self.give_back(id, &taken, "duplicate_reservation", metadata)
+                        self.give_back(id, taken, "duplicate_reservation", metadata)
                             .await?;
                         Ok(Reserved::Recorded(existing))
                     }
                     None => {
-                        self.give_back(id, &taken, "not_recorded", metadata).await?;
+                        self.give_back(id, taken, "not_recorded", metadata).await?;
                         Err(e)
                     }
                 }
@@ -268,11 +243,151 @@ impl Reservations {
         }
     }
 
+    /// Records the reservation `reservation` whose last hold completed `holds` (see the
+    /// module's comment), or gives the holds back when it cannot own them.
+    pub async fn record(
+        &self,
+        reservation: Uuid,
+        holds: &[Hold],
+        metadata: &Metadata,
+    ) -> Result<Recorded, StoreError> {
+        let id = reservation;
+        let store = self.kernel.store();
+        // order.created came before the holds, so the order is there; whether it is still
+        // worth seats is decided here, off the hot path. A paid one still gets them (its
+        // order.created came late): settling the payment waits for the reservation.
+        let Some(order) = store.load_aggregate::<Order>(&id).await?.state else {
+            return self.give_up(id, holds, "no_order", metadata).await;
+        };
+        if !(order.status.is_open() || order.status.is_paid()) {
+            return self.give_up(id, holds, "order_closed", metadata).await;
+        }
+        let command = ReservationCommand::Create {
+            reservation_id: id,
+            order_id: id,
+            user_id: order.user_id.clone(),
+            holds: holds.to_vec(),
+            expires_at: order.expires_at,
+        };
+        let (agenda, roster, command) = (&self.agenda, &self.orders, &command);
+        let done = self
+            .kernel
+            .run(metadata.clone(), |tx| {
+                Box::pin(async move {
+                    let mut reservation = tx.load::<Reservation>(&id).await?;
+                    if reservation
+                        .state
+                        .as_ref()
+                        .is_some_and(|r| holds.iter().all(|h| r.owns(h.hold_id)))
+                    {
+                        return Ok(None);
+                    }
+                    tx.decide(&mut reservation, command.clone())?;
+                    tx.commit().put(
+                        agenda.schedule(&agenda_time(order.expires_at), &id.to_string())?,
+                        kassa_store::Refusal::AlreadyScheduled,
+                    );
+                    let mut concerts: Vec<Uuid> = holds.iter().map(|h| h.concert_id).collect();
+                    concerts.sort();
+                    concerts.dedup();
+                    for concert in concerts {
+                        tx.commit()
+                            .index(roster.enter(&concert.to_string(), &id.to_string())?);
+                    }
+                    for hold in holds {
+                        seats::settle(tx.commit(), hold)?;
+                    }
+                    Ok(reservation.state)
+                })
+            })
+            .await;
+        match done {
+            Ok(done) => Ok(match done.value {
+                Some(created) => Recorded::Created(created),
+                None => Recorded::Already,
+            }),
+            // Another delivery's holds were recorded first (or its failure): these are
+            // nobody's.
+            Err(Fail::Refused(ReservationError::AlreadyRecorded)) => {
+                self.give_up(id, holds, "duplicate_reservation", metadata)
+                    .await
+            }
+            // A record of the same reservation committed between this one's read and its
+            // commit (its expiry entry is there): as above, once that record is read.
+            Err(Fail::Store(StoreError::Refused(kassa_store::Refusal::AlreadyScheduled))) => {
+                match store.load_aggregate::<Reservation>(&id).await?.state {
+                    Some(r) if holds.iter().all(|h| r.owns(h.hold_id)) => Ok(Recorded::Already),
+                    Some(_) => {
+                        self.give_up(id, holds, "duplicate_reservation", metadata)
+                            .await
+                    }
+                    None => Err(StoreError::Corrupt(format!(
+                        "reservation {id} has an expiry entry and no record"
+                    ))),
+                }
+            }
+            // One of the holds was settled as nobody's already: reclaim-holds judged an
+            // earlier level's hold before this record came. The reservation cannot be
+            // whole, so it fails as if that level had run out, and the rest go back.
+            Err(Fail::Store(StoreError::Refused(kassa_store::Refusal::AlreadyApplied))) => {
+                self.give_back(id, holds, "reclaimed", metadata).await?;
+                let lost = &holds[0];
+                let fail = ReservationCommand::Fail {
+                    reservation_id: id,
+                    order_id: id,
+                    user_id: order.user_id.clone(),
+                    concert_id: lost.concert_id,
+                    level_id: lost.level_id.clone(),
+                    requested: lost.seats,
+                    free: 0,
+                };
+                let fail = &fail;
+                match self
+                    .kernel
+                    .run(metadata.clone(), |tx| {
+                        Box::pin(async move {
+                            let mut reservation = tx.load::<Reservation>(&id).await?;
+                            tx.decide(&mut reservation, fail.clone())?;
+                            Ok(())
+                        })
+                    })
+                    .await
+                {
+                    Ok(_) | Err(Fail::Refused(ReservationError::AlreadyRecorded)) => {
+                        Ok(Recorded::GivenBack {
+                            reason: "reclaimed",
+                        })
+                    }
+                    Err(Fail::Refused(e)) => Err(StoreError::Corrupt(format!(
+                        "reservation {id} cannot fail: {e}"
+                    ))),
+                    Err(Fail::Store(e)) => Err(e),
+                }
+            }
+            Err(Fail::Refused(e)) => Err(StoreError::Corrupt(format!(
+                "reservation {id} refused: {e}"
+            ))),
+            Err(Fail::Store(e)) => Err(e),
+        }
+    }
+
+    async fn give_up(
+        &self,
+        reservation: Uuid,
+        holds: &[Hold],
+        reason: &'static str,
+        metadata: &Metadata,
+    ) -> Result<Recorded, StoreError> {
+        self.give_back(reservation, holds, reason, metadata).await?;
+        Ok(Recorded::GivenBack { reason })
+    }
+
     /// One hold, retried while a cold commit holds the head or DynamoDB throttles.
     async fn hold(
         &self,
         reservation: Uuid,
         hold: &Hold,
+        completes: Option<Vec<Hold>>,
         metadata: &Metadata,
         now: OffsetDateTime,
     ) -> Result<Held, StoreError> {
@@ -280,7 +395,17 @@ impl Reservations {
         let mut tries = 0;
         loop {
             tries += 1;
-            match seats::hold(self.kernel.store(), reservation, hold, metadata, now).await {
+            let completes = completes.clone();
+            match seats::hold(
+                self.kernel.store(),
+                reservation,
+                hold,
+                completes,
+                metadata,
+                now,
+            )
+            .await
+            {
                 Err(e) if tries < HOLD_TRIES && (e.is_conflict() || e.is_throttled()) => {
                     tokio::time::sleep(pause + Duration::from_millis(fastrand::u64(0..5))).await;
                     pause = (pause * 2).min(Duration::from_millis(200));
@@ -290,12 +415,12 @@ impl Reservations {
         }
     }
 
-    /// Gives `hold` back unless a recorded reservation owns it. For a hold taken by a
-    /// reserve-tickets invocation that can no longer commit (asked long enough after the
-    /// hold, past the function's timeout): a hold is owned by the reservation that lists
-    /// it, given back already (under its marker) when its reservation failed or another
-    /// delivery recorded the reservation, or an orphan when the invocation stopped between
-    /// the hold and the commit. Orphans go back once, under the same marker.
+    /// Gives `hold` back unless a recorded reservation owns it. For a hold that is not
+    /// the last of its reservation, asked once the reserve-tickets invocation that took it
+    /// can no longer take the rest (long past the function's timeout): a hold is owned by
+    /// the reservation that lists it, settled already (under its marker) when its
+    /// reservation failed or was recorded without it, or an orphan when the invocation
+    /// stopped before its last step. Orphans go back once, under the same marker.
     pub async fn reclaim(
         &self,
         reservation: Uuid,

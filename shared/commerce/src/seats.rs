@@ -182,12 +182,14 @@ pub enum Held {
 }
 
 /// Takes `hold.seats` of its level for `reservation`: one conditional step, recording
-/// `seats.held`. Throttling and a cold commit holding the head come back as errors for
-/// the caller to retry.
+/// `seats.held`. `completes` is set on the reservation's last hold, with the holds taken
+/// before it: the reservation is recorded from that event. Throttling and a cold commit
+/// holding the head come back as errors for the caller to retry.
 pub async fn hold(
     store: &EventStore,
     reservation: Uuid,
     hold: &Hold,
+    completes: Option<Vec<Hold>>,
     metadata: &Metadata,
     now: OffsetDateTime,
 ) -> Result<Held, StoreError> {
@@ -199,6 +201,7 @@ pub async fn hold(
         reservation_id: reservation,
         hold_id: hold.hold_id,
         free_after: 0,
+        completes,
     };
     let stepped = store
         .step(Step {
@@ -228,10 +231,19 @@ pub async fn hold(
     })
 }
 
-/// Stages the return of `hold` in `commit`, recording `seats.released`. With `once`, a
-/// marker keyed by the hold's id makes the commit refused
-/// ([`kassa_store::Refusal::AlreadyApplied`]) if it was returned before; without, the
-/// caller's own commit guarantees it (the reservation's version).
+/// Stages in `commit` the marker that settles `hold`'s fate once: the commit recording
+/// the reservation that owns it, or the one giving it back as nobody's, whichever comes
+/// first; the other is refused ([`kassa_store::Refusal::AlreadyApplied`]).
+pub fn settle(commit: &mut Commit, hold: &Hold) -> Result<(), StoreError> {
+    let stream = level_stream(hold.concert_id, &hold.level_id);
+    commit.mark(&stream, &format!("settled:{}", hold.hold_id))?;
+    Ok(())
+}
+
+/// Stages the return of `hold` in `commit`, recording `seats.released`. With `once`, the
+/// hold is [`settle`]d by it, so the commit is refused if the hold was given back or
+/// recorded as owned before; without, the caller's own commit guarantees it (the
+/// reservation's version).
 pub fn release(
     commit: &mut Commit,
     reservation: Uuid,
@@ -241,7 +253,7 @@ pub fn release(
 ) -> Result<(), StoreError> {
     let stream = level_stream(hold.concert_id, &hold.level_id);
     if once {
-        commit.mark(&stream, &format!("released:{}", hold.hold_id))?;
+        settle(commit, hold)?;
     }
     let event = SeatEvent::Released {
         concert_id: hold.concert_id,

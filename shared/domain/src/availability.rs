@@ -138,6 +138,11 @@ pub enum SeatEvent {
         hold_id: uuid::Uuid,
         /// Filled by the store with the counter after the step.
         free_after: i64,
+        /// On the last hold of a reservation, the holds taken before it (none for a
+        /// one-level order): the reservation is recorded from this event, owning them
+        /// all. Absent on the other holds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        completes: Option<Vec<crate::reservation::Hold>>,
     },
     /// Seats given back: the reservation failed, expired or was canceled, or the hold was
     /// an orphan.
