@@ -119,8 +119,8 @@ impl Kernel {
     }
 
     /// As [`Kernel::run`], for a command that creates `stream`, which the caller has just
-    /// read and found absent: the first attempt takes that for its read (a hot path saves
-    /// the request). Had the stream been created meanwhile, the commit's condition fails
+    /// read and found absent, or knows to be absent nearly always: the first attempt
+    /// takes that for its read (a hot path saves the request). Had the stream been created meanwhile, the commit's condition fails
     /// and the next attempt decides on the head that condition returned.
     pub async fn run_creating<'k, T, E, F>(
         &'k self,

@@ -23,7 +23,7 @@ use kassa_domain::order::{Order, Seats};
 use kassa_domain::reservation::{
     Hold, Reservation, ReservationCommand, ReservationError, ReservationStatus,
 };
-use kassa_store::{Agenda, Entry, EventStore, Metadata, Roster, StoreError};
+use kassa_store::{stream_of, Agenda, Entry, EventStore, Metadata, Roster, StoreError};
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -191,7 +191,10 @@ impl Reservations {
         let command = &command;
         let done = self
             .kernel
-            .run(metadata.clone(), |tx| {
+            // A sold-out level refuses every order after the last seat, so this is a hot
+            // path too: the reservation is taken to be absent, as it nearly always is, and
+            // a record made meanwhile fails the commit's condition and is decided on.
+            .run_creating(metadata.clone(), stream_of::<Reservation>(&id), |tx| {
                 Box::pin(async move {
                     let mut reservation = tx.load::<Reservation>(&id).await?;
                     tx.decide(&mut reservation, command.clone())?;
