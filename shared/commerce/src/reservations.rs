@@ -188,12 +188,28 @@ impl Reservations {
             requested: hold.seats,
             free,
         };
+        let refused = Reserved::Refused {
+            concert_id: hold.concert_id,
+            level_id: hold.level_id.clone(),
+            requested: hold.seats,
+            free,
+        };
+        // A sold-out level refuses every order after its last seat, so this is a hot path
+        // too. With nothing to give back, the failure is one conditional write creating
+        // the reservation's head, carrying its event as a counter head does; had a record
+        // been made meanwhile, the write is refused and the commit below decides on it.
+        if taken.is_empty() {
+            match self.fail_alone(id, &command, metadata).await {
+                Ok(()) => return Ok(refused),
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let command = &command;
         let done = self
             .kernel
-            // A sold-out level refuses every order after the last seat, so this is a hot
-            // path too: the reservation is taken to be absent, as it nearly always is, and
-            // a record made meanwhile fails the commit's condition and is decided on.
+            // Taken to be absent, as it nearly always is: a record made meanwhile fails
+            // the commit's condition and is decided on.
             .run_creating(metadata.clone(), stream_of::<Reservation>(&id), |tx| {
                 Box::pin(async move {
                     let mut reservation = tx.load::<Reservation>(&id).await?;
@@ -205,12 +221,6 @@ impl Reservations {
                 })
             })
             .await;
-        let refused = Reserved::Refused {
-            concert_id: hold.concert_id,
-            level_id: hold.level_id,
-            requested: hold.seats,
-            free,
-        };
         match done {
             Ok(_) => Ok(refused),
             Err(Fail::Refused(ReservationError::AlreadyRecorded)) => {
@@ -244,6 +254,30 @@ impl Reservations {
                 }
             }
         }
+    }
+
+    /// Records `command` (a failure) as the first and only write of the reservation's
+    /// stream: its head, carrying the event for the relay to persist and publish.
+    async fn fail_alone(
+        &self,
+        id: Uuid,
+        command: &ReservationCommand,
+        metadata: &Metadata,
+    ) -> Result<(), StoreError> {
+        let store = self.kernel.store();
+        let events = kassa_domain::reservation::decide(None, command.clone())
+            .map_err(|e| StoreError::Corrupt(format!("reservation {id} cannot fail: {e}")))?;
+        let state = events.iter().fold(None, kassa_domain::reservation::evolve);
+        let mut commit = store.commit_builder(metadata.clone(), self.kernel.clock().now());
+        commit.append_counter(
+            &stream_of::<Reservation>(&id),
+            0,
+            &events,
+            &state,
+            0,
+            <Reservation as kassa_domain::aggregate::Aggregate>::SCHEMA,
+        )?;
+        store.commit(commit).await.map(drop)
     }
 
     /// Records the reservation `reservation` whose last hold completed `holds` (see the

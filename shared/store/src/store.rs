@@ -5,8 +5,12 @@ use crate::commit::{Commit, Guard};
 use crate::event::{Metadata, RecordedEvent, StreamId};
 use crate::StoreError;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -354,11 +358,23 @@ impl EventStore {
         }
         commit.check_size()?;
         let Commit {
-            items,
+            mut items,
             guards,
             recorded,
             ..
         } = commit;
+        if let ([item], [guard]) = (items.as_mut_slice(), guards.as_slice()) {
+            if item.put.is_some() || item.update.is_some() {
+                // A transaction of one item buys nothing and costs twice the writes: the
+                // same write alone, with the same condition, decides the same way.
+                self.write_one(
+                    std::mem::replace(item, TransactWriteItem::builder().build()),
+                    guard,
+                )
+                .await?;
+                return Ok(recorded);
+            }
+        }
         let result = self
             .client
             .transact_write_items()
@@ -379,6 +395,73 @@ impl EventStore {
             },
             Err(other) => Err(StoreError::sdk(other)),
         }
+    }
+}
+
+impl EventStore {
+    /// One staged `Put` or `Update` sent on its own, its refusal mapped as a transaction's.
+    async fn write_one(&self, item: TransactWriteItem, guard: &Guard) -> Result<(), StoreError> {
+        let old = if let Some(put) = item.put {
+            match self
+                .client
+                .put_item()
+                .table_name(put.table_name)
+                .set_item(Some(put.item))
+                .set_condition_expression(put.condition_expression)
+                .set_expression_attribute_names(put.expression_attribute_names)
+                .set_expression_attribute_values(put.expression_attribute_values)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(SdkError::ServiceError(e)) => match e.into_err() {
+                    PutItemError::ConditionalCheckFailedException(failed) => failed.item,
+                    other => return Err(StoreError::sdk(other)),
+                },
+                Err(other) => return Err(StoreError::sdk(other)),
+            }
+        } else if let Some(update) = item.update {
+            match self
+                .client
+                .update_item()
+                .table_name(update.table_name)
+                .set_key(Some(update.key))
+                .update_expression(update.update_expression)
+                .set_condition_expression(update.condition_expression)
+                .set_expression_attribute_names(update.expression_attribute_names)
+                .set_expression_attribute_values(update.expression_attribute_values)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(SdkError::ServiceError(e)) => match e.into_err() {
+                    UpdateItemError::ConditionalCheckFailedException(failed) => failed.item,
+                    other => return Err(StoreError::sdk(other)),
+                },
+                Err(other) => return Err(StoreError::sdk(other)),
+            }
+        } else {
+            return Err(StoreError::Corrupt(
+                "a lone write neither puts nor updates".into(),
+            ));
+        };
+        Err(match guard {
+            Guard::Check(refusal) => StoreError::Refused(*refusal),
+            Guard::Head(stream) | Guard::Event(stream) => StoreError::Conflict {
+                stream: stream.clone(),
+                current: old
+                    .filter(|i| !i.is_empty())
+                    .and_then(|i| Head::from_item(&i).ok())
+                    .map(Box::new),
+            },
+            Guard::Unconditional => StoreError::Dynamo("an unconditional write was refused".into()),
+        })
     }
 }
 
