@@ -918,6 +918,42 @@ async fn read_models_follow_the_events_and_a_rebuild_from_the_log_equals_them() 
         ],
         "every seller's active coupons"
     );
+    // Page by page, each row once, and the same rows as in one page.
+    for (path, limit, all) in [
+        ("/coupons?", 1, &mine),
+        ("/coupons?active=true&", 2, &active),
+    ] {
+        let mut paged = Vec::new();
+        let mut after = String::new();
+        let mut pages = 0;
+        loop {
+            let page = api
+                .call_as(
+                    "GET",
+                    format!("{path}limit={limit}{after}"),
+                    Some(ADMIN),
+                    None,
+                )
+                .await;
+            assert_eq!(page.status, 200, "{:?}", page.body);
+            let rows = codes(&page);
+            assert!(rows.len() <= limit, "{:?}", page.body);
+            paged.extend(rows);
+            pages += 1;
+            match page.body["next"].as_str() {
+                Some(next) => after = format!("&after={next}"),
+                None => break,
+            }
+        }
+        paged.sort();
+        assert_eq!(paged, codes(all), "{path}");
+        assert!(pages > codes(all).len() / limit, "{path}: {pages} pages");
+    }
+    let bad_limit = api
+        .call_as("GET", "/coupons?limit=0", Some(ADMIN), None)
+        .await;
+    assert_eq!(bad_limit.status, 400, "{:?}", bad_limit.body);
+    assert_eq!(bad_limit.body["code"], "invalid_limit");
     let own = api.call_as("GET", "/coupons", Some(ops), None).await;
     assert_eq!(codes(&own), [("DELTA".into(), "active".into())]);
     let anns = eventually("ann's usages", || async {

@@ -2,7 +2,8 @@
 //! trail the commits by the time their events take to arrive:
 //! - `GET /coupons`: the caller's own coupons; `?seller=` another seller's (admins
 //!   only); `?active=true` only those usable now, and for an admin without `seller`
-//!   every seller's;
+//!   every seller's; `limit` (100, at most 500) at a time, from `after`, the `next` of
+//!   the page before;
 //! - `GET /users/{userId}/coupon-usages`: the coupons a buyer put on their orders, by
 //!   coupon, with each order's usage (the buyer or an admin).
 
@@ -10,7 +11,7 @@ use crate::{CouponView, Coupons};
 use kassa_commerce::coupon_views::UserUsage;
 use kassa_domain::coupon_usage::UsageStatus;
 use kassa_domain::identity::{Role, UserId};
-use kassa_runtime::http::{query_param, string_param};
+use kassa_runtime::http::{limit_param, query_param, string_param};
 use kassa_runtime::problem::store_problem;
 use kassa_runtime::{access, caller, Problem};
 use lambda_http::Request;
@@ -20,6 +21,8 @@ use uuid::Uuid;
 #[derive(Debug, Serialize)]
 pub struct CouponList {
     pub coupons: Vec<CouponView>,
+    /// The `after` of the next page; null on the last.
+    pub next: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,21 +68,23 @@ impl Coupons {
                 "only admins list another seller's coupons",
             ));
         }
+        let limit = limit_param(request, 100, 500)? as usize;
+        let after = query_param(request, "after");
+        let after = after.as_deref();
         let now = self.kernel.clock().now();
-        let rows = match (&seller, active, actor.role) {
-            (None, true, Role::Admin) => self.views.active(now).await,
+        let page = match (&seller, active, actor.role) {
+            (None, true, Role::Admin) => self.views.active(now, after, limit).await,
             _ => {
                 let seller = seller.as_ref().unwrap_or(&actor.user);
-                self.views.of_seller(seller).await
+                self.views
+                    .of_seller(seller, after, limit, |c| !active || c.usable_at(now))
+                    .await
             }
         }
         .map_err(|e| store_problem(&e))?;
         Ok(CouponList {
-            coupons: rows
-                .into_iter()
-                .filter(|c| !active || c.usable_at(now))
-                .map(CouponView::listed)
-                .collect(),
+            coupons: page.coupons.into_iter().map(CouponView::listed).collect(),
+            next: page.next,
         })
     }
 

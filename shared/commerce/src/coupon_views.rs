@@ -119,6 +119,13 @@ pub struct Rebuilt {
     pub removed: usize,
 }
 
+/// One page of a coupon list, and the cursor of the next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub coupons: Vec<CouponSummary>,
+    pub next: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct CouponViews {
     store: EventStore,
@@ -277,15 +284,52 @@ impl CouponViews {
         self.views.scan(&[view.prefix()]).await
     }
 
-    /// Coupons active and inside their window at `now`, of every seller.
-    pub async fn active(&self, now: OffsetDateTime) -> Result<Vec<CouponSummary>, StoreError> {
-        let rows: Vec<CouponSummary> = self.decoded(ACTIVE).await?;
-        Ok(rows.into_iter().filter(|c| c.usable_at(now)).collect())
+    /// Coupons active and inside their window at `now`, of every seller: up to `limit`
+    /// after the cursor `after`, and the cursor of the next page.
+    pub async fn active(
+        &self,
+        now: OffsetDateTime,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.page(ACTIVE, after, limit, |c| c.usable_at(now)).await
     }
 
-    /// Every coupon `owner` created, oldest first.
-    pub async fn of_seller(&self, owner: &UserId) -> Result<Vec<CouponSummary>, StoreError> {
-        self.decoded(&format!("{SELLER}{owner}")).await
+    /// The coupons `owner` created that `keep` keeps, oldest first: a page, as
+    /// [`CouponViews::active`].
+    pub async fn of_seller(
+        &self,
+        owner: &UserId,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&CouponSummary) -> bool,
+    ) -> Result<Page, StoreError> {
+        self.page(&format!("{SELLER}{owner}"), after, limit, keep)
+            .await
+    }
+
+    async fn page(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&CouponSummary) -> bool,
+    ) -> Result<Page, StoreError> {
+        let summary = |row: &ViewRow| {
+            row.body
+                .clone()
+                .and_then(|b| serde_json::from_value::<CouponSummary>(b).ok())
+        };
+        let (rows, next) = self
+            .views
+            .page(pk, after, limit, |row| {
+                summary(row).is_some_and(|c| keep(&c))
+            })
+            .await?;
+        Ok(Page {
+            coupons: rows.iter().filter_map(summary).collect(),
+            next,
+        })
     }
 
     /// Every coupon `user` put on an order, by coupon then order.

@@ -127,6 +127,52 @@ impl Views {
         Ok(rows.into_iter().filter(|r| r.body.is_some()).collect())
     }
 
+    /// Up to `limit` live rows of partition `pk` that `keep` keeps, in key order, after
+    /// the row keyed `after`, and the key to pass as `after` for the next page (none once
+    /// the partition is read to its end). A page may come back short of `limit` only at
+    /// the end; a full last page is followed by an empty one.
+    pub async fn page(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&ViewRow) -> bool,
+    ) -> Result<(Vec<ViewRow>, Option<String>), StoreError> {
+        let mut kept = Vec::new();
+        let mut start = after.map(str::to_owned);
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk))
+                .consistent_read(true)
+                // Tombstones and rows `keep` drops are read too: ask for what is still
+                // missing, and more pages if they take up room.
+                .limit(i32::try_from(limit - kept.len()).unwrap_or(i32::MAX).max(1));
+            if let Some(start) = &start {
+                query = query.set_exclusive_start_key(Some(
+                    [("pk".to_owned(), s(pk)), ("sk".to_owned(), s(start))].into(),
+                ));
+            }
+            let out = query.send().await.map_err(StoreError::sdk)?;
+            for item in out.items() {
+                let row = row(item)?;
+                start = Some(row.sk.clone());
+                if row.body.is_some() && keep(&row) {
+                    kept.push(row);
+                    if kept.len() == limit {
+                        return Ok((kept, start));
+                    }
+                }
+            }
+            if out.last_evaluated_key().is_none() {
+                return Ok((kept, None));
+            }
+        }
+    }
+
     /// Every row, tombstones included, of the partitions whose key starts with each of
     /// `prefixes`: one scan of the table, for rebuilds and comparisons, never for a
     /// request.
