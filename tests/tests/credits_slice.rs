@@ -69,24 +69,49 @@ async fn low_balance_travels_from_consume_to_notification_mail_and_usage() {
     let below = consume("api.call", 1).await;
     assert_eq!(below.body["balance_low"], false, "one alert per crossing");
 
-    let notifications = eventually("the low-balance notification", || async {
+    let notifications = eventually("the welcome and the low-balance notification", || async {
         let n = api
             .get(&format!("/workspaces/{ws}/notifications"), "alice")
             .await;
-        n.body["items"]
-            .as_array()
-            .filter(|i| !i.is_empty())
-            .cloned()
+        n.body["items"].as_array().filter(|i| i.len() == 2).cloned()
     })
     .await;
-    assert_eq!(notifications.len(), 1);
-    assert_eq!(notifications[0]["kind"], "credits.balance_low");
-    assert_eq!(notifications[0]["mailed_to"], "ops@acme.test");
+    let kinds: Vec<&str> = notifications
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["credits.balance_low", "workspace.welcome"],
+        "newest first"
+    );
+    for n in &notifications {
+        assert_eq!(n["mailed_to"], "ops@acme.test", "{n}");
+    }
 
-    let mails = MailSink::new(&api.mail_dir).read_all().unwrap();
-    assert_eq!(mails.len(), 1);
-    assert_eq!(mails[0].to, "ops@acme.test");
-    assert!(mails[0].body.contains("99 left"), "{}", mails[0].body);
+    let mails = eventually("both mails", || async {
+        let mails = MailSink::new(&api.mail_dir).read_all().unwrap();
+        (mails.len() == 2).then_some(mails)
+    })
+    .await;
+    let low = mails
+        .iter()
+        .find(|m| m.id.starts_with("balance-low-"))
+        .unwrap();
+    assert_eq!(low.to, "ops@acme.test");
+    assert!(low.body.contains("99 left"), "{}", low.body);
+    let welcome = mails
+        .iter()
+        .find(|m| m.id == format!("welcome-{ws}"))
+        .unwrap();
+    assert_eq!(welcome.to, "ops@acme.test");
+    assert!(
+        welcome
+            .body
+            .contains("1000 credits a month, 100 to start with"),
+        "{}",
+        welcome.body
+    );
 
     let usage = eventually("usage for both features", || async {
         let u = api.get(&format!("/workspaces/{ws}/usage"), "alice").await;
@@ -170,8 +195,67 @@ async fn low_balance_travels_from_consume_to_notification_mail_and_usage() {
     let again = api
         .get(&format!("/workspaces/{ws}/notifications"), "alice")
         .await;
-    assert_eq!(again.body["items"].as_array().unwrap().len(), 1);
-    assert_eq!(MailSink::new(&api.mail_dir).read_all().unwrap().len(), 1);
+    assert_eq!(again.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(MailSink::new(&api.mail_dir).read_all().unwrap().len(), 2);
+}
+
+/// Seed 000's welcome on workspace creation: mailed to the billing address, or without
+/// one to the owner's registered address; an owner kassa has no address for still gets
+/// the notification, unmailed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_workspace_is_welcomed_at_its_billing_address_or_its_owners() {
+    let api = Api::start().await;
+    let registered = api
+        .post(
+            "/users",
+            "bea",
+            json!({ "email": "bea@acme.test", "name": "Bea" }),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{:?}", registered.body);
+    let create = |owner: &'static str| {
+        api.post(
+            "/workspaces",
+            owner,
+            json!({ "name": format!("{owner}'s"), "tier": "pro" }),
+        )
+    };
+    let beas = create("bea").await;
+    let cyds = create("cyd").await;
+    assert_eq!(beas.status, 201, "{:?}", beas.body);
+    assert_eq!(cyds.status, 201, "{:?}", cyds.body);
+    let id = |answer: &common::Answer| answer.body["id"].as_str().unwrap().to_owned();
+    let (beas, cyds) = (id(&beas), id(&cyds));
+
+    for (ws, owner, mailed_to) in [
+        (&beas, "bea", json!("bea@acme.test")),
+        (&cyds, "cyd", serde_json::Value::Null),
+    ] {
+        let items = eventually("the welcome notification", || async {
+            let n = api
+                .get(&format!("/workspaces/{ws}/notifications"), owner)
+                .await;
+            n.body["items"]
+                .as_array()
+                .filter(|i| !i.is_empty())
+                .cloned()
+        })
+        .await;
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(items[0]["kind"], "workspace.welcome");
+        assert_eq!(items[0]["mailed_to"], mailed_to, "{owner}");
+        assert!(
+            items[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("on the pro tier"),
+            "{items:?}"
+        );
+    }
+    let mails = MailSink::new(&api.mail_dir).read_all().unwrap();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].id, format!("welcome-{beas}"));
+    assert_eq!(mails[0].to, "bea@acme.test");
 }
 
 async fn wallet_balance(api: &Api, ws: &str) -> i64 {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Api;
+use common::{eventually, Api};
 use kassa_commerce::invoicing::{self, Invoicing, OVERDUE_AGENDA};
 use kassa_commerce::Clock;
 use kassa_domain::identity::UserId;
@@ -74,7 +74,17 @@ async fn a_notice_whose_mail_failed_is_mailed_by_the_next_run_and_only_once() {
     let invoice = open_invoice(&api, Uuid::parse_str(&ws).unwrap()).await;
     api.stack.clock.advance(Duration::from_secs(5 * 86_400));
 
-    // The mail sink cannot write: a file stands where its directory should be.
+    // The mail sink cannot write: a file stands where its directory should be (which
+    // the workspace's welcome mail made first).
+    eventually("the welcome mail", || async {
+        MailSink::new(&api.mail_dir)
+            .read_all()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|m| m.id == format!("welcome-{ws}"))
+    })
+    .await;
+    std::fs::remove_dir_all(&api.mail_dir).unwrap();
     std::fs::write(&api.mail_dir, "not a directory").unwrap();
     let failed = api.stack.fire("OverdueInvoicesFunction").await;
     assert!(
@@ -99,7 +109,14 @@ async fn a_notice_whose_mail_failed_is_mailed_by_the_next_run_and_only_once() {
         .iter()
         .map(|n| n["kind"].clone())
         .collect();
-    assert_eq!(kinds, vec![serde_json::json!("invoice.overdue")]);
+    assert_eq!(
+        kinds,
+        vec![
+            serde_json::json!("invoice.overdue"),
+            serde_json::json!("workspace.welcome")
+        ],
+        "one overdue notice, newest first"
+    );
 
     // Sent is done: later runs have nothing to mail.
     std::fs::remove_file(api.mail_dir.join(format!("invoice-overdue-{invoice}.json"))).unwrap();

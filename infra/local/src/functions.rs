@@ -148,6 +148,9 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "RecordReservationsFunction" => {
             sqs::<kassa_record_reservations::RecordReservations>(config, aws, clock)?
         }
+        "WelcomeWorkspacesFunction" => sqs::<
+            kassa_welcome_workspaces::WelcomeWorkspaces<ConfiguredMailer>,
+        >(config, aws, clock)?,
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }
