@@ -690,11 +690,11 @@ pub const REQUESTS: &[(&str, &str)] = &[(
 
 /// What record-reservations then sends for it, off the hot item.
 pub const RECORD_REQUESTS: &[(&str, &str)] = &[
-    ("GetItem", "the order, to see it is still open"),
     ("GetItem", "the reservation, to see it is not recorded yet"),
+    ("GetItem", "the order, to see it is still open"),
     (
         "TransactWriteItems",
         "reservation.created + its head + the expiry agenda entry + the concert's roster \
-         + the hold's marker",
+         + the hold's marker + the order's version, unchanged",
     ),
 ];

@@ -72,6 +72,13 @@ pub enum Recorded {
     GivenBack { reason: &'static str },
 }
 
+/// What a recording attempt decided, before its holds go back or not.
+enum Recording {
+    Created(Reservation),
+    Already,
+    Refused(&'static str),
+}
+
 /// What a check of one hold found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reclaimed {
@@ -290,23 +297,7 @@ impl Reservations {
     ) -> Result<Recorded, StoreError> {
         let id = reservation;
         let store = self.kernel.store();
-        // order.created came before the holds, so the order is there; whether it is still
-        // worth seats is decided here, off the hot path. A paid one still gets them (its
-        // order.created came late): settling the payment waits for the reservation.
-        let Some(order) = store.load_aggregate::<Order>(&id).await?.state else {
-            return self.give_up(id, holds, "no_order", metadata).await;
-        };
-        if !(order.status.is_open() || order.status.is_paid()) {
-            return self.give_up(id, holds, "order_closed", metadata).await;
-        }
-        let command = ReservationCommand::Create {
-            reservation_id: id,
-            order_id: id,
-            user_id: order.user_id.clone(),
-            holds: holds.to_vec(),
-            expires_at: order.expires_at,
-        };
-        let (agenda, roster, command) = (&self.agenda, &self.orders, &command);
+        let (agenda, roster) = (&self.agenda, &self.orders);
         let done = self
             .kernel
             .run(metadata.clone(), |tx| {
@@ -317,11 +308,36 @@ impl Reservations {
                         .as_ref()
                         .is_some_and(|r| holds.iter().all(|h| r.owns(h.hold_id)))
                     {
-                        return Ok(None);
+                        return Ok(Recording::Already);
                     }
-                    tx.decide(&mut reservation, command.clone())?;
+                    // order.created came before the holds, so the order is there; whether
+                    // it is still worth seats is decided here, off the hot path, on the
+                    // order as it is when the reservation commits (its version is a
+                    // condition), so a cancellation racing this record either comes
+                    // first and gets its seats back here, or finds the reservation to
+                    // cancel. A paid order still gets them (its order.created came late):
+                    // settling the payment waits for the reservation.
+                    let order = tx.load::<Order>(&id).await?;
+                    let Some(o) = order.state.as_ref() else {
+                        return Ok(Recording::Refused("no_order"));
+                    };
+                    if !(o.status.is_open() || o.status.is_paid()) {
+                        return Ok(Recording::Refused("order_closed"));
+                    }
+                    tx.commit().require_version(&order.stream, order.version)?;
+                    let expires_at = o.expires_at;
+                    tx.decide(
+                        &mut reservation,
+                        ReservationCommand::Create {
+                            reservation_id: id,
+                            order_id: id,
+                            user_id: o.user_id.clone(),
+                            holds: holds.to_vec(),
+                            expires_at,
+                        },
+                    )?;
                     tx.commit().put(
-                        agenda.schedule(&agenda_time(order.expires_at), &id.to_string())?,
+                        agenda.schedule(&agenda_time(expires_at), &id.to_string())?,
                         kassa_store::Refusal::AlreadyScheduled,
                     );
                     let mut concerts: Vec<Uuid> = holds.iter().map(|h| h.concert_id).collect();
@@ -334,15 +350,18 @@ impl Reservations {
                     for hold in holds {
                         seats::settle(tx.commit(), hold)?;
                     }
-                    Ok(reservation.state)
+                    Ok(reservation
+                        .state
+                        .map_or(Recording::Already, Recording::Created))
                 })
             })
             .await;
         match done {
-            Ok(done) => Ok(match done.value {
-                Some(created) => Recorded::Created(created),
-                None => Recorded::Already,
-            }),
+            Ok(done) => match done.value {
+                Recording::Created(created) => Ok(Recorded::Created(created)),
+                Recording::Already => Ok(Recorded::Already),
+                Recording::Refused(reason) => self.give_up(id, holds, reason, metadata).await,
+            },
             // Another delivery's holds were recorded first (or its failure): these are
             // nobody's.
             Err(Fail::Refused(ReservationError::AlreadyRecorded)) => {
@@ -369,10 +388,16 @@ impl Reservations {
             Err(Fail::Store(StoreError::Refused(kassa_store::Refusal::AlreadyApplied))) => {
                 self.give_back(id, holds, "reclaimed", metadata).await?;
                 let lost = &holds[0];
+                let buyer = store
+                    .load_aggregate::<Order>(&id)
+                    .await?
+                    .state
+                    .map(|o| o.user_id)
+                    .ok_or_else(|| StoreError::Corrupt(format!("order {id} vanished")))?;
                 let fail = ReservationCommand::Fail {
                     reservation_id: id,
                     order_id: id,
-                    user_id: order.user_id.clone(),
+                    user_id: buyer,
                     concert_id: lost.concert_id,
                     level_id: lost.level_id.clone(),
                     requested: lost.seats,
