@@ -291,6 +291,43 @@ async fn an_order_delivered_twice_at_once_holds_its_seats_once() {
     }
 }
 
+/// The reservation service and the order book on an isolated stack's tables.
+async fn isolated_service(iso: &common::Isolated) -> (Kernel, Reservations, OrderBook) {
+    let client = common::dynamodb().await;
+    let kernel = Kernel::new(
+        iso.store.clone(),
+        Arc::new(kassa_commerce::clock::SystemClock),
+    );
+    let reservations = Reservations::new(
+        kernel.clone(),
+        Agenda::new(
+            client.clone(),
+            iso.state_table.clone(),
+            reservations::EXPIRY_AGENDA,
+        ),
+        kassa_commerce::rosters::concert_orders(client.clone(), &iso.state_table),
+    );
+    (
+        kernel,
+        reservations,
+        OrderBook::new(client, iso.state_table.clone()),
+    )
+}
+
+/// Every `seats.held` of `concert`'s floor and VIP levels, as the relay persisted them.
+async fn seats_held(iso: &common::Isolated, concert: Uuid) -> Vec<kassa_store::RecordedEvent> {
+    let mut held = Vec::new();
+    for level in ["floor", "vip"] {
+        held.extend(
+            iso.events(&seats::level_stream(concert, level))
+                .await
+                .into_iter()
+                .filter(|e| e.event_type == "seats.held"),
+        );
+    }
+    held
+}
+
 /// The record of a completed set of holds, delivered as the bus delivers it (any number
 /// of times): the reservation is recorded once, with its expiry on the agenda; a second
 /// delivery of the order, and an order closed before its holds were recorded, get their
@@ -298,23 +335,9 @@ async fn an_order_delivered_twice_at_once_holds_its_seats_once() {
 #[tokio::test]
 async fn record_reservations_records_a_reservation_once_and_gives_back_what_nobody_owns() {
     let iso = common::Isolated::new().await;
-    let client = common::dynamodb().await;
-    let kernel = Kernel::new(
-        iso.store.clone(),
-        Arc::new(kassa_commerce::clock::SystemClock),
-    );
+    let (kernel, reservations, book) = isolated_service(&iso).await;
+    let agenda = reservations.agenda().clone();
     let concert = concert(&kernel, &[("floor", 10), ("vip", 2)]).await;
-    let agenda = Agenda::new(
-        client.clone(),
-        iso.state_table.clone(),
-        reservations::EXPIRY_AGENDA,
-    );
-    let reservations = Reservations::new(
-        kernel.clone(),
-        agenda.clone(),
-        kassa_commerce::rosters::concert_orders(client.clone(), &iso.state_table),
-    );
-    let book = OrderBook::new(client, iso.state_table.clone());
     let metadata = Metadata::origin(Uuid::now_v7(), "ana");
 
     let open = request(concert, "ana", &[("floor", 2), ("vip", 1)]);
@@ -347,15 +370,7 @@ async fn record_reservations_records_a_reservation_once_and_gives_back_what_nobo
     assert_eq!(free(&iso.store, concert, "floor").await, 10 - 2 - 2 - 1);
     assert_eq!(free(&iso.store, concert, "vip").await, 0);
 
-    let mut held = Vec::new();
-    for level in ["floor", "vip"] {
-        held.extend(
-            iso.events(&seats::level_stream(concert, level))
-                .await
-                .into_iter()
-                .filter(|e| e.event_type == "seats.held"),
-        );
-    }
+    let held = seats_held(&iso, concert).await;
     assert_eq!(held.len(), 5, "{held:?}");
     let completing: Vec<&_> = held
         .iter()
@@ -429,22 +444,8 @@ async fn record_reservations_records_a_reservation_once_and_gives_back_what_nobo
 #[tokio::test]
 async fn an_orphaned_hold_is_given_back_once_and_owned_holds_are_left_alone() {
     let iso = common::Isolated::new().await;
-    let client = common::dynamodb().await;
-    let kernel = Kernel::new(
-        iso.store.clone(),
-        Arc::new(kassa_commerce::clock::SystemClock),
-    );
+    let (kernel, reservations, book) = isolated_service(&iso).await;
     let concert = concert(&kernel, &[("floor", 10), ("vip", 1)]).await;
-    let reservations = Reservations::new(
-        kernel.clone(),
-        Agenda::new(
-            client.clone(),
-            iso.state_table.clone(),
-            reservations::EXPIRY_AGENDA,
-        ),
-        kassa_commerce::rosters::concert_orders(client.clone(), &iso.state_table),
-    );
-    let book = OrderBook::new(client, iso.state_table.clone());
     let metadata = Metadata::origin(Uuid::now_v7(), "ana");
 
     // Owned: a reservation holding one floor seat and the only VIP seat.
@@ -487,15 +488,7 @@ async fn an_orphaned_hold_is_given_back_once_and_owned_holds_are_left_alone() {
     assert!(matches!(taken, seats::Held::Taken { .. }), "{taken:?}");
     assert_eq!(free(&iso.store, concert, "floor").await, 7);
 
-    let mut held = Vec::new();
-    for level in ["floor", "vip"] {
-        held.extend(
-            iso.events(&seats::level_stream(concert, level))
-                .await
-                .into_iter()
-                .filter(|e| e.event_type == "seats.held"),
-        );
-    }
+    let held = seats_held(&iso, concert).await;
     assert_eq!(held.len(), 4, "{held:?}");
     let reclaim = iso.function("ReclaimHoldsFunction").await;
 
