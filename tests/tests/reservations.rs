@@ -544,47 +544,11 @@ async fn ticket_order(api: &Api, concert: Uuid, level: &str, seats: u32) -> Uuid
 
 /// As [`ticket_order`], bought by `buyer`.
 async fn ticket_order_for(api: &Api, buyer: &str, concert: Uuid, level: &str, seats: u32) -> Uuid {
-    let store = stack_store(api).await;
-    let kernel = Kernel::new(store, Arc::new(api.stack.clock.clone()));
+    let kernel = Kernel::new(stack_store(api).await, Arc::new(api.stack.clock.clone()));
     let book = OrderBook::new(common::dynamodb().await, api.stack.table("StateTable"));
-    let id = Uuid::now_v7();
-    let new = NewOrder {
-        order_id: id,
-        user_id: UserId::new(buyer),
-        purpose: Purpose::Tickets {
-            confirmation: 1,
-            seats: vec![Seats {
-                concert_id: concert,
-                level_id: level.into(),
-                seats,
-            }],
-            delivery: Default::default(),
-        },
-        lines: vec![OrderLine {
-            description: format!("Beyoncé — {level}"),
-            quantity: u64::from(seats),
-            unit_price: eur("80.00"),
-            amount: eur("80.00").times(u64::from(seats)),
-        }],
-        tax_rate: Decimal::ZERO,
-        reference: None,
-        now: kernel.clock().now(),
-        window: time::Duration::minutes(15),
-    };
-    let (new, book) = (&new, &book);
-    kernel
-        .run(Metadata::origin(Uuid::now_v7(), buyer), |tx| {
-            Box::pin(async move {
-                let mut order = tx.load::<Order>(&id).await?;
-                tx.decide(&mut order, OrderCommand::Create(new.clone()))?;
-                book.on_create(tx.commit(), order.state.as_ref().unwrap())?;
-                Ok(())
-            })
-        })
-        .await
-        .map_err(|e: Fail<_>| format!("{e}"))
-        .unwrap();
-    id
+    let order = request(concert, buyer, &[(level, seats)]);
+    open_order(&kernel, &book, &order).await;
+    order.order_id
 }
 
 async fn available(api: &Api, concert: Uuid) -> u64 {
