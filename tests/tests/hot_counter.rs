@@ -602,6 +602,7 @@ async fn a_wallet_with_two_thousand_purchases_has_a_new_wallets_head_and_debit_c
                         below: None,
                     },
                     member: None,
+                    terms: None,
                     while_open: false,
                     carried,
                     measure: true,

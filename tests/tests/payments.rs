@@ -1139,6 +1139,7 @@ async fn refunded_before_fulfilment(
                     name: "Acme".into(),
                     tier: TierId::Free,
                     billing_email: Some("ops@acme.test".into()),
+                    anchor_day: 1,
                 };
                 tx.decide(
                     &mut workspace,

@@ -51,7 +51,10 @@ impl SqsFunction for AllocateCredits {
 impl AllocateCredits {
     async fn allocate(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
         let WorkspaceEvent::Created {
-            workspace_id, tier, ..
+            workspace_id,
+            tier,
+            anchor_day,
+            ..
         } = event.decode::<WorkspaceEvent>()?
         else {
             return Ok(serde_json::json!({ "skipped": event.event_type }));
@@ -65,8 +68,11 @@ impl AllocateCredits {
         };
         // The first monthly renewal is due a month after signup; it is scheduled in the
         // same commit as the allocation, so neither exists without the other.
+        // The workspace's anchor is the day its billing periods start; the renewals fall on
+        // it. A workspace recorded without one renews on its signup's day.
         let signup = event.time.date();
-        let due = credits::renewal_after(signup, signup.day())
+        let anchor = anchor_day.unwrap_or(signup.day());
+        let due = credits::renewal_after(signup, anchor)
             .format(format_description!("[year]-[month]-[day]"))?;
         let (command, due) = (&command, &due);
         let done = self
@@ -78,7 +84,7 @@ impl AllocateCredits {
                         kassa_commerce::wallet::stage(tx, &mut wallet, command.clone()).await?;
                     if !events.is_empty() {
                         tx.commit().put(
-                            self.renewals.schedule(workspace_id, due, signup.day())?,
+                            self.renewals.schedule(workspace_id, due, anchor)?,
                             Refusal::AlreadyScheduled,
                         );
                     }

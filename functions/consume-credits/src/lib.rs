@@ -189,6 +189,9 @@ impl ConsumeCredits {
                     below: holds.below,
                 },
                 member,
+                // Decided on the remembered tier's prices and limits: a tier change since
+                // makes the step refused, and it is decided again on the head.
+                terms: Some(wallet.tier.as_str()),
                 while_open: false,
                 carried: events
                     .iter()

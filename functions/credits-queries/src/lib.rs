@@ -331,6 +331,18 @@ fn transaction(event: &RecordedEvent) -> Option<Transaction> {
             t.shortfall = Some(shortfall);
             Some(t)
         }
+        // A tier change is listed even without credits: the prices changed with it.
+        CreditEvent::Reallocated {
+            from,
+            to,
+            top_up,
+            balance_after,
+            ..
+        } => {
+            let mut t = base("tier_change", top_up as i64, balance_after);
+            t.reason = Some(format!("{from}->{to}"));
+            Some(t)
+        }
         // Alerts, overage notes and the opening are facts about the wallet, not movements
         // of credits.
         CreditEvent::WalletOpened { .. }

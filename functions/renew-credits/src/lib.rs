@@ -3,10 +3,17 @@
 //! anchor day (its signup's day of the month) — all in the commit that appends
 //! `credits.allocated`. A run that overlaps another, or a retried
 //! invocation, finds the entry already taken and does nothing twice.
+//!
+//! A renewal opens the next billing period, so a move to a smaller tier scheduled for it
+//! takes effect in the same commit, before the allocation: the new period's credits are
+//! the new tier's.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use kassa_commerce::{Clock, Fail, Kernel};
+use kassa_domain::aggregate::ByActor;
 use kassa_domain::credits::{self, CreditCommand, Wallet};
+use kassa_domain::identity::Actor;
+use kassa_domain::workspace::{Workspace, WorkspaceCommand};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::sweep::{work_through, Fate, Sweep};
@@ -78,6 +85,25 @@ impl RenewCredits {
                 |tx| {
                     Box::pin(async move {
                         let mut wallet = tx.load::<Wallet>(&renewal.workspace_id).await?;
+                        let mut ws = tx.load::<Workspace>(&renewal.workspace_id).await?;
+                        if ws.state.is_some() {
+                            let apply = ByActor {
+                                command: WorkspaceCommand::ApplyScheduledTier { at: tx.now() },
+                                actor: Actor::system(NAME),
+                            };
+                            let applied = tx.decide(&mut ws, apply).map_err(|f| match f {
+                                Fail::Refused(e) => Fail::Store(StoreError::Corrupt(format!(
+                                    "workspace {}: {e}",
+                                    renewal.workspace_id
+                                ))),
+                                Fail::Store(e) => Fail::Store(e),
+                            })?;
+                            if let Some(retier) =
+                                kassa_commerce::wallet::retier(ws.version, &applied)
+                            {
+                                kassa_commerce::wallet::stage(tx, &mut wallet, retier).await?;
+                            }
+                        }
                         let events =
                             kassa_commerce::wallet::stage(tx, &mut wallet, command.clone()).await?;
                         // An allocation already applied writes nothing, the entry included.

@@ -50,6 +50,7 @@ impl<M: Mailer> WelcomeWorkspaces<M> {
             tier,
             owner,
             billing_email,
+            ..
         } = event.decode::<WorkspaceEvent>()?
         else {
             return Ok(serde_json::json!({ "skipped": event.event_type }));

@@ -1,12 +1,19 @@
 //! The workspaces Lambda: create a workspace (and open its wallet in the same commit), read
-//! it, add and remove collaborators.
+//! it, add and remove collaborators, change its tier.
+//!
+//! A tier change that takes effect (a move up) moves the wallet in the same commit: its
+//! prices and limits follow at once, and the prorated credits are added, once per change
+//! (the wallet's marker of the workspace version that changed it).
 
 use kassa_commerce::{Clock, Fail, Kernel, Tx};
 use kassa_domain::aggregate::ByActor;
 use kassa_domain::credits::{CreditCommand, Wallet};
 use kassa_domain::identity::{Actor, UserId};
+use kassa_domain::money::Money;
 use kassa_domain::tier::TierId;
-use kassa_domain::workspace::{Workspace, WorkspaceCommand, WorkspaceError};
+use kassa_domain::workspace::{
+    ScheduledTier, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent,
+};
 use kassa_runtime::access::{self, wallet_stream};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{
@@ -33,6 +40,12 @@ struct CreateBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct TierBody {
+    tier: TierId,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CollaboratorBody {
     user_id: String,
 }
@@ -45,7 +58,23 @@ struct WorkspaceView<'a> {
     owner: &'a UserId,
     collaborators: Vec<&'a UserId>,
     billing_email: Option<&'a str>,
+    /// The day of the month its billing period starts.
+    billing_anchor_day: u8,
+    scheduled_tier: Option<&'a ScheduledTier>,
     version: u64,
+    /// What a tier change that took effect in this request was worth.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tier_change: Option<TierChangeView>,
+}
+
+#[derive(Debug, Serialize)]
+struct TierChangeView {
+    from: TierId,
+    to: TierId,
+    period_start: String,
+    period_end: String,
+    charge: Money,
+    credits_top_up: u64,
 }
 
 fn view(ws: &Workspace, version: u64) -> WorkspaceView<'_> {
@@ -56,17 +85,23 @@ fn view(ws: &Workspace, version: u64) -> WorkspaceView<'_> {
         owner: &ws.owner,
         collaborators: ws.collaborators.iter().collect(),
         billing_email: ws.billing_email.as_deref(),
+        billing_anchor_day: ws.anchor_day,
+        scheduled_tier: ws.scheduled.as_ref(),
         version,
+        tier_change: None,
     }
 }
 
 fn refusal(e: WorkspaceError) -> Problem {
     let status = match e {
         WorkspaceError::NotFound | WorkspaceError::Forbidden => 404,
-        WorkspaceError::OwnerOnly => 403,
+        WorkspaceError::OwnerOnly | WorkspaceError::OwnerOnlyTier => 403,
         WorkspaceError::AlreadyExists
         | WorkspaceError::AlreadyCollaborator(_)
-        | WorkspaceError::NotCollaborator(_) => 409,
+        | WorkspaceError::NotCollaborator(_)
+        | WorkspaceError::TierUnchanged(_)
+        | WorkspaceError::AlreadyScheduled(_)
+        | WorkspaceError::NothingScheduled => 409,
         WorkspaceError::InvalidName | WorkspaceError::InvalidEmail(_) => 422,
     };
     Problem::new(status, e.code(), e.to_string())
@@ -140,6 +175,26 @@ impl Workspaces {
                 };
                 self.change(&request, id, command, actor, 200).await
             }
+            "PUT /workspaces/{workspaceId}/tier" => {
+                let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
+                let body: TierBody = json_body(&request)?;
+                let command = WorkspaceCommand::ChangeTier {
+                    tier: body.tier,
+                    at: self.kernel.clock().now(),
+                };
+                self.change(&request, id, command, actor, 200).await
+            }
+            "DELETE /workspaces/{workspaceId}/tier/scheduled" => {
+                let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
+                self.change(
+                    &request,
+                    id,
+                    WorkspaceCommand::CancelScheduledTier,
+                    actor,
+                    200,
+                )
+                .await
+            }
             other => Err(Problem::not_found(
                 "no_route",
                 format!("no route `{other}`"),
@@ -156,6 +211,7 @@ impl Workspaces {
                 name: body.name,
                 tier: body.tier,
                 billing_email: body.billing_email,
+                anchor_day: self.kernel.clock().now().day(),
             },
             actor: actor.clone(),
         };
@@ -216,7 +272,7 @@ impl Workspaces {
                         Some(current) if current.admits(&command.actor) => {}
                         _ => return Err(Fail::Refused(access::not_found(id))),
                     }
-                    tx.decide(&mut ws, command.clone()).map_err(|f| {
+                    let events = tx.decide(&mut ws, command.clone()).map_err(|f| {
                         f.map(|e| match e {
                             // A stranger is told what a missing workspace would tell them.
                             WorkspaceError::Forbidden => access::not_found(id),
@@ -230,16 +286,48 @@ impl Workspaces {
                     ) {
                         mirror_members(tx, &ws)?;
                     }
-                    Ok(ws)
+                    if let Some(retier) = kassa_commerce::wallet::retier(ws.version, &events) {
+                        let mut wallet = tx.load::<Wallet>(&id).await?;
+                        kassa_commerce::wallet::stage(tx, &mut wallet, retier)
+                            .await
+                            .map_err(|f| f.map(|e| Problem::internal(&e)))?;
+                    }
+                    Ok((ws, tier_change(&events)))
                 })
             })
             .await
             .map_err(answer)?;
-        let Some(ws) = done.value.state else {
+        let (loaded, change) = done.value;
+        let Some(ws) = loaded.state else {
             return Err(Problem::internal(&"workspace vanished"));
         };
-        Ok(json(status, &view(&ws, done.value.version)))
+        let mut answer = view(&ws, loaded.version);
+        answer.tier_change = change;
+        Ok(json(status, &answer))
     }
+}
+
+/// What the tier change among `events` that took effect was worth, for the answer.
+fn tier_change(events: &[WorkspaceEvent]) -> Option<TierChangeView> {
+    events.iter().find_map(|e| match e {
+        WorkspaceEvent::TierChanged {
+            from,
+            to,
+            period_start,
+            period_end,
+            charge,
+            credits_top_up,
+            ..
+        } => Some(TierChangeView {
+            from: *from,
+            to: *to,
+            period_start: period_start.clone(),
+            period_end: period_end.clone(),
+            charge: *charge,
+            credits_top_up: *credits_top_up,
+        }),
+        _ => None,
+    })
 }
 
 /// The wallet's debit tests membership on the wallet's own head, so every change of the

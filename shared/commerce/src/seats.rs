@@ -213,6 +213,7 @@ pub async fn hold(
                 below: None,
             },
             member: None,
+            terms: None,
             while_open: true,
             carried: vec![Carried::new(&event, metadata, now, &[FREE_AFTER])],
             measure: false,

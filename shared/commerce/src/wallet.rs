@@ -6,6 +6,7 @@
 use crate::kernel::{Fail, Kernel, Tx};
 use crate::Clock;
 use kassa_domain::credits::{self, CreditCommand, CreditError, CreditEvent, Wallet};
+use kassa_domain::workspace::WorkspaceEvent;
 use kassa_store::{Commit, EventStore, Loaded, Metadata, RecordedEvent, StoreError};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -46,6 +47,23 @@ pub async fn stage(
         }
     }
     Ok(events)
+}
+
+/// The wallet's move along with a tier change that took effect among a workspace's
+/// `events`, which left the workspace at `version`: its tier (prices and limits follow in
+/// the same commit) and the change's prorated credits. The marker names the workspace
+/// version that made the change, so the move applies once.
+pub fn retier(version: u64, events: &[WorkspaceEvent]) -> Option<CreditCommand> {
+    events.iter().find_map(|e| match e {
+        WorkspaceEvent::TierChanged {
+            to, credits_top_up, ..
+        } => Some(CreditCommand::Retier {
+            change_id: format!("tier@{version}"),
+            tier: *to,
+            top_up: *credits_top_up,
+        }),
+        _ => None,
+    })
 }
 
 /// Applies `command` to the wallet of `workspace`. `also` adds items that must commit with

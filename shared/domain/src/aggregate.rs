@@ -70,6 +70,13 @@ pub trait Aggregate: Clone + Serialize + DeserializeOwned + Send + Sync + 'stati
         0
     }
 
+    /// What a counter's steps are decided on besides the figure (a wallet's tier: its
+    /// prices and limits), written beside the state so a step decided on a remembered
+    /// state can require it unchanged.
+    fn terms(&self) -> Option<String> {
+        None
+    }
+
     /// Puts the counter's current value into a state read from the head.
     fn set_counter(&mut self, _value: i64) {}
 
@@ -108,6 +115,10 @@ impl Aggregate for Wallet {
 
     fn counter(&self) -> i64 {
         self.balance
+    }
+
+    fn terms(&self) -> Option<String> {
+        Some(self.tier.as_str().to_owned())
     }
 
     fn set_counter(&mut self, value: i64) {

@@ -64,6 +64,10 @@ pub fn marker(command: &CreditCommand) -> Option<Marker> {
             key: clawback_key(refund_id),
             requires: Some(purchase_key(*order_id)),
         }),
+        CreditCommand::Retier { change_id, .. } => Some(Marker {
+            key: retier_key(change_id),
+            requires: None,
+        }),
         CreditCommand::Open { .. } | CreditCommand::Consume { .. } => None,
     }
 }
@@ -150,6 +154,13 @@ pub enum CreditCommand {
         refund_id: String,
         credits: u64,
     },
+    /// Moves the wallet to `tier` (its prices, threshold and overage allowance follow at
+    /// once) and adds `top_up` credits: the workspace's tier change `change_id`, once.
+    Retier {
+        change_id: String,
+        tier: TierId,
+        top_up: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -208,6 +219,15 @@ pub enum CreditEvent {
         shortfall: u64,
         balance_after: i64,
     },
+    #[serde(rename = "credits.reallocated")]
+    Reallocated {
+        workspace_id: Uuid,
+        change_id: String,
+        from: TierId,
+        to: TierId,
+        top_up: u64,
+        balance_after: i64,
+    },
     #[serde(rename = "credits.overage")]
     Overage {
         workspace_id: Uuid,
@@ -228,6 +248,7 @@ impl DomainEvent for CreditEvent {
         "credits.overage",
         "credits.purchased",
         "credits.clawed_back",
+        "credits.reallocated",
     ];
 
     fn event_type(&self) -> &'static str {
@@ -239,6 +260,7 @@ impl DomainEvent for CreditEvent {
             Self::Overage { .. } => "credits.overage",
             Self::Purchased { .. } => "credits.purchased",
             Self::ClawedBack { .. } => "credits.clawed_back",
+            Self::Reallocated { .. } => "credits.reallocated",
         }
     }
 }
@@ -373,6 +395,21 @@ pub fn decide(
                 quantity,
             },
         ) => consume(wallet, consumption_id, feature, quantity),
+        (
+            Some(wallet),
+            CreditCommand::Retier {
+                change_id,
+                tier,
+                top_up,
+            },
+        ) => Ok(vec![CreditEvent::Reallocated {
+            workspace_id: wallet.workspace_id,
+            change_id,
+            from: wallet.tier,
+            to: tier,
+            top_up,
+            balance_after: wallet.balance.saturating_add(credits_i64(top_up)),
+        }]),
     }
 }
 
@@ -451,6 +488,16 @@ pub fn evolve(state: Option<Wallet>, event: &CreditEvent) -> Option<Wallet> {
             w.balance = *balance_after;
             Some(w)
         }
+        (
+            Some(mut w),
+            CreditEvent::Reallocated {
+                to, balance_after, ..
+            },
+        ) => {
+            w.tier = *to;
+            w.balance = *balance_after;
+            Some(w)
+        }
         (state, _) => state,
     }
 }
@@ -463,6 +510,10 @@ fn renewal_key(due: &str) -> String {
 
 fn purchase_key(order_id: Uuid) -> String {
     format!("purchase:{order_id}")
+}
+
+fn retier_key(change_id: &str) -> String {
+    format!("retier:{change_id}")
 }
 
 fn clawback_key(refund_id: &str) -> String {
@@ -798,6 +849,34 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err, CreditError::NoWallet);
+    }
+
+    #[test]
+    fn a_retier_moves_prices_and_limits_at_once_and_tops_up() {
+        let w = wallet(TierId::Free, 50);
+        assert!(consume(&w, "api.call", 60).is_err());
+        let events = decide(
+            Some(&w),
+            CreditCommand::Retier {
+                change_id: "ws-3".into(),
+                tier: TierId::Pro,
+                top_up: 4_500,
+            },
+        )
+        .unwrap();
+        let w = events.iter().fold(Some(w), evolve).unwrap();
+        assert_eq!((w.tier, w.balance), (TierId::Pro, 4_550));
+        // Pro allows overage down to -2,000.
+        assert!(consume(&w, "api.call", 6_000).is_ok());
+        assert_eq!(
+            marker(&CreditCommand::Retier {
+                change_id: "ws-3".into(),
+                tier: TierId::Pro,
+                top_up: 0
+            })
+            .map(|m| m.key),
+            Some("retier:ws-3".into())
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod aggregate;
 pub mod availability;
+pub mod billing_period;
 pub mod cart;
 pub mod catalog;
 pub mod concert;

@@ -25,6 +25,11 @@ impl TierId {
         }
     }
 
+    /// Larger tiers rank higher: a move to a higher rank is an upgrade.
+    pub fn rank(self) -> usize {
+        Self::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
     }

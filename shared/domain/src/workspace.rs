@@ -1,11 +1,22 @@
 //! Workspaces: who owns one, who collaborates on it, and which tier it is on.
+//!
+//! A tier change is decided here: a move up takes effect at once, prorated on what is left
+//! of the billing period (`billing_period`); a move down is scheduled for the period's end,
+//! when the renewal applies it, and the owner may cancel it until then.
 
+use crate::billing_period::{Period, Proration};
 use crate::event::DomainEvent;
 use crate::identity::{Actor, Role, UserId};
+use crate::money::Money;
 use crate::tier::TierId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+use time::macros::format_description;
+use time::OffsetDateTime;
 use uuid::Uuid;
+
+const DAY: &[time::format_description::FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]");
 
 pub const MAX_NAME_LEN: usize = 100;
 
@@ -18,6 +29,24 @@ pub struct Workspace {
     pub collaborators: BTreeSet<UserId>,
     /// Where billing mail (low balance, receipts) goes.
     pub billing_email: Option<String>,
+    /// The day of the month its billing period starts (its signup's).
+    #[serde(default = "first_day")]
+    pub anchor_day: u8,
+    /// A move to a smaller tier waiting for the period's end.
+    #[serde(default)]
+    pub scheduled: Option<ScheduledTier>,
+}
+
+/// Workspaces recorded before anchors were kept start their periods on the 1st.
+fn first_day() -> u8 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ScheduledTier {
+    pub tier: TierId,
+    /// `YYYY-MM-DD`: the first day of the next period.
+    pub effective_on: String,
 }
 
 impl Workspace {
@@ -41,12 +70,25 @@ pub enum WorkspaceCommand {
         name: String,
         tier: TierId,
         billing_email: Option<String>,
+        /// The day of the month of signup.
+        anchor_day: u8,
     },
     AddCollaborator {
         user: UserId,
     },
     RemoveCollaborator {
         user: UserId,
+    },
+    /// The owner's move to `tier` at `at`: at once if it is a larger tier, else at the
+    /// period's end; back to the current tier cancels a scheduled move.
+    ChangeTier {
+        tier: TierId,
+        at: OffsetDateTime,
+    },
+    CancelScheduledTier,
+    /// The renewal's: applies a scheduled move whose day has come.
+    ApplyScheduledTier {
+        at: OffsetDateTime,
     },
 }
 
@@ -61,11 +103,44 @@ pub enum WorkspaceEvent {
         owner: UserId,
         #[serde(default)]
         billing_email: Option<String>,
+        #[serde(default)]
+        anchor_day: Option<u8>,
     },
     #[serde(rename = "collaborator.added")]
     CollaboratorAdded { workspace_id: Uuid, user: UserId },
     #[serde(rename = "collaborator.removed")]
     CollaboratorRemoved { workspace_id: Uuid, user: UserId },
+    /// The tier changed now: a move up (prorated) or a scheduled move down arriving.
+    #[serde(rename = "workspace.tier_changed")]
+    TierChanged {
+        workspace_id: Uuid,
+        from: TierId,
+        to: TierId,
+        /// Unix seconds.
+        at: i64,
+        /// `YYYY-MM-DD`, the billing period the change falls in.
+        period_start: String,
+        period_end: String,
+        /// Owed for the rest of the period (zero for a move down).
+        charge: Money,
+        /// Credits granted for the rest of the period (zero for a move down).
+        credits_top_up: u64,
+        seconds_left: i64,
+        period_seconds: i64,
+    },
+    #[serde(rename = "workspace.tier_change_scheduled")]
+    TierChangeScheduled {
+        workspace_id: Uuid,
+        from: TierId,
+        to: TierId,
+        effective_on: String,
+    },
+    #[serde(rename = "workspace.tier_change_cancelled")]
+    TierChangeCancelled {
+        workspace_id: Uuid,
+        tier: TierId,
+        effective_on: String,
+    },
 }
 
 impl DomainEvent for WorkspaceEvent {
@@ -74,6 +149,9 @@ impl DomainEvent for WorkspaceEvent {
         "workspace.created",
         "collaborator.added",
         "collaborator.removed",
+        "workspace.tier_changed",
+        "workspace.tier_change_scheduled",
+        "workspace.tier_change_cancelled",
     ];
 
     fn event_type(&self) -> &'static str {
@@ -81,6 +159,9 @@ impl DomainEvent for WorkspaceEvent {
             Self::Created { .. } => "workspace.created",
             Self::CollaboratorAdded { .. } => "collaborator.added",
             Self::CollaboratorRemoved { .. } => "collaborator.removed",
+            Self::TierChanged { .. } => "workspace.tier_changed",
+            Self::TierChangeScheduled { .. } => "workspace.tier_change_scheduled",
+            Self::TierChangeCancelled { .. } => "workspace.tier_change_cancelled",
         }
     }
 }
@@ -103,6 +184,14 @@ pub enum WorkspaceError {
     OwnerOnly,
     #[error("`{0}` is not an email address")]
     InvalidEmail(String),
+    #[error("the workspace is on the {0} tier already")]
+    TierUnchanged(TierId),
+    #[error("a move to the {0} tier is scheduled already")]
+    AlreadyScheduled(TierId),
+    #[error("no tier change is scheduled")]
+    NothingScheduled,
+    #[error("only the owner may change the tier")]
+    OwnerOnlyTier,
 }
 
 impl WorkspaceError {
@@ -116,6 +205,10 @@ impl WorkspaceError {
             Self::NotCollaborator(_) => "not_collaborator",
             Self::OwnerOnly => "owner_only",
             Self::InvalidEmail(_) => "invalid_email",
+            Self::TierUnchanged(_) => "tier_unchanged",
+            Self::AlreadyScheduled(_) => "tier_change_scheduled",
+            Self::NothingScheduled => "no_scheduled_tier_change",
+            Self::OwnerOnlyTier => "owner_only",
         }
     }
 }
@@ -134,6 +227,7 @@ pub fn decide(
                 name,
                 tier,
                 billing_email,
+                anchor_day,
             },
         ) => {
             let name = name.trim().to_owned();
@@ -151,6 +245,7 @@ pub fn decide(
                 tier,
                 owner: actor.user.clone(),
                 billing_email,
+                anchor_day: Some(anchor_day),
             }])
         }
         (None, _) => Err(WorkspaceError::NotFound),
@@ -174,7 +269,99 @@ pub fn decide(
                 user,
             }])
         }
+        (Some(ws), WorkspaceCommand::ChangeTier { tier, at }) => {
+            owner_only(ws, actor).map_err(|e| match e {
+                WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
+                e => e,
+            })?;
+            change_tier(ws, tier, at)
+        }
+        (Some(ws), WorkspaceCommand::CancelScheduledTier) => {
+            owner_only(ws, actor).map_err(|e| match e {
+                WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
+                e => e,
+            })?;
+            let scheduled = ws
+                .scheduled
+                .clone()
+                .ok_or(WorkspaceError::NothingScheduled)?;
+            Ok(vec![WorkspaceEvent::TierChangeCancelled {
+                workspace_id: ws.id,
+                tier: scheduled.tier,
+                effective_on: scheduled.effective_on,
+            }])
+        }
+        (Some(ws), WorkspaceCommand::ApplyScheduledTier { at }) => {
+            let Some(scheduled) = &ws.scheduled else {
+                return Ok(vec![]);
+            };
+            let today = day(at.date());
+            if today < scheduled.effective_on {
+                return Ok(vec![]);
+            }
+            let period = Period::holding(ws.anchor_day, at);
+            Ok(vec![WorkspaceEvent::TierChanged {
+                workspace_id: ws.id,
+                from: ws.tier,
+                to: scheduled.tier,
+                at: at.unix_timestamp(),
+                period_start: day(period.start),
+                period_end: day(period.end),
+                charge: Money::zero(scheduled.tier.policy().monthly_price.currency),
+                credits_top_up: 0,
+                seconds_left: period.seconds_left(at),
+                period_seconds: period.seconds(),
+            }])
+        }
     }
+}
+
+fn change_tier(
+    ws: &Workspace,
+    tier: TierId,
+    at: OffsetDateTime,
+) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+    let period = Period::holding(ws.anchor_day, at);
+    if tier == ws.tier {
+        // Asking for the tier it is on keeps it there: a scheduled move is called off.
+        return match &ws.scheduled {
+            Some(scheduled) => Ok(vec![WorkspaceEvent::TierChangeCancelled {
+                workspace_id: ws.id,
+                tier: scheduled.tier,
+                effective_on: scheduled.effective_on.clone(),
+            }]),
+            None => Err(WorkspaceError::TierUnchanged(tier)),
+        };
+    }
+    if tier.rank() < ws.tier.rank() {
+        if ws.scheduled.as_ref().is_some_and(|s| s.tier == tier) {
+            return Err(WorkspaceError::AlreadyScheduled(tier));
+        }
+        return Ok(vec![WorkspaceEvent::TierChangeScheduled {
+            workspace_id: ws.id,
+            from: ws.tier,
+            to: tier,
+            effective_on: day(period.end),
+        }]);
+    }
+    let proration = Proration::of(ws.tier, tier, period, at);
+    Ok(vec![WorkspaceEvent::TierChanged {
+        workspace_id: ws.id,
+        from: ws.tier,
+        to: tier,
+        at: at.unix_timestamp(),
+        period_start: day(period.start),
+        period_end: day(period.end),
+        charge: proration.charge,
+        credits_top_up: proration.credits,
+        seconds_left: proration.seconds_left,
+        period_seconds: proration.period_seconds,
+    }])
+}
+
+/// `YYYY-MM-DD`, which orders as the days do.
+fn day(date: time::Date) -> String {
+    date.format(DAY).unwrap_or_default()
 }
 
 /// One `@` with something on each side and a dot in the domain: enough to catch typos;
@@ -212,6 +399,7 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
                 tier,
                 owner,
                 billing_email,
+                anchor_day,
             },
         ) => Some(Workspace {
             id: *workspace_id,
@@ -220,6 +408,8 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
             owner: owner.clone(),
             collaborators: BTreeSet::new(),
             billing_email: billing_email.clone(),
+            anchor_day: anchor_day.unwrap_or_else(first_day),
+            scheduled: None,
         }),
         (Some(mut ws), WorkspaceEvent::CollaboratorAdded { user, .. }) => {
             ws.collaborators.insert(user.clone());
@@ -227,6 +417,27 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
         }
         (Some(mut ws), WorkspaceEvent::CollaboratorRemoved { user, .. }) => {
             ws.collaborators.remove(user);
+            Some(ws)
+        }
+        (Some(mut ws), WorkspaceEvent::TierChanged { to, .. }) => {
+            ws.tier = *to;
+            ws.scheduled = None;
+            Some(ws)
+        }
+        (
+            Some(mut ws),
+            WorkspaceEvent::TierChangeScheduled {
+                to, effective_on, ..
+            },
+        ) => {
+            ws.scheduled = Some(ScheduledTier {
+                tier: *to,
+                effective_on: effective_on.clone(),
+            });
+            Some(ws)
+        }
+        (Some(mut ws), WorkspaceEvent::TierChangeCancelled { .. }) => {
+            ws.scheduled = None;
             Some(ws)
         }
         // Events that do not apply to the state leave it as it is; the store never
@@ -250,6 +461,7 @@ mod tests {
             tier: TierId::Pro,
             owner: UserId::new(owner),
             billing_email: Some("billing@acme.test".into()),
+            anchor_day: Some(1),
         }
     }
 
@@ -266,6 +478,7 @@ mod tests {
                 name: "  Acme ".into(),
                 tier: TierId::Pro,
                 billing_email: Some("billing@acme.test".into()),
+                anchor_day: 1,
             },
             &Actor::user("alice"),
         )
@@ -283,6 +496,7 @@ mod tests {
                     name: name.into(),
                     tier: TierId::Free,
                     billing_email: None,
+                    anchor_day: 1,
                 },
                 &Actor::user("alice"),
             )
@@ -308,6 +522,7 @@ mod tests {
                     name: "Acme".into(),
                     tier: TierId::Free,
                     billing_email: Some(email.into()),
+                    anchor_day: 1,
                 },
                 &Actor::user("alice"),
             )
@@ -326,6 +541,7 @@ mod tests {
                 name: "Acme".into(),
                 tier: TierId::Pro,
                 billing_email: None,
+                anchor_day: 1,
             },
             &Actor::user("alice"),
         )
@@ -373,5 +589,153 @@ mod tests {
         assert_eq!(event.event_type(), "workspace.created");
         let back = WorkspaceEvent::from_parts(event.event_type(), event.payload()).unwrap();
         assert_eq!(back, event);
+    }
+
+    fn pro(anchor: u8) -> Workspace {
+        let mut ws = given(&[created("alice")]).unwrap();
+        ws.anchor_day = anchor;
+        ws
+    }
+
+    fn change(
+        ws: &Workspace,
+        tier: TierId,
+        at: OffsetDateTime,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        decide(
+            Some(ws),
+            WorkspaceCommand::ChangeTier { tier, at },
+            &Actor::user("alice"),
+        )
+    }
+
+    #[test]
+    fn a_move_up_takes_effect_at_once_prorated_on_the_period_left() {
+        use time::macros::datetime;
+        let ws = pro(1);
+        let events = change(&ws, TierId::Enterprise, datetime!(2026-11-16 00:00 UTC)).unwrap();
+        let [WorkspaceEvent::TierChanged {
+            from,
+            to,
+            period_start,
+            period_end,
+            charge,
+            credits_top_up,
+            ..
+        }] = events.as_slice()
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!((*from, *to), (TierId::Pro, TierId::Enterprise));
+        assert_eq!(
+            (period_start.as_str(), period_end.as_str()),
+            ("2026-11-01", "2026-12-01")
+        );
+        assert_eq!(charge.to_string(), "225.00 USD");
+        assert_eq!(*credits_top_up, 45_000);
+        let ws = events.iter().fold(Some(ws), evolve).unwrap();
+        assert_eq!(ws.tier, TierId::Enterprise);
+    }
+
+    #[test]
+    fn a_move_down_waits_for_the_period_end_and_can_be_called_off() {
+        use time::macros::datetime;
+        let ws = pro(20);
+        let at = datetime!(2026-12-04 10:00 UTC);
+        let events = change(&ws, TierId::Free, at).unwrap();
+        assert_eq!(
+            events,
+            vec![WorkspaceEvent::TierChangeScheduled {
+                workspace_id: id(),
+                from: TierId::Pro,
+                to: TierId::Free,
+                effective_on: "2026-12-20".into(),
+            }]
+        );
+        let scheduled = events.iter().fold(Some(ws.clone()), evolve).unwrap();
+        assert_eq!(scheduled.tier, TierId::Pro);
+        assert_eq!(
+            change(&scheduled, TierId::Free, at),
+            Err(WorkspaceError::AlreadyScheduled(TierId::Free))
+        );
+        // Before its day the renewal leaves it be; on its day it applies, free of charge.
+        let early = decide(
+            Some(&scheduled),
+            WorkspaceCommand::ApplyScheduledTier {
+                at: datetime!(2026-12-19 23:59 UTC),
+            },
+            &Actor::system("renew-credits"),
+        )
+        .unwrap();
+        assert!(early.is_empty());
+        let applied = decide(
+            Some(&scheduled),
+            WorkspaceCommand::ApplyScheduledTier {
+                at: datetime!(2026-12-20 00:00 UTC),
+            },
+            &Actor::system("renew-credits"),
+        )
+        .unwrap();
+        let after = applied
+            .iter()
+            .fold(Some(scheduled.clone()), evolve)
+            .unwrap();
+        assert_eq!((after.tier, after.scheduled), (TierId::Free, None));
+        let [WorkspaceEvent::TierChanged {
+            charge,
+            credits_top_up,
+            ..
+        }] = applied.as_slice()
+        else {
+            panic!("{applied:?}")
+        };
+        assert_eq!(
+            (charge.to_string().as_str(), *credits_top_up),
+            ("0.00 USD", 0)
+        );
+        // Asking for the current tier, or cancelling, calls the move off.
+        for command in [
+            WorkspaceCommand::CancelScheduledTier,
+            WorkspaceCommand::ChangeTier {
+                tier: TierId::Pro,
+                at,
+            },
+        ] {
+            let events = decide(Some(&scheduled), command, &Actor::user("alice")).unwrap();
+            let after = events.iter().fold(Some(scheduled.clone()), evolve).unwrap();
+            assert_eq!(after.scheduled, None);
+            assert_eq!(
+                decide(
+                    Some(&after),
+                    WorkspaceCommand::CancelScheduledTier,
+                    &Actor::user("alice")
+                ),
+                Err(WorkspaceError::NothingScheduled)
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_owner_changes_the_tier() {
+        use time::macros::datetime;
+        let mut ws = pro(1);
+        ws.collaborators.insert(UserId::new("bob"));
+        let at = datetime!(2026-12-04 10:00 UTC);
+        let command = WorkspaceCommand::ChangeTier {
+            tier: TierId::Enterprise,
+            at,
+        };
+        assert_eq!(
+            decide(Some(&ws), command.clone(), &Actor::user("bob")),
+            Err(WorkspaceError::OwnerOnlyTier)
+        );
+        assert_eq!(
+            decide(Some(&ws), command, &Actor::user("mallory")),
+            Err(WorkspaceError::Forbidden)
+        );
+        assert_eq!(
+            change(&ws, TierId::Pro, at),
+            Err(WorkspaceError::TierUnchanged(TierId::Pro))
+        );
     }
 }

@@ -216,7 +216,11 @@ impl Commit {
     ) -> Result<&mut Self, StoreError> {
         if A::COUNTER {
             let counter = state.as_ref().map(A::counter).unwrap_or_default();
-            return self.append_counter(stream, expected, events, state, counter, A::SCHEMA);
+            self.append_counter(stream, expected, events, state, counter, A::SCHEMA)?;
+            return match state.as_ref().and_then(A::terms) {
+                Some(terms) => self.counter_terms(stream, terms),
+                None => Ok(self),
+            };
         }
         let mut head = Item::new();
         head.insert("schema".into(), AttributeValue::N(A::SCHEMA.to_string()));

@@ -61,6 +61,8 @@ pub const CARRIED: &str = "carried";
 pub const CARRIED_BY: &str = "carried_by";
 /// The mirrored member set.
 pub const MEMBERS: &str = "members";
+/// What a counter's steps are decided on besides the figure (`Aggregate::terms`).
+pub const TERMS: &str = "terms";
 /// Present on a counter head closed to the steps that need it open (a canceled concert's
 /// levels): moves back (releases) still apply to it.
 pub const CLOSED: &str = "closed";
@@ -202,6 +204,8 @@ pub struct Step<'a> {
     pub delta: i64,
     pub bounds: Bounds,
     pub member: Option<&'a str>,
+    /// The head's terms must be these (a head that never had terms takes any).
+    pub terms: Option<&'a str>,
     /// The head must not be closed ([`Commit::close_counter`]).
     pub while_open: bool,
     pub carried: Vec<Carried>,
@@ -266,6 +270,12 @@ impl EventStore {
             update = update
                 .expression_attribute_names("#m", MEMBERS)
                 .expression_attribute_values(":member", s(member));
+        }
+        if let Some(terms) = step.terms {
+            condition.push("(attribute_not_exists(#t) OR #t = :terms)".into());
+            update = update
+                .expression_attribute_names("#t", TERMS)
+                .expression_attribute_values(":terms", s(terms));
         }
         match update
             .condition_expression(condition.join(" AND "))
@@ -404,6 +414,7 @@ pub(crate) struct CounterSlot {
     pub counter: i64,
     pub carried: Vec<Carried>,
     pub members: Option<Vec<String>>,
+    pub terms: Option<String>,
 }
 
 impl CounterSlot {
@@ -438,6 +449,12 @@ impl CounterSlot {
             update = update
                 .expression_attribute_names("#m", MEMBERS)
                 .expression_attribute_values(":members", AttributeValue::Ss(members.clone()));
+        }
+        if let Some(terms) = &self.terms {
+            set.push("#t = :terms");
+            update = update
+                .expression_attribute_names("#t", TERMS)
+                .expression_attribute_values(":terms", s(terms));
         }
         update = if self.expected == 0 {
             update.condition_expression("attribute_not_exists(pk)")
@@ -509,6 +526,7 @@ impl Commit {
                     counter,
                     carried: carried.clone(),
                     members: None,
+                    terms: None,
                 },
             ),
         };
@@ -546,6 +564,22 @@ impl Commit {
             .build()
             .map_err(StoreError::dynamo)?;
         Ok(self.update(update, Refusal::HeadMissing))
+    }
+
+    /// Writes `terms` beside the state of the counter head of `stream`, which this commit
+    /// writes already.
+    pub fn counter_terms(
+        &mut self,
+        stream: &StreamId,
+        terms: String,
+    ) -> Result<&mut Self, StoreError> {
+        let Some(mut slot) = self.counters.remove(stream) else {
+            return Err(StoreError::Corrupt(format!(
+                "terms for {stream}, which this commit does not write"
+            )));
+        };
+        slot.terms = Some(terms);
+        self.place_counter(stream, slot)
     }
 
     fn place_counter(

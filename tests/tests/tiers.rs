@@ -1,0 +1,312 @@
+//! Tier changes: a move up takes effect at once, prorated exactly on the seconds left in
+//! the billing period, and the wallet's prices and limits follow in the same commit; a
+//! move down waits for the period's end, where the renewal applies it, and the owner can
+//! call it off until then.
+
+mod common;
+
+use common::{eventually, Api};
+use kassa_commerce::Clock;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::{json, Value};
+use std::str::FromStr;
+use std::time::Duration;
+use time::{Date, Month, OffsetDateTime};
+
+/// Moves the stack's clock forward to `hour`:00 (UTC) of `day`.
+fn advance_to(api: &Api, day: Date, hour: u8) {
+    let target = OffsetDateTime::new_utc(day, time::Time::from_hms(hour, 0, 0).unwrap());
+    let now = api.stack.clock.now();
+    assert!(target > now, "{target} is not ahead of {now}");
+    api.stack
+        .clock
+        .advance(Duration::from_secs((target - now).whole_seconds() as u64));
+}
+
+fn day(year: i32, month: Month, d: u8) -> Date {
+    Date::from_calendar_date(year, month, d).unwrap()
+}
+
+async fn put_tier(api: &Api, ws: &str, user: &str, tier: &str) -> common::Answer {
+    api.call(
+        "PUT",
+        format!("/workspaces/{ws}/tier"),
+        Some(user),
+        Some(&json!({ "tier": tier }).to_string()),
+    )
+    .await
+}
+
+async fn consume(api: &Api, ws: &str, feature: &str, quantity: u64) -> Value {
+    let answer = api
+        .post(
+            format!("/workspaces/{ws}/credits/consume"),
+            "alice",
+            json!({ "feature": feature, "quantity": quantity }),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    answer.body
+}
+
+async fn balance(api: &Api, ws: &str) -> Value {
+    api.get(format!("/workspaces/{ws}/credits/balance"), "alice")
+        .await
+        .body
+}
+
+async fn workspace(api: &Api, ws: &str) -> Value {
+    let answer = api.get(format!("/workspaces/{ws}"), "alice").await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    answer.body
+}
+
+/// The recorded events of `type` on the workspace's stream.
+async fn recorded(api: &Api, ws: &str, stream: &str, kind: &str) -> Vec<Value> {
+    let store =
+        kassa_store::EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"));
+    let stream = kassa_store::StreamId::new(stream, ws);
+    store
+        .read_stream(&stream, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_type == kind)
+        .map(|e| e.payload)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_upgrade_mid_period_is_prorated_exactly_and_prices_follow_at_once() {
+    let api = Api::start().await;
+    let year = api.stack.clock.now().year() + 1;
+    // A 31-day period: 1 March to 1 April.
+    advance_to(&api, day(year, Month::March, 1), 12);
+    let (ws, signup) = api.workspace("alice", "pro").await;
+    assert_eq!(signup, 11_000);
+    assert_eq!(workspace(&api, &ws).await["billing_anchor_day"], 1);
+    // Pro prices an export at 5 credits; this debit leaves the wallet remembered warm.
+    assert_eq!(consume(&api, &ws, "export.pdf", 1).await["credits"], 5);
+
+    // Halfway through, to the second, as the clock goes on ticking.
+    advance_to(&api, day(year, Month::March, 16), 12);
+    let upgraded = put_tier(&api, &ws, "alice", "enterprise").await;
+    assert_eq!(upgraded.status, 200, "{:?}", upgraded.body);
+    assert_eq!(upgraded.body["tier"], "enterprise");
+    let change = &upgraded.body["tier_change"];
+    assert_eq!(change["from"], "pro");
+    assert_eq!(change["period_start"], format!("{year}-03-01"));
+    assert_eq!(change["period_end"], format!("{year}-04-01"));
+
+    // The answer's figures are the recorded event's, and follow from its seconds exactly:
+    // (499.00 - 49.00) × left / period, half up to the cent; (100,000 - 10,000) × left /
+    // period, rounded down.
+    let [event] = recorded(&api, &ws, "Workspace", "workspace.tier_changed")
+        .await
+        .try_into()
+        .unwrap();
+    let (left, whole) = (
+        event["seconds_left"].as_i64().unwrap(),
+        event["period_seconds"].as_i64().unwrap(),
+    );
+    assert_eq!(whole, 31 * 86_400);
+    assert!(
+        (15 * 86_400 + 12 * 3_600 - 60..=15 * 86_400 + 12 * 3_600).contains(&left),
+        "{left} s left"
+    );
+    let mut charge = (Decimal::from(450) * Decimal::from(left) / Decimal::from(whole))
+        .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    charge.rescale(2);
+    assert_eq!(change["charge"]["amount"], charge.to_string());
+    assert_eq!(event["charge"], change["charge"]);
+    assert_eq!(change["charge"]["currency"], "USD");
+    let top_up = 90_000 * left / whole;
+    assert_eq!(change["credits_top_up"], top_up);
+    assert_eq!(event["credits_top_up"], top_up);
+    assert!((44_990..=45_000).contains(&top_up), "{top_up}");
+    assert!(
+        Decimal::from_str(change["charge"]["amount"].as_str().unwrap()).unwrap()
+            > Decimal::from(224),
+        "{change}"
+    );
+
+    // The wallet moved in the same commit: the credits, the tier and its limits.
+    let after = balance(&api, &ws).await;
+    assert_eq!(after["balance"], 11_000 - 5 + top_up);
+    assert_eq!(after["tier"], "enterprise");
+    assert_eq!(after["overage_allowance"], 50_000);
+    // The warm consume-credits instance remembers the pro wallet; its debit must not go
+    // through at the pro price.
+    assert_eq!(consume(&api, &ws, "export.pdf", 1).await["credits"], 4);
+    let transactions = api
+        .get(format!("/workspaces/{ws}/credits/transactions"), "alice")
+        .await;
+    let retier: Vec<&Value> = transactions.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "tier_change")
+        .collect();
+    assert_eq!(retier.len(), 1, "{:?}", transactions.body);
+    assert_eq!(retier[0]["credits"], top_up);
+    assert_eq!(retier[0]["reason"], "pro->enterprise");
+}
+
+#[tokio::test]
+async fn a_downgrade_waits_for_the_period_end_can_be_called_off_and_the_renewal_applies_it() {
+    let api = Api::start().await;
+    let year = api.stack.clock.now().year() + 1;
+    advance_to(&api, day(year, Month::May, 10), 9);
+    let (ws, signup) = api.workspace("alice", "enterprise").await;
+    assert_eq!(signup, 110_000);
+
+    advance_to(&api, day(year, Month::May, 20), 9);
+    let scheduled = put_tier(&api, &ws, "alice", "free").await;
+    assert_eq!(scheduled.status, 200, "{:?}", scheduled.body);
+    assert_eq!(scheduled.body["tier"], "enterprise", "nothing changes now");
+    assert_eq!(
+        scheduled.body["scheduled_tier"],
+        json!({ "tier": "free", "effective_on": format!("{year}-06-10") })
+    );
+    assert!(scheduled.body.get("tier_change").is_none());
+    assert_eq!(balance(&api, &ws).await["tier"], "enterprise");
+    let again = put_tier(&api, &ws, "alice", "free").await;
+    assert_eq!(again.status, 409);
+    assert_eq!(again.body["code"], "tier_change_scheduled");
+
+    // Called off, then scheduled again, to a different tier.
+    let off = api
+        .call(
+            "DELETE",
+            format!("/workspaces/{ws}/tier/scheduled"),
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(off.status, 200, "{:?}", off.body);
+    assert_eq!(off.body["scheduled_tier"], Value::Null);
+    let none = api
+        .call(
+            "DELETE",
+            format!("/workspaces/{ws}/tier/scheduled"),
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(none.status, 409);
+    assert_eq!(none.body["code"], "no_scheduled_tier_change");
+    let pro = put_tier(&api, &ws, "alice", "pro").await;
+    assert_eq!(pro.body["scheduled_tier"]["tier"], "pro", "{:?}", pro.body);
+
+    // The daily renewal run, day by day: nothing before the period's end.
+    advance_to(&api, day(year, Month::June, 9), 9);
+    let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
+    assert_eq!(run["done"], 0, "{run}");
+    assert_eq!(workspace(&api, &ws).await["tier"], "enterprise");
+    let before = balance(&api, &ws).await["balance"].as_i64().unwrap();
+
+    advance_to(&api, day(year, Month::June, 10), 9);
+    let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
+    assert_eq!(run["done"], 1, "{run}");
+    let after = workspace(&api, &ws).await;
+    assert_eq!(after["tier"], "pro");
+    assert_eq!(after["scheduled_tier"], Value::Null);
+    let wallet = balance(&api, &ws).await;
+    assert_eq!(wallet["tier"], "pro");
+    // The new period's credits are the new tier's; nothing is added for the move itself.
+    assert_eq!(wallet["balance"].as_i64().unwrap(), before + 10_000);
+    let [changed] = recorded(&api, &ws, "Workspace", "workspace.tier_changed")
+        .await
+        .try_into()
+        .unwrap();
+    assert_eq!(changed["from"], "enterprise");
+    assert_eq!(changed["to"], "pro");
+    assert_eq!(changed["charge"]["amount"], "0.00");
+    assert_eq!(changed["credits_top_up"], 0);
+    assert_eq!(consume(&api, &ws, "export.pdf", 1).await["credits"], 5);
+
+    // A second run the same day finds nothing to do.
+    let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
+    assert_eq!(run["done"], 0, "{run}");
+    assert_eq!(
+        recorded(&api, &ws, "Workspace", "workspace.tier_changed")
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn only_the_owner_changes_the_tier_and_bad_requests_change_nothing() {
+    let api = Api::start().await;
+    let (ws, _) = api.workspace("alice", "free").await;
+    let added = api
+        .post(
+            format!("/workspaces/{ws}/collaborators"),
+            "alice",
+            json!({ "user_id": "bob" }),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{:?}", added.body);
+    let version = workspace(&api, &ws).await["version"].clone();
+
+    let collaborator = put_tier(&api, &ws, "bob", "pro").await;
+    assert_eq!(collaborator.status, 403, "{:?}", collaborator.body);
+    assert_eq!(collaborator.body["code"], "owner_only");
+    let stranger = put_tier(&api, &ws, "mallory", "pro").await;
+    assert_eq!(stranger.status, 404, "{:?}", stranger.body);
+    let unchanged = put_tier(&api, &ws, "alice", "free").await;
+    assert_eq!(unchanged.status, 409);
+    assert_eq!(unchanged.body["code"], "tier_unchanged");
+    let cancel_by_bob = api
+        .call(
+            "DELETE",
+            format!("/workspaces/{ws}/tier/scheduled"),
+            Some("bob"),
+            None,
+        )
+        .await;
+    assert_eq!(cancel_by_bob.status, 403, "{:?}", cancel_by_bob.body);
+
+    let put = |body: Option<&'static str>, user: Option<&'static str>| {
+        let api = &api;
+        let ws = ws.clone();
+        async move {
+            api.call("PUT", format!("/workspaces/{ws}/tier"), user, body)
+                .await
+        }
+    };
+    for (body, user, status) in [
+        (Some(r#"{"tier":"gold"}"#), Some("alice"), 400),
+        (Some(r#"{"tier":"pro","extra":1}"#), Some("alice"), 400),
+        (Some(r#"{}"#), Some("alice"), 400),
+        (Some("not json"), Some("alice"), 400),
+        (None, Some("alice"), 400),
+        (Some(r#"{"tier":"pro"}"#), None, 401),
+    ] {
+        let answer = put(body, user).await;
+        assert_eq!(answer.status, status, "{body:?}: {:?}", answer.body);
+        assert_eq!(answer.content_type, "application/problem+json", "{body:?}");
+    }
+    let missing = api
+        .call(
+            "PUT",
+            "/workspaces/not-a-uuid/tier",
+            Some("alice"),
+            Some(r#"{"tier":"pro"}"#),
+        )
+        .await;
+    assert_eq!(missing.status, 404, "{:?}", missing.body);
+
+    let after = workspace(&api, &ws).await;
+    assert_eq!(after["version"], version, "nothing was written");
+    assert_eq!(after["tier"], "free");
+    assert_eq!(balance(&api, &ws).await["tier"], "free");
+    eventually("nothing but the signup on the wallet", || async {
+        let t = api
+            .get(format!("/workspaces/{ws}/credits/transactions"), "alice")
+            .await;
+        (t.body["items"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+}
