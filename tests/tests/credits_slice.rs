@@ -563,38 +563,40 @@ async fn the_daily_schedule_renews_monthly_credits_once_per_month() {
     assert_eq!(run["done"], 1, "{run}");
     assert_eq!(
         wallet_balance(&api, &ws).await,
-        2_100,
-        "1,000 monthly credits on top; unused credits roll over"
+        1_000,
+        "the free tier rolls no granted credits over: 1,100 expire, 1,000 are granted"
     );
 
     // A second run the same day (a retry, an overlap) renews nothing again.
     let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
     assert_eq!(run["due"], 0, "{run}");
-    assert_eq!(wallet_balance(&api, &ws).await, 2_100);
+    assert_eq!(wallet_balance(&api, &ws).await, 1_000);
 
     api.stack
         .clock
         .advance(std::time::Duration::from_secs(31 * 86_400));
     let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
     assert_eq!(run["done"], 1, "{run}");
-    assert_eq!(wallet_balance(&api, &ws).await, 3_100);
+    assert_eq!(wallet_balance(&api, &ws).await, 1_000);
 
     wallet_events(&api, &ws).await;
     let history = api
         .get(format!("/workspaces/{ws}/credits/transactions"), "alice")
         .await;
-    let reasons: Vec<_> = history.body["items"]
+    let moves: Vec<_> = history.body["items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| i["reason"].clone())
+        .map(|i| (i["kind"].clone(), i["credits"].clone()))
         .collect();
     assert_eq!(
-        reasons,
+        moves,
         vec![
-            json!("signup"),
-            json!("monthly_renewal"),
-            json!("monthly_renewal")
+            (json!("allocation"), json!(1_100)),
+            (json!("expiry"), json!(-1_100)),
+            (json!("allocation"), json!(1_000)),
+            (json!("expiry"), json!(-1_000)),
+            (json!("allocation"), json!(1_000)),
         ]
     );
 }

@@ -213,8 +213,11 @@ async fn a_downgrade_waits_for_the_period_end_can_be_called_off_and_the_renewal_
     assert_eq!(after["scheduled_tier"], Value::Null);
     let wallet = balance(&api, &ws).await;
     assert_eq!(wallet["tier"], "pro");
-    // The new period's credits are the new tier's; nothing is added for the move itself.
-    assert_eq!(wallet["balance"].as_i64().unwrap(), before + 10_000);
+    // The closing period's granted credits are kept up to enterprise's rollover cap
+    // (50,000), the rest expire; the new period's credits are the new tier's, and nothing
+    // is added for the move itself.
+    assert_eq!(before, 110_000);
+    assert_eq!(wallet["balance"], 50_000 + 10_000);
     let [changed] = recorded(&api, &ws, "Workspace", "workspace.tier_changed")
         .await
         .try_into()

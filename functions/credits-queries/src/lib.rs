@@ -343,10 +343,32 @@ fn transaction(event: &RecordedEvent) -> Option<Transaction> {
             t.reason = Some(format!("{from}->{to}"));
             Some(t)
         }
-        // Alerts, overage notes and the opening are facts about the wallet, not movements
+        CreditEvent::Expired {
+            credits,
+            balance_after,
+            due,
+            ..
+        } => {
+            let mut t = base("expiry", -(credits as i64), balance_after);
+            t.reason = Some(format!("period closed {due}"));
+            Some(t)
+        }
+        // The overage billed is settled in money: the balance is back at zero.
+        CreditEvent::OverageCharged {
+            credits,
+            balance_after,
+            amount,
+            ..
+        } => {
+            let mut t = base("overage_charge", credits as i64, balance_after);
+            t.reason = Some(format!("billed {amount}"));
+            Some(t)
+        }
+        // Alerts, overage notes, what rolled over and the opening are facts about the wallet, not movements
         // of credits.
         CreditEvent::WalletOpened { .. }
         | CreditEvent::BalanceLow { .. }
+        | CreditEvent::RolledOver { .. }
         | CreditEvent::Overage { .. } => None,
     }
 }

@@ -4,9 +4,10 @@
 //! `credits.allocated`. A run that overlaps another, or a retried
 //! invocation, finds the entry already taken and does nothing twice.
 //!
-//! A renewal opens the next billing period, so a move to a smaller tier scheduled for it
-//! takes effect in the same commit, before the allocation: the new period's credits are
-//! the new tier's.
+//! A renewal closes one billing period and opens the next, in one commit (see
+//! `CreditCommand::Renew`): the closing period's overage is charged, granted credits over
+//! the tier's rollover cap expire, a move to a smaller tier scheduled for the period's end
+//! takes effect, and the new period's tier grants its credits.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use kassa_commerce::{Clock, Fail, Kernel};
@@ -74,10 +75,7 @@ impl RenewCredits {
             .map_err(|e| EffectError::poison(format!("renewal day {}: {e}", renewal.due)))?;
         let anchor = renewal.anchor.unwrap_or(due.day());
         let next_due = credits::renewal_after(due, anchor).format(DAY)?;
-        let command = CreditCommand::Renew {
-            due: renewal.due.clone(),
-        };
-        let (command, renewal, next_due) = (&command, &renewal, &next_due);
+        let (renewal, next_due) = (&renewal, &next_due);
         let result = self
             .kernel
             .run(
@@ -85,6 +83,16 @@ impl RenewCredits {
                 |tx| {
                     Box::pin(async move {
                         let mut wallet = tx.load::<Wallet>(&renewal.workspace_id).await?;
+                        let mut command = CreditCommand::Renew {
+                            due: renewal.due.clone(),
+                            retier: None,
+                        };
+                        // A renewal applied already writes nothing, the entry included.
+                        if let Some(marker) = credits::marker(&command) {
+                            if tx.store().is_marked(&wallet.stream, &marker.key).await? {
+                                return Ok(());
+                            }
+                        }
                         let mut ws = tx.load::<Workspace>(&renewal.workspace_id).await?;
                         if ws.state.is_some() {
                             let apply = ByActor {
@@ -98,15 +106,18 @@ impl RenewCredits {
                                 ))),
                                 Fail::Store(e) => Fail::Store(e),
                             })?;
-                            if let Some(retier) =
-                                kassa_commerce::wallet::retier(ws.version, &applied)
+                            if let Some(CreditCommand::Retier {
+                                change_id, tier, ..
+                            }) = kassa_commerce::wallet::retier(ws.version, &applied)
                             {
-                                kassa_commerce::wallet::stage(tx, &mut wallet, retier).await?;
+                                command = CreditCommand::Renew {
+                                    due: renewal.due.clone(),
+                                    retier: Some((change_id, tier)),
+                                };
                             }
                         }
                         let events =
-                            kassa_commerce::wallet::stage(tx, &mut wallet, command.clone()).await?;
-                        // An allocation already applied writes nothing, the entry included.
+                            kassa_commerce::wallet::stage(tx, &mut wallet, command).await?;
                         if !events.is_empty() {
                             let take = self.renewals.take(renewal)?;
                             let next =

@@ -12,7 +12,9 @@
 //! debit) but by a marker item per [`Marker`], written in the same commit.
 
 use crate::event::DomainEvent;
+use crate::money::Money;
 use crate::tier::{TierId, TierPolicy};
+use rust_decimal::RoundingStrategy;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -24,6 +26,11 @@ pub struct Wallet {
     pub workspace_id: Uuid,
     pub tier: TierId,
     pub balance: i64,
+    /// Credits bought with money that the balance may still hold: they never expire. Debits
+    /// spend granted credits first, so at a period's close the balance holds
+    /// `min(purchased, balance)` of them and the rest of it is granted credits.
+    #[serde(default)]
+    pub purchased: u64,
 }
 
 impl Wallet {
@@ -48,7 +55,7 @@ pub fn marker(command: &CreditCommand) -> Option<Marker> {
             key: allocation_id.clone(),
             requires: None,
         }),
-        CreditCommand::Renew { due } => Some(Marker {
+        CreditCommand::Renew { due, .. } => Some(Marker {
             key: renewal_key(due),
             requires: None,
         }),
@@ -134,10 +141,14 @@ pub enum CreditCommand {
         feature: String,
         quantity: u64,
     },
-    /// The monthly renewal due on `due` (`YYYY-MM-DD`): the tier's monthly credits, as the
-    /// wallet's tier is at renewal time.
+    /// The monthly renewal due on `due` (`YYYY-MM-DD`), which closes one billing period and
+    /// opens the next: the overage of the period closing is charged (the balance back to
+    /// zero), granted credits beyond the tier's rollover cap expire, then the wallet moves
+    /// to `retier` if a scheduled tier change takes effect with the new period, and the new
+    /// period's tier grants its monthly credits.
     Renew {
         due: String,
+        retier: Option<(String, TierId)>,
     },
     /// Credits bought with a paid order; applied once per order.
     Purchase {
@@ -228,6 +239,36 @@ pub enum CreditEvent {
         top_up: u64,
         balance_after: i64,
     },
+    /// Granted credits beyond the tier's rollover cap at a period's close.
+    #[serde(rename = "credits.expired")]
+    Expired {
+        workspace_id: Uuid,
+        due: String,
+        credits: u64,
+        balance_after: i64,
+    },
+    /// What a period's close carries into the next: granted credits up to the cap, and
+    /// the purchased credits left.
+    #[serde(rename = "credits.rolled_over")]
+    RolledOver {
+        workspace_id: Uuid,
+        due: String,
+        granted: u64,
+        purchased: u64,
+        balance_after: i64,
+    },
+    /// The overage a period closed with, billed at the tier's overage price: the balance
+    /// starts the next period at zero.
+    #[serde(rename = "overage.charged")]
+    OverageCharged {
+        workspace_id: Uuid,
+        due: String,
+        tier: TierId,
+        credits: u64,
+        credit_price: Money,
+        amount: Money,
+        balance_after: i64,
+    },
     #[serde(rename = "credits.overage")]
     Overage {
         workspace_id: Uuid,
@@ -249,6 +290,9 @@ impl DomainEvent for CreditEvent {
         "credits.purchased",
         "credits.clawed_back",
         "credits.reallocated",
+        "credits.expired",
+        "credits.rolled_over",
+        "overage.charged",
     ];
 
     fn event_type(&self) -> &'static str {
@@ -261,6 +305,9 @@ impl DomainEvent for CreditEvent {
             Self::Purchased { .. } => "credits.purchased",
             Self::ClawedBack { .. } => "credits.clawed_back",
             Self::Reallocated { .. } => "credits.reallocated",
+            Self::Expired { .. } => "credits.expired",
+            Self::RolledOver { .. } => "credits.rolled_over",
+            Self::OverageCharged { .. } => "overage.charged",
         }
     }
 }
@@ -336,15 +383,7 @@ pub fn decide(
                 balance_after: wallet.balance.saturating_add(credits_i64(total)),
             }])
         }
-        (Some(wallet), CreditCommand::Renew { due }) => decide(
-            Some(wallet),
-            CreditCommand::Allocate {
-                allocation_id: renewal_key(&due),
-                base: wallet.policy().monthly_credits,
-                bonus: 0,
-                reason: AllocationReason::MonthlyRenewal,
-            },
-        ),
+        (Some(wallet), CreditCommand::Renew { due, retier }) => Ok(renew(wallet, due, retier)),
         (
             Some(wallet),
             CreditCommand::Purchase {
@@ -459,6 +498,80 @@ fn consume(
     Ok(events)
 }
 
+fn renew(wallet: &Wallet, due: String, retier: Option<(String, TierId)>) -> Vec<CreditEvent> {
+    let policy = wallet.policy();
+    let workspace_id = wallet.workspace_id;
+    let mut events = Vec::new();
+    let mut balance = wallet.balance;
+    if balance < 0 {
+        let credits = balance.unsigned_abs();
+        let price = policy.overage_credit_price;
+        let digits = price.currency.minor_digits();
+        let amount = Money::new(
+            price
+                .times(credits)
+                .amount
+                .round_dp_with_strategy(digits, RoundingStrategy::MidpointAwayFromZero),
+            price.currency,
+        );
+        balance = 0;
+        events.push(CreditEvent::OverageCharged {
+            workspace_id,
+            due: due.clone(),
+            tier: wallet.tier,
+            credits,
+            credit_price: price,
+            amount,
+            balance_after: balance,
+        });
+    }
+    let held = u64::try_from(balance).unwrap_or(0);
+    let purchased = wallet.purchased.min(held);
+    let granted = held - purchased;
+    let kept = granted.min(policy.rollover_cap);
+    if granted > kept {
+        balance -= credits_i64(granted - kept);
+        events.push(CreditEvent::Expired {
+            workspace_id,
+            due: due.clone(),
+            credits: granted - kept,
+            balance_after: balance,
+        });
+    }
+    if kept + purchased > 0 || wallet.purchased > 0 {
+        events.push(CreditEvent::RolledOver {
+            workspace_id,
+            due: due.clone(),
+            granted: kept,
+            purchased,
+            balance_after: balance,
+        });
+    }
+    let mut tier = wallet.tier;
+    if let Some((change_id, to)) = retier {
+        events.push(CreditEvent::Reallocated {
+            workspace_id,
+            change_id,
+            from: wallet.tier,
+            to,
+            top_up: 0,
+            balance_after: balance,
+        });
+        tier = to;
+    }
+    let monthly = tier.policy().monthly_credits;
+    events.push(CreditEvent::Allocated {
+        workspace_id,
+        allocation_id: renewal_key(&due),
+        reason: AllocationReason::MonthlyRenewal,
+        base: monthly,
+        bonus: 0,
+        total: monthly,
+        balance_after: balance.saturating_add(credits_i64(monthly)),
+    });
+    events
+}
+
 /// `credits.balance_low` when going from the wallet's balance to `balance_after` crosses
 /// the tier's threshold.
 fn crossing(wallet: &Wallet, balance_after: i64) -> Option<CreditEvent> {
@@ -477,12 +590,53 @@ pub fn evolve(state: Option<Wallet>, event: &CreditEvent) -> Option<Wallet> {
             workspace_id: *workspace_id,
             tier: *tier,
             balance: 0,
+            purchased: 0,
         }),
         (
             Some(mut w),
+            CreditEvent::Purchased {
+                credits,
+                balance_after,
+                ..
+            },
+        ) => {
+            w.purchased = w.purchased.saturating_add(*credits);
+            w.balance = *balance_after;
+            Some(w)
+        }
+        (
+            Some(mut w),
+            CreditEvent::ClawedBack {
+                clawed_back,
+                balance_after,
+                ..
+            },
+        ) => {
+            w.purchased = w.purchased.saturating_sub(*clawed_back);
+            w.balance = *balance_after;
+            Some(w)
+        }
+        (
+            Some(mut w),
+            CreditEvent::RolledOver {
+                purchased,
+                balance_after,
+                ..
+            },
+        ) => {
+            w.purchased = *purchased;
+            w.balance = *balance_after;
+            Some(w)
+        }
+        (Some(mut w), CreditEvent::OverageCharged { balance_after, .. }) => {
+            w.purchased = 0;
+            w.balance = *balance_after;
+            Some(w)
+        }
+        (
+            Some(mut w),
             CreditEvent::Allocated { balance_after, .. }
-            | CreditEvent::Purchased { balance_after, .. }
-            | CreditEvent::ClawedBack { balance_after, .. }
+            | CreditEvent::Expired { balance_after, .. }
             | CreditEvent::Consumed { balance_after, .. },
         ) => {
             w.balance = *balance_after;
@@ -603,6 +757,7 @@ mod tests {
         assert_eq!(key(allocate("signup")), Some(("signup".into(), None)));
         let renew = CreditCommand::Renew {
             due: "2026-12-21".into(),
+            retier: None,
         };
         // A renewal and the allocation it makes share one marker.
         assert_eq!(key(renew), key(allocate("renewal-2026-12-21")));
@@ -632,25 +787,159 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_renewal_adds_the_tiers_monthly_credits() {
-        let w = wallet(TierId::Pro, 50);
-        let events = decide(
-            Some(&w),
+    fn renew(w: &Wallet, retier: Option<TierId>) -> Vec<CreditEvent> {
+        decide(
+            Some(w),
             CreditCommand::Renew {
                 due: "2026-12-21".into(),
+                retier: retier.map(|t| ("tier@9".into(), t)),
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_renewal_rolls_granted_credits_over_up_to_the_cap_and_adds_the_tiers_credits() {
+        let w = wallet(TierId::Pro, 50);
+        let events = renew(&w, None);
+        assert!(
+            matches!(
+                &events[..],
+                [
+                    CreditEvent::RolledOver {
+                        granted: 50,
+                        purchased: 0,
+                        balance_after: 50,
+                        ..
+                    },
+                    CreditEvent::Allocated {
+                        total: 10_000,
+                        balance_after: 10_050,
+                        reason: AllocationReason::MonthlyRenewal,
+                        ..
+                    }
+                ]
+            ),
+            "{events:?}"
+        );
+        // Pro keeps at most 5,000 granted credits.
+        let w = wallet(TierId::Pro, 7_300);
+        let events = renew(&w, None);
+        assert!(
+            matches!(
+                &events[..],
+                [
+                    CreditEvent::Expired {
+                        credits: 2_300,
+                        balance_after: 5_000,
+                        ..
+                    },
+                    CreditEvent::RolledOver { granted: 5_000, .. },
+                    CreditEvent::Allocated {
+                        balance_after: 15_000,
+                        ..
+                    }
+                ]
+            ),
+            "{events:?}"
+        );
+        // The free tier keeps none.
+        let w = wallet(TierId::Free, 400);
+        let events = renew(&w, None);
+        let w = events.iter().fold(Some(w), evolve).unwrap();
+        assert_eq!(w.balance, 1_000, "{events:?}");
+    }
+
+    #[test]
+    fn purchased_credits_never_expire_and_are_spent_after_granted_ones() {
+        let mut w = wallet(TierId::Free, 300);
+        let bought = decide(
+            Some(&w),
+            CreditCommand::Purchase {
+                order_id: Uuid::from_u128(5),
+                pack: "starter".into(),
+                credits: 500,
             },
         )
         .unwrap();
-        assert!(matches!(
-            &events[..],
-            [CreditEvent::Allocated {
-                total: 10_000,
-                balance_after: 10_050,
-                reason: AllocationReason::MonthlyRenewal,
-                ..
-            }]
-        ));
+        w = bought.iter().fold(Some(w), evolve).unwrap();
+        assert_eq!((w.balance, w.purchased), (800, 500));
+        // 450 spent: the 300 granted first, then 150 of the purchased.
+        w = consume(&w, "api.call", 450)
+            .unwrap()
+            .iter()
+            .fold(Some(w), evolve)
+            .unwrap();
+        let events = renew(&w, None);
+        assert!(
+            matches!(
+                &events[..],
+                [
+                    CreditEvent::RolledOver {
+                        granted: 0,
+                        purchased: 350,
+                        balance_after: 350,
+                        ..
+                    },
+                    CreditEvent::Allocated {
+                        balance_after: 1_350,
+                        ..
+                    }
+                ]
+            ),
+            "{events:?}"
+        );
+        let w = events.iter().fold(Some(w), evolve).unwrap();
+        assert_eq!(w.purchased, 350);
+        // A month later the 1,000 granted are unspent and expire; the 350 bought stay.
+        let events = renew(&w, None);
+        let w = events.iter().fold(Some(w), evolve).unwrap();
+        assert_eq!((w.balance, w.purchased), (1_350, 350), "{events:?}");
+    }
+
+    #[test]
+    fn overage_is_charged_at_the_close_to_the_cent_and_the_next_period_starts_at_zero() {
+        let w = wallet(TierId::Pro, 100);
+        let w = consume(&w, "api.call", 433)
+            .unwrap()
+            .iter()
+            .fold(Some(w), evolve)
+            .unwrap();
+        assert_eq!(w.balance, -333);
+        let events = renew(&w, Some(TierId::Free));
+        let [CreditEvent::OverageCharged {
+            credits,
+            credit_price,
+            amount,
+            balance_after,
+            tier,
+            ..
+        }, CreditEvent::Reallocated {
+            from: TierId::Pro,
+            to: TierId::Free,
+            top_up: 0,
+            ..
+        }, CreditEvent::Allocated {
+            total,
+            balance_after: opened,
+            ..
+        }] = &events[..]
+        else {
+            panic!("{events:?}")
+        };
+        // 333 × 0.005 = 1.665, half up to the cent, at the tier the overage was run on.
+        assert_eq!(
+            (
+                *credits,
+                credit_price.to_string(),
+                amount.to_string(),
+                *tier
+            ),
+            (333, "0.005 USD".into(), "1.67 USD".into(), TierId::Pro)
+        );
+        assert_eq!((*balance_after, *total, *opened), (0, 1_000, 1_000));
+        let w = events.iter().fold(Some(w), evolve).unwrap();
+        assert_eq!((w.tier, w.balance), (TierId::Free, 1_000));
     }
 
     /// Every balance a debit's condition admits decides the same events, but for the
@@ -960,6 +1249,7 @@ mod purchase_tests {
             workspace_id: Uuid::from_u128(1),
             tier: TierId::Pro,
             balance,
+            purchased: 0,
         }
     }
 

@@ -69,6 +69,9 @@ pub struct TierPolicy {
     pub overage_allowance: u64,
     /// What one overage credit is billed at.
     pub overage_credit_price: Money,
+    /// The most granted credits a period's close carries into the next; the rest expire.
+    /// Purchased credits are not counted: they never expire.
+    pub rollover_cap: u64,
     pub prices: &'static [FeaturePrice],
 }
 
@@ -137,6 +140,7 @@ static FREE: TierPolicy = TierPolicy {
     low_balance_threshold: 100,
     overage_allowance: 0,
     overage_credit_price: usd_mills(0),
+    rollover_cap: 0,
     prices: STANDARD_PRICES,
 };
 
@@ -148,6 +152,7 @@ static PRO: TierPolicy = TierPolicy {
     low_balance_threshold: 1_000,
     overage_allowance: 2_000,
     overage_credit_price: usd_mills(5),
+    rollover_cap: 5_000,
     prices: STANDARD_PRICES,
 };
 
@@ -159,6 +164,7 @@ static ENTERPRISE: TierPolicy = TierPolicy {
     low_balance_threshold: 10_000,
     overage_allowance: 50_000,
     overage_credit_price: usd_mills(3),
+    rollover_cap: 50_000,
     prices: ENTERPRISE_PRICES,
 };
 

@@ -1,0 +1,151 @@
+//! The billing cycle: the renewal that closes a period charges its overage to the cent
+//! and starts the next at zero, expires granted credits over the tier's rollover cap,
+//! keeps purchased ones, and does all of it once per period however often it runs.
+
+mod common;
+
+use common::{eventually, Api};
+use kassa_commerce::Clock;
+use serde_json::{json, Value};
+use std::time::Duration;
+use time::{Date, Month, OffsetDateTime};
+
+fn advance_to(api: &Api, day: Date) {
+    let target = OffsetDateTime::new_utc(day, time::macros::time!(06:00));
+    let now = api.stack.clock.now();
+    assert!(target > now, "{target} is not ahead of {now}");
+    api.stack
+        .clock
+        .advance(Duration::from_secs((target - now).whole_seconds() as u64));
+}
+
+async fn balance(api: &Api, ws: &str) -> i64 {
+    api.get(format!("/workspaces/{ws}/credits/balance"), "alice")
+        .await
+        .body["balance"]
+        .as_i64()
+        .unwrap()
+}
+
+/// The wallet's recorded events of `kind`, once the relay has persisted `count` of them.
+async fn wallet_events(api: &Api, ws: &str, kind: &str, count: usize) -> Vec<Value> {
+    let store =
+        kassa_store::EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"));
+    let stream = kassa_store::StreamId::new("Wallet", ws);
+    eventually(&format!("{count} {kind}"), || async {
+        let events: Vec<Value> = store
+            .read_stream(&stream, 100)
+            .await
+            .ok()?
+            .into_iter()
+            .filter(|e| e.event_type == kind)
+            .map(|e| e.payload)
+            .collect();
+        (events.len() == count).then_some(events)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_cycle_charges_the_overage_expires_over_the_cap_and_runs_once() {
+    let api = Api::start().await;
+    let year = api.stack.clock.now().year() + 1;
+    advance_to(
+        &api,
+        Date::from_calendar_date(year, Month::February, 3).unwrap(),
+    );
+    let (ws, signup) = api.workspace("alice", "pro").await;
+    assert_eq!(signup, 11_000);
+
+    // 11,000 held, 11,333 spent: 333 credits of overage (pro allows 2,000).
+    for (feature, quantity) in [("ai.generate", 1_100), ("api.call", 333)] {
+        let spent = api
+            .post(
+                format!("/workspaces/{ws}/credits/consume"),
+                "alice",
+                json!({ "feature": feature, "quantity": quantity }),
+            )
+            .await;
+        assert_eq!(spent.status, 200, "{:?}", spent.body);
+    }
+    assert_eq!(balance(&api, &ws).await, -333);
+
+    advance_to(
+        &api,
+        Date::from_calendar_date(year, Month::March, 3).unwrap(),
+    );
+    for _ in 0..2 {
+        let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
+        assert_eq!(run["failed"], 0, "{run}");
+    }
+    let [charged] = wallet_events(&api, &ws, "overage.charged", 1)
+        .await
+        .try_into()
+        .unwrap();
+    // 333 × 0.005 USD = 1.665, half up to the cent.
+    assert_eq!(charged["credits"], 333);
+    assert_eq!(
+        charged["credit_price"],
+        json!({"amount": "0.005", "currency": "USD"})
+    );
+    assert_eq!(
+        charged["amount"],
+        json!({"amount": "1.67", "currency": "USD"})
+    );
+    assert_eq!(charged["due"], format!("{year}-03-03"));
+    assert_eq!(charged["balance_after"], 0);
+    assert_eq!(
+        balance(&api, &ws).await,
+        10_000,
+        "the new period starts at zero"
+    );
+
+    // A credit pack bought mid-period (the wallet's command credit-purchases gives on a
+    // paid order) never expires.
+    kassa_commerce::wallet::allocate(
+        &kassa_store::EventStore::new(common::dynamodb().await, api.stack.table("EventsTable")),
+        std::sync::Arc::new(api.stack.clock.clone()),
+        ws.parse().unwrap(),
+        kassa_domain::credits::CreditCommand::Purchase {
+            order_id: uuid::Uuid::now_v7(),
+            pack: "starter".into(),
+            credits: 700,
+        },
+        kassa_store::Metadata::origin(uuid::Uuid::now_v7(), "test"),
+        |_| Ok(()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(balance(&api, &ws).await, 10_700);
+
+    // Nothing spent in March: of the 10,000 granted, pro keeps 5,000; the 700 bought stay.
+    advance_to(
+        &api,
+        Date::from_calendar_date(year, Month::April, 3).unwrap(),
+    );
+    for _ in 0..2 {
+        let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
+        assert_eq!(run["failed"], 0, "{run}");
+    }
+    let [expired] = wallet_events(&api, &ws, "credits.expired", 1)
+        .await
+        .try_into()
+        .unwrap();
+    assert_eq!(expired["credits"], 5_000);
+    let rolled = wallet_events(&api, &ws, "credits.rolled_over", 1).await;
+    assert_eq!(rolled[0]["granted"], 5_000);
+    assert_eq!(rolled[0]["purchased"], 700);
+    assert_eq!(balance(&api, &ws).await, 5_000 + 700 + 10_000);
+    // Run twice each time, the cycle charged and renewed once per period.
+    wallet_events(&api, &ws, "overage.charged", 1).await;
+    let renewals = wallet_events(&api, &ws, "credits.allocated", 3).await;
+    let reasons: Vec<&Value> = renewals.iter().map(|r| &r["reason"]).collect();
+    assert_eq!(
+        reasons,
+        [
+            &json!("signup"),
+            &json!("monthly_renewal"),
+            &json!("monthly_renewal")
+        ]
+    );
+}
