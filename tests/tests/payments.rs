@@ -769,6 +769,7 @@ async fn deleting_a_user_cancels_their_stripe_subscriptions() {
                 BUYER.to_owned(),
             )]
             .into(),
+            billing_cycle_anchor: None,
         },
         &uuid::Uuid::now_v7().to_string(),
     )

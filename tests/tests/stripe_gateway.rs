@@ -123,6 +123,7 @@ async fn a_subscription_is_created_moved_to_another_plan_and_cancelled() {
         customer: customer.clone(),
         price: basic.clone(),
         metadata: BTreeMap::from([("workspace_id".to_owned(), "ws-1".to_owned())]),
+        billing_cycle_anchor: None,
     };
     let created = stripe.create_subscription(&request, &key()).await.unwrap();
     assert!(created.id.starts_with("sub_"), "{created:?}");
@@ -169,6 +170,7 @@ async fn a_subscription_to_an_unknown_price_is_refused() {
         customer,
         price: "plan_does_not_exist".to_owned(),
         metadata: BTreeMap::new(),
+        billing_cycle_anchor: None,
     };
     let result = stripe.create_subscription(&request, &key()).await;
     assert!(

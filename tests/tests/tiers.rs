@@ -1,7 +1,8 @@
-//! Tier changes: a move up takes effect at once, prorated exactly on the seconds left in
-//! the billing period, and the wallet's prices and limits follow in the same commit; a
-//! move down waits for the period's end, where the renewal applies it, and the owner can
-//! call it off until then.
+//! Subscriptions and tier changes. A paid tier is paid by a Stripe subscription kassa
+//! creates with the owner's card. A move up takes effect at once, prorated exactly on the
+//! seconds left in the billing period, charged to the saved card, and the wallet's prices
+//! and limits follow in the same commit; a move down waits for the period's end, where
+//! the renewal applies it, and the owner can call it off until then.
 
 mod common;
 
@@ -37,6 +38,47 @@ async fn put_tier(api: &Api, ws: &str, user: &str, tier: &str) -> common::Answer
     .await
 }
 
+/// A card as Stripe.js would collect it: a payment method id.
+async fn card(number: &str) -> String {
+    common::id(
+        &common::stripe_post(
+            "/v1/payment_methods",
+            &[
+                ("type", "card"),
+                ("card[number]", number),
+                ("card[exp_month]", "12"),
+                ("card[exp_year]", "2030"),
+                ("card[cvc]", "123"),
+            ],
+        )
+        .await,
+    )
+}
+
+async fn subscribe(api: &Api, ws: &str, user: &str, body: Value) -> common::Answer {
+    api.post(format!("/workspaces/{ws}/subscription"), user, body)
+        .await
+}
+
+/// The stack, with the tiers' plans at localstripe.
+async fn stack() -> Api {
+    let api = Api::start().await;
+    api.stack.create_stripe_prices().await.unwrap();
+    api
+}
+
+/// The charge kassa recorded for the event `source`, once collect-charges handled it.
+async fn charge_for(api: &Api, ws: &str, source: &str) -> Value {
+    let source = source.to_owned();
+    eventually("the charge", || async {
+        let charged = recorded(api, ws, "Workspace", "workspace.charged").await;
+        charged
+            .into_iter()
+            .find(|c| c["source_event"] == source.as_str())
+    })
+    .await
+}
+
 async fn consume(api: &Api, ws: &str, feature: &str, quantity: u64) -> Value {
     let answer = api
         .post(
@@ -63,6 +105,19 @@ async fn workspace(api: &Api, ws: &str) -> Value {
 
 /// The recorded events of `type` on the workspace's stream.
 async fn recorded(api: &Api, ws: &str, stream: &str, kind: &str) -> Vec<Value> {
+    recorded_events(api, ws, stream, kind)
+        .await
+        .into_iter()
+        .map(|e| e.payload)
+        .collect()
+}
+
+async fn recorded_events(
+    api: &Api,
+    ws: &str,
+    stream: &str,
+    kind: &str,
+) -> Vec<kassa_store::RecordedEvent> {
     let store =
         kassa_store::EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"));
     let stream = kassa_store::StreamId::new(stream, ws);
@@ -72,19 +127,73 @@ async fn recorded(api: &Api, ws: &str, stream: &str, kind: &str) -> Vec<Value> {
         .unwrap()
         .into_iter()
         .filter(|e| e.event_type == kind)
-        .map(|e| e.payload)
         .collect()
 }
 
 #[tokio::test]
-async fn an_upgrade_mid_period_is_prorated_exactly_and_prices_follow_at_once() {
-    let api = Api::start().await;
+async fn an_upgrade_mid_period_is_prorated_exactly_charged_to_the_card_and_prices_follow_at_once() {
+    let api = stack().await;
     let year = api.stack.clock.now().year() + 1;
     // A 31-day period: 1 March to 1 April.
     advance_to(&api, day(year, Month::March, 1), 12);
     let (ws, signup) = api.workspace("alice", "pro").await;
     assert_eq!(signup, 11_000);
     assert_eq!(workspace(&api, &ws).await["billing_anchor_day"], 1);
+    let unpaid = put_tier(&api, &ws, "alice", "enterprise").await;
+    assert_eq!(unpaid.status, 409, "{:?}", unpaid.body);
+    assert_eq!(unpaid.body["code"], "subscription_required");
+
+    // Subscribing saves the card, makes the subscription at Stripe, and charges the rest
+    // of this period on the tier the workspace was on unpaid.
+    let subscribed = subscribe(
+        &api,
+        &ws,
+        "alice",
+        json!({ "payment_method": card("4242424242424242").await }),
+    )
+    .await;
+    assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
+    let subscription_id = subscribed.body["subscription_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let at_stripe = common::stripe_get(&format!("/v1/subscriptions/{subscription_id}")).await;
+    assert_eq!(at_stripe["plan"]["id"], "kassa-pro-monthly", "{at_stripe}");
+    assert_eq!(at_stripe["metadata"]["workspace_id"], ws.as_str());
+    let [sub_event] = recorded_events(&api, &ws, "Workspace", "workspace.subscribed")
+        .await
+        .try_into()
+        .unwrap();
+    assert_eq!(sub_event.payload["period_end"], format!("{year}-04-01"));
+    let first = charge_for(&api, &ws, &sub_event.event_id.to_string()).await;
+    assert_eq!(first["reason"], "subscription");
+    assert_eq!(first["amount"], sub_event.payload["charge"]);
+    // 49.00 × (31 days - 12 h) / 31 days, give or take the seconds the test took.
+    let paid = Decimal::from_str(first["amount"]["amount"].as_str().unwrap()).unwrap();
+    assert!(
+        (Decimal::new(4_820, 2)..=Decimal::new(4_821, 2)).contains(&paid),
+        "{paid}"
+    );
+    let intent = common::stripe_get(&format!(
+        "/v1/payment_intents/{}",
+        first["payment_intent"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(intent["status"], "succeeded");
+    assert_eq!(
+        Decimal::from(intent["amount"].as_i64().unwrap()),
+        paid * Decimal::from(100),
+        "{intent}"
+    );
+    let again = subscribe(
+        &api,
+        &ws,
+        "alice",
+        json!({ "payment_method": card("4242424242424242").await }),
+    )
+    .await;
+    assert_eq!(again.status, 409, "{:?}", again.body);
+    assert_eq!(again.body["code"], "already_subscribed");
     // Pro prices an export at 5 credits; this debit leaves the wallet remembered warm.
     assert_eq!(consume(&api, &ws, "export.pdf", 1).await["credits"], 5);
 
@@ -128,6 +237,39 @@ async fn an_upgrade_mid_period_is_prorated_exactly_and_prices_follow_at_once() {
         Decimal::from_str(change["charge"]["amount"].as_str().unwrap()).unwrap()
             > Decimal::from(224),
         "{change}"
+    );
+
+    // Charged to the saved card, once, and the subscription moved to enterprise's price
+    // without proration there (kassa charged the rest of the period itself).
+    let [changed] = recorded_events(&api, &ws, "Workspace", "workspace.tier_changed")
+        .await
+        .try_into()
+        .unwrap();
+    let charged = charge_for(&api, &ws, &changed.event_id.to_string()).await;
+    assert_eq!(charged["reason"], "tier_change");
+    assert_eq!(charged["amount"], change["charge"]);
+    let intent = common::stripe_get(&format!(
+        "/v1/payment_intents/{}",
+        charged["payment_intent"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(intent["status"], "succeeded");
+    assert_eq!(intent["customer"], at_stripe["customer"]);
+    let at_stripe = eventually("the subscription on enterprise", || async {
+        let s = common::stripe_get(&format!("/v1/subscriptions/{subscription_id}")).await;
+        (s["plan"]["id"] == "kassa-enterprise-monthly").then_some(s)
+    })
+    .await;
+    assert_eq!(at_stripe["status"], "active");
+    // Delivered again after its commit, the event charges nothing more.
+    let failed =
+        common::redeliver(&api, "CollectChargesFunction", "collect-charges", &changed).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(
+        recorded(&api, &ws, "Workspace", "workspace.charged")
+            .await
+            .len(),
+        2
     );
 
     // The wallet moved in the same commit: the credits, the tier and its limits.
@@ -240,8 +382,8 @@ async fn a_downgrade_waits_for_the_period_end_can_be_called_off_and_the_renewal_
 }
 
 #[tokio::test]
-async fn only_the_owner_changes_the_tier_and_bad_requests_change_nothing() {
-    let api = Api::start().await;
+async fn only_the_owner_changes_the_tier_or_subscribes_and_bad_requests_change_nothing() {
+    let api = stack().await;
     let (ws, _) = api.workspace("alice", "free").await;
     let added = api
         .post(
@@ -301,8 +443,58 @@ async fn only_the_owner_changes_the_tier_and_bad_requests_change_nothing() {
         .await;
     assert_eq!(missing.status, 404, "{:?}", missing.body);
 
+    // Subscribing: the owner only, a paid tier only, a payment method id only.
+    let pm = card("4242424242424242").await;
+    for (user, body, status, code) in [
+        ("bob", json!({ "payment_method": pm }), 403, "owner_only"),
+        (
+            "mallory",
+            json!({ "payment_method": pm }),
+            404,
+            "workspace_not_found",
+        ),
+        ("alice", json!({ "payment_method": pm }), 422, "free_tier"),
+        (
+            "alice",
+            json!({ "payment_method": pm, "tier": "free" }),
+            422,
+            "free_tier",
+        ),
+        (
+            "alice",
+            json!({ "payment_method": "4242424242424242", "tier": "pro" }),
+            422,
+            "invalid_payment_method",
+        ),
+        (
+            "alice",
+            json!({ "payment_method": "pm_nope", "tier": "pro" }),
+            402,
+            "payment_method_refused",
+        ),
+        ("alice", json!({ "tier": "pro" }), 400, "invalid_body"),
+        (
+            "alice",
+            json!({ "payment_method": pm, "tier": "gold" }),
+            400,
+            "invalid_body",
+        ),
+    ] {
+        let answer = subscribe(&api, &ws, user, body.clone()).await;
+        assert_eq!(answer.status, status, "{user} {body}: {:?}", answer.body);
+        assert_eq!(answer.content_type, "application/problem+json");
+        if status != 400 {
+            assert_eq!(
+                answer.body["code"], code,
+                "{user} {body}: {:?}",
+                answer.body
+            );
+        }
+    }
+
     let after = workspace(&api, &ws).await;
     assert_eq!(after["version"], version, "nothing was written");
+    assert_eq!(after["subscription_id"], Value::Null);
     assert_eq!(after["tier"], "free");
     assert_eq!(balance(&api, &ws).await["tier"], "free");
     eventually("nothing but the signup on the wallet", || async {

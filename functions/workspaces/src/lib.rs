@@ -26,8 +26,15 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use uuid::Uuid;
 
+pub mod subscription;
+
+use subscription::{SubscribeBody, Subscriptions};
+
 pub struct Workspaces {
     kernel: Kernel,
+    /// The provider side of `POST /workspaces/{id}/subscription`; `None` without its
+    /// configuration.
+    subscriptions: Option<Subscriptions>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +68,8 @@ struct WorkspaceView<'a> {
     /// The day of the month its billing period starts.
     billing_anchor_day: u8,
     scheduled_tier: Option<&'a ScheduledTier>,
+    /// The provider's subscription that pays for the tier.
+    subscription_id: Option<&'a str>,
     version: u64,
     /// What a tier change that took effect in this request was worth.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,16 +96,21 @@ fn view(ws: &Workspace, version: u64) -> WorkspaceView<'_> {
         billing_email: ws.billing_email.as_deref(),
         billing_anchor_day: ws.anchor_day,
         scheduled_tier: ws.scheduled.as_ref(),
+        subscription_id: ws.billing.as_ref().map(|b| b.subscription_id.as_str()),
         version,
         tier_change: None,
     }
 }
 
-fn refusal(e: WorkspaceError) -> Problem {
+pub(crate) fn refusal(e: WorkspaceError) -> Problem {
     let status = match e {
         WorkspaceError::NotFound | WorkspaceError::Forbidden => 404,
         WorkspaceError::OwnerOnly | WorkspaceError::OwnerOnlyTier => 403,
-        WorkspaceError::AlreadyExists
+        WorkspaceError::FreeTier => 422,
+        WorkspaceError::SubscriptionRequired
+        | WorkspaceError::AlreadySubscribed
+        | WorkspaceError::SubscribeDown
+        | WorkspaceError::AlreadyExists
         | WorkspaceError::AlreadyCollaborator(_)
         | WorkspaceError::NotCollaborator(_)
         | WorkspaceError::TierUnchanged(_)
@@ -114,10 +128,9 @@ impl Function for Workspaces {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
-        Ok(Self::new(
-            EventStore::new(client, &config.events_table),
-            clock,
-        ))
+        let mut workspaces = Self::new(EventStore::new(client, &config.events_table), clock);
+        workspaces.subscriptions = Subscriptions::from_config(config);
+        Ok(workspaces)
     }
 }
 
@@ -139,6 +152,7 @@ impl Workspaces {
     pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
         Self {
             kernel: Kernel::new(store, clock),
+            subscriptions: None,
         }
     }
 
@@ -183,6 +197,30 @@ impl Workspaces {
                     at: self.kernel.clock().now(),
                 };
                 self.change(&request, id, command, actor, 200).await
+            }
+            "POST /workspaces/{workspaceId}/subscription" => {
+                let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
+                let body: SubscribeBody = json_body(&request)?;
+                let payment_method = body.payment_method()?;
+                let subscriptions = self.subscriptions.as_ref().ok_or_else(|| {
+                    Problem::new(
+                        503,
+                        "subscriptions_unavailable",
+                        "this deployment has no payment provider configured",
+                    )
+                })?;
+                let (head, ws) = access::load_admitted(self.kernel.store(), id, &actor).await?;
+                let tier = body.tier.unwrap_or(ws.tier);
+                let now = self.kernel.clock().now();
+                let billing = subscriptions
+                    .subscribe(&ws, head.version, payment_method, tier, &actor, now)
+                    .await?;
+                let command = WorkspaceCommand::Subscribe {
+                    billing,
+                    tier,
+                    at: now,
+                };
+                self.change(&request, id, command, actor, 201).await
             }
             "DELETE /workspaces/{workspaceId}/tier/scheduled" => {
                 let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;

@@ -151,6 +151,9 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "WelcomeWorkspacesFunction" => sqs::<
             kassa_welcome_workspaces::WelcomeWorkspaces<ConfiguredMailer>,
         >(config, aws, clock)?,
+        "CollectChargesFunction" => {
+            sqs::<kassa_collect_charges::CollectCharges>(config, aws, clock)?
+        }
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

@@ -84,6 +84,8 @@ pub fn stripe_parameters(webhook_secret: &str) -> std::collections::HashMap<Stri
         }
     }
     parameters.insert("StripeWebhookSecret".to_owned(), webhook_secret.to_owned());
+    // localstripe has plans, not prices.
+    parameters.insert("StripeLegacyPlanItems".to_owned(), "true".to_owned());
     parameters
 }
 
@@ -267,6 +269,65 @@ impl Stack {
             "localstripe refused the webhook: {}",
             answer.text().await.unwrap_or_default()
         );
+        Ok(())
+    }
+
+    /// Creates the paid tiers' monthly plans at localstripe under the ids the template's
+    /// `StripePrice*` parameters name, priced as the tier policies say, as one would
+    /// create the prices in Stripe's dashboard. Plans already there are left as they are.
+    pub async fn create_stripe_prices(&self) -> Result<()> {
+        // As the functions that subscribe resolve them (parameter or template default).
+        let stripe = &self
+            .configs
+            .get("WorkspacesFunction")
+            .context("the template has no WorkspacesFunction")?
+            .stripe;
+        let base = stripe.api_base.clone();
+        let key = stripe.secret_key()?.to_owned();
+        let http = reqwest::Client::new();
+        let product = "kassa-tiers";
+        // localstripe answers 409 for an id it holds already.
+        let exists = |status: reqwest::StatusCode| status == reqwest::StatusCode::CONFLICT;
+        let made = http
+            .post(format!("{base}/v1/products"))
+            .basic_auth(&key, Some(""))
+            .form(&[("id", product), ("name", "kassa tiers")])
+            .send()
+            .await?;
+        let (status, text) = (made.status(), made.text().await.unwrap_or_default());
+        anyhow::ensure!(
+            status.is_success() || exists(status),
+            "localstripe refused the product: {text}"
+        );
+        for tier in [
+            kassa_domain::tier::TierId::Pro,
+            kassa_domain::tier::TierId::Enterprise,
+        ] {
+            let id = stripe.price_of(tier)?.to_owned();
+            let amount = tier
+                .policy()
+                .monthly_price
+                .minor_units()
+                .context("tier prices are whole cents")?
+                .to_string();
+            let made = http
+                .post(format!("{base}/v1/plans"))
+                .basic_auth(&key, Some(""))
+                .form(&[
+                    ("id", id.as_str()),
+                    ("product", product),
+                    ("amount", amount.as_str()),
+                    ("currency", "usd"),
+                    ("interval", "month"),
+                ])
+                .send()
+                .await?;
+            let (status, text) = (made.status(), made.text().await.unwrap_or_default());
+            anyhow::ensure!(
+                status.is_success() || exists(status),
+                "localstripe refused the plan {id}: {text}"
+            );
+        }
         Ok(())
     }
 

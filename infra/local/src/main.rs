@@ -38,6 +38,9 @@ async fn main() -> Result<()> {
     if let Err(e) = stack.register_stripe_webhook().await {
         eprintln!("kassa-local: Stripe webhooks stay off: {e:#}");
     }
+    if let Err(e) = stack.create_stripe_prices().await {
+        eprintln!("kassa-local: the tiers' plans are not at localstripe: {e:#}");
+    }
     println!("kassa-local: serving the template's API on {}", stack.url);
     tokio::signal::ctrl_c().await?;
     println!("kassa-local: stopping");

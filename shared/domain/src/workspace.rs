@@ -35,6 +35,17 @@ pub struct Workspace {
     /// A move to a smaller tier waiting for the period's end.
     #[serde(default)]
     pub scheduled: Option<ScheduledTier>,
+    /// The payment provider's subscription that pays for a paid tier.
+    #[serde(default)]
+    pub billing: Option<Billing>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Billing {
+    pub customer: String,
+    pub subscription_id: String,
+    /// The saved payment method kassa's own charges (a tier change, overage) use.
+    pub payment_method: String,
 }
 
 /// Workspaces recorded before anchors were kept start their periods on the 1st.
@@ -63,6 +74,19 @@ impl Workspace {
     }
 }
 
+/// What kassa charges a workspace's saved card for, besides the subscription's own
+/// invoices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeFor {
+    /// The rest of the period a workspace subscribed in.
+    Subscription,
+    /// The rest of the period after a move up.
+    TierChange,
+    /// A closed period's overage.
+    Overage,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkspaceCommand {
     Create {
@@ -86,6 +110,23 @@ pub enum WorkspaceCommand {
         at: OffsetDateTime,
     },
     CancelScheduledTier,
+    /// Records the subscription made at the provider for `tier` (the current tier or a
+    /// larger one, which it then moves to as `ChangeTier` would).
+    Subscribe {
+        billing: Billing,
+        tier: TierId,
+        at: OffsetDateTime,
+    },
+    /// The outcome of charging the saved card for the event `source_event`: the payment
+    /// intent, or why it failed.
+    RecordCharge {
+        source_event: Uuid,
+        reason: ChargeFor,
+        amount: Money,
+        outcome: Result<String, String>,
+    },
+    /// The subscription ended at the provider (the workspace moved to the free tier).
+    Unsubscribe,
     /// The renewal's: applies a scheduled move whose day has come.
     ApplyScheduledTier {
         at: OffsetDateTime,
@@ -141,6 +182,40 @@ pub enum WorkspaceEvent {
         tier: TierId,
         effective_on: String,
     },
+    /// The workspace pays by a subscription from now on. The provider bills whole periods
+    /// from the period's end; `charge` is the rest of this period on the tier it was on
+    /// unpaid (a move up in the same request is charged on its own event).
+    #[serde(rename = "workspace.subscribed")]
+    Subscribed {
+        workspace_id: Uuid,
+        tier: TierId,
+        customer: String,
+        subscription_id: String,
+        payment_method: String,
+        charge: Money,
+        period_end: String,
+    },
+    #[serde(rename = "workspace.charged")]
+    Charged {
+        workspace_id: Uuid,
+        source_event: Uuid,
+        reason: ChargeFor,
+        amount: Money,
+        payment_intent: String,
+    },
+    #[serde(rename = "workspace.charge_failed")]
+    ChargeFailed {
+        workspace_id: Uuid,
+        source_event: Uuid,
+        reason: ChargeFor,
+        amount: Money,
+        error: String,
+    },
+    #[serde(rename = "workspace.unsubscribed")]
+    Unsubscribed {
+        workspace_id: Uuid,
+        subscription_id: String,
+    },
 }
 
 impl DomainEvent for WorkspaceEvent {
@@ -152,6 +227,10 @@ impl DomainEvent for WorkspaceEvent {
         "workspace.tier_changed",
         "workspace.tier_change_scheduled",
         "workspace.tier_change_cancelled",
+        "workspace.subscribed",
+        "workspace.charged",
+        "workspace.charge_failed",
+        "workspace.unsubscribed",
     ];
 
     fn event_type(&self) -> &'static str {
@@ -162,6 +241,10 @@ impl DomainEvent for WorkspaceEvent {
             Self::TierChanged { .. } => "workspace.tier_changed",
             Self::TierChangeScheduled { .. } => "workspace.tier_change_scheduled",
             Self::TierChangeCancelled { .. } => "workspace.tier_change_cancelled",
+            Self::Subscribed { .. } => "workspace.subscribed",
+            Self::Charged { .. } => "workspace.charged",
+            Self::ChargeFailed { .. } => "workspace.charge_failed",
+            Self::Unsubscribed { .. } => "workspace.unsubscribed",
         }
     }
 }
@@ -192,6 +275,14 @@ pub enum WorkspaceError {
     NothingScheduled,
     #[error("only the owner may change the tier")]
     OwnerOnlyTier,
+    #[error("a paid tier needs a subscription: POST /workspaces/{{id}}/subscription with a payment method")]
+    SubscriptionRequired,
+    #[error("the workspace is subscribed already")]
+    AlreadySubscribed,
+    #[error("the free tier has no subscription")]
+    FreeTier,
+    #[error("subscribing cannot move to a smaller tier; change the tier instead")]
+    SubscribeDown,
 }
 
 impl WorkspaceError {
@@ -209,6 +300,10 @@ impl WorkspaceError {
             Self::AlreadyScheduled(_) => "tier_change_scheduled",
             Self::NothingScheduled => "no_scheduled_tier_change",
             Self::OwnerOnlyTier => "owner_only",
+            Self::SubscriptionRequired => "subscription_required",
+            Self::AlreadySubscribed => "already_subscribed",
+            Self::FreeTier => "free_tier",
+            Self::SubscribeDown => "subscribe_down",
         }
     }
 }
@@ -276,6 +371,68 @@ pub fn decide(
             })?;
             change_tier(ws, tier, at)
         }
+        (Some(ws), WorkspaceCommand::Subscribe { billing, tier, at }) => {
+            if ws
+                .billing
+                .as_ref()
+                .is_some_and(|b| b.subscription_id == billing.subscription_id)
+            {
+                // The same subscription recorded again (a retried request): nothing new.
+                return Ok(vec![]);
+            }
+            may_subscribe(ws, tier, actor)?;
+            let period = Period::holding(ws.anchor_day, at);
+            let unpaid = Proration::of(TierId::Free, ws.tier, period, at);
+            let mut events = vec![WorkspaceEvent::Subscribed {
+                workspace_id: ws.id,
+                tier,
+                customer: billing.customer,
+                subscription_id: billing.subscription_id,
+                payment_method: billing.payment_method,
+                charge: unpaid.charge,
+                period_end: day(period.end),
+            }];
+            if tier != ws.tier {
+                // Decided on the workspace as subscribed.
+                let subscribed = evolve(Some(ws.clone()), &events[0]);
+                if let Some(subscribed) = subscribed {
+                    events.extend(change_tier(&subscribed, tier, at)?);
+                }
+            }
+            Ok(events)
+        }
+        (
+            Some(ws),
+            WorkspaceCommand::RecordCharge {
+                source_event,
+                reason,
+                amount,
+                outcome,
+            },
+        ) => Ok(vec![match outcome {
+            Ok(payment_intent) => WorkspaceEvent::Charged {
+                workspace_id: ws.id,
+                source_event,
+                reason,
+                amount,
+                payment_intent,
+            },
+            Err(error) => WorkspaceEvent::ChargeFailed {
+                workspace_id: ws.id,
+                source_event,
+                reason,
+                amount,
+                error,
+            },
+        }]),
+        (Some(ws), WorkspaceCommand::Unsubscribe) => Ok(ws
+            .billing
+            .iter()
+            .map(|b| WorkspaceEvent::Unsubscribed {
+                workspace_id: ws.id,
+                subscription_id: b.subscription_id.clone(),
+            })
+            .collect()),
         (Some(ws), WorkspaceCommand::CancelScheduledTier) => {
             owner_only(ws, actor).map_err(|e| match e {
                 WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
@@ -316,6 +473,24 @@ pub fn decide(
     }
 }
 
+/// Whether `actor` may subscribe `ws` to `tier`: checked before the provider is asked.
+pub fn may_subscribe(ws: &Workspace, tier: TierId, actor: &Actor) -> Result<(), WorkspaceError> {
+    owner_only(ws, actor).map_err(|e| match e {
+        WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
+        e => e,
+    })?;
+    if ws.billing.is_some() {
+        return Err(WorkspaceError::AlreadySubscribed);
+    }
+    if tier == TierId::Free {
+        return Err(WorkspaceError::FreeTier);
+    }
+    if tier.rank() < ws.tier.rank() {
+        return Err(WorkspaceError::SubscribeDown);
+    }
+    Ok(())
+}
+
 fn change_tier(
     ws: &Workspace,
     tier: TierId,
@@ -343,6 +518,11 @@ fn change_tier(
             to: tier,
             effective_on: day(period.end),
         }]);
+    }
+    // A paid tier is paid for by the subscription: without one, nothing could collect
+    // the charge. (Subscribing records the subscription before this change.)
+    if tier != TierId::Free && ws.billing.is_none() {
+        return Err(WorkspaceError::SubscriptionRequired);
     }
     let proration = Proration::of(ws.tier, tier, period, at);
     Ok(vec![WorkspaceEvent::TierChanged {
@@ -410,6 +590,7 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
             billing_email: billing_email.clone(),
             anchor_day: anchor_day.unwrap_or_else(first_day),
             scheduled: None,
+            billing: None,
         }),
         (Some(mut ws), WorkspaceEvent::CollaboratorAdded { user, .. }) => {
             ws.collaborators.insert(user.clone());
@@ -438,6 +619,26 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
         }
         (Some(mut ws), WorkspaceEvent::TierChangeCancelled { .. }) => {
             ws.scheduled = None;
+            Some(ws)
+        }
+        (
+            Some(mut ws),
+            WorkspaceEvent::Subscribed {
+                customer,
+                subscription_id,
+                payment_method,
+                ..
+            },
+        ) => {
+            ws.billing = Some(Billing {
+                customer: customer.clone(),
+                subscription_id: subscription_id.clone(),
+                payment_method: payment_method.clone(),
+            });
+            Some(ws)
+        }
+        (Some(mut ws), WorkspaceEvent::Unsubscribed { .. }) => {
+            ws.billing = None;
             Some(ws)
         }
         // Events that do not apply to the state leave it as it is; the store never
@@ -591,10 +792,100 @@ mod tests {
         assert_eq!(back, event);
     }
 
+    fn billing() -> Billing {
+        Billing {
+            customer: "cus_1".into(),
+            subscription_id: "sub_1".into(),
+            payment_method: "pm_1".into(),
+        }
+    }
+
     fn pro(anchor: u8) -> Workspace {
         let mut ws = given(&[created("alice")]).unwrap();
         ws.anchor_day = anchor;
+        ws.billing = Some(billing());
         ws
+    }
+
+    #[test]
+    fn a_paid_tier_needs_a_subscription_and_subscribing_charges_the_unpaid_rest_of_the_period() {
+        use time::macros::datetime;
+        let at = datetime!(2026-11-16 00:00 UTC);
+        let mut free = given(&[created("alice")]).unwrap();
+        free.tier = TierId::Free;
+        assert_eq!(
+            change(&free, TierId::Pro, at),
+            Err(WorkspaceError::SubscriptionRequired)
+        );
+        let subscribe = |ws: &Workspace, tier: TierId, who: &str| {
+            decide(
+                Some(ws),
+                WorkspaceCommand::Subscribe {
+                    billing: billing(),
+                    tier,
+                    at,
+                },
+                &Actor::user(who),
+            )
+        };
+        assert_eq!(
+            subscribe(&free, TierId::Free, "alice"),
+            Err(WorkspaceError::FreeTier)
+        );
+        assert_eq!(
+            subscribe(&free, TierId::Pro, "bob"),
+            Err(WorkspaceError::Forbidden)
+        );
+        // From free: the subscription, then the move up, charged on its own event.
+        let events = subscribe(&free, TierId::Pro, "alice").unwrap();
+        let [WorkspaceEvent::Subscribed {
+            charge, period_end, ..
+        }, WorkspaceEvent::TierChanged {
+            charge: move_up,
+            credits_top_up,
+            ..
+        }] = events.as_slice()
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(charge.to_string(), "0.00 USD");
+        assert_eq!(period_end, "2026-12-01");
+        assert_eq!(
+            (move_up.to_string().as_str(), *credits_top_up),
+            ("24.50 USD", 4_500)
+        );
+        let subscribed = events.iter().fold(Some(free), evolve).unwrap();
+        assert_eq!(
+            (subscribed.tier, subscribed.billing.clone()),
+            (TierId::Pro, Some(billing()))
+        );
+        // Recorded again, it is nothing new; another subscription is refused.
+        assert_eq!(subscribe(&subscribed, TierId::Pro, "alice"), Ok(vec![]));
+        let mut other = billing();
+        other.subscription_id = "sub_2".into();
+        assert_eq!(
+            decide(
+                Some(&subscribed),
+                WorkspaceCommand::Subscribe {
+                    billing: other,
+                    tier: TierId::Pro,
+                    at
+                },
+                &Actor::user("alice")
+            ),
+            Err(WorkspaceError::AlreadySubscribed)
+        );
+        // A workspace created on pro subscribes at pro and pays the rest of the period.
+        let created_on_pro = given(&[created("alice")]).unwrap();
+        let events = subscribe(&created_on_pro, TierId::Pro, "alice").unwrap();
+        let [WorkspaceEvent::Subscribed { charge, .. }] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(charge.to_string(), "24.50 USD");
+        assert_eq!(
+            subscribe(&created_on_pro, TierId::Free, "alice"),
+            Err(WorkspaceError::FreeTier)
+        );
     }
 
     fn change(

@@ -57,6 +57,19 @@ pub struct SubscriptionRequest {
     /// since the first period is charged on creation.
     pub price: String,
     pub metadata: BTreeMap<String, String>,
+    /// Unix seconds: the first full period starts here, and the time until then is billed
+    /// prorated on creation (so a workspace's subscription renews with its credits).
+    pub billing_cycle_anchor: Option<i64>,
+}
+
+/// A charge of a customer's saved payment method, without the customer present.
+#[derive(Debug, Clone)]
+pub struct SavedCardCharge {
+    pub customer: String,
+    pub payment_method: String,
+    pub amount: Money,
+    pub description: String,
+    pub metadata: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,13 +136,30 @@ pub trait PaymentGateway: Send + Sync {
         charge: &str,
     ) -> impl Future<Output = Result<Vec<Refund>, GatewayError>> + Send;
 
+    /// Attaches `payment_method` to `customer` and makes it the one its invoices charge.
+    fn save_payment_method(
+        &self,
+        customer: &str,
+        payment_method: &str,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<(), GatewayError>> + Send;
+
+    /// Charges a saved payment method now (confirmed off session): the intent comes back
+    /// `succeeded`, or the refusal says why.
+    fn charge_saved_card(
+        &self,
+        charge: &SavedCardCharge,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<PaymentIntent, GatewayError>> + Send;
+
     fn create_subscription(
         &self,
         request: &SubscriptionRequest,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<Subscription, GatewayError>> + Send;
 
-    /// Moves the subscription to `price`, replacing its single item's price.
+    /// Moves the subscription to `price`, replacing its single item's price. Nothing is
+    /// prorated there: kassa charges the rest of the period itself, as it computed it.
     fn update_subscription(
         &self,
         id: &str,

@@ -2,8 +2,8 @@
 //! POST. Base URL and secret key come from configuration (locally, localstripe).
 
 use crate::gateway::{
-    Customer, GatewayError, IntentRequest, PaymentGateway, PaymentIntent, Refund, Subscription,
-    SubscriptionRequest,
+    Customer, GatewayError, IntentRequest, PaymentGateway, PaymentIntent, Refund, SavedCardCharge,
+    Subscription, SubscriptionRequest,
 };
 use crate::stripe_event::subscription_from_value;
 use kassa_domain::money::Money;
@@ -362,6 +362,86 @@ impl PaymentGateway for StripeGateway {
         }
     }
 
+    async fn save_payment_method(
+        &self,
+        customer: &str,
+        payment_method: &str,
+        idempotency_key: &str,
+    ) -> Result<(), GatewayError> {
+        let attach = [("customer".to_owned(), customer.to_owned())];
+        let attached: Value = match self
+            .post(
+                &format!("/v1/payment_methods/{payment_method}/attach"),
+                &attach,
+                &format!("{idempotency_key}-attach"),
+            )
+            .await
+        {
+            Ok(attached) => attached,
+            // Attached to this customer by an earlier try whose answer was lost.
+            Err(refused @ GatewayError::Refused { .. }) => {
+                let current: Value = self
+                    .get(&format!("/v1/payment_methods/{payment_method}"))
+                    .await
+                    .map_err(|_| refused.clone())?;
+                if current["customer"].as_str() != Some(customer) {
+                    return Err(refused);
+                }
+                current
+            }
+            Err(other) => return Err(other),
+        };
+        if attached["customer"].as_str() != Some(customer) {
+            return Err(unexpected(format!(
+                "{payment_method} is not attached to {customer}"
+            )));
+        }
+        let default = [(
+            "invoice_settings[default_payment_method]".to_owned(),
+            payment_method.to_owned(),
+        )];
+        let _: IdBody = self
+            .post(
+                &format!("/v1/customers/{customer}"),
+                &default,
+                &format!("{idempotency_key}-default"),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn charge_saved_card(
+        &self,
+        charge: &SavedCardCharge,
+        idempotency_key: &str,
+    ) -> Result<PaymentIntent, GatewayError> {
+        let mut form = vec![
+            ("amount".to_owned(), minor(charge.amount)?.to_string()),
+            (
+                "currency".to_owned(),
+                charge.amount.currency.code().to_ascii_lowercase(),
+            ),
+            ("customer".to_owned(), charge.customer.clone()),
+            ("payment_method".to_owned(), charge.payment_method.clone()),
+            ("confirm".to_owned(), "true".to_owned()),
+            ("off_session".to_owned(), "true".to_owned()),
+        ];
+        for (k, v) in &charge.metadata {
+            form.push((format!("metadata[{k}]"), v.clone()));
+        }
+        let intent = self
+            .post("/v1/payment_intents", &form, idempotency_key)
+            .await
+            .map(intent)?;
+        if intent.status != "succeeded" {
+            return Err(GatewayError::Refused {
+                kind: "card_error".into(),
+                message: format!("the payment {} is {}", intent.id, intent.status),
+            });
+        }
+        Ok(intent)
+    }
+
     async fn create_subscription(
         &self,
         request: &SubscriptionRequest,
@@ -374,6 +454,9 @@ impl PaymentGateway for StripeGateway {
                 request.price.clone(),
             ),
         ];
+        if let Some(anchor) = request.billing_cycle_anchor {
+            form.push(("billing_cycle_anchor".to_owned(), anchor.to_string()));
+        }
         for (k, v) in &request.metadata {
             form.push((format!("metadata[{k}]"), v.clone()));
         }
@@ -398,12 +481,20 @@ impl PaymentGateway for StripeGateway {
         let item = current["items"]["data"][0]["id"]
             .as_str()
             .ok_or_else(|| unexpected(format!("subscription {id} has no item")))?;
+        // kassa bills the rest of the period itself. localstripe knows only the legacy
+        // `prorate`, which Stripe's current API versions refuse.
+        let no_proration = if self.item_price_param == "plan" {
+            ("prorate".to_owned(), "false".to_owned())
+        } else {
+            ("proration_behavior".to_owned(), "none".to_owned())
+        };
         let form = [
             ("items[0][id]".to_owned(), item.to_owned()),
             (
                 format!("items[0][{}]", self.item_price_param),
                 price.to_owned(),
             ),
+            no_proration,
         ];
         let body: Value = self
             .post(&format!("/v1/subscriptions/{id}"), &form, idempotency_key)

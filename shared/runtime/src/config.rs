@@ -40,6 +40,12 @@ pub struct StripeConfig {
     pub webhook_secret: Option<String>,
     /// Oldest signature timestamp the webhook accepts, in seconds.
     pub webhook_tolerance_secs: i64,
+    /// The provider's monthly price of each paid tier (`KASSA_STRIPE_PRICE_PRO`,
+    /// `KASSA_STRIPE_PRICE_ENTERPRISE`); only the functions that subscribe get them.
+    pub pro_price: Option<String>,
+    pub enterprise_price: Option<String>,
+    /// Name subscription items' prices as legacy plans (an emulator without prices).
+    pub legacy_plan_items: bool,
 }
 
 impl StripeConfig {
@@ -48,6 +54,28 @@ impl StripeConfig {
         self.secret_key
             .as_deref()
             .ok_or(ConfigError::Missing("KASSA_STRIPE_SECRET_KEY"))
+    }
+
+    /// The Stripe client of a function that calls Stripe.
+    pub fn gateway(&self) -> Result<kassa_payments::stripe::StripeGateway, ConfigError> {
+        let gateway =
+            kassa_payments::stripe::StripeGateway::new(&self.api_base, self.secret_key()?);
+        Ok(if self.legacy_plan_items {
+            gateway.with_legacy_plan_items()
+        } else {
+            gateway
+        })
+    }
+
+    /// The provider's price of a paid tier's month.
+    pub fn price_of(&self, tier: kassa_domain::tier::TierId) -> Result<&str, ConfigError> {
+        use kassa_domain::tier::TierId;
+        let (price, variable) = match tier {
+            TierId::Pro => (&self.pro_price, "KASSA_STRIPE_PRICE_PRO"),
+            TierId::Enterprise => (&self.enterprise_price, "KASSA_STRIPE_PRICE_ENTERPRISE"),
+            TierId::Free => return Err(ConfigError::Invalid("tier", "free has no price".into())),
+        };
+        price.as_deref().ok_or(ConfigError::Missing(variable))
     }
 
     /// The webhook signing secret; without it every delivery would be refused.
@@ -145,6 +173,10 @@ impl Config {
                 secret_key: optional("KASSA_STRIPE_SECRET_KEY"),
                 webhook_secret: optional("KASSA_STRIPE_WEBHOOK_SECRET"),
                 webhook_tolerance_secs: tolerance,
+                pro_price: optional("KASSA_STRIPE_PRICE_PRO"),
+                enterprise_price: optional("KASSA_STRIPE_PRICE_ENTERPRISE"),
+                legacy_plan_items: optional("KASSA_STRIPE_LEGACY_PLAN_ITEMS").as_deref()
+                    == Some("true"),
             },
             tax_rate,
             reservation_window,

@@ -1,0 +1,248 @@
+//! Collects what kassa charges a subscribed workspace itself, with its saved card: the
+//! rest of the period it subscribed in (`workspace.subscribed`), the rest of the period
+//! after a move up (`workspace.tier_changed`) and a closed period's overage
+//! (`overage.charged`). It also keeps the subscription's price on the workspace's tier.
+//!
+//! Each charge is keyed by the event that owes it, at the provider (`charge-{event id}`)
+//! and in kassa (a marker on the workspace's stream, written with the outcome), so a
+//! redelivery, even one after the commit, charges and records once.
+//!
+//! The subscription follows the workspace's tier as it is when the event is handled, not
+//! the tier the event names: tier changes handled out of order still leave the price of
+//! the latest, and a workspace that moved down to the free tier has its subscription
+//! ended (`workspace.unsubscribed`).
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use kassa_commerce::{Clock, Kernel};
+use kassa_domain::aggregate::ByActor;
+use kassa_domain::credits::CreditEvent;
+use kassa_domain::identity::Actor;
+use kassa_domain::money::Money;
+use kassa_domain::tier::TierId;
+use kassa_domain::workspace::{ChargeFor, Workspace, WorkspaceCommand, WorkspaceEvent};
+use kassa_payments::gateway::{GatewayError, PaymentGateway, SavedCardCharge};
+use kassa_payments::stripe::StripeGateway;
+use kassa_runtime::effect::EffectError;
+use kassa_runtime::function::StartError;
+use kassa_runtime::inbox::Inbox;
+use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
+use kassa_store::{stream_of, EventStore, Metadata, RecordedEvent};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub const NAME: &str = "collect-charges";
+
+pub struct CollectCharges {
+    kernel: Kernel,
+    inbox: Inbox,
+    gateway: StripeGateway,
+    pro: String,
+    enterprise: String,
+}
+
+impl Function for CollectCharges {
+    fn from_config(
+        config: &Config,
+        aws: &SdkConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let client = aws_sdk_dynamodb::Client::new(aws);
+        Ok(Self {
+            kernel: Kernel::new(EventStore::new(client, &config.events_table), clock.clone()),
+            inbox: Inbox::from_config(config, aws, NAME, clock),
+            gateway: config.stripe.gateway()?,
+            pro: config.stripe.price_of(TierId::Pro)?.to_owned(),
+            enterprise: config.stripe.price_of(TierId::Enterprise)?.to_owned(),
+        })
+    }
+}
+
+impl SqsFunction for CollectCharges {
+    async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
+        self.inbox
+            .each_once(batch, |event| async move { self.react(&event).await })
+            .await
+    }
+}
+
+/// What an event owes: whose, why, how much.
+struct Owed {
+    workspace: Uuid,
+    reason: ChargeFor,
+    amount: Money,
+}
+
+fn owed(event: &RecordedEvent) -> Result<Option<Owed>, EffectError> {
+    Ok(match event.event_type.as_str() {
+        "overage.charged" => match event.decode::<CreditEvent>()? {
+            CreditEvent::OverageCharged {
+                workspace_id,
+                amount,
+                ..
+            } => Some(Owed {
+                workspace: workspace_id,
+                reason: ChargeFor::Overage,
+                amount,
+            }),
+            _ => None,
+        },
+        _ => match event.decode::<WorkspaceEvent>()? {
+            WorkspaceEvent::Subscribed {
+                workspace_id,
+                charge,
+                ..
+            } => Some(Owed {
+                workspace: workspace_id,
+                reason: ChargeFor::Subscription,
+                amount: charge,
+            }),
+            WorkspaceEvent::TierChanged {
+                workspace_id,
+                charge,
+                ..
+            } => Some(Owed {
+                workspace: workspace_id,
+                reason: ChargeFor::TierChange,
+                amount: charge,
+            }),
+            _ => None,
+        },
+    })
+}
+
+fn marker(event: &RecordedEvent) -> String {
+    format!("charge:{}", event.event_id)
+}
+
+impl CollectCharges {
+    async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
+        let Some(owed) = owed(event)? else {
+            return Ok(serde_json::json!({ "skipped": event.event_type }));
+        };
+        let store = self.kernel.store();
+        let Some(ws) = store
+            .load_aggregate::<Workspace>(&owed.workspace)
+            .await?
+            .state
+        else {
+            return Err(EffectError::retry(format!(
+                "workspace {} not found yet",
+                owed.workspace
+            )));
+        };
+        if event.event_type == "workspace.tier_changed" {
+            self.follow_tier(&ws, event).await?;
+        }
+        if owed.amount.amount.is_zero() {
+            return Ok(serde_json::json!({ "owed": "nothing" }));
+        }
+        let stream = stream_of::<Workspace>(&owed.workspace);
+        if store.is_marked(&stream, &marker(event)).await? {
+            return Ok(serde_json::json!({ "charged": "already" }));
+        }
+        let outcome = match &ws.billing {
+            None => Err("the workspace has no saved payment method".to_owned()),
+            Some(billing) => {
+                let charge = SavedCardCharge {
+                    customer: billing.customer.clone(),
+                    payment_method: billing.payment_method.clone(),
+                    amount: owed.amount,
+                    description: format!("kassa workspace {}: {:?}", ws.name, owed.reason),
+                    metadata: BTreeMap::from([
+                        ("workspace_id".to_owned(), ws.id.to_string()),
+                        ("kassa_event".to_owned(), event.event_id.to_string()),
+                    ]),
+                };
+                match self
+                    .gateway
+                    .charge_saved_card(&charge, &format!("charge-{}", event.event_id))
+                    .await
+                {
+                    Ok(intent) => Ok(intent.id),
+                    Err(GatewayError::Refused { message, .. }) => Err(message),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let succeeded = outcome.is_ok();
+        let command = ByActor {
+            command: WorkspaceCommand::RecordCharge {
+                source_event: event.event_id,
+                reason: owed.reason,
+                amount: owed.amount,
+                outcome,
+            },
+            actor: Actor::system(NAME),
+        };
+        let (command, key, id) = (&command, &marker(event), owed.workspace);
+        let recorded = self
+            .kernel
+            .run(Metadata::caused_by(event, format!("system:{NAME}")), |tx| {
+                Box::pin(async move {
+                    if tx
+                        .store()
+                        .is_marked(&stream_of::<Workspace>(&id), key)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                    let mut ws = tx.load::<Workspace>(&id).await?;
+                    tx.decide(&mut ws, command.clone())?;
+                    tx.commit().mark(&ws.stream, key)?;
+                    Ok(())
+                })
+            })
+            .await;
+        recorded?;
+        Ok(serde_json::json!({ "charged": succeeded }))
+    }
+
+    /// Keeps the subscription on the workspace's tier as it is now.
+    async fn follow_tier(&self, ws: &Workspace, event: &RecordedEvent) -> Result<(), EffectError> {
+        let Some(billing) = &ws.billing else {
+            return Ok(());
+        };
+        let price = match ws.tier {
+            TierId::Pro => &self.pro,
+            TierId::Enterprise => &self.enterprise,
+            TierId::Free => return self.unsubscribe(ws, event).await,
+        };
+        self.gateway
+            .update_subscription(
+                &billing.subscription_id,
+                price,
+                &format!("price-{}-{}", event.event_id, ws.tier),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, ws: &Workspace, event: &RecordedEvent) -> Result<(), EffectError> {
+        let Some(billing) = &ws.billing else {
+            return Ok(());
+        };
+        self.gateway
+            .cancel_subscription(
+                &billing.subscription_id,
+                &format!("cancel-{}", billing.subscription_id),
+            )
+            .await?;
+        let id = ws.id;
+        let command = ByActor {
+            command: WorkspaceCommand::Unsubscribe,
+            actor: Actor::system(NAME),
+        };
+        let command = &command;
+        self.kernel
+            .run(Metadata::caused_by(event, format!("system:{NAME}")), |tx| {
+                Box::pin(async move {
+                    let mut ws = tx.load::<Workspace>(&id).await?;
+                    tx.decide(&mut ws, command.clone())?;
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(())
+    }
+}

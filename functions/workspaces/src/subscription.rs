@@ -1,0 +1,156 @@
+//! `POST /workspaces/{id}/subscription`: the owner's card saved at Stripe and the paid
+//! tier's subscription made there, then recorded (`workspace.subscribed`).
+//!
+//! The provider is asked first, under idempotency keys derived from the workspace as read
+//! (its id and version) and the request's card and tier, so a retried request makes no
+//! second customer or subscription; the record is then committed, and a retry that finds
+//! the same subscription recorded answers it unchanged.
+//!
+//! The subscription's periods start at the end of the workspace's billing period
+//! (`billing_cycle_anchor`), so it renews with the wallet, and nothing is prorated
+//! there: kassa charges the rest of this period itself (the events' `charge`).
+
+use kassa_domain::billing_period::Period;
+use kassa_domain::identity::Actor;
+use kassa_domain::tier::TierId;
+use kassa_domain::workspace::{self, Billing, Workspace};
+use kassa_payments::gateway::{GatewayError, PaymentGateway, SubscriptionRequest};
+use kassa_payments::stripe::StripeGateway;
+use kassa_runtime::{Config, Problem};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+
+/// The metadata key naming the workspace on the provider's customer and subscription.
+pub const WORKSPACE_KEY: &str = "workspace_id";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeBody {
+    /// A payment method collected the provider's way (Stripe.js, a SetupIntent): `pm_...`.
+    pub payment_method: String,
+    /// The tier to pay for; the workspace's own by default.
+    pub tier: Option<TierId>,
+}
+
+impl SubscribeBody {
+    pub fn payment_method(&self) -> Result<&str, Problem> {
+        let pm = self.payment_method.trim();
+        let plausible = pm.starts_with("pm_")
+            && pm.len() <= 255
+            && pm[3..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if pm.len() > 3 && plausible {
+            Ok(pm)
+        } else {
+            Err(Problem::new(
+                422,
+                "invalid_payment_method",
+                "payment_method must be a payment method id (`pm_...`)",
+            ))
+        }
+    }
+}
+
+/// The provider side of subscribing.
+pub struct Subscriptions {
+    gateway: StripeGateway,
+    pro: String,
+    enterprise: String,
+}
+
+impl Subscriptions {
+    /// `None` when the function is not given the provider's key and prices: the route then
+    /// answers that subscribing is not available here.
+    pub fn from_config(config: &Config) -> Option<Self> {
+        let stripe = &config.stripe;
+        Some(Self {
+            gateway: stripe.gateway().ok()?,
+            pro: stripe.price_of(TierId::Pro).ok()?.to_owned(),
+            enterprise: stripe.price_of(TierId::Enterprise).ok()?.to_owned(),
+        })
+    }
+
+    fn price(&self, tier: TierId) -> Option<&str> {
+        match tier {
+            TierId::Pro => Some(&self.pro),
+            TierId::Enterprise => Some(&self.enterprise),
+            TierId::Free => None,
+        }
+    }
+
+    /// Saves the card and subscribes `ws` (read at `version`) to `tier` at the provider.
+    pub async fn subscribe(
+        &self,
+        ws: &Workspace,
+        version: u64,
+        payment_method: &str,
+        tier: TierId,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<Billing, Problem> {
+        workspace::may_subscribe(ws, tier, actor).map_err(crate::refusal)?;
+        let price = self
+            .price(tier)
+            .ok_or_else(|| crate::refusal(workspace::WorkspaceError::FreeTier))?;
+        let key = format!("workspace-{}-v{version}", ws.id);
+        let customer = self
+            .gateway
+            .create_customer(
+                ws.billing_email.as_deref(),
+                &ws.id.to_string(),
+                &format!("{key}-customer"),
+            )
+            .await
+            .map_err(provider_problem)?;
+        let card_key = format!("{key}-{payment_method}");
+        self.gateway
+            .save_payment_method(&customer.id, payment_method, &card_key)
+            .await
+            .map_err(provider_problem)?;
+        let period = Period::holding(ws.anchor_day, now);
+        let anchor = period
+            .end
+            .with_time(time::Time::MIDNIGHT)
+            .assume_utc()
+            .unix_timestamp();
+        let request = SubscriptionRequest {
+            customer: customer.id.clone(),
+            price: price.to_owned(),
+            metadata: BTreeMap::from([(WORKSPACE_KEY.to_owned(), ws.id.to_string())]),
+            billing_cycle_anchor: Some(anchor),
+        };
+        let subscription = self
+            .gateway
+            .create_subscription(&request, &format!("{card_key}-{tier}-subscription"))
+            .await
+            .map_err(provider_problem)?;
+        Ok(Billing {
+            customer: customer.id,
+            subscription_id: subscription.id,
+            payment_method: payment_method.to_owned(),
+        })
+    }
+}
+
+/// A refusal is the caller's to fix (a declined card, an unknown payment method); an
+/// outage is worth a retry.
+fn provider_problem(e: GatewayError) -> Problem {
+    match e {
+        GatewayError::Refused { message, .. } => Problem::new(
+            402,
+            "payment_method_refused",
+            format!("the payment provider refused: {message}"),
+        ),
+        GatewayError::InvalidAmount(a) => Problem::internal(&a),
+        GatewayError::Unavailable(e) => {
+            tracing::warn!(error = %e, "the payment provider is unavailable");
+            Problem::new(
+                503,
+                "payment_provider_unavailable",
+                "the payment provider is unavailable; retry shortly",
+            )
+        }
+    }
+}
