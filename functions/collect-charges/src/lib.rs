@@ -5,7 +5,8 @@
 //!
 //! Each charge is keyed by the event that owes it, at the provider (`charge-{event id}`)
 //! and in kassa (a marker on the workspace's stream, written with the outcome), so a
-//! redelivery, even one after the commit, charges and records once.
+//! redelivery, even one after the commit, charges and records once. A failure starts the
+//! workspace's dunning (`kassa_commerce::dunning`): retry-payments retries it on schedule.
 //!
 //! The subscription follows the workspace's tier as it is when the event is handled, not
 //! the tier the event names: tier changes handled out of order still leave the price of
@@ -13,6 +14,7 @@
 //! ended (`workspace.unsubscribed`).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use kassa_commerce::dunning::{self, Attempt, DUNNING_AGENDA};
 use kassa_commerce::{Clock, Kernel};
 use kassa_domain::aggregate::ByActor;
 use kassa_domain::credits::CreditEvent;
@@ -26,7 +28,7 @@ use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
-use kassa_store::{stream_of, EventStore, Metadata, RecordedEvent};
+use kassa_store::{stream_of, Agenda, EventStore, Metadata, RecordedEvent};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -35,6 +37,7 @@ pub const NAME: &str = "collect-charges";
 
 pub struct CollectCharges {
     kernel: Kernel,
+    agenda: Agenda,
     inbox: Inbox,
     gateway: StripeGateway,
     pro: String,
@@ -49,7 +52,11 @@ impl Function for CollectCharges {
     ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
         Ok(Self {
-            kernel: Kernel::new(EventStore::new(client, &config.events_table), clock.clone()),
+            kernel: Kernel::new(
+                EventStore::new(client.clone(), &config.events_table),
+                clock.clone(),
+            ),
+            agenda: Agenda::new(client, &config.state_table, DUNNING_AGENDA),
             inbox: Inbox::from_config(config, aws, NAME, clock),
             gateway: config.stripe.gateway()?,
             pro: config.stripe.price_of(TierId::Pro)?.to_owned(),
@@ -166,35 +173,23 @@ impl CollectCharges {
             }
         };
         let succeeded = outcome.is_ok();
-        let command = ByActor {
-            command: WorkspaceCommand::RecordCharge {
-                source_event: event.event_id,
-                reason: owed.reason,
-                amount: owed.amount,
-                outcome,
-            },
-            actor: Actor::system(NAME),
+        let attempt = Attempt {
+            workspace: owed.workspace,
+            source_event: event.event_id,
+            reason: owed.reason,
+            amount: owed.amount,
+            outcome,
+            marker: marker(event),
+            due: None,
         };
-        let (command, key, id) = (&command, &marker(event), owed.workspace);
-        let recorded = self
-            .kernel
-            .run(Metadata::caused_by(event, format!("system:{NAME}")), |tx| {
-                Box::pin(async move {
-                    if tx
-                        .store()
-                        .is_marked(&stream_of::<Workspace>(&id), key)
-                        .await?
-                    {
-                        return Ok(());
-                    }
-                    let mut ws = tx.load::<Workspace>(&id).await?;
-                    tx.decide(&mut ws, command.clone())?;
-                    tx.commit().mark(&ws.stream, key)?;
-                    Ok(())
-                })
-            })
-            .await;
-        recorded?;
+        dunning::record(
+            &self.kernel,
+            &self.agenda,
+            &attempt,
+            Metadata::caused_by(event, format!("system:{NAME}")),
+            self.kernel.clock().now(),
+        )
+        .await?;
         Ok(serde_json::json!({ "charged": succeeded }))
     }
 

@@ -71,6 +71,8 @@ fn refusal(e: &CreditError) -> Problem {
         CreditError::InsufficientCredits { .. } => 402,
         CreditError::UnknownFeature(..) | CreditError::InvalidQuantity => 422,
         CreditError::NoWallet => 404,
+        // Reads still work; only spending stops until the workspace is paid up.
+        CreditError::Suspended => 403,
         CreditError::AlreadyOpen
         | CreditError::EmptyAllocation
         | CreditError::PurchaseNotApplied(_) => 409,
@@ -179,6 +181,7 @@ impl ConsumeCredits {
                 _ => return Err(Problem::internal(&"a debit decided no consumption")),
             };
             let holds = credits::debit_holds(wallet.policy(), wallet.balance, credits);
+            let terms = wallet.terms();
             let now = self.clock.now();
             let step = Step {
                 stream: &stream,
@@ -191,7 +194,7 @@ impl ConsumeCredits {
                 member,
                 // Decided on the remembered tier's prices and limits: a tier change since
                 // makes the step refused, and it is decided again on the head.
-                terms: Some(wallet.tier.as_str()),
+                terms: terms.as_deref(),
                 while_open: false,
                 carried: events
                     .iter()

@@ -369,6 +369,8 @@ fn transaction(event: &RecordedEvent) -> Option<Transaction> {
         CreditEvent::WalletOpened { .. }
         | CreditEvent::BalanceLow { .. }
         | CreditEvent::RolledOver { .. }
+        | CreditEvent::WalletSuspended { .. }
+        | CreditEvent::WalletReactivated { .. }
         | CreditEvent::Overage { .. } => None,
     }
 }

@@ -12,7 +12,7 @@ use kassa_domain::identity::{Actor, UserId};
 use kassa_domain::money::Money;
 use kassa_domain::tier::TierId;
 use kassa_domain::workspace::{
-    ScheduledTier, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent,
+    Overdue, ScheduledTier, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent,
 };
 use kassa_runtime::access::{self, wallet_stream};
 use kassa_runtime::function::StartError;
@@ -70,6 +70,10 @@ struct WorkspaceView<'a> {
     scheduled_tier: Option<&'a ScheduledTier>,
     /// The provider's subscription that pays for the tier.
     subscription_id: Option<&'a str>,
+    /// Suspended for an unpaid charge: debits are refused, reads work.
+    suspended: bool,
+    /// Charges that failed and are being retried.
+    owed: &'a [Overdue],
     version: u64,
     /// What a tier change that took effect in this request was worth.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,6 +101,8 @@ fn view(ws: &Workspace, version: u64) -> WorkspaceView<'_> {
         billing_anchor_day: ws.anchor_day,
         scheduled_tier: ws.scheduled.as_ref(),
         subscription_id: ws.billing.as_ref().map(|b| b.subscription_id.as_str()),
+        suspended: ws.suspended,
+        owed: &ws.overdue,
         version,
         tier_change: None,
     }
@@ -108,6 +114,7 @@ pub(crate) fn refusal(e: WorkspaceError) -> Problem {
         WorkspaceError::OwnerOnly | WorkspaceError::OwnerOnlyTier => 403,
         WorkspaceError::FreeTier => 422,
         WorkspaceError::SubscriptionRequired
+        | WorkspaceError::NoSubscription
         | WorkspaceError::AlreadySubscribed
         | WorkspaceError::SubscribeDown
         | WorkspaceError::AlreadyExists
@@ -129,7 +136,7 @@ impl Function for Workspaces {
     ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
         let mut workspaces = Self::new(EventStore::new(client, &config.events_table), clock);
-        workspaces.subscriptions = Subscriptions::from_config(config);
+        workspaces.subscriptions = Subscriptions::from_config(config, aws);
         Ok(workspaces)
     }
 }
@@ -138,6 +145,20 @@ impl HttpFunction for Workspaces {
     async fn handle(&self, request: Request) -> Response<Body> {
         respond(self.route(request).await)
     }
+}
+
+fn unavailable() -> Problem {
+    Problem::new(
+        503,
+        "subscriptions_unavailable",
+        "this deployment has no payment provider configured",
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaymentMethodBody {
+    payment_method: String,
 }
 
 /// A failed command as an answer: its refusal already is one.
@@ -202,13 +223,7 @@ impl Workspaces {
                 let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
                 let body: SubscribeBody = json_body(&request)?;
                 let payment_method = body.payment_method()?;
-                let subscriptions = self.subscriptions.as_ref().ok_or_else(|| {
-                    Problem::new(
-                        503,
-                        "subscriptions_unavailable",
-                        "this deployment has no payment provider configured",
-                    )
-                })?;
+                let subscriptions = self.subscriptions.as_ref().ok_or_else(unavailable)?;
                 let (head, ws) = access::load_admitted(self.kernel.store(), id, &actor).await?;
                 let tier = body.tier.unwrap_or(ws.tier);
                 let now = self.kernel.clock().now();
@@ -221,6 +236,32 @@ impl Workspaces {
                     at: now,
                 };
                 self.change(&request, id, command, actor, 201).await
+            }
+            "PUT /workspaces/{workspaceId}/payment-method" => {
+                let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
+                let body: PaymentMethodBody = json_body(&request)?;
+                let payment_method = subscription::payment_method_id(&body.payment_method)?;
+                let subscriptions = self.subscriptions.as_ref().ok_or_else(unavailable)?;
+                let (head, ws) = access::load_admitted(self.kernel.store(), id, &actor).await?;
+                let command = WorkspaceCommand::ChangePaymentMethod {
+                    payment_method: payment_method.to_owned(),
+                };
+                // Refused here (a collaborator, no subscription) before Stripe is asked.
+                kassa_domain::workspace::decide(Some(&ws), command.clone(), &actor)
+                    .map_err(refusal)?;
+                subscriptions
+                    .save_card(&ws, head.version, payment_method)
+                    .await?;
+                self.change(&request, id, command, actor.clone(), 200)
+                    .await?;
+                let settled = subscriptions
+                    .settle(&self.kernel, id, &request_id(&request))
+                    .await?;
+                let (head, ws) = access::load_admitted(self.kernel.store(), id, &actor).await?;
+                let mut answer = serde_json::to_value(view(&ws, head.version))
+                    .map_err(|e| Problem::internal(&e))?;
+                answer["settled"] = serde_json::json!(settled);
+                Ok(json(200, &answer))
             }
             "DELETE /workspaces/{workspaceId}/tier/scheduled" => {
                 let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;

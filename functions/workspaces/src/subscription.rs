@@ -10,13 +10,16 @@
 //! (`billing_cycle_anchor`), so it renews with the wallet, and nothing is prorated
 //! there: kassa charges the rest of this period itself (the events' `charge`).
 
+use kassa_commerce::dunning::{self, Attempt, DUNNING_AGENDA};
+use kassa_commerce::{Fail, Kernel};
 use kassa_domain::billing_period::Period;
 use kassa_domain::identity::Actor;
 use kassa_domain::tier::TierId;
 use kassa_domain::workspace::{self, Billing, Workspace};
-use kassa_payments::gateway::{GatewayError, PaymentGateway, SubscriptionRequest};
+use kassa_payments::gateway::{GatewayError, PaymentGateway, SavedCardCharge, SubscriptionRequest};
 use kassa_payments::stripe::StripeGateway;
 use kassa_runtime::{Config, Problem};
+use kassa_store::{Agenda, Metadata};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
@@ -35,37 +38,45 @@ pub struct SubscribeBody {
 
 impl SubscribeBody {
     pub fn payment_method(&self) -> Result<&str, Problem> {
-        let pm = self.payment_method.trim();
-        let plausible = pm.starts_with("pm_")
-            && pm.len() <= 255
-            && pm[3..]
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if pm.len() > 3 && plausible {
-            Ok(pm)
-        } else {
-            Err(Problem::new(
-                422,
-                "invalid_payment_method",
-                "payment_method must be a payment method id (`pm_...`)",
-            ))
-        }
+        payment_method_id(&self.payment_method)
     }
 }
 
-/// The provider side of subscribing.
+/// A payment method id as the provider's client libraries hand it over (`pm_...`).
+pub fn payment_method_id(raw: &str) -> Result<&str, Problem> {
+    let pm = raw.trim();
+    let plausible = pm.starts_with("pm_")
+        && pm.len() <= 255
+        && pm[3..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if pm.len() > 3 && plausible {
+        Ok(pm)
+    } else {
+        Err(Problem::new(
+            422,
+            "invalid_payment_method",
+            "payment_method must be a payment method id (`pm_...`)",
+        ))
+    }
+}
+
+/// The provider side of subscribing and of settling what a workspace owes.
 pub struct Subscriptions {
     gateway: StripeGateway,
     pro: String,
     enterprise: String,
+    agenda: Agenda,
 }
 
 impl Subscriptions {
     /// `None` when the function is not given the provider's key and prices: the route then
     /// answers that subscribing is not available here.
-    pub fn from_config(config: &Config) -> Option<Self> {
+    pub fn from_config(config: &Config, aws: &kassa_runtime::SdkConfig) -> Option<Self> {
         let stripe = &config.stripe;
+        let client = aws_sdk_dynamodb::Client::new(aws);
         Some(Self {
+            agenda: Agenda::new(client, &config.state_table, DUNNING_AGENDA),
             gateway: stripe.gateway().ok()?,
             pro: stripe.price_of(TierId::Pro).ok()?.to_owned(),
             enterprise: stripe.price_of(TierId::Enterprise).ok()?.to_owned(),
@@ -131,6 +142,95 @@ impl Subscriptions {
             subscription_id: subscription.id,
             payment_method: payment_method.to_owned(),
         })
+    }
+}
+
+impl Subscriptions {
+    /// Saves the owner's new card on the workspace's customer.
+    pub async fn save_card(
+        &self,
+        ws: &Workspace,
+        version: u64,
+        payment_method: &str,
+    ) -> Result<(), Problem> {
+        let billing = ws
+            .billing
+            .as_ref()
+            .ok_or_else(|| crate::refusal(workspace::WorkspaceError::NoSubscription))?;
+        self.gateway
+            .save_payment_method(
+                &billing.customer,
+                payment_method,
+                &format!("workspace-{}-v{version}-{payment_method}", ws.id),
+            )
+            .await
+            .map_err(provider_problem)
+    }
+
+    /// Charges what the workspace owes to its card as saved now. Each payment settles its
+    /// charge (and a workspace that owes nothing more is reactivated); a refusal is the
+    /// answer, and the dunning goes on as scheduled.
+    pub async fn settle(
+        &self,
+        kernel: &Kernel,
+        id: uuid::Uuid,
+        correlation: &uuid::Uuid,
+    ) -> Result<Vec<uuid::Uuid>, Problem> {
+        let store_problem = |e: kassa_store::StoreError| kassa_runtime::problem::store_problem(&e);
+        let Some(ws) = kernel
+            .store()
+            .load_aggregate::<Workspace>(&id)
+            .await
+            .map_err(store_problem)?
+            .state
+        else {
+            return Ok(Vec::new());
+        };
+        let Some(billing) = &ws.billing else {
+            return Ok(Vec::new());
+        };
+        let mut settled = Vec::new();
+        for owed in &ws.overdue {
+            let charge = SavedCardCharge {
+                customer: billing.customer.clone(),
+                payment_method: billing.payment_method.clone(),
+                amount: owed.amount,
+                description: format!("kassa workspace {}: settling", ws.name),
+                metadata: BTreeMap::from([
+                    (WORKSPACE_KEY.to_owned(), ws.id.to_string()),
+                    ("kassa_event".to_owned(), owed.source_event.to_string()),
+                ]),
+            };
+            let key = format!("settle-{}-{}", owed.source_event, billing.payment_method);
+            let intent = self
+                .gateway
+                .charge_saved_card(&charge, &key)
+                .await
+                .map_err(provider_problem)?;
+            let attempt = Attempt {
+                workspace: id,
+                source_event: owed.source_event,
+                reason: owed.reason,
+                amount: owed.amount,
+                outcome: Ok(intent.id),
+                marker: format!("settle:{}:{}", owed.source_event, billing.payment_method),
+                due: None,
+            };
+            dunning::record(
+                kernel,
+                &self.agenda,
+                &attempt,
+                Metadata::origin(*correlation, "system:workspaces"),
+                kernel.clock().now(),
+            )
+            .await
+            .map_err(|f| match f {
+                Fail::Refused(e) => crate::refusal(e),
+                Fail::Store(e) => store_problem(e),
+            })?;
+            settled.push(owed.source_event);
+        }
+        Ok(settled)
     }
 }
 

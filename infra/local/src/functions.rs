@@ -154,6 +154,12 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "CollectChargesFunction" => {
             sqs::<kassa_collect_charges::CollectCharges>(config, aws, clock)?
         }
+        "RetryPaymentsFunction" => {
+            scheduled::<kassa_retry_payments::RetryPayments>(config, aws, clock)?
+        }
+        "DunningNoticesFunction" => {
+            sqs::<kassa_dunning_notices::DunningNotices<ConfiguredMailer>>(config, aws, clock)?
+        }
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod coupon_ledger;
 pub mod coupon_views;
+pub mod dunning;
 pub mod invoicing;
 pub mod kernel;
 pub mod order_book;

@@ -118,7 +118,11 @@ impl Aggregate for Wallet {
     }
 
     fn terms(&self) -> Option<String> {
-        Some(self.tier.as_str().to_owned())
+        Some(if self.suspended {
+            format!("{}:suspended", self.tier)
+        } else {
+            self.tier.as_str().to_owned()
+        })
     }
 
     fn set_counter(&mut self, value: i64) {

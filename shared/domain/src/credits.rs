@@ -31,6 +31,9 @@ pub struct Wallet {
     /// `min(purchased, balance)` of them and the rest of it is granted credits.
     #[serde(default)]
     pub purchased: u64,
+    /// The workspace is suspended for an unpaid charge: debits are refused.
+    #[serde(default)]
+    pub suspended: bool,
 }
 
 impl Wallet {
@@ -75,7 +78,10 @@ pub fn marker(command: &CreditCommand) -> Option<Marker> {
             key: retier_key(change_id),
             requires: None,
         }),
-        CreditCommand::Open { .. } | CreditCommand::Consume { .. } => None,
+        CreditCommand::Open { .. }
+        | CreditCommand::Consume { .. }
+        | CreditCommand::Suspend
+        | CreditCommand::Reactivate => None,
     }
 }
 
@@ -172,6 +178,9 @@ pub enum CreditCommand {
         tier: TierId,
         top_up: u64,
     },
+    /// Follows the workspace's suspension (debits refused) or reactivation.
+    Suspend,
+    Reactivate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -269,6 +278,10 @@ pub enum CreditEvent {
         amount: Money,
         balance_after: i64,
     },
+    #[serde(rename = "credits.wallet_suspended")]
+    WalletSuspended { workspace_id: Uuid },
+    #[serde(rename = "credits.wallet_reactivated")]
+    WalletReactivated { workspace_id: Uuid },
     #[serde(rename = "credits.overage")]
     Overage {
         workspace_id: Uuid,
@@ -293,6 +306,8 @@ impl DomainEvent for CreditEvent {
         "credits.expired",
         "credits.rolled_over",
         "overage.charged",
+        "credits.wallet_suspended",
+        "credits.wallet_reactivated",
     ];
 
     fn event_type(&self) -> &'static str {
@@ -308,6 +323,8 @@ impl DomainEvent for CreditEvent {
             Self::Expired { .. } => "credits.expired",
             Self::RolledOver { .. } => "credits.rolled_over",
             Self::OverageCharged { .. } => "overage.charged",
+            Self::WalletSuspended { .. } => "credits.wallet_suspended",
+            Self::WalletReactivated { .. } => "credits.wallet_reactivated",
         }
     }
 }
@@ -324,6 +341,8 @@ pub enum CreditError {
     InvalidQuantity,
     #[error("an allocation must add at least one credit")]
     EmptyAllocation,
+    #[error("the workspace is suspended for an unpaid charge; update its payment method")]
+    Suspended,
     #[error("the purchase of order {0} is not applied; nothing of it can be clawed back")]
     PurchaseNotApplied(Uuid),
     #[error(
@@ -345,6 +364,7 @@ impl CreditError {
             Self::InvalidQuantity => "invalid_quantity",
             Self::EmptyAllocation => "empty_allocation",
             Self::PurchaseNotApplied(_) => "purchase_not_applied",
+            Self::Suspended => "workspace_suspended",
             Self::InsufficientCredits { .. } => "insufficient_credits",
         }
     }
@@ -384,6 +404,19 @@ pub fn decide(
             }])
         }
         (Some(wallet), CreditCommand::Renew { due, retier }) => Ok(renew(wallet, due, retier)),
+        (Some(wallet), CreditCommand::Suspend) => Ok((!wallet.suspended)
+            .then_some(CreditEvent::WalletSuspended {
+                workspace_id: wallet.workspace_id,
+            })
+            .into_iter()
+            .collect()),
+        (Some(wallet), CreditCommand::Reactivate) => Ok(wallet
+            .suspended
+            .then_some(CreditEvent::WalletReactivated {
+                workspace_id: wallet.workspace_id,
+            })
+            .into_iter()
+            .collect()),
         (
             Some(wallet),
             CreditCommand::Purchase {
@@ -458,6 +491,9 @@ fn consume(
     feature: String,
     quantity: u64,
 ) -> Result<Vec<CreditEvent>, CreditError> {
+    if wallet.suspended {
+        return Err(CreditError::Suspended);
+    }
     let policy = wallet.policy();
     let Some(unit_price) = policy.price_of(&feature) else {
         let known: Vec<_> = policy.prices.iter().map(|p| p.code).collect();
@@ -591,6 +627,7 @@ pub fn evolve(state: Option<Wallet>, event: &CreditEvent) -> Option<Wallet> {
             tier: *tier,
             balance: 0,
             purchased: 0,
+            suspended: false,
         }),
         (
             Some(mut w),
@@ -626,6 +663,14 @@ pub fn evolve(state: Option<Wallet>, event: &CreditEvent) -> Option<Wallet> {
         ) => {
             w.purchased = *purchased;
             w.balance = *balance_after;
+            Some(w)
+        }
+        (Some(mut w), CreditEvent::WalletSuspended { .. }) => {
+            w.suspended = true;
+            Some(w)
+        }
+        (Some(mut w), CreditEvent::WalletReactivated { .. }) => {
+            w.suspended = false;
             Some(w)
         }
         (Some(mut w), CreditEvent::OverageCharged { balance_after, .. }) => {
@@ -1250,6 +1295,7 @@ mod purchase_tests {
             tier: TierId::Pro,
             balance,
             purchased: 0,
+            suspended: false,
         }
     }
 

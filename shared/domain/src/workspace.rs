@@ -3,6 +3,12 @@
 //! A tier change is decided here: a move up takes effect at once, prorated on what is left
 //! of the billing period (`billing_period`); a move down is scheduled for the period's end,
 //! when the renewal applies it, and the owner may cancel it until then.
+//!
+//! Dunning: a charge of the saved card that fails makes the workspace owe it. The charge is
+//! retried [`RETRY_DAYS`] days after the first failure; the last retry's notice warns of
+//! suspension, and its failure suspends the workspace (its wallet refuses debits; reads
+//! work and nothing is deleted). Any later success (a retry, or the owner's new card)
+//! settles what it paid for, and a workspace that owes nothing more is reactivated.
 
 use crate::billing_period::{Period, Proration};
 use crate::event::DomainEvent;
@@ -17,6 +23,10 @@ use uuid::Uuid;
 
 const DAY: &[time::format_description::FormatItem<'static>] =
     format_description!("[year]-[month]-[day]");
+
+/// Days after a charge first failed on which it is retried; the failure of the last
+/// suspends the workspace.
+pub const RETRY_DAYS: [i64; 4] = [1, 3, 5, 7];
 
 pub const MAX_NAME_LEN: usize = 100;
 
@@ -38,6 +48,21 @@ pub struct Workspace {
     /// The payment provider's subscription that pays for a paid tier.
     #[serde(default)]
     pub billing: Option<Billing>,
+    /// Charges that failed and are being retried (rarely more than one).
+    #[serde(default)]
+    pub overdue: Vec<Overdue>,
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Overdue {
+    pub source_event: Uuid,
+    pub reason: ChargeFor,
+    pub amount: Money,
+    pub failures: u32,
+    /// `YYYY-MM-DD`.
+    pub first_failed_on: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -124,9 +149,14 @@ pub enum WorkspaceCommand {
         reason: ChargeFor,
         amount: Money,
         outcome: Result<String, String>,
+        at: OffsetDateTime,
     },
     /// The subscription ended at the provider (the workspace moved to the free tier).
     Unsubscribe,
+    /// The owner's new card, saved at the provider.
+    ChangePaymentMethod {
+        payment_method: String,
+    },
     /// The renewal's: applies a scheduled move whose day has come.
     ApplyScheduledTier {
         at: OffsetDateTime,
@@ -203,6 +233,7 @@ pub enum WorkspaceEvent {
         amount: Money,
         payment_intent: String,
     },
+    /// A charge failed for the first time: the workspace owes it, and it is retried.
     #[serde(rename = "workspace.charge_failed")]
     ChargeFailed {
         workspace_id: Uuid,
@@ -210,7 +241,33 @@ pub enum WorkspaceEvent {
         reason: ChargeFor,
         amount: Money,
         error: String,
+        #[serde(default)]
+        failed_on: String,
+        #[serde(default)]
+        next_retry_on: Option<String>,
     },
+    /// A retry of an owed charge failed too.
+    #[serde(rename = "workspace.payment_retry_failed")]
+    RetryFailed {
+        workspace_id: Uuid,
+        source_event: Uuid,
+        amount: Money,
+        error: String,
+        failures: u32,
+        /// None after the last retry.
+        next_retry_on: Option<String>,
+        /// The next retry is the last: its failure suspends the workspace.
+        final_notice: bool,
+    },
+    #[serde(rename = "workspace.payment_method_changed")]
+    PaymentMethodChanged {
+        workspace_id: Uuid,
+        payment_method: String,
+    },
+    #[serde(rename = "workspace.suspended")]
+    Suspended { workspace_id: Uuid, owed: Money },
+    #[serde(rename = "workspace.reactivated")]
+    Reactivated { workspace_id: Uuid },
     #[serde(rename = "workspace.unsubscribed")]
     Unsubscribed {
         workspace_id: Uuid,
@@ -231,6 +288,10 @@ impl DomainEvent for WorkspaceEvent {
         "workspace.charged",
         "workspace.charge_failed",
         "workspace.unsubscribed",
+        "workspace.payment_retry_failed",
+        "workspace.payment_method_changed",
+        "workspace.suspended",
+        "workspace.reactivated",
     ];
 
     fn event_type(&self) -> &'static str {
@@ -245,6 +306,10 @@ impl DomainEvent for WorkspaceEvent {
             Self::Charged { .. } => "workspace.charged",
             Self::ChargeFailed { .. } => "workspace.charge_failed",
             Self::Unsubscribed { .. } => "workspace.unsubscribed",
+            Self::RetryFailed { .. } => "workspace.payment_retry_failed",
+            Self::PaymentMethodChanged { .. } => "workspace.payment_method_changed",
+            Self::Suspended { .. } => "workspace.suspended",
+            Self::Reactivated { .. } => "workspace.reactivated",
         }
     }
 }
@@ -281,6 +346,8 @@ pub enum WorkspaceError {
     AlreadySubscribed,
     #[error("the free tier has no subscription")]
     FreeTier,
+    #[error("the workspace has no subscription: POST /workspaces/{{id}}/subscription first")]
+    NoSubscription,
     #[error("subscribing cannot move to a smaller tier; change the tier instead")]
     SubscribeDown,
 }
@@ -303,6 +370,7 @@ impl WorkspaceError {
             Self::SubscriptionRequired => "subscription_required",
             Self::AlreadySubscribed => "already_subscribed",
             Self::FreeTier => "free_tier",
+            Self::NoSubscription => "no_subscription",
             Self::SubscribeDown => "subscribe_down",
         }
     }
@@ -408,23 +476,23 @@ pub fn decide(
                 reason,
                 amount,
                 outcome,
+                at,
             },
-        ) => Ok(vec![match outcome {
-            Ok(payment_intent) => WorkspaceEvent::Charged {
-                workspace_id: ws.id,
-                source_event,
-                reason,
-                amount,
-                payment_intent,
-            },
-            Err(error) => WorkspaceEvent::ChargeFailed {
-                workspace_id: ws.id,
-                source_event,
-                reason,
-                amount,
-                error,
-            },
-        }]),
+        ) => Ok(record_charge(ws, source_event, reason, amount, outcome, at)),
+        (Some(ws), WorkspaceCommand::ChangePaymentMethod { payment_method }) => {
+            owner_only(ws, actor).map_err(|e| match e {
+                WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
+                e => e,
+            })?;
+            match &ws.billing {
+                None => Err(WorkspaceError::NoSubscription),
+                Some(b) if b.payment_method == payment_method => Ok(vec![]),
+                Some(_) => Ok(vec![WorkspaceEvent::PaymentMethodChanged {
+                    workspace_id: ws.id,
+                    payment_method,
+                }]),
+            }
+        }
         (Some(ws), WorkspaceCommand::Unsubscribe) => Ok(ws
             .billing
             .iter()
@@ -471,6 +539,77 @@ pub fn decide(
             }])
         }
     }
+}
+
+fn record_charge(
+    ws: &Workspace,
+    source_event: Uuid,
+    reason: ChargeFor,
+    amount: Money,
+    outcome: Result<String, String>,
+    at: OffsetDateTime,
+) -> Vec<WorkspaceEvent> {
+    let owed = ws.overdue.iter().find(|o| o.source_event == source_event);
+    let error = match outcome {
+        Ok(payment_intent) => {
+            let mut events = vec![WorkspaceEvent::Charged {
+                workspace_id: ws.id,
+                source_event,
+                reason,
+                amount,
+                payment_intent,
+            }];
+            let settled_all = ws.overdue.iter().all(|o| o.source_event == source_event);
+            if ws.suspended && settled_all {
+                events.push(WorkspaceEvent::Reactivated {
+                    workspace_id: ws.id,
+                });
+            }
+            return events;
+        }
+        Err(error) => error,
+    };
+    let retry_on = |first: time::Date, failures: u32| {
+        RETRY_DAYS
+            .get(failures as usize - 1)
+            .map(|days| day(first + time::Duration::days(*days)))
+    };
+    let Some(owed) = owed else {
+        return vec![WorkspaceEvent::ChargeFailed {
+            workspace_id: ws.id,
+            source_event,
+            reason,
+            amount,
+            error,
+            failed_on: day(at.date()),
+            next_retry_on: retry_on(at.date(), 1),
+        }];
+    };
+    let first = time::Date::parse(&owed.first_failed_on, DAY).unwrap_or(at.date());
+    let failures = owed.failures + 1;
+    let next_retry_on = retry_on(first, failures);
+    let mut events = vec![WorkspaceEvent::RetryFailed {
+        workspace_id: ws.id,
+        source_event,
+        amount,
+        error,
+        failures,
+        final_notice: failures as usize == RETRY_DAYS.len(),
+        next_retry_on: next_retry_on.clone(),
+    }];
+    if next_retry_on.is_none() && !ws.suspended {
+        let total = ws
+            .overdue
+            .iter()
+            .map(|o| o.amount)
+            .try_fold(Money::zero(amount.currency), Money::checked_add)
+            .unwrap_or(amount);
+        events.push(WorkspaceEvent::Suspended {
+            workspace_id: ws.id,
+            owed: total,
+        });
+    }
+    events
 }
 
 /// Whether `actor` may subscribe `ws` to `tier`: checked before the provider is asked.
@@ -591,6 +730,8 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
             anchor_day: anchor_day.unwrap_or_else(first_day),
             scheduled: None,
             billing: None,
+            overdue: Vec::new(),
+            suspended: false,
         }),
         (Some(mut ws), WorkspaceEvent::CollaboratorAdded { user, .. }) => {
             ws.collaborators.insert(user.clone());
@@ -639,6 +780,60 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
         }
         (Some(mut ws), WorkspaceEvent::Unsubscribed { .. }) => {
             ws.billing = None;
+            Some(ws)
+        }
+        (
+            Some(mut ws),
+            WorkspaceEvent::ChargeFailed {
+                source_event,
+                reason,
+                amount,
+                failed_on,
+                ..
+            },
+        ) => {
+            ws.overdue.push(Overdue {
+                source_event: *source_event,
+                reason: *reason,
+                amount: *amount,
+                failures: 1,
+                first_failed_on: failed_on.clone(),
+            });
+            Some(ws)
+        }
+        (
+            Some(mut ws),
+            WorkspaceEvent::RetryFailed {
+                source_event,
+                failures,
+                ..
+            },
+        ) => {
+            for o in ws
+                .overdue
+                .iter_mut()
+                .filter(|o| o.source_event == *source_event)
+            {
+                o.failures = *failures;
+            }
+            Some(ws)
+        }
+        (Some(mut ws), WorkspaceEvent::Charged { source_event, .. }) => {
+            ws.overdue.retain(|o| o.source_event != *source_event);
+            Some(ws)
+        }
+        (Some(mut ws), WorkspaceEvent::PaymentMethodChanged { payment_method, .. }) => {
+            if let Some(b) = ws.billing.as_mut() {
+                b.payment_method = payment_method.clone();
+            }
+            Some(ws)
+        }
+        (Some(mut ws), WorkspaceEvent::Suspended { .. }) => {
+            ws.suspended = true;
+            Some(ws)
+        }
+        (Some(mut ws), WorkspaceEvent::Reactivated { .. }) => {
+            ws.suspended = false;
             Some(ws)
         }
         // Events that do not apply to the state leave it as it is; the store never
@@ -1028,5 +1223,78 @@ mod tests {
             change(&ws, TierId::Pro, at),
             Err(WorkspaceError::TierUnchanged(TierId::Pro))
         );
+    }
+
+    #[test]
+    fn a_failed_charge_is_retried_on_the_schedule_warns_then_suspends_and_payment_reactivates() {
+        use time::macros::datetime;
+        let mut ws = pro(1);
+        let source = Uuid::from_u128(99);
+        let amount = Money::from_minor(2_450, crate::money::Currency::Usd);
+        let charge = |ws: &Workspace, outcome: Result<String, String>, at| {
+            decide(
+                Some(ws),
+                WorkspaceCommand::RecordCharge {
+                    source_event: source,
+                    reason: ChargeFor::TierChange,
+                    amount,
+                    outcome,
+                    at,
+                },
+                &Actor::system("test"),
+            )
+            .unwrap()
+        };
+        let declined = || Err("card declined".to_owned());
+        let events = charge(&ws, declined(), datetime!(2026-12-10 08:00 UTC));
+        let [WorkspaceEvent::ChargeFailed { next_retry_on, .. }] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(next_retry_on.as_deref(), Some("2026-12-11"));
+        ws = events.iter().fold(Some(ws), evolve).unwrap();
+        let mut retries = Vec::new();
+        for at in [
+            datetime!(2026-12-11 06:00 UTC),
+            datetime!(2026-12-13 06:00 UTC),
+            datetime!(2026-12-15 06:00 UTC),
+            datetime!(2026-12-17 06:00 UTC),
+        ] {
+            let events = charge(&ws, declined(), at);
+            for e in &events {
+                match e {
+                    WorkspaceEvent::RetryFailed {
+                        next_retry_on,
+                        final_notice,
+                        failures,
+                        ..
+                    } => retries.push((*failures, next_retry_on.clone(), *final_notice)),
+                    WorkspaceEvent::Suspended { owed, .. } => {
+                        assert_eq!(owed.to_string(), "24.50 USD")
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            ws = events.iter().fold(Some(ws), evolve).unwrap();
+        }
+        assert_eq!(
+            retries,
+            vec![
+                (2, Some("2026-12-13".to_owned()), false),
+                (3, Some("2026-12-15".to_owned()), false),
+                (4, Some("2026-12-17".to_owned()), true),
+                (5, None, false),
+            ]
+        );
+        assert!(ws.suspended);
+        let events = charge(&ws, Ok("pi_1".into()), datetime!(2026-12-20 06:00 UTC));
+        assert!(matches!(
+            events.as_slice(),
+            [
+                WorkspaceEvent::Charged { .. },
+                WorkspaceEvent::Reactivated { .. }
+            ]
+        ));
+        let ws = events.iter().fold(Some(ws), evolve).unwrap();
+        assert!(!ws.suspended && ws.overdue.is_empty());
     }
 }
