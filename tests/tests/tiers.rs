@@ -272,6 +272,43 @@ async fn an_upgrade_mid_period_is_prorated_exactly_charged_to_the_card_and_price
         2
     );
 
+    // A move down is billed from the subscription's next invoice: its price changes now,
+    // without proration, and changes back when the move is called off. A move down to
+    // free lets the subscription end with the period.
+    let plan_and_end = || async {
+        let s = common::stripe_get(&format!("/v1/subscriptions/{subscription_id}")).await;
+        (
+            s["plan"]["id"].as_str().unwrap_or_default().to_owned(),
+            s["cancel_at_period_end"].as_bool().unwrap_or_default(),
+        )
+    };
+    let until = |plan: &'static str, ends: bool| {
+        let plan_and_end = &plan_and_end;
+        async move {
+            eventually(&format!("{plan}, ending {ends}"), || async {
+                (plan_and_end().await == (plan.to_owned(), ends)).then_some(())
+            })
+            .await
+        }
+    };
+    assert_eq!(put_tier(&api, &ws, "alice", "pro").await.status, 200);
+    until("kassa-pro-monthly", false).await;
+    let off = api
+        .call(
+            "DELETE",
+            format!("/workspaces/{ws}/tier/scheduled"),
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(off.status, 200, "{:?}", off.body);
+    until("kassa-enterprise-monthly", false).await;
+    assert_eq!(put_tier(&api, &ws, "alice", "free").await.status, 200);
+    until("kassa-enterprise-monthly", true).await;
+    assert_eq!(put_tier(&api, &ws, "alice", "enterprise").await.status, 200);
+    until("kassa-enterprise-monthly", false).await;
+    assert_eq!(workspace(&api, &ws).await["tier"], "enterprise");
+
     // The wallet moved in the same commit: the credits, the tier and its limits.
     let after = balance(&api, &ws).await;
     assert_eq!(after["balance"], 11_000 - 5 + top_up);

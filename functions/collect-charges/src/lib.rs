@@ -8,10 +8,12 @@
 //! redelivery, even one after the commit, charges and records once. A failure starts the
 //! workspace's dunning (`kassa_commerce::dunning`): retry-payments retries it on schedule.
 //!
-//! The subscription follows the workspace's tier as it is when the event is handled, not
-//! the tier the event names: tier changes handled out of order still leave the price of
-//! the latest, and a workspace that moved down to the free tier has its subscription
-//! ended (`workspace.unsubscribed`).
+//! The subscription follows the tier the workspace's next period will be on (a scheduled
+//! move down, else its tier), as the workspace is when the event is handled, not as the
+//! event names it: changes handled out of order still leave the latest. Its price changes
+//! from the next invoice on, so a move down scheduled now is billed from the period's end;
+//! a move down to the free tier lets the subscription end with the period, and once it
+//! has taken effect the subscription is ended (`workspace.unsubscribed`).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::dunning::{self, Attempt, DUNNING_AGENDA};
@@ -34,6 +36,13 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub const NAME: &str = "collect-charges";
+
+/// The events after which the subscription must follow the workspace's tiers.
+const TIER_EVENTS: [&str; 3] = [
+    "workspace.tier_changed",
+    "workspace.tier_change_scheduled",
+    "workspace.tier_change_cancelled",
+];
 
 pub struct CollectCharges {
     kernel: Kernel,
@@ -124,6 +133,26 @@ fn marker(event: &RecordedEvent) -> String {
 
 impl CollectCharges {
     async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
+        if matches!(
+            event.event_type.as_str(),
+            "workspace.tier_change_scheduled" | "workspace.tier_change_cancelled"
+        ) {
+            let id = match event.decode::<WorkspaceEvent>()? {
+                WorkspaceEvent::TierChangeScheduled { workspace_id, .. }
+                | WorkspaceEvent::TierChangeCancelled { workspace_id, .. } => workspace_id,
+                _ => return Ok(serde_json::json!({ "skipped": event.event_type })),
+            };
+            if let Some(ws) = self
+                .kernel
+                .store()
+                .load_aggregate::<Workspace>(&id)
+                .await?
+                .state
+            {
+                self.follow_tier(&ws, event).await?;
+            }
+            return Ok(serde_json::json!({ "followed": event.event_type }));
+        }
         let Some(owed) = owed(event)? else {
             return Ok(serde_json::json!({ "skipped": event.event_type }));
         };
@@ -138,7 +167,7 @@ impl CollectCharges {
                 owed.workspace
             )));
         };
-        if event.event_type == "workspace.tier_changed" {
+        if TIER_EVENTS.contains(&event.event_type.as_str()) {
             self.follow_tier(&ws, event).await?;
         }
         if owed.amount.amount.is_zero() {
@@ -193,21 +222,31 @@ impl CollectCharges {
         Ok(serde_json::json!({ "charged": succeeded }))
     }
 
-    /// Keeps the subscription on the workspace's tier as it is now.
+    /// Keeps the subscription on the tier the workspace's next period will be on.
     async fn follow_tier(&self, ws: &Workspace, event: &RecordedEvent) -> Result<(), EffectError> {
         let Some(billing) = &ws.billing else {
             return Ok(());
         };
-        let price = match ws.tier {
-            TierId::Pro => &self.pro,
-            TierId::Enterprise => &self.enterprise,
-            TierId::Free => return self.unsubscribe(ws, event).await,
+        let next = ws.scheduled.as_ref().map_or(ws.tier, |s| s.tier);
+        let price = match (ws.tier, next) {
+            (TierId::Free, _) => return self.unsubscribe(ws, event).await,
+            (_, TierId::Free) => {
+                self.gateway
+                    .end_subscription_at_period_end(
+                        &billing.subscription_id,
+                        &format!("end-{}", event.event_id),
+                    )
+                    .await?;
+                return Ok(());
+            }
+            (_, TierId::Pro) => &self.pro,
+            (_, TierId::Enterprise) => &self.enterprise,
         };
         self.gateway
             .update_subscription(
                 &billing.subscription_id,
                 price,
-                &format!("price-{}-{}", event.event_id, ws.tier),
+                &format!("price-{}-{next}", event.event_id),
             )
             .await?;
         Ok(())

@@ -158,12 +158,20 @@ pub trait PaymentGateway: Send + Sync {
         idempotency_key: &str,
     ) -> impl Future<Output = Result<Subscription, GatewayError>> + Send;
 
-    /// Moves the subscription to `price`, replacing its single item's price. Nothing is
-    /// prorated there: kassa charges the rest of the period itself, as it computed it.
+    /// Moves the subscription to `price`, replacing its single item's price, from its next
+    /// invoice on, and keeps it renewing. Nothing is prorated there: kassa charges the rest
+    /// of a period itself, as it computed it.
     fn update_subscription(
         &self,
         id: &str,
         price: &str,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Subscription, GatewayError>> + Send;
+
+    /// Lets the subscription run to the end of its period and end there.
+    fn end_subscription_at_period_end(
+        &self,
+        id: &str,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<Subscription, GatewayError>> + Send;
 

@@ -495,7 +495,21 @@ impl PaymentGateway for StripeGateway {
                 price.to_owned(),
             ),
             no_proration,
+            // A move off the free tier's end takes back a pending cancellation.
+            ("cancel_at_period_end".to_owned(), "false".to_owned()),
         ];
+        let body: Value = self
+            .post(&format!("/v1/subscriptions/{id}"), &form, idempotency_key)
+            .await?;
+        subscription(&body)
+    }
+
+    async fn end_subscription_at_period_end(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> Result<Subscription, GatewayError> {
+        let form = [("cancel_at_period_end".to_owned(), "true".to_owned())];
         let body: Value = self
             .post(&format!("/v1/subscriptions/{id}"), &form, idempotency_key)
             .await?;
