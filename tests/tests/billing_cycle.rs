@@ -49,6 +49,7 @@ async fn wallet_events(api: &Api, ws: &str, kind: &str, count: usize) -> Vec<Val
 #[tokio::test]
 async fn a_cycle_charges_the_overage_expires_over_the_cap_and_runs_once() {
     let api = Api::start().await;
+    api.stack.create_stripe_prices().await.unwrap();
     let year = api.stack.clock.now().year() + 1;
     advance_to(
         &api,
@@ -56,6 +57,46 @@ async fn a_cycle_charges_the_overage_expires_over_the_cap_and_runs_once() {
     );
     let (ws, signup) = api.workspace("alice", "pro").await;
     assert_eq!(signup, 11_000);
+    let card = common::id(
+        &common::stripe_post(
+            "/v1/payment_methods",
+            &[
+                ("type", "card"),
+                ("card[number]", "4242424242424242"),
+                ("card[exp_month]", "12"),
+                ("card[exp_year]", "2030"),
+                ("card[cvc]", "123"),
+            ],
+        )
+        .await,
+    );
+    let subscribed = api
+        .post(
+            format!("/workspaces/{ws}/subscription"),
+            "alice",
+            json!({ "payment_method": card }),
+        )
+        .await;
+    assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
+    let store =
+        kassa_store::EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"));
+    let workspace = kassa_store::StreamId::new("Workspace", &ws);
+    let charged_for = |reason: &'static str| {
+        let (store, workspace) = (&store, &workspace);
+        async move {
+            eventually(&format!("the {reason} charged to the card"), || async {
+                store
+                    .read_stream(workspace, 100)
+                    .await
+                    .ok()?
+                    .into_iter()
+                    .find(|e| e.event_type == "workspace.charged" && e.payload["reason"] == reason)
+            })
+            .await
+        }
+    };
+    // The rest of February's first period is collected before the clock moves on.
+    charged_for("subscription").await;
 
     // 11,000 held, 11,333 spent: 333 credits of overage (pro allows 2,000).
     for (feature, quantity) in [("ai.generate", 1_100), ("api.call", 333)] {
@@ -99,6 +140,66 @@ async fn a_cycle_charges_the_overage_expires_over_the_cap_and_runs_once() {
         10_000,
         "the new period starts at zero"
     );
+    // Billed to the saved card, once.
+    let billed = charged_for("overage").await;
+    let overage_charges = store
+        .read_stream(&workspace, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_type == "workspace.charged" && e.payload["reason"] == "overage")
+        .count();
+    assert_eq!(overage_charges, 1);
+    assert_eq!(billed.payload["amount"], charged["amount"]);
+    let intent = common::stripe_get(&format!(
+        "/v1/payment_intents/{}",
+        billed.payload["payment_intent"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(intent["amount"], 167);
+    assert_eq!(intent["status"], "succeeded");
+
+    // The revenue read models, for operators: March has the overage; February the new
+    // subscription and the rest of its first period (49.00 × (28 days - 6 h) / 28 days).
+    let revenue = |from: String, to: String| {
+        let api = &api;
+        async move {
+            api.call_as(
+                "GET",
+                format!("/analytics/revenue?from={from}&to={to}"),
+                Some(("support", "admin")),
+                None,
+            )
+            .await
+        }
+    };
+    let march = eventually("March's revenue", || async {
+        let r = revenue(format!("{year}-03-01"), format!("{year}-04-01"))
+            .await
+            .body;
+        (r["overage_revenue"]["amount"] == "1.67").then_some(r)
+    })
+    .await;
+    assert_eq!(march["mrr"], json!({"amount": "49.00", "currency": "USD"}));
+    assert_eq!(march["active_subscriptions"], json!({"pro": 1}));
+    assert_eq!(march["active_at_start"], 1);
+    assert_eq!(march["new_subscriptions"], 0);
+    assert_eq!(march["churned"], 0);
+    let february = revenue(format!("{year}-02-01"), format!("{year}-03-01"))
+        .await
+        .body;
+    assert_eq!(february["new_subscriptions"], 1, "{february}");
+    assert_eq!(february["charged"]["subscription"]["amount"], "48.56");
+    assert_eq!(february["overage_revenue"]["amount"], "0.00");
+    let user = api
+        .get(
+            format!("/analytics/revenue?from={year}-02-01&to={year}-03-01"),
+            "alice",
+        )
+        .await;
+    assert_eq!(user.status, 403, "{:?}", user.body);
+    let backwards = revenue(format!("{year}-03-01"), format!("{year}-02-01")).await;
+    assert_eq!(backwards.status, 400, "{:?}", backwards.body);
 
     // A credit pack bought mid-period (the wallet's command credit-purchases gives on a
     // paid order) never expires.

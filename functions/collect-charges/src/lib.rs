@@ -264,7 +264,9 @@ impl CollectCharges {
             .await?;
         let id = ws.id;
         let command = ByActor {
-            command: WorkspaceCommand::Unsubscribe,
+            command: WorkspaceCommand::Unsubscribe {
+                at: self.kernel.clock().now(),
+            },
             actor: Actor::system(NAME),
         };
         let command = &command;

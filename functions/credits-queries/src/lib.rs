@@ -3,10 +3,13 @@
 
 use kassa_commerce::Clock;
 use kassa_domain::credits::{CreditEvent, Wallet};
+use kassa_domain::identity::{Actor, Role};
+use kassa_domain::revenue::{self, ChargeRow, SubscriptionRow, CHARGES_VIEW, SUBSCRIPTIONS_VIEW};
 use kassa_runtime::access::{self, wallet_stream, workspace_stream};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, limit_param, query_param, respond, route_key, uuid_param};
 use kassa_runtime::{caller, problem, Config, Function, HttpFunction, Problem, SdkConfig};
+use kassa_store::view::Views;
 use kassa_store::{EventStore, ReadModels, RecordedEvent, UsageRow};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -19,6 +22,7 @@ use uuid::Uuid;
 pub struct CreditsQueries {
     store: EventStore,
     read_models: ReadModels,
+    views: Views,
     clock: Arc<dyn Clock>,
 }
 
@@ -92,7 +96,8 @@ impl Function for CreditsQueries {
         let client = aws_sdk_dynamodb::Client::new(aws);
         Ok(Self::new(
             EventStore::new(client.clone(), &config.events_table),
-            ReadModels::new(client, &config.state_table),
+            ReadModels::new(client.clone(), &config.state_table),
+            Views::new(client, &config.state_table),
             clock,
         ))
     }
@@ -105,16 +110,64 @@ impl HttpFunction for CreditsQueries {
 }
 
 impl CreditsQueries {
-    pub fn new(store: EventStore, read_models: ReadModels, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: EventStore,
+        read_models: ReadModels,
+        views: Views,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             store,
             read_models,
+            views,
             clock,
         }
     }
 
+    /// `GET /analytics/revenue?from=&to=`: operators only. The period is `[from, to)`,
+    /// by default the 30 days up to and including today.
+    async fn revenue(&self, request: &Request, actor: &Actor) -> Result<Response<Body>, Problem> {
+        if actor.role != Role::Admin {
+            return Err(Problem::new(
+                403,
+                "admin_only",
+                "revenue analytics are for operators",
+            ));
+        }
+        let today = self.clock.now().date();
+        let to = day_param(request, "to")?.unwrap_or(today + time::Duration::days(1));
+        let from = day_param(request, "from")?.unwrap_or(to - time::Duration::days(30));
+        if from >= to || (to - from).whole_days() > 366 {
+            return Err(Problem::bad_request(
+                "invalid_range",
+                "`from` must be before `to`, and the range at most 366 days",
+            ));
+        }
+        let subscriptions: Vec<SubscriptionRow> = self.view_rows(SUBSCRIPTIONS_VIEW).await?;
+        let charges: Vec<ChargeRow> = self.view_rows(CHARGES_VIEW).await?;
+        Ok(json(
+            200,
+            &revenue::figures(&subscriptions, &charges, &fmt_day(from), &fmt_day(to)),
+        ))
+    }
+
+    async fn view_rows<T: serde::de::DeserializeOwned>(&self, pk: &str) -> Result<Vec<T>, Problem> {
+        self.views
+            .rows(pk)
+            .await
+            .map_err(|e| problem::store_problem(&e))?
+            .into_iter()
+            .filter_map(|r| r.body)
+            .map(serde_json::from_value)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Problem::internal(&e))
+    }
+
     async fn route(&self, request: &Request) -> Result<Response<Body>, Problem> {
         let actor = caller(request)?;
+        if route_key(request) == "GET /analytics/revenue" {
+            return self.revenue(request, &actor).await;
+        }
         let id = uuid_param(request, "workspaceId", "workspace_not_found")?;
         let route = route_key(request);
         // Validate parameters before any read, so bad input costs nothing.

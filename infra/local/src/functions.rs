@@ -160,6 +160,9 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "DunningNoticesFunction" => {
             sqs::<kassa_dunning_notices::DunningNotices<ConfiguredMailer>>(config, aws, clock)?
         }
+        "RevenueAnalyticsFunction" => {
+            sqs::<kassa_revenue_analytics::RevenueAnalytics>(config, aws, clock)?
+        }
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

@@ -22,6 +22,7 @@ pub mod order;
 pub mod pack;
 pub mod payment;
 pub mod reservation;
+pub mod revenue;
 pub mod scenario;
 pub mod subscription;
 pub mod ticket;

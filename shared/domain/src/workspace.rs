@@ -53,6 +53,12 @@ pub struct Workspace {
     pub overdue: Vec<Overdue>,
     #[serde(default)]
     pub suspended: bool,
+    /// `YYYY-MM-DD`: when its latest subscription began and, once over, ended (revenue
+    /// analytics count active subscriptions and churn by them).
+    #[serde(default)]
+    pub subscribed_on: Option<String>,
+    #[serde(default)]
+    pub unsubscribed_on: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -101,7 +107,9 @@ impl Workspace {
 
 /// What kassa charges a workspace's saved card for, besides the subscription's own
 /// invoices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ChargeFor {
     /// The rest of the period a workspace subscribed in.
@@ -152,7 +160,9 @@ pub enum WorkspaceCommand {
         at: OffsetDateTime,
     },
     /// The subscription ended at the provider (the workspace moved to the free tier).
-    Unsubscribe,
+    Unsubscribe {
+        at: OffsetDateTime,
+    },
     /// The owner's new card, saved at the provider.
     ChangePaymentMethod {
         payment_method: String,
@@ -224,6 +234,9 @@ pub enum WorkspaceEvent {
         payment_method: String,
         charge: Money,
         period_end: String,
+        /// `YYYY-MM-DD`.
+        #[serde(default)]
+        subscribed_on: String,
     },
     #[serde(rename = "workspace.charged")]
     Charged {
@@ -272,6 +285,9 @@ pub enum WorkspaceEvent {
     Unsubscribed {
         workspace_id: Uuid,
         subscription_id: String,
+        /// `YYYY-MM-DD`.
+        #[serde(default)]
+        ended_on: String,
     },
 }
 
@@ -459,6 +475,7 @@ pub fn decide(
                 payment_method: billing.payment_method,
                 charge: unpaid.charge,
                 period_end: day(period.end),
+                subscribed_on: day(at.date()),
             }];
             if tier != ws.tier {
                 // Decided on the workspace as subscribed.
@@ -493,12 +510,13 @@ pub fn decide(
                 }]),
             }
         }
-        (Some(ws), WorkspaceCommand::Unsubscribe) => Ok(ws
+        (Some(ws), WorkspaceCommand::Unsubscribe { at }) => Ok(ws
             .billing
             .iter()
             .map(|b| WorkspaceEvent::Unsubscribed {
                 workspace_id: ws.id,
                 subscription_id: b.subscription_id.clone(),
+                ended_on: day(at.date()),
             })
             .collect()),
         (Some(ws), WorkspaceCommand::CancelScheduledTier) => {
@@ -732,6 +750,8 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
             billing: None,
             overdue: Vec::new(),
             suspended: false,
+            subscribed_on: None,
+            unsubscribed_on: None,
         }),
         (Some(mut ws), WorkspaceEvent::CollaboratorAdded { user, .. }) => {
             ws.collaborators.insert(user.clone());
@@ -768,9 +788,12 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
                 customer,
                 subscription_id,
                 payment_method,
+                subscribed_on,
                 ..
             },
         ) => {
+            ws.subscribed_on = Some(subscribed_on.clone());
+            ws.unsubscribed_on = None;
             ws.billing = Some(Billing {
                 customer: customer.clone(),
                 subscription_id: subscription_id.clone(),
@@ -778,8 +801,9 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
             });
             Some(ws)
         }
-        (Some(mut ws), WorkspaceEvent::Unsubscribed { .. }) => {
+        (Some(mut ws), WorkspaceEvent::Unsubscribed { ended_on, .. }) => {
             ws.billing = None;
+            ws.unsubscribed_on = Some(ended_on.clone());
             Some(ws)
         }
         (
