@@ -84,6 +84,19 @@ async fn a_failed_charge_is_retried_warned_suspended_and_settled_by_a_new_card()
         )
         .await;
     assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
+    // The rest of June on pro is collected with the first card before it is replaced.
+    let store =
+        kassa_store::EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"));
+    let stream = kassa_store::StreamId::new("Workspace", &ws);
+    eventually("the subscription's charge", || async {
+        store
+            .read_stream(&stream, 100)
+            .await
+            .ok()?
+            .into_iter()
+            .find(|e| e.event_type == "workspace.charged")
+    })
+    .await;
     // The card on file now declines charges (localstripe declines 4000000000000341).
     let declining = put(
         &api,

@@ -424,6 +424,7 @@ fn transaction(event: &RecordedEvent) -> Option<Transaction> {
         | CreditEvent::RolledOver { .. }
         | CreditEvent::WalletSuspended { .. }
         | CreditEvent::WalletReactivated { .. }
+        | CreditEvent::WalletClosed { .. }
         | CreditEvent::Overage { .. } => None,
     }
 }

@@ -94,6 +94,12 @@ impl RenewCredits {
                             }
                         }
                         let mut ws = tx.load::<Workspace>(&renewal.workspace_id).await?;
+                        if ws.state.as_ref().is_some_and(|w| w.deleted_on.is_some()) {
+                            // A deleted workspace renews no more: its entry just goes.
+                            tx.commit()
+                                .delete(self.renewals.take(renewal)?, Refusal::EntryTaken);
+                            return Ok(());
+                        }
                         if ws.state.is_some() {
                             let apply = ByActor {
                                 command: WorkspaceCommand::ApplyScheduledTier { at: tx.now() },

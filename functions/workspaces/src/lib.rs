@@ -114,6 +114,8 @@ pub(crate) fn refusal(e: WorkspaceError) -> Problem {
         WorkspaceError::OwnerOnly | WorkspaceError::OwnerOnlyTier => 403,
         WorkspaceError::FreeTier => 422,
         WorkspaceError::SubscriptionRequired
+        | WorkspaceError::SubscriptionActive
+        | WorkspaceError::PaymentOverdue(_)
         | WorkspaceError::NoSubscription
         | WorkspaceError::AlreadySubscribed
         | WorkspaceError::SubscribeDown
@@ -263,6 +265,27 @@ impl Workspaces {
                 answer["settled"] = serde_json::json!(settled);
                 Ok(json(200, &answer))
             }
+            "DELETE /workspaces/{workspaceId}/subscription" => {
+                // Cancelling is a move to the free tier at the period's end: the
+                // subscription runs out with the period it paid for.
+                let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
+                let (_, ws) = access::load_admitted(self.kernel.store(), id, &actor).await?;
+                if ws.billing.is_none() {
+                    return Err(refusal(WorkspaceError::NoSubscription));
+                }
+                let command = WorkspaceCommand::ChangeTier {
+                    tier: TierId::Free,
+                    at: self.kernel.clock().now(),
+                };
+                self.change(&request, id, command, actor, 200).await
+            }
+            "DELETE /workspaces/{workspaceId}" => {
+                let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
+                let command = WorkspaceCommand::Delete {
+                    at: self.kernel.clock().now(),
+                };
+                self.delete(&request, id, command, actor).await
+            }
             "DELETE /workspaces/{workspaceId}/tier/scheduled" => {
                 let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
                 self.change(
@@ -383,6 +406,51 @@ impl Workspaces {
         let mut answer = view(&ws, loaded.version);
         answer.tier_change = change;
         Ok(json(status, &answer))
+    }
+}
+
+impl Workspaces {
+    /// Deletes the workspace and closes its wallet in one commit; read models are purged
+    /// by purge-workspaces on `workspace.deleted`, and the event log is kept.
+    async fn delete(
+        &self,
+        request: &Request,
+        id: Uuid,
+        command: WorkspaceCommand,
+        actor: Actor,
+    ) -> Result<Response<Body>, Problem> {
+        let metadata = Metadata::origin(request_id(request), actor.user.as_str());
+        let command = ByActor { command, actor };
+        let command = &command;
+        let done = self
+            .kernel
+            .run(metadata, |tx| {
+                Box::pin(async move {
+                    let mut ws = tx.load::<Workspace>(&id).await?;
+                    match &ws.state {
+                        Some(current) if current.admits(&command.actor) => {}
+                        _ => return Err(Fail::Refused(access::not_found(id))),
+                    }
+                    tx.decide(&mut ws, command.clone()).map_err(|f| {
+                        f.map(|e| match e {
+                            WorkspaceError::Forbidden => access::not_found(id),
+                            e => refusal(e),
+                        })
+                    })?;
+                    let mut wallet = tx.load::<Wallet>(&id).await?;
+                    if wallet.state.is_some() {
+                        tx.decide(&mut wallet, CreditCommand::Close)
+                            .map_err(|f| f.map(|e| Problem::internal(&e)))?;
+                    }
+                    Ok(ws.state.and_then(|w| w.deleted_on))
+                })
+            })
+            .await
+            .map_err(answer)?;
+        Ok(json(
+            200,
+            &serde_json::json!({ "id": id, "deleted_on": done.value }),
+        ))
     }
 }
 

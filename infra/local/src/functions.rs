@@ -163,6 +163,9 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "RevenueAnalyticsFunction" => {
             sqs::<kassa_revenue_analytics::RevenueAnalytics>(config, aws, clock)?
         }
+        "PurgeWorkspacesFunction" => {
+            sqs::<kassa_purge_workspaces::PurgeWorkspaces>(config, aws, clock)?
+        }
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

@@ -118,10 +118,10 @@ impl Aggregate for Wallet {
     }
 
     fn terms(&self) -> Option<String> {
-        Some(if self.suspended {
-            format!("{}:suspended", self.tier)
-        } else {
-            self.tier.as_str().to_owned()
+        Some(match (self.closed, self.suspended) {
+            (true, _) => format!("{}:closed", self.tier),
+            (false, true) => format!("{}:suspended", self.tier),
+            (false, false) => self.tier.as_str().to_owned(),
         })
     }
 

@@ -34,6 +34,9 @@ pub struct Wallet {
     /// The workspace is suspended for an unpaid charge: debits are refused.
     #[serde(default)]
     pub suspended: bool,
+    /// The workspace is deleted: the wallet takes nothing more, and gives nothing.
+    #[serde(default)]
+    pub closed: bool,
 }
 
 impl Wallet {
@@ -81,7 +84,8 @@ pub fn marker(command: &CreditCommand) -> Option<Marker> {
         CreditCommand::Open { .. }
         | CreditCommand::Consume { .. }
         | CreditCommand::Suspend
-        | CreditCommand::Reactivate => None,
+        | CreditCommand::Reactivate
+        | CreditCommand::Close => None,
     }
 }
 
@@ -181,6 +185,8 @@ pub enum CreditCommand {
     /// Follows the workspace's suspension (debits refused) or reactivation.
     Suspend,
     Reactivate,
+    /// Follows the workspace's deletion.
+    Close,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -282,6 +288,8 @@ pub enum CreditEvent {
     WalletSuspended { workspace_id: Uuid },
     #[serde(rename = "credits.wallet_reactivated")]
     WalletReactivated { workspace_id: Uuid },
+    #[serde(rename = "credits.wallet_closed")]
+    WalletClosed { workspace_id: Uuid, balance: i64 },
     #[serde(rename = "credits.overage")]
     Overage {
         workspace_id: Uuid,
@@ -308,6 +316,7 @@ impl DomainEvent for CreditEvent {
         "overage.charged",
         "credits.wallet_suspended",
         "credits.wallet_reactivated",
+        "credits.wallet_closed",
     ];
 
     fn event_type(&self) -> &'static str {
@@ -325,6 +334,7 @@ impl DomainEvent for CreditEvent {
             Self::OverageCharged { .. } => "overage.charged",
             Self::WalletSuspended { .. } => "credits.wallet_suspended",
             Self::WalletReactivated { .. } => "credits.wallet_reactivated",
+            Self::WalletClosed { .. } => "credits.wallet_closed",
         }
     }
 }
@@ -380,6 +390,9 @@ pub fn decide(
         }
         (Some(_), CreditCommand::Open { .. }) => Err(CreditError::AlreadyOpen),
         (None, _) => Err(CreditError::NoWallet),
+        // A deleted workspace's wallet: closing again is nothing, anything else refused.
+        (Some(wallet), CreditCommand::Close) if wallet.closed => Ok(vec![]),
+        (Some(wallet), _) if wallet.closed => Err(CreditError::NoWallet),
         (
             Some(wallet),
             CreditCommand::Allocate {
@@ -404,6 +417,13 @@ pub fn decide(
             }])
         }
         (Some(wallet), CreditCommand::Renew { due, retier }) => Ok(renew(wallet, due, retier)),
+        (Some(wallet), CreditCommand::Close) => Ok((!wallet.closed)
+            .then_some(CreditEvent::WalletClosed {
+                workspace_id: wallet.workspace_id,
+                balance: wallet.balance,
+            })
+            .into_iter()
+            .collect()),
         (Some(wallet), CreditCommand::Suspend) => Ok((!wallet.suspended)
             .then_some(CreditEvent::WalletSuspended {
                 workspace_id: wallet.workspace_id,
@@ -628,6 +648,7 @@ pub fn evolve(state: Option<Wallet>, event: &CreditEvent) -> Option<Wallet> {
             balance: 0,
             purchased: 0,
             suspended: false,
+            closed: false,
         }),
         (
             Some(mut w),
@@ -671,6 +692,10 @@ pub fn evolve(state: Option<Wallet>, event: &CreditEvent) -> Option<Wallet> {
         }
         (Some(mut w), CreditEvent::WalletReactivated { .. }) => {
             w.suspended = false;
+            Some(w)
+        }
+        (Some(mut w), CreditEvent::WalletClosed { .. }) => {
+            w.closed = true;
             Some(w)
         }
         (Some(mut w), CreditEvent::OverageCharged { balance_after, .. }) => {
@@ -1296,6 +1321,7 @@ mod purchase_tests {
             balance,
             purchased: 0,
             suspended: false,
+            closed: false,
         }
     }
 

@@ -59,6 +59,9 @@ pub struct Workspace {
     pub subscribed_on: Option<String>,
     #[serde(default)]
     pub unsubscribed_on: Option<String>,
+    /// `YYYY-MM-DD`: deleted, its read models purged; the event log is kept.
+    #[serde(default)]
+    pub deleted_on: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -92,8 +95,12 @@ pub struct ScheduledTier {
 }
 
 impl Workspace {
-    /// Owners, collaborators and operators may read and change a workspace.
+    /// Owners, collaborators and operators may read and change a workspace; once it is
+    /// deleted, only kassa's own functions see it.
     pub fn admits(&self, actor: &Actor) -> bool {
+        if self.deleted_on.is_some() {
+            return actor.role == Role::System;
+        }
         matches!(actor.role, Role::Admin | Role::System)
             || actor.user == self.owner
             || self.collaborators.contains(&actor.user)
@@ -161,6 +168,10 @@ pub enum WorkspaceCommand {
     },
     /// The subscription ended at the provider (the workspace moved to the free tier).
     Unsubscribe {
+        at: OffsetDateTime,
+    },
+    /// The owner's: deletes a workspace that pays for nothing and owes nothing.
+    Delete {
         at: OffsetDateTime,
     },
     /// The owner's new card, saved at the provider.
@@ -279,6 +290,11 @@ pub enum WorkspaceEvent {
     },
     #[serde(rename = "workspace.suspended")]
     Suspended { workspace_id: Uuid, owed: Money },
+    #[serde(rename = "workspace.deleted")]
+    Deleted {
+        workspace_id: Uuid,
+        deleted_on: String,
+    },
     #[serde(rename = "workspace.reactivated")]
     Reactivated { workspace_id: Uuid },
     #[serde(rename = "workspace.unsubscribed")]
@@ -308,6 +324,7 @@ impl DomainEvent for WorkspaceEvent {
         "workspace.payment_method_changed",
         "workspace.suspended",
         "workspace.reactivated",
+        "workspace.deleted",
     ];
 
     fn event_type(&self) -> &'static str {
@@ -326,6 +343,7 @@ impl DomainEvent for WorkspaceEvent {
             Self::PaymentMethodChanged { .. } => "workspace.payment_method_changed",
             Self::Suspended { .. } => "workspace.suspended",
             Self::Reactivated { .. } => "workspace.reactivated",
+            Self::Deleted { .. } => "workspace.deleted",
         }
     }
 }
@@ -364,6 +382,10 @@ pub enum WorkspaceError {
     FreeTier,
     #[error("the workspace has no subscription: POST /workspaces/{{id}}/subscription first")]
     NoSubscription,
+    #[error("the workspace's subscription is active: cancel it (DELETE /workspaces/{{id}}/subscription) and delete the workspace once it has ended")]
+    SubscriptionActive,
+    #[error("the workspace owes {0}: settle it before deleting")]
+    PaymentOverdue(Money),
     #[error("subscribing cannot move to a smaller tier; change the tier instead")]
     SubscribeDown,
 }
@@ -387,6 +409,8 @@ impl WorkspaceError {
             Self::AlreadySubscribed => "already_subscribed",
             Self::FreeTier => "free_tier",
             Self::NoSubscription => "no_subscription",
+            Self::SubscriptionActive => "subscription_active",
+            Self::PaymentOverdue(_) => "payment_overdue",
             Self::SubscribeDown => "subscribe_down",
         }
     }
@@ -496,6 +520,25 @@ pub fn decide(
                 at,
             },
         ) => Ok(record_charge(ws, source_event, reason, amount, outcome, at)),
+        (Some(ws), WorkspaceCommand::Delete { at }) => {
+            owner_only(ws, actor)?;
+            if ws.billing.is_some() {
+                return Err(WorkspaceError::SubscriptionActive);
+            }
+            if let Some(first) = ws.overdue.first() {
+                let owed = ws
+                    .overdue
+                    .iter()
+                    .skip(1)
+                    .try_fold(first.amount, |sum, o| sum.checked_add(o.amount))
+                    .unwrap_or(first.amount);
+                return Err(WorkspaceError::PaymentOverdue(owed));
+            }
+            Ok(vec![WorkspaceEvent::Deleted {
+                workspace_id: ws.id,
+                deleted_on: day(at.date()),
+            }])
+        }
         (Some(ws), WorkspaceCommand::ChangePaymentMethod { payment_method }) => {
             owner_only(ws, actor).map_err(|e| match e {
                 WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
@@ -752,6 +795,7 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
             suspended: false,
             subscribed_on: None,
             unsubscribed_on: None,
+            deleted_on: None,
         }),
         (Some(mut ws), WorkspaceEvent::CollaboratorAdded { user, .. }) => {
             ws.collaborators.insert(user.clone());
@@ -854,6 +898,11 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
         }
         (Some(mut ws), WorkspaceEvent::Suspended { .. }) => {
             ws.suspended = true;
+            Some(ws)
+        }
+        (Some(mut ws), WorkspaceEvent::Deleted { deleted_on, .. }) => {
+            ws.deleted_on = Some(deleted_on.clone());
+            ws.scheduled = None;
             Some(ws)
         }
         (Some(mut ws), WorkspaceEvent::Reactivated { .. }) => {

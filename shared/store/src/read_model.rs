@@ -69,6 +69,38 @@ impl ReadModels {
         }
     }
 
+    /// Deletes every row the workspace's read models hold (usage, notifications); returns
+    /// how many. Run again, it finds none.
+    pub async fn purge(&self, workspace: Uuid) -> Result<usize, StoreError> {
+        let mut purged = 0;
+        for pk in [usage_pk(workspace), notifications_pk(workspace)] {
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(&pk))
+                .projection_expression("pk, sk")
+                .consistent_read(true);
+            let keys = query_all(query, |item| {
+                Ok((get_s(item, "pk")?.to_owned(), get_s(item, "sk")?.to_owned()))
+            })
+            .await?;
+            for (pk, sk) in keys {
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .key("pk", s(pk))
+                    .key("sk", s(sk))
+                    .send()
+                    .await
+                    .map_err(StoreError::sdk)?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
     /// Adds one consumption to its day's row. The marker item and the counter change
     /// commit together, so a redelivered event (even after a crash between the two) is
     /// counted once. Returns false when the event was already counted.
