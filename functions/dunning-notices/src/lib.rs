@@ -12,6 +12,7 @@ use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::mail::{ConfiguredMailer, Mail, Mailer};
+use kassa_runtime::notice;
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
 use kassa_store::{EventStore, Notification, ReadModels, RecordedEvent};
 use std::sync::Arc;
@@ -116,16 +117,13 @@ impl<M: Mailer> DunningNotices<M> {
         let Some((kind, subject, message)) = notice(&ws, &decoded) else {
             return Ok(serde_json::json!({ "skipped": event.event_type }));
         };
-        if let Some(to) = &ws.billing_email {
-            let mail = Mail {
-                id: format!("{kind}-{}", event.event_id),
-                from: self.mail_from.clone(),
-                to: to.clone(),
-                subject,
-                body: message.clone(),
-            };
-            self.mailer.send(&mail).await?;
-        }
+        let mail = ws.billing_email.as_ref().map(|to| Mail {
+            id: format!("{kind}-{}", event.event_id),
+            from: self.mail_from.clone(),
+            to: to.clone(),
+            subject,
+            body: message.clone(),
+        });
         let notification = Notification {
             id: event.event_id,
             workspace_id,
@@ -136,7 +134,13 @@ impl<M: Mailer> DunningNotices<M> {
                 .format(&time::format_description::well_known::Rfc3339)?,
             mailed_to: ws.billing_email.clone(),
         };
-        let stored = self.read_models.add_notification(&notification).await?;
+        let stored = notice::deliver(
+            &self.read_models,
+            &self.mailer,
+            &notification,
+            mail.as_ref(),
+        )
+        .await?;
         Ok(serde_json::json!({ "stored": stored }))
     }
 }

@@ -11,6 +11,7 @@ use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::mail::{ConfiguredMailer, Mail, Mailer};
+use kassa_runtime::notice;
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
 use kassa_store::{EventStore, Notification, ReadModels, RecordedEvent};
 use std::sync::Arc;
@@ -57,16 +58,13 @@ impl<M: Mailer> LowBalanceNotifier<M> {
             "Workspace \"{}\" is low on credits: {balance} left, below the {} tier's threshold of {threshold}.",
             ws.name, ws.tier
         );
-        if let Some(to) = &ws.billing_email {
-            let mail = Mail {
-                id: format!("balance-low-{}", event.event_id),
-                from: self.mail_from.clone(),
-                to: to.clone(),
-                subject: format!("kassa: {} is low on credits", ws.name),
-                body: format!("{message}\n\nTop up or upgrade to keep using paid features."),
-            };
-            self.mailer.send(&mail).await?;
-        }
+        let mail = ws.billing_email.as_ref().map(|to| Mail {
+            id: format!("balance-low-{}", event.event_id),
+            from: self.mail_from.clone(),
+            to: to.clone(),
+            subject: format!("kassa: {} is low on credits", ws.name),
+            body: format!("{message}\n\nTop up or upgrade to keep using paid features."),
+        });
         let notification = Notification {
             id: event.event_id,
             workspace_id,
@@ -77,7 +75,13 @@ impl<M: Mailer> LowBalanceNotifier<M> {
                 .format(&time::format_description::well_known::Rfc3339)?,
             mailed_to: ws.billing_email.clone(),
         };
-        let stored = self.read_models.add_notification(&notification).await?;
+        let stored = notice::deliver(
+            &self.read_models,
+            &self.mailer,
+            &notification,
+            mail.as_ref(),
+        )
+        .await?;
         Ok(serde_json::json!({ "stored": stored }))
     }
 }

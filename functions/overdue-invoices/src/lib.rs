@@ -10,7 +10,8 @@ use kassa_domain::invoice::{self, Invoice, InvoiceCommand, InvoiceStatus};
 use kassa_domain::workspace::Workspace;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
-use kassa_runtime::mail::{ConfiguredMailer, Mail, Mailer};
+use kassa_runtime::mail::{ConfiguredMailer, Mail};
+use kassa_runtime::notice;
 use kassa_runtime::sweep::{sweep, Fate, Sweep};
 use kassa_runtime::{Config, Function, ScheduledFunction, SdkConfig};
 use kassa_store::{
@@ -148,32 +149,33 @@ impl OverdueInvoices {
             invoice.total,
             day(invoice.due_date)
         );
-        if let Some(to) = &ws.billing_email {
-            self.mailer
-                .send(&Mail {
-                    id: format!("invoice-overdue-{}", invoice.invoice_id),
-                    from: self.mail_from.clone(),
-                    to: to.clone(),
-                    subject: format!("kassa: invoice {} is overdue", invoice.number),
-                    body: format!("{message}\n\nPlease pay it to keep your subscription active."),
-                })
-                .await?;
-        }
+        let mail = ws.billing_email.as_ref().map(|to| Mail {
+            id: format!("invoice-overdue-{}", invoice.invoice_id),
+            from: self.mail_from.clone(),
+            to: to.clone(),
+            subject: format!("kassa: invoice {} is overdue", invoice.number),
+            body: format!("{message}\n\nPlease pay it to keep your subscription active."),
+        });
         // Keyed by the invoice, so a retried run stores it once.
         let id = Uuid::new_v5(
             &Uuid::NAMESPACE_OID,
             format!("overdue:{}", invoice.invoice_id).as_bytes(),
         );
-        self.read_models
-            .add_notification(&Notification {
-                id,
-                workspace_id,
-                kind: "invoice.overdue".into(),
-                message,
-                created_at: day(today),
-                mailed_to: ws.billing_email.clone(),
-            })
-            .await?;
+        let notification = Notification {
+            id,
+            workspace_id,
+            kind: "invoice.overdue".into(),
+            message,
+            created_at: day(today),
+            mailed_to: ws.billing_email.clone(),
+        };
+        notice::deliver(
+            &self.read_models,
+            &self.mailer,
+            &notification,
+            mail.as_ref(),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::mail::{ConfiguredMailer, Mail, Mailer};
+use kassa_runtime::notice;
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
 use kassa_store::{EventStore, Notification, ReadModels, RecordedEvent};
 use std::sync::Arc;
@@ -70,19 +71,16 @@ impl<M: Mailer> WelcomeWorkspaces<M> {
             "Workspace \"{name}\" is ready on the {tier} tier: {} credits a month, {} to start with.",
             policy.monthly_credits, policy.signup_bonus_credits
         );
-        if let Some(to) = &to {
-            let mail = Mail {
-                id: format!("welcome-{workspace_id}"),
-                from: self.mail_from.clone(),
-                to: to.clone(),
-                subject: format!("kassa: welcome to {name}"),
-                body: format!(
-                    "{message}\n\nInvite collaborators and start consuming credits; you will \
-                     hear from us when the balance runs low."
-                ),
-            };
-            self.mailer.send(&mail).await?;
-        }
+        let mail = to.as_ref().map(|to| Mail {
+            id: format!("welcome-{workspace_id}"),
+            from: self.mail_from.clone(),
+            to: to.clone(),
+            subject: format!("kassa: welcome to {name}"),
+            body: format!(
+                "{message}\n\nInvite collaborators and start consuming credits; you will \
+                 hear from us when the balance runs low."
+            ),
+        });
         let notification = Notification {
             id: event.event_id,
             workspace_id,
@@ -93,7 +91,13 @@ impl<M: Mailer> WelcomeWorkspaces<M> {
                 .format(&time::format_description::well_known::Rfc3339)?,
             mailed_to: to,
         };
-        let stored = self.read_models.add_notification(&notification).await?;
+        let stored = notice::deliver(
+            &self.read_models,
+            &self.mailer,
+            &notification,
+            mail.as_ref(),
+        )
+        .await?;
         Ok(serde_json::json!({ "stored": stored }))
     }
 }

@@ -12,6 +12,7 @@ pub mod http;
 pub mod idempotency_key;
 pub mod inbox;
 pub mod mail;
+pub mod notice;
 pub mod problem;
 pub mod sweep;
 pub mod telemetry;

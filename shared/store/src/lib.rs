@@ -33,7 +33,7 @@ pub const MAX_TRANSACTION_ITEMS: usize = 100;
 pub use idempotency::IdempotencyError;
 pub mod read_model;
 pub mod retry;
-pub use read_model::{FeatureUse, Notification, ReadModels, UsageRow};
+pub use read_model::{FeatureUse, Listed, Notification, ReadModels, UsageRow};
 pub mod receipt;
 pub mod renewal;
 pub mod sequence;

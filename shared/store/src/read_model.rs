@@ -50,6 +50,19 @@ pub struct Notification {
     pub mailed_to: Option<String>,
 }
 
+/// A notification as listed: with what became of its mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub notification: Notification,
+    /// `pending` (not mailed yet), `sent`, `failed` (retried with the event's
+    /// redelivery) or `unmailed` (no address).
+    pub delivery: String,
+    /// Mail attempts so far.
+    pub attempts: u64,
+    pub last_error: Option<String>,
+}
+
 /// How long a usage marker outlives the event it counted.
 const MARKER_LIFETIME_SECS: i64 = 15 * 86_400;
 
@@ -179,6 +192,15 @@ impl ReadModels {
             .item("pk", s(notifications_pk(n_.workspace_id)))
             .item("sk", s(format!("{}#{}", n_.created_at, n_.id)))
             .item("body", s(body))
+            .item(
+                "delivery",
+                s(if n_.mailed_to.is_some() {
+                    "pending"
+                } else {
+                    "unmailed"
+                }),
+            )
+            .item("attempts", n(0))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
@@ -191,12 +213,67 @@ impl ReadModels {
         }
     }
 
-    /// The newest notifications of a workspace first.
+    /// Whether the notification's mail went out already.
+    pub async fn mailed(&self, n_: &Notification) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(notifications_pk(n_.workspace_id)))
+            .key("sk", s(format!("{}#{}", n_.created_at, n_.id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::dynamo)?;
+        Ok(out
+            .item
+            .as_ref()
+            .and_then(|item| get_s(item, "delivery").ok())
+            == Some("sent"))
+    }
+
+    /// Records a mail attempt of the notification: sent, or failed and why. A sent
+    /// notification stays sent.
+    pub async fn record_delivery(
+        &self,
+        n_: &Notification,
+        outcome: Result<(), String>,
+    ) -> Result<(), StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(notifications_pk(n_.workspace_id)))
+            .key("sk", s(format!("{}#{}", n_.created_at, n_.id)))
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(delivery) OR delivery <> :sent)",
+            )
+            .expression_attribute_values(":sent", s("sent"))
+            .expression_attribute_values(":one", n(1));
+        let update = match outcome {
+            Ok(()) => {
+                update.update_expression("SET delivery = :sent REMOVE last_error ADD attempts :one")
+            }
+            Err(error) => update
+                .update_expression("SET delivery = :failed, last_error = :error ADD attempts :one")
+                .expression_attribute_values(":failed", s("failed"))
+                .expression_attribute_values(":error", s(error)),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::dynamo(e)),
+        }
+    }
+
+    /// The newest notifications of a workspace first, with their delivery.
     pub async fn notifications(
         &self,
         workspace: Uuid,
         limit: i32,
-    ) -> Result<Vec<Notification>, StoreError> {
+    ) -> Result<Vec<Listed>, StoreError> {
         let out = self
             .client
             .query()
@@ -212,8 +289,25 @@ impl ReadModels {
             .unwrap_or_default()
             .iter()
             .map(|item| {
-                serde_json::from_str(get_s(item, "body")?)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+                let notification: Notification = serde_json::from_str(get_s(item, "body")?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                // Rows from before delivery was tracked were stored once mailed.
+                let delivery = get_s(item, "delivery")
+                    .map(str::to_owned)
+                    .unwrap_or_else(|_| {
+                        if notification.mailed_to.is_some() {
+                            "sent"
+                        } else {
+                            "unmailed"
+                        }
+                        .to_owned()
+                    });
+                Ok(Listed {
+                    delivery,
+                    attempts: get_u64(item, "attempts").unwrap_or(0),
+                    last_error: get_s(item, "last_error").ok().map(str::to_owned),
+                    notification,
+                })
             })
             .collect()
     }
