@@ -7,17 +7,7 @@ mod common;
 use common::{eventually, Api};
 use kassa_commerce::Clock;
 use serde_json::{json, Value};
-use std::time::Duration;
-use time::{Date, Month, OffsetDateTime};
-
-fn advance_to(api: &Api, day: Date) {
-    let target = OffsetDateTime::new_utc(day, time::macros::time!(06:00));
-    let now = api.stack.clock.now();
-    assert!(target > now, "{target} is not ahead of {now}");
-    api.stack
-        .clock
-        .advance(Duration::from_secs((target - now).whole_seconds() as u64));
-}
+use time::{Date, Month};
 
 async fn balance(api: &Api, ws: &str) -> i64 {
     api.get(format!("/workspaces/{ws}/credits/balance"), "alice")
@@ -51,25 +41,14 @@ async fn a_cycle_charges_the_overage_expires_over_the_cap_and_runs_once() {
     let api = Api::start().await;
     api.stack.create_stripe_prices().await.unwrap();
     let year = api.stack.clock.now().year() + 1;
-    advance_to(
+    common::advance_to(
         &api,
         Date::from_calendar_date(year, Month::February, 3).unwrap(),
+        time::macros::time!(06:00),
     );
     let (ws, signup) = api.workspace("alice", "pro").await;
     assert_eq!(signup, 11_000);
-    let card = common::id(
-        &common::stripe_post(
-            "/v1/payment_methods",
-            &[
-                ("type", "card"),
-                ("card[number]", "4242424242424242"),
-                ("card[exp_month]", "12"),
-                ("card[exp_year]", "2030"),
-                ("card[cvc]", "123"),
-            ],
-        )
-        .await,
-    );
+    let card = common::card("4242424242424242").await;
     let subscribed = api
         .post(
             format!("/workspaces/{ws}/subscription"),
@@ -111,9 +90,10 @@ async fn a_cycle_charges_the_overage_expires_over_the_cap_and_runs_once() {
     }
     assert_eq!(balance(&api, &ws).await, -333);
 
-    advance_to(
+    common::advance_to(
         &api,
         Date::from_calendar_date(year, Month::March, 3).unwrap(),
+        time::macros::time!(06:00),
     );
     for _ in 0..2 {
         let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
@@ -220,9 +200,10 @@ async fn a_cycle_charges_the_overage_expires_over_the_cap_and_runs_once() {
     assert_eq!(balance(&api, &ws).await, 10_700);
 
     // Nothing spent in March: of the 10,000 granted, pro keeps 5,000; the 700 bought stay.
-    advance_to(
+    common::advance_to(
         &api,
         Date::from_calendar_date(year, Month::April, 3).unwrap(),
+        time::macros::time!(06:00),
     );
     for _ in 0..2 {
         let run = api.stack.fire("RenewCreditsFunction").await.unwrap();

@@ -9,33 +9,7 @@ use common::{eventually, Api};
 use kassa_commerce::Clock;
 use kassa_runtime::mail::MailSink;
 use serde_json::{json, Value};
-use std::time::Duration;
-use time::{Date, Month, OffsetDateTime};
-
-fn advance_to(api: &Api, day: Date) {
-    let target = OffsetDateTime::new_utc(day, time::macros::time!(07:00));
-    let now = api.stack.clock.now();
-    assert!(target > now, "{target} is not ahead of {now}");
-    api.stack
-        .clock
-        .advance(Duration::from_secs((target - now).whole_seconds() as u64));
-}
-
-async fn card(number: &str) -> String {
-    common::id(
-        &common::stripe_post(
-            "/v1/payment_methods",
-            &[
-                ("type", "card"),
-                ("card[number]", number),
-                ("card[exp_month]", "12"),
-                ("card[exp_year]", "2030"),
-                ("card[cvc]", "123"),
-            ],
-        )
-        .await,
-    )
-}
+use time::{Date, Month};
 
 async fn put(api: &Api, path: String, body: Value) -> common::Answer {
     api.call("PUT", path, Some("alice"), Some(&body.to_string()))
@@ -74,13 +48,13 @@ async fn a_failed_charge_is_retried_warned_suspended_and_settled_by_a_new_card()
     api.stack.create_stripe_prices().await.unwrap();
     let year = api.stack.clock.now().year() + 1;
     let day = |m: Month, d: u8| Date::from_calendar_date(year, m, d).unwrap();
-    advance_to(&api, day(Month::June, 1));
+    common::advance_to(&api, day(Month::June, 1), time::macros::time!(07:00));
     let (ws, _) = api.workspace("alice", "pro").await;
     let subscribed = api
         .post(
             format!("/workspaces/{ws}/subscription"),
             "alice",
-            json!({ "payment_method": card("4242424242424242").await }),
+            json!({ "payment_method": common::card("4242424242424242").await }),
         )
         .await;
     assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
@@ -101,7 +75,7 @@ async fn a_failed_charge_is_retried_warned_suspended_and_settled_by_a_new_card()
     let declining = put(
         &api,
         format!("/workspaces/{ws}/payment-method"),
-        json!({ "payment_method": card("4000000000000341").await }),
+        json!({ "payment_method": common::card("4000000000000341").await }),
     )
     .await;
     assert_eq!(declining.status, 200, "{:?}", declining.body);
@@ -127,7 +101,7 @@ async fn a_failed_charge_is_retried_warned_suspended_and_settled_by_a_new_card()
     // The daily run, every day for ten days: retries on the 2nd, 4th, 6th and 8th.
     let mut retried_on = Vec::new();
     for d in 2..=11 {
-        advance_to(&api, day(Month::June, d));
+        common::advance_to(&api, day(Month::June, d), time::macros::time!(07:00));
         let run = api.stack.fire("RetryPaymentsFunction").await.unwrap();
         assert_eq!(run["failed"], 0, "June {d}: {run}");
         if run["done"] == 1 {
@@ -178,7 +152,7 @@ async fn a_failed_charge_is_retried_warned_suspended_and_settled_by_a_new_card()
     let settled = put(
         &api,
         format!("/workspaces/{ws}/payment-method"),
-        json!({ "payment_method": card("4242424242424242").await }),
+        json!({ "payment_method": common::card("4242424242424242").await }),
     )
     .await;
     assert_eq!(settled.status, 200, "{:?}", settled.body);
@@ -206,9 +180,9 @@ async fn a_failed_charge_is_retried_warned_suspended_and_settled_by_a_new_card()
         1
     );
     // Nothing is left to retry.
-    advance_to(&api, day(Month::June, 20));
+    common::advance_to(&api, day(Month::June, 20), time::macros::time!(07:00));
     let run = api.stack.fire("RetryPaymentsFunction").await.unwrap();
     assert_eq!(run["due"], 0, "{run}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(notices(&api).len(), 7, "each notice once");
 }

@@ -5,18 +5,7 @@ mod common;
 
 use common::Api;
 use kassa_commerce::Clock;
-use std::time::Duration;
-use time::{Date, Month, OffsetDateTime};
-
-/// Moves the stack's clock forward to noon (UTC) of `day`.
-fn advance_to(api: &Api, day: Date) {
-    let target = OffsetDateTime::new_utc(day, time::macros::time!(12:00));
-    let now = api.stack.clock.now();
-    assert!(target > now, "{target} is not ahead of {now}");
-    api.stack
-        .clock
-        .advance(Duration::from_secs((target - now).whole_seconds() as u64));
-}
+use time::{Date, Month};
 
 #[tokio::test]
 async fn renewals_anchored_on_the_31st_come_back_to_it_after_a_short_month() {
@@ -24,7 +13,7 @@ async fn renewals_anchored_on_the_31st_come_back_to_it_after_a_short_month() {
     let today = api.stack.clock.now().date();
     let year = today.year() + 1;
     let signup = Date::from_calendar_date(year, Month::January, 31).unwrap();
-    advance_to(&api, signup);
+    common::advance_to(&api, signup, time::macros::time!(12:00));
     let (_ws, balance) = api.workspace("alice", "free").await;
     assert_eq!(balance, 1_100);
 
@@ -34,7 +23,7 @@ async fn renewals_anchored_on_the_31st_come_back_to_it_after_a_short_month() {
     let mut day = signup;
     while day < end {
         day = day.next_day().unwrap();
-        advance_to(&api, day);
+        common::advance_to(&api, day, time::macros::time!(12:00));
         let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
         assert_eq!(run["failed"], 0, "{day}: {run}");
         if run["done"] == 1 {

@@ -11,18 +11,7 @@ use kassa_commerce::Clock;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
 use std::str::FromStr;
-use std::time::Duration;
-use time::{Date, Month, OffsetDateTime};
-
-/// Moves the stack's clock forward to `hour`:00 (UTC) of `day`.
-fn advance_to(api: &Api, day: Date, hour: u8) {
-    let target = OffsetDateTime::new_utc(day, time::Time::from_hms(hour, 0, 0).unwrap());
-    let now = api.stack.clock.now();
-    assert!(target > now, "{target} is not ahead of {now}");
-    api.stack
-        .clock
-        .advance(Duration::from_secs((target - now).whole_seconds() as u64));
-}
+use time::{Date, Month};
 
 fn day(year: i32, month: Month, d: u8) -> Date {
     Date::from_calendar_date(year, month, d).unwrap()
@@ -36,23 +25,6 @@ async fn put_tier(api: &Api, ws: &str, user: &str, tier: &str) -> common::Answer
         Some(&json!({ "tier": tier }).to_string()),
     )
     .await
-}
-
-/// A card as Stripe.js would collect it: a payment method id.
-async fn card(number: &str) -> String {
-    common::id(
-        &common::stripe_post(
-            "/v1/payment_methods",
-            &[
-                ("type", "card"),
-                ("card[number]", number),
-                ("card[exp_month]", "12"),
-                ("card[exp_year]", "2030"),
-                ("card[cvc]", "123"),
-            ],
-        )
-        .await,
-    )
 }
 
 async fn subscribe(api: &Api, ws: &str, user: &str, body: Value) -> common::Answer {
@@ -135,7 +107,11 @@ async fn an_upgrade_mid_period_is_prorated_exactly_charged_to_the_card_and_price
     let api = stack().await;
     let year = api.stack.clock.now().year() + 1;
     // A 31-day period: 1 March to 1 April.
-    advance_to(&api, day(year, Month::March, 1), 12);
+    common::advance_to(
+        &api,
+        day(year, Month::March, 1),
+        time::Time::from_hms(12, 0, 0).unwrap(),
+    );
     let (ws, signup) = api.workspace("alice", "pro").await;
     assert_eq!(signup, 11_000);
     assert_eq!(workspace(&api, &ws).await["billing_anchor_day"], 1);
@@ -149,7 +125,7 @@ async fn an_upgrade_mid_period_is_prorated_exactly_charged_to_the_card_and_price
         &api,
         &ws,
         "alice",
-        json!({ "payment_method": card("4242424242424242").await }),
+        json!({ "payment_method": common::card("4242424242424242").await }),
     )
     .await;
     assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
@@ -189,7 +165,7 @@ async fn an_upgrade_mid_period_is_prorated_exactly_charged_to_the_card_and_price
         &api,
         &ws,
         "alice",
-        json!({ "payment_method": card("4242424242424242").await }),
+        json!({ "payment_method": common::card("4242424242424242").await }),
     )
     .await;
     assert_eq!(again.status, 409, "{:?}", again.body);
@@ -198,7 +174,11 @@ async fn an_upgrade_mid_period_is_prorated_exactly_charged_to_the_card_and_price
     assert_eq!(consume(&api, &ws, "export.pdf", 1).await["credits"], 5);
 
     // Halfway through, to the second, as the clock goes on ticking.
-    advance_to(&api, day(year, Month::March, 16), 12);
+    common::advance_to(
+        &api,
+        day(year, Month::March, 16),
+        time::Time::from_hms(12, 0, 0).unwrap(),
+    );
     let upgraded = put_tier(&api, &ws, "alice", "enterprise").await;
     assert_eq!(upgraded.status, 200, "{:?}", upgraded.body);
     assert_eq!(upgraded.body["tier"], "enterprise");
@@ -335,11 +315,19 @@ async fn an_upgrade_mid_period_is_prorated_exactly_charged_to_the_card_and_price
 async fn a_downgrade_waits_for_the_period_end_can_be_called_off_and_the_renewal_applies_it() {
     let api = Api::start().await;
     let year = api.stack.clock.now().year() + 1;
-    advance_to(&api, day(year, Month::May, 10), 9);
+    common::advance_to(
+        &api,
+        day(year, Month::May, 10),
+        time::Time::from_hms(9, 0, 0).unwrap(),
+    );
     let (ws, signup) = api.workspace("alice", "enterprise").await;
     assert_eq!(signup, 110_000);
 
-    advance_to(&api, day(year, Month::May, 20), 9);
+    common::advance_to(
+        &api,
+        day(year, Month::May, 20),
+        time::Time::from_hms(9, 0, 0).unwrap(),
+    );
     let scheduled = put_tier(&api, &ws, "alice", "free").await;
     assert_eq!(scheduled.status, 200, "{:?}", scheduled.body);
     assert_eq!(scheduled.body["tier"], "enterprise", "nothing changes now");
@@ -378,13 +366,21 @@ async fn a_downgrade_waits_for_the_period_end_can_be_called_off_and_the_renewal_
     assert_eq!(pro.body["scheduled_tier"]["tier"], "pro", "{:?}", pro.body);
 
     // The daily renewal run, day by day: nothing before the period's end.
-    advance_to(&api, day(year, Month::June, 9), 9);
+    common::advance_to(
+        &api,
+        day(year, Month::June, 9),
+        time::Time::from_hms(9, 0, 0).unwrap(),
+    );
     let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
     assert_eq!(run["done"], 0, "{run}");
     assert_eq!(workspace(&api, &ws).await["tier"], "enterprise");
     let before = balance(&api, &ws).await["balance"].as_i64().unwrap();
 
-    advance_to(&api, day(year, Month::June, 10), 9);
+    common::advance_to(
+        &api,
+        day(year, Month::June, 10),
+        time::Time::from_hms(9, 0, 0).unwrap(),
+    );
     let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
     assert_eq!(run["done"], 1, "{run}");
     let after = workspace(&api, &ws).await;
@@ -481,7 +477,7 @@ async fn only_the_owner_changes_the_tier_or_subscribes_and_bad_requests_change_n
     assert_eq!(missing.status, 404, "{:?}", missing.body);
 
     // Subscribing: the owner only, a paid tier only, a payment method id only.
-    let pm = card("4242424242424242").await;
+    let pm = common::card("4242424242424242").await;
     for (user, body, status, code) in [
         ("bob", json!({ "payment_method": pm }), 403, "owner_only"),
         (

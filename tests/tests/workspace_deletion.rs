@@ -8,17 +8,7 @@ mod common;
 use common::{eventually, Api};
 use kassa_commerce::Clock;
 use serde_json::json;
-use std::time::Duration;
-use time::{Date, Month, OffsetDateTime};
-
-fn advance_to(api: &Api, day: Date) {
-    let target = OffsetDateTime::new_utc(day, time::macros::time!(09:00));
-    let now = api.stack.clock.now();
-    assert!(target > now, "{target} is not ahead of {now}");
-    api.stack
-        .clock
-        .advance(Duration::from_secs((target - now).whole_seconds() as u64));
-}
+use time::{Date, Month};
 
 async fn rows(api: &Api, pk: String) -> usize {
     common::dynamodb()
@@ -49,21 +39,9 @@ async fn a_cancelled_subscription_runs_out_and_the_workspace_is_deleted_keeping_
     api.stack.create_stripe_prices().await.unwrap();
     let year = api.stack.clock.now().year() + 1;
     let day = |m: Month, d: u8| Date::from_calendar_date(year, m, d).unwrap();
-    advance_to(&api, day(Month::July, 5));
+    common::advance_to(&api, day(Month::July, 5), time::macros::time!(09:00));
     let (ws, _) = api.workspace("alice", "pro").await;
-    let card = common::id(
-        &common::stripe_post(
-            "/v1/payment_methods",
-            &[
-                ("type", "card"),
-                ("card[number]", "4242424242424242"),
-                ("card[exp_month]", "12"),
-                ("card[exp_year]", "2030"),
-                ("card[cvc]", "123"),
-            ],
-        )
-        .await,
-    );
+    let card = common::card("4242424242424242").await;
     let subscribed = api
         .post(
             format!("/workspaces/{ws}/subscription"),
@@ -121,7 +99,7 @@ async fn a_cancelled_subscription_runs_out_and_the_workspace_is_deleted_keeping_
     })
     .await;
 
-    advance_to(&api, day(Month::August, 5));
+    common::advance_to(&api, day(Month::August, 5), time::macros::time!(09:00));
     let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
     assert_eq!(run["done"], 1, "{run}");
     let after = eventually("the subscription ended", || async {
@@ -177,7 +155,7 @@ async fn a_cancelled_subscription_runs_out_and_the_workspace_is_deleted_keeping_
     );
 
     // The renewals stop: the next one's entry just goes.
-    advance_to(&api, day(Month::September, 5));
+    common::advance_to(&api, day(Month::September, 5), time::macros::time!(09:00));
     let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
     assert_eq!(
         (run["failed"].clone(), run["done"].clone()),

@@ -618,3 +618,30 @@ pub async fn intents_of_order(order: &str) -> Vec<Value> {
         }
     }
 }
+
+/// Moves the stack's clock forward to `at` (UTC) on `day`.
+pub fn advance_to(api: &Api, day: time::Date, at: time::Time) {
+    use kassa_commerce::Clock;
+    let target = time::OffsetDateTime::new_utc(day, at);
+    let now = api.stack.clock.now();
+    assert!(target > now, "{target} is not ahead of {now}");
+    api.stack
+        .clock
+        .advance(Duration::from_secs((target - now).whole_seconds() as u64));
+}
+
+/// A card as Stripe.js would collect it: a payment method id at localstripe
+/// (4242424242424242 pays; localstripe declines 4000000000000341).
+pub async fn card(number: &str) -> String {
+    id(&stripe_post(
+        "/v1/payment_methods",
+        &[
+            ("type", "card"),
+            ("card[number]", number),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2030"),
+            ("card[cvc]", "123"),
+        ],
+    )
+    .await)
+}
