@@ -369,18 +369,7 @@ impl Workspaces {
             .kernel
             .run(metadata, |tx| {
                 Box::pin(async move {
-                    let mut ws = tx.load::<Workspace>(&id).await?;
-                    match &ws.state {
-                        Some(current) if current.admits(&command.actor) => {}
-                        _ => return Err(Fail::Refused(access::not_found(id))),
-                    }
-                    let events = tx.decide(&mut ws, command.clone()).map_err(|f| {
-                        f.map(|e| match e {
-                            // A stranger is told what a missing workspace would tell them.
-                            WorkspaceError::Forbidden => access::not_found(id),
-                            e => refusal(e),
-                        })
-                    })?;
+                    let (ws, events) = decide_admitted(tx, id, command).await?;
                     if matches!(
                         command.command,
                         WorkspaceCommand::AddCollaborator { .. }
@@ -426,17 +415,7 @@ impl Workspaces {
             .kernel
             .run(metadata, |tx| {
                 Box::pin(async move {
-                    let mut ws = tx.load::<Workspace>(&id).await?;
-                    match &ws.state {
-                        Some(current) if current.admits(&command.actor) => {}
-                        _ => return Err(Fail::Refused(access::not_found(id))),
-                    }
-                    tx.decide(&mut ws, command.clone()).map_err(|f| {
-                        f.map(|e| match e {
-                            WorkspaceError::Forbidden => access::not_found(id),
-                            e => refusal(e),
-                        })
-                    })?;
+                    let (ws, _) = decide_admitted(tx, id, command).await?;
                     let mut wallet = tx.load::<Wallet>(&id).await?;
                     if wallet.state.is_some() {
                         tx.decide(&mut wallet, CreditCommand::Close)
@@ -452,6 +431,27 @@ impl Workspaces {
             &serde_json::json!({ "id": id, "deleted_on": done.value }),
         ))
     }
+}
+
+/// Loads workspace `id` and decides `command` on it, in `tx`, for a caller it admits; a
+/// stranger is told what a missing workspace would tell them.
+async fn decide_admitted(
+    tx: &mut Tx<'_>,
+    id: Uuid,
+    command: &ByActor<WorkspaceCommand>,
+) -> Result<(Loaded<Workspace>, Vec<WorkspaceEvent>), Fail<Problem>> {
+    let mut ws = tx.load::<Workspace>(&id).await?;
+    match &ws.state {
+        Some(current) if current.admits(&command.actor) => {}
+        _ => return Err(Fail::Refused(access::not_found(id))),
+    }
+    let events = tx.decide(&mut ws, command.clone()).map_err(|f| {
+        f.map(|e| match e {
+            WorkspaceError::Forbidden => access::not_found(id),
+            e => refusal(e),
+        })
+    })?;
+    Ok((ws, events))
 }
 
 /// What the tier change among `events` that took effect was worth, for the answer.
