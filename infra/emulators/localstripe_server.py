@@ -1,4 +1,5 @@
-"""Runs localstripe (same arguments) with two changes to its webhook endpoints.
+"""Runs localstripe (same arguments) with two changes to its webhook endpoints and one
+to its invoices.
 
 1. Each delivery walks a snapshot of the endpoints. localstripe 1.15.10, the newest
    release, walks its live dict across the await of every POST, so an endpoint
@@ -8,10 +9,17 @@
    went missing at random, more often as endpoints piled up ahead of the live ones.
 2. DELETE /_config/webhooks/{id} unregisters an endpoint, so a stack that stops takes
    its endpoint with it instead of leaving one that every later event is sent to first.
+3. A subscription's invoices carry what Stripe's do and localstripe leaves out:
+   `billing_reason` (`subscription_create` for the invoice a new subscription makes,
+   `subscription_cycle` for one made later for it: localstripe has no clock to renew
+   on, so a test makes the renewal with POST /v1/invoices) and `subscription_details`
+   with the subscription's metadata, which is how Stripe names whose an invoice is.
+   And a payment of an invoice that fails reports `invoice.payment_failed`, as Stripe's
+   does: localstripe's POST /v1/invoices/{id}/pay leaves the invoice open silently.
 """
 
 from aiohttp import web
-from localstripe import server, webhooks
+from localstripe import resources, server, webhooks
 
 
 class _Endpoints(dict):
@@ -20,6 +28,42 @@ class _Endpoints(dict):
 
 
 webhooks._webhooks = _Endpoints(webhooks._webhooks)
+
+
+_invoice_init = resources.Invoice.__init__
+
+
+def _invoice_with_subscription_details(self, *args, **kwargs):
+    subscription = kwargs.get("subscription")
+    first = False
+    if subscription is not None:
+        first = resources.Subscription._api_retrieve(subscription).status == "incomplete"
+    _invoice_init(self, *args, **kwargs)
+    if subscription is not None:
+        sub = resources.Subscription._api_retrieve(subscription)
+        self.billing_reason = "subscription_create" if first else "subscription_cycle"
+        self.subscription_details = {"metadata": dict(sub.metadata or {})}
+
+
+resources.Invoice.__init__ = _invoice_with_subscription_details
+
+_confirm = resources.PaymentIntent._confirm
+
+
+def _confirm_reporting_the_invoice(self, on_failure_now):
+    def failed():
+        on_failure_now()
+        if self.invoice:
+            invoice = resources.Invoice._api_retrieve(self.invoice)
+            webhooks.schedule_webhook(resources.Event("invoice.payment_failed", invoice))
+
+    # An intent confirmed through its own API reports its invoice already.
+    if on_failure_now == getattr(self, "_report_failure", None):
+        return _confirm(self, on_failure_now)
+    return _confirm(self, failed)
+
+
+resources.PaymentIntent._confirm = _confirm_reporting_the_invoice
 
 
 async def _unregister(request):

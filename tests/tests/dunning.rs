@@ -186,3 +186,175 @@ async fn a_failed_charge_is_retried_warned_suspended_and_settled_by_a_new_card()
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(notices(&api).len(), 7, "each notice once");
 }
+
+/// POSTs to localstripe as Stripe's own billing would, whatever it answers (localstripe
+/// answers a declined invoice payment 200, with the invoice left open).
+async fn stripe_attempt(path: &str) -> u16 {
+    let base = std::env::var("KASSA_STRIPE_API_BASE").unwrap();
+    let secret = std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap();
+    reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .basic_auth(&secret, Some(""))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_renewal_invoice_that_fails_is_dunned_and_paid_as_that_invoice() {
+    // On the stack's clock as it starts, which is localstripe's: its webhooks are signed
+    // at its own time, and kassa refuses signatures from another moment.
+    let api = Api::start().await;
+    api.stack.create_stripe_prices().await.unwrap();
+    api.stack.register_stripe_webhook().await.unwrap();
+    let today = api.stack.clock.now().date();
+    let (ws, _) = api.workspace("alice", "pro").await;
+    let subscribed = api
+        .post(
+            format!("/workspaces/{ws}/subscription"),
+            "alice",
+            json!({ "payment_method": common::card("4242424242424242").await }),
+        )
+        .await;
+    assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
+    let sub = subscribed.body["subscription_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let store =
+        kassa_store::EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"));
+    let stream = kassa_store::StreamId::new("Workspace", &ws);
+    let renewals_charged = || async {
+        store
+            .read_stream(&stream, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event_type == "workspace.charged" && e.payload["reason"] == "renewal")
+            .count()
+    };
+    eventually("the subscription's charge", || async {
+        store
+            .read_stream(&stream, 100)
+            .await
+            .ok()?
+            .into_iter()
+            .find(|e| e.event_type == "workspace.charged")
+    })
+    .await;
+    let declining = put(
+        &api,
+        format!("/workspaces/{ws}/payment-method"),
+        json!({ "payment_method": common::card("4000000000000341").await }),
+    )
+    .await;
+    assert_eq!(declining.status, 200, "{:?}", declining.body);
+
+    // Stripe renews the subscription and cannot collect the invoice (localstripe has no
+    // clock: the renewal is made and attempted here, as Stripe's billing would).
+    let customer = common::stripe_get(&format!("/v1/subscriptions/{sub}")).await["customer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let renew = || async {
+        common::id(
+            &common::stripe_post(
+                "/v1/invoices",
+                &[
+                    ("customer", customer.as_str()),
+                    ("subscription", sub.as_str()),
+                ],
+            )
+            .await,
+        )
+    };
+    let invoice = renew().await;
+    stripe_attempt(&format!("/v1/invoices/{invoice}/pay")).await;
+    let open = common::stripe_get(&format!("/v1/invoices/{invoice}")).await;
+    assert_eq!(open["status"], "open", "{open}");
+    let owed = eventually("the renewal is owed", || async {
+        let w = api.get(format!("/workspaces/{ws}"), "alice").await.body;
+        w["owed"].as_array().filter(|o| !o.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert_eq!(owed[0]["reason"], "renewal");
+    assert_eq!(owed[0]["invoice"], invoice.as_str());
+    assert_eq!(
+        owed[0]["amount"],
+        json!({ "amount": "49.00", "currency": "USD" })
+    );
+    // Stripe's notice delivered again is not a second failure.
+    let failed_notice = common::stripe_event(
+        "invoice.payment_failed",
+        api.stack.clock.now().unix_timestamp(),
+        open.clone(),
+    );
+    assert_eq!(common::deliver(&api, &failed_notice).await.status, 200);
+
+    // The retry a day later pays that invoice, and fails again.
+    common::advance_to(&api, today.next_day().unwrap(), time::macros::time!(07:00));
+    let run = api.stack.fire("RetryPaymentsFunction").await.unwrap();
+    assert_eq!(
+        (run["done"].as_i64(), run["failed"].as_i64()),
+        (Some(1), Some(0)),
+        "{run}"
+    );
+    let w = api.get(format!("/workspaces/{ws}"), "alice").await.body;
+    assert_eq!(w["owed"][0]["failures"], 2, "{w}");
+    let sent = eventually("two notices", || async {
+        let n = notices(&api);
+        (n.len() >= 2).then_some(n)
+    })
+    .await;
+    assert_eq!(kinds(&sent), ["payment.failed", "payment.retry_failed"]);
+
+    // The owner's new card pays the invoice itself, and Stripe's books show it paid.
+    let settled = put(
+        &api,
+        format!("/workspaces/{ws}/payment-method"),
+        json!({ "payment_method": common::card("4242424242424242").await }),
+    )
+    .await;
+    assert_eq!(settled.status, 200, "{:?}", settled.body);
+    assert_eq!(settled.body["settled"].as_array().unwrap().len(), 1);
+    assert_eq!(settled.body["owed"], json!([]));
+    let paid = common::stripe_get(&format!("/v1/invoices/{invoice}")).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_eq!(renewals_charged().await, 1);
+    // Stripe's report of the payment, and a failure notice arriving after it, change
+    // nothing: the invoice is settled for good.
+    let now = api.stack.clock.now().unix_timestamp();
+    for (kind, object) in [
+        ("invoice.payment_succeeded", paid.clone()),
+        ("invoice.paid", paid),
+        ("invoice.payment_failed", open),
+    ] {
+        let answer = common::deliver(&api, &common::stripe_event(kind, now, object)).await;
+        assert_eq!(answer.status, 200, "{kind}: {:?}", answer.body);
+    }
+    let w = api.get(format!("/workspaces/{ws}"), "alice").await.body;
+    assert_eq!(
+        (w["owed"].clone(), w["suspended"].clone()),
+        (json!([]), json!(false))
+    );
+    assert_eq!(renewals_charged().await, 1);
+    let run = api.stack.fire("RetryPaymentsFunction").await.unwrap();
+    assert_eq!(run["done"], 0, "{run}");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(notices(&api).len(), 2, "each notice once");
+
+    // A renewal Stripe collects on time is recorded as paid, once.
+    let next = renew().await;
+    stripe_attempt(&format!("/v1/invoices/{next}/pay")).await;
+    let paid = common::stripe_get(&format!("/v1/invoices/{next}")).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    let answer = common::deliver(&api, &common::stripe_event("invoice.paid", now, paid)).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    eventually("the on-time renewal", || async {
+        (renewals_charged().await == 2).then_some(())
+    })
+    .await;
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{eventually, Answer, Api};
+use common::{deliver, deliver_raw, eventually, stripe_event, Api};
 use kassa_domain::event::DomainEvent;
 use kassa_payments::webhook_signature;
 use kassa_store::{EventStore, RecordedEvent, StreamId};
@@ -48,51 +48,6 @@ async fn types_of(api: &Api, stream: &str) -> Vec<String> {
 }
 
 /// POSTs `body` to the webhook with `header` as its Stripe-Signature.
-async fn deliver_raw(api: &Api, body: &str, header: Option<&str>) -> Answer {
-    let mut req = api
-        .http
-        .post(format!("{}/stripe/webhook", api.stack.url))
-        .header("content-type", "application/json; charset=utf-8")
-        .body(body.to_owned());
-    if let Some(h) = header {
-        req = req.header("stripe-signature", h);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = res.text().await.unwrap();
-    Answer {
-        status,
-        content_type,
-        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    }
-}
-
-/// Signs `event` exactly as Stripe does (at the stack's clock) and delivers it.
-async fn deliver(api: &Api, event: &Value) -> Answer {
-    let body = serde_json::to_string_pretty(event).unwrap();
-    let now = now(api).unix_timestamp();
-    let header = webhook_signature::sign(body.as_bytes(), &webhook_secret(api), now);
-    deliver_raw(api, &body, Some(&header)).await
-}
-
-fn stripe_event(event_type: &str, created: i64, object: Value) -> Value {
-    json!({
-        "id": format!("evt_{}", uuid::Uuid::now_v7().simple()),
-        "object": "event",
-        "api_version": "2024-06-20",
-        "type": event_type,
-        "created": created,
-        "livemode": false,
-        "data": { "object": object },
-    })
-}
-
 struct Bought {
     order: String,
     intent: String,

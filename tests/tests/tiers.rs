@@ -538,3 +538,121 @@ async fn only_the_owner_changes_the_tier_or_subscribes_and_bad_requests_change_n
     })
     .await;
 }
+
+#[tokio::test]
+async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
+    let api = stack().await;
+    let year = api.stack.clock.now().year() + 1;
+    // A 31-day period: 1 August to 1 September.
+    common::advance_to(
+        &api,
+        day(year, Month::August, 1),
+        time::Time::from_hms(6, 0, 0).unwrap(),
+    );
+    let (ws, signup) = api.workspace("alice", "pro").await;
+    let added = api
+        .post(
+            format!("/workspaces/{ws}/collaborators"),
+            "alice",
+            json!({ "user_id": "carol" }),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{:?}", added.body);
+    let subscribed = subscribe(
+        &api,
+        &ws,
+        "alice",
+        json!({ "payment_method": common::card("4242424242424242").await }),
+    )
+    .await;
+    assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
+    let subscription_id = subscribed.body["subscription_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The rest of August on pro, paid at once: 49.00 × (31 days − 6 h) / 31 days.
+    let [sub_event] = recorded_events(&api, &ws, "Workspace", "workspace.subscribed")
+        .await
+        .try_into()
+        .unwrap();
+    let paid = charge_for(&api, &ws, &sub_event.event_id.to_string()).await;
+    assert_eq!(paid["amount"]["amount"], "48.60");
+    let cancel = |user: &'static str, when: &'static str| {
+        let api = &api;
+        let ws = ws.clone();
+        async move {
+            api.call(
+                "DELETE",
+                format!("/workspaces/{ws}/subscription?when={when}"),
+                Some(user),
+                None,
+            )
+            .await
+        }
+    };
+    let bad = cancel("alice", "tomorrow").await;
+    assert_eq!(
+        (bad.status, bad.body["code"].as_str()),
+        (422, Some("invalid_when"))
+    );
+    let collaborator = cancel("carol", "now").await;
+    assert_eq!(collaborator.status, 403, "{:?}", collaborator.body);
+
+    // Half way through, 16 of the 31 days are left: 49.00 × 16/31 = 25.2903… → 25.29,
+    // and 9,000 × 16/31 = 4,645.16… → 4,645 of the credits pro granted over free's.
+    common::advance_to(
+        &api,
+        day(year, Month::August, 16),
+        time::Time::from_hms(0, 0, 0).unwrap(),
+    );
+    let cancelled = cancel("alice", "now").await;
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    assert_eq!(cancelled.body["tier"], "free");
+    assert_eq!(cancelled.body["subscription_id"], Value::Null);
+    assert_eq!(
+        cancelled.body["refund"],
+        json!({ "amount": "25.29", "currency": "USD" })
+    );
+    assert_eq!(cancelled.body["tier_change"]["credits_taken_back"], 4_645);
+    assert_eq!(
+        balance(&api, &ws).await["balance"],
+        signup - 4_645,
+        "the credits go in the same commit"
+    );
+    let again = cancel("alice", "now").await;
+    assert_eq!(
+        (again.status, again.body["code"].as_str()),
+        (409, Some("no_subscription"))
+    );
+
+    // At Stripe: the subscription ends now, and the refund comes from its payment.
+    let intent = paid["payment_intent"].as_str().unwrap().to_owned();
+    let refunds = || async {
+        common::stripe_get(&format!("/v1/refunds?payment_intent={intent}")).await["data"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let refunded = eventually("the refund", || async {
+        let r = refunds().await;
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(refunded.len(), 1);
+    assert_eq!(refunded[0]["amount"], 2_529);
+    let at_stripe = common::stripe_get(&format!("/v1/subscriptions/{subscription_id}")).await;
+    assert_eq!(at_stripe["status"], "canceled", "{at_stripe}");
+    // Delivered again after its commit, the cancellation refunds nothing more.
+    let [event] = recorded_events(&api, &ws, "Workspace", "workspace.subscription_cancelled")
+        .await
+        .try_into()
+        .unwrap();
+    let failed = common::redeliver(&api, "CollectChargesFunction", "collect-charges", &event).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(refunds().await.len(), 1);
+    // Nothing is paid for any more: the workspace can be deleted.
+    let deleted = api
+        .call("DELETE", format!("/workspaces/{ws}"), Some("alice"), None)
+        .await;
+    assert_eq!(deleted.status, 200, "{:?}", deleted.body);
+}

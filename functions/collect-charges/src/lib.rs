@@ -14,6 +14,11 @@
 //! from the next invoice on, so a move down scheduled now is billed from the period's end;
 //! a move down to the free tier lets the subscription end with the period, and once it
 //! has taken effect the subscription is ended (`workspace.unsubscribed`).
+//!
+//! A cancellation at once (`workspace.subscription_cancelled`) ends the subscription at
+//! the provider now and pays back its refund, each share against the payment the
+//! workspace decided it from, keyed by the event and payment at the provider and marked
+//! done (`refunded:<event>`) in kassa once all are paid.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::dunning::{self, Attempt, DUNNING_AGENDA};
@@ -30,7 +35,7 @@ use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
-use kassa_store::{stream_of, Agenda, EventStore, Metadata, RecordedEvent};
+use kassa_store::{stream_of, Agenda, EventStore, Metadata, RecordedEvent, Refusal, StoreError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -133,6 +138,9 @@ fn marker(event: &RecordedEvent) -> String {
 
 impl CollectCharges {
     async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
+        if event.event_type == "workspace.subscription_cancelled" {
+            return self.cancel_now(event).await;
+        }
         if matches!(
             event.event_type.as_str(),
             "workspace.tier_change_scheduled" | "workspace.tier_change_cancelled"
@@ -210,6 +218,7 @@ impl CollectCharges {
             outcome,
             marker: marker(event),
             due: None,
+            invoice: None,
         };
         dunning::record(
             &self.kernel,
@@ -250,6 +259,56 @@ impl CollectCharges {
             )
             .await?;
         Ok(())
+    }
+
+    async fn cancel_now(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
+        let WorkspaceEvent::SubscriptionCancelled {
+            workspace_id,
+            subscription_id,
+            refunds,
+            ..
+        } = event.decode::<WorkspaceEvent>()?
+        else {
+            return Ok(serde_json::json!({ "skipped": event.event_type }));
+        };
+        let store = self.kernel.store();
+        let stream = stream_of::<Workspace>(&workspace_id);
+        let done = format!("refunded:{}", event.event_id);
+        if store.is_marked(&stream, &done).await? {
+            return Ok(serde_json::json!({ "refunded": "already" }));
+        }
+        self.gateway
+            .cancel_subscription(&subscription_id, &format!("cancel-{subscription_id}"))
+            .await?;
+        for share in &refunds {
+            let key = format!("refund-{}-{}", event.event_id, share.payment_intent);
+            match self
+                .gateway
+                .refund(&share.payment_intent, Some(share.amount), &key)
+                .await
+            {
+                Ok(_) => {}
+                // The workspace decided the share from a payment it recorded: a refusal
+                // (the payment refunded by hand meanwhile) needs a person, not a retry.
+                Err(GatewayError::Refused { message, .. }) => {
+                    return Err(EffectError::poison(format!(
+                        "refund of {} from {} for workspace {workspace_id}: {message}",
+                        share.amount, share.payment_intent
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut commit = store.commit_builder(
+            Metadata::caused_by(event, format!("system:{NAME}")),
+            self.kernel.clock().now(),
+        );
+        commit.mark(&stream, &done)?;
+        match store.commit(commit).await {
+            Ok(_) | Err(StoreError::Refused(Refusal::AlreadyApplied)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(serde_json::json!({ "refunded": refunds.len() }))
     }
 
     async fn unsubscribe(&self, ws: &Workspace, event: &RecordedEvent) -> Result<(), EffectError> {

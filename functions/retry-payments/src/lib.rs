@@ -1,5 +1,5 @@
 //! Scheduled daily: retries the charges workspaces owe (the dunning agenda), with the saved
-//! card, on the days `kassa_domain::workspace::RETRY_DAYS` gives after the first failure.
+//! card (a renewal invoice of the subscription is paid as that invoice), on the days `kassa_domain::workspace::RETRY_DAYS` gives after the first failure.
 //! Each attempt is keyed by its charge and number, at the provider (`retry-<event>-<n>`)
 //! and in kassa (the attempt's marker, in the commit that takes the agenda entry), so an
 //! overlapping or retried run charges once. The outcome and the next entry, the warning
@@ -10,14 +10,13 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use kassa_commerce::dunning::{self, Attempt, DUNNING_AGENDA};
 use kassa_commerce::{Clock, Kernel};
 use kassa_domain::workspace::Workspace;
-use kassa_payments::gateway::{GatewayError, PaymentGateway, SavedCardCharge};
+use kassa_payments::dues;
 use kassa_payments::stripe::StripeGateway;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::sweep::{sweep, Fate, Sweep};
 use kassa_runtime::{Config, Function, ScheduledFunction, SdkConfig};
 use kassa_store::{Agenda, Entry, EventStore, Metadata, Refusal, StoreError};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use time::macros::format_description;
 use uuid::Uuid;
@@ -84,30 +83,14 @@ impl RetryPayments {
             return self.drop_entry(&entry).await;
         };
         let attempt_no = owed.failures + 1;
-        let outcome = match &ws.billing {
-            None => Err("the workspace has no saved payment method".to_owned()),
-            Some(billing) => {
-                let charge = SavedCardCharge {
-                    customer: billing.customer.clone(),
-                    payment_method: billing.payment_method.clone(),
-                    amount: owed.amount,
-                    description: format!("kassa workspace {}: retry {attempt_no}", ws.name),
-                    metadata: BTreeMap::from([
-                        ("workspace_id".to_owned(), ws.id.to_string()),
-                        ("kassa_event".to_owned(), source_event.to_string()),
-                    ]),
-                };
-                match self
-                    .gateway
-                    .charge_saved_card(&charge, &format!("retry-{source_event}-{attempt_no}"))
-                    .await
-                {
-                    Ok(intent) => Ok(intent.id),
-                    Err(GatewayError::Refused { message, .. }) => Err(message),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        };
+        let outcome = dues::pay(
+            &self.gateway,
+            &ws,
+            &owed,
+            format!("kassa workspace {}: retry {attempt_no}", ws.name),
+            &format!("retry-{source_event}-{attempt_no}"),
+        )
+        .await?;
         let attempt = Attempt {
             workspace,
             source_event,
@@ -116,6 +99,7 @@ impl RetryPayments {
             outcome,
             marker: format!("retry:{source_event}:{attempt_no}"),
             due: Some(entry),
+            invoice: owed.invoice.clone(),
         };
         let metadata = Metadata::origin(correlation, format!("system:{NAME}"));
         match dunning::record(

@@ -1,6 +1,7 @@
 //! A delivery: its signature verified on the raw body before anything is parsed, then the
 //! event handed to the concern it is about. What it did is the answer Stripe sees.
 
+use crate::renewals::workspace_of;
 use crate::{StripeWebhook, NAME};
 use kassa_domain::payment::PaymentCommand;
 use kassa_payments::stripe_event::{self, Signal, StripeEvent};
@@ -118,6 +119,14 @@ impl StripeWebhook {
             Signal::InvoicePaymentFailed { invoice } => {
                 self.on_invoice(event, invoice, false).await
             }
+            // Stripe sends it along with `invoice.paid`; kassa's own books follow the
+            // latter, a workspace's dunning whichever comes first.
+            Signal::InvoicePaymentSucceeded { invoice } => match workspace_of(invoice) {
+                Some(ws) => self.on_renewal(event, invoice, ws, true).await,
+                None => Ok(Outcome::Ignored(
+                    "kassa follows invoice.paid for this invoice".into(),
+                )),
+            },
             Signal::SubscriptionCreated(s) | Signal::SubscriptionUpdated(s) => {
                 self.on_subscription(event, s, false).await
             }

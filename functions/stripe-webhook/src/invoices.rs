@@ -4,6 +4,7 @@
 
 use crate::delivery::Outcome;
 use crate::receipt::{nothing, server_error};
+use crate::renewals::workspace_of;
 use crate::StripeWebhook;
 use kassa_commerce::invoicing;
 use kassa_commerce::order_book::{USER_KEY, WORKSPACE_KEY};
@@ -23,6 +24,9 @@ impl StripeWebhook {
         facts: &InvoiceFacts,
         paid: bool,
     ) -> Result<Outcome, Problem> {
+        if let Some(ws) = workspace_of(facts) {
+            return self.on_renewal(event, facts, ws, paid).await;
+        }
         let meta = |k: &str| {
             facts
                 .subscription_metadata

@@ -27,10 +27,12 @@ mod mismatches;
 mod payment_intents;
 mod receipt;
 mod refunds;
+mod renewals;
 mod subscriptions;
 
 pub use mismatches::MISMATCH_ALERT;
 
+use kassa_commerce::dunning::DUNNING_AGENDA;
 use kassa_commerce::invoicing::{Invoicing, OVERDUE_AGENDA};
 use kassa_commerce::order_book::OrderBook;
 use kassa_commerce::{Clock, Kernel};
@@ -49,6 +51,8 @@ pub struct StripeWebhook {
     kernel: Kernel,
     invoicing: Invoicing,
     overdue: Agenda,
+    /// Workspaces' owed renewals, retried by retry-payments.
+    dunning: Agenda,
     book: OrderBook,
     /// Reads what a delivery leaves out (the refunds of a charge on newer API versions).
     gateway: StripeGateway,
@@ -70,6 +74,7 @@ impl StripeWebhook {
             kernel: Kernel::new(store.clone(), clock.clone()),
             invoicing: Invoicing::new(store.clone(), state_table),
             overdue: Agenda::new(store.client().clone(), state_table, OVERDUE_AGENDA),
+            dunning: Agenda::new(store.client().clone(), state_table, DUNNING_AGENDA),
             book: OrderBook::new(store.client().clone(), state_table),
             gateway,
             store,

@@ -17,7 +17,7 @@ use kassa_domain::workspace::{
 use kassa_runtime::access::{self, wallet_stream};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{
-    json, json_body, request_id, respond, route_key, string_param, uuid_param,
+    json, json_body, query_param, request_id, respond, route_key, string_param, uuid_param,
 };
 use kassa_runtime::{caller, problem, Config, Function, HttpFunction, Problem, SdkConfig};
 use kassa_store::{EventStore, Loaded, Metadata};
@@ -78,6 +78,9 @@ struct WorkspaceView<'a> {
     /// What a tier change that took effect in this request was worth.
     #[serde(skip_serializing_if = "Option::is_none")]
     tier_change: Option<TierChangeView>,
+    /// What a cancellation at once in this request refunds (paid by collect-charges).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund: Option<Money>,
 }
 
 #[derive(Debug, Serialize)]
@@ -88,6 +91,7 @@ struct TierChangeView {
     period_end: String,
     charge: Money,
     credits_top_up: u64,
+    credits_taken_back: u64,
 }
 
 fn view(ws: &Workspace, version: u64) -> WorkspaceView<'_> {
@@ -105,6 +109,7 @@ fn view(ws: &Workspace, version: u64) -> WorkspaceView<'_> {
         owed: &ws.overdue,
         version,
         tier_change: None,
+        refund: None,
     }
 }
 
@@ -266,17 +271,30 @@ impl Workspaces {
                 Ok(json(200, &answer))
             }
             "DELETE /workspaces/{workspaceId}/subscription" => {
-                // Cancelling is a move to the free tier at the period's end: the
-                // subscription runs out with the period it paid for.
+                // By default a move to the free tier at the period's end: the subscription
+                // runs out with the period it paid for. `?when=now` ends it at once and
+                // refunds the rest of the period (collect-charges pays the refund).
                 let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
+                let at = self.kernel.clock().now();
+                let command =
+                    match query_param(&request, "when").as_deref() {
+                        None | Some("period_end") => WorkspaceCommand::ChangeTier {
+                            tier: TierId::Free,
+                            at,
+                        },
+                        Some("now") => WorkspaceCommand::CancelNow { at },
+                        Some(other) => return Err(Problem::new(
+                            422,
+                            "invalid_when",
+                            format!(
+                                "when must be `period_end` (the default) or `now`, not `{other}`"
+                            ),
+                        )),
+                    };
                 let (_, ws) = access::load_admitted(self.kernel.store(), id, &actor).await?;
                 if ws.billing.is_none() {
                     return Err(refusal(WorkspaceError::NoSubscription));
                 }
-                let command = WorkspaceCommand::ChangeTier {
-                    tier: TierId::Free,
-                    at: self.kernel.clock().now(),
-                };
                 self.change(&request, id, command, actor, 200).await
             }
             "DELETE /workspaces/{workspaceId}" => {
@@ -383,17 +401,22 @@ impl Workspaces {
                             .await
                             .map_err(|f| f.map(|e| Problem::internal(&e)))?;
                     }
-                    Ok((ws, tier_change(&events)))
+                    let refund = events.iter().find_map(|e| match e {
+                        WorkspaceEvent::SubscriptionCancelled { refund, .. } => Some(*refund),
+                        _ => None,
+                    });
+                    Ok((ws, tier_change(&events), refund))
                 })
             })
             .await
             .map_err(answer)?;
-        let (loaded, change) = done.value;
+        let (loaded, change, refund) = done.value;
         let Some(ws) = loaded.state else {
             return Err(Problem::internal(&"workspace vanished"));
         };
         let mut answer = view(&ws, loaded.version);
         answer.tier_change = change;
+        answer.refund = refund;
         Ok(json(status, &answer))
     }
 }
@@ -464,6 +487,7 @@ fn tier_change(events: &[WorkspaceEvent]) -> Option<TierChangeView> {
             period_end,
             charge,
             credits_top_up,
+            credits_taken_back,
             ..
         } => Some(TierChangeView {
             from: *from,
@@ -472,6 +496,7 @@ fn tier_change(events: &[WorkspaceEvent]) -> Option<TierChangeView> {
             period_end: period_end.clone(),
             charge: *charge,
             credits_top_up: *credits_top_up,
+            credits_taken_back: *credits_taken_back,
         }),
         _ => None,
     })

@@ -16,7 +16,8 @@ use kassa_domain::billing_period::Period;
 use kassa_domain::identity::Actor;
 use kassa_domain::tier::TierId;
 use kassa_domain::workspace::{self, Billing, Workspace};
-use kassa_payments::gateway::{GatewayError, PaymentGateway, SavedCardCharge, SubscriptionRequest};
+use kassa_payments::dues;
+use kassa_payments::gateway::{GatewayError, PaymentGateway, SubscriptionRequest};
 use kassa_payments::stripe::StripeGateway;
 use kassa_runtime::{Config, Problem};
 use kassa_store::{Agenda, Metadata};
@@ -24,8 +25,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
-/// The metadata key naming the workspace on the provider's customer and subscription.
-pub const WORKSPACE_KEY: &str = "workspace_id";
+pub use kassa_payments::dues::WORKSPACE_KEY;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,30 +191,27 @@ impl Subscriptions {
         };
         let mut settled = Vec::new();
         for owed in &ws.overdue {
-            let charge = SavedCardCharge {
-                customer: billing.customer.clone(),
-                payment_method: billing.payment_method.clone(),
-                amount: owed.amount,
-                description: format!("kassa workspace {}: settling", ws.name),
-                metadata: BTreeMap::from([
-                    (WORKSPACE_KEY.to_owned(), ws.id.to_string()),
-                    ("kassa_event".to_owned(), owed.source_event.to_string()),
-                ]),
-            };
             let key = format!("settle-{}-{}", owed.source_event, billing.payment_method);
-            let intent = self
-                .gateway
-                .charge_saved_card(&charge, &key)
-                .await
-                .map_err(provider_problem)?;
+            let description = format!("kassa workspace {}: settling", ws.name);
+            let payment = match dues::pay(&self.gateway, &ws, owed, description, &key).await {
+                Ok(Ok(payment)) => payment,
+                Ok(Err(message)) => {
+                    return Err(provider_problem(GatewayError::Refused {
+                        kind: "card_error".into(),
+                        message,
+                    }))
+                }
+                Err(e) => return Err(provider_problem(e)),
+            };
             let attempt = Attempt {
                 workspace: id,
                 source_event: owed.source_event,
                 reason: owed.reason,
                 amount: owed.amount,
-                outcome: Ok(intent.id),
+                outcome: Ok(payment),
                 marker: format!("settle:{}:{}", owed.source_event, billing.payment_method),
                 due: None,
+                invoice: owed.invoice.clone(),
             };
             dunning::record(
                 kernel,

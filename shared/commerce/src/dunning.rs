@@ -3,6 +3,10 @@
 //! the apply-once marker of the attempt, the retry's entry on the dunning agenda (and the
 //! taking of the entry that led to this attempt), and the wallet's suspension or
 //! reactivation, so a suspended workspace's very next debit is refused.
+//!
+//! A charge is settled once: the first success of a source writes its `settled:` marker,
+//! and any later outcome of it (a retry and the owner's new card paying at the same time,
+//! a failure notice arriving after the payment's) is recorded as nothing.
 
 use crate::kernel::{Fail, Kernel};
 use kassa_domain::aggregate::ByActor;
@@ -31,6 +35,19 @@ pub fn parse_subject(subject: &str) -> Option<(Uuid, Uuid)> {
     Some((Uuid::parse_str(ws).ok()?, Uuid::parse_str(source).ok()?))
 }
 
+/// The source event standing for the provider's invoice `invoice` of a workspace's
+/// subscription (a renewal), whichever delivery or retry names it.
+pub fn invoice_source(invoice: &str) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("kassa:renewal-invoice:{invoice}").as_bytes(),
+    )
+}
+
+fn settled_marker(source_event: Uuid) -> String {
+    format!("settled:{source_event}")
+}
+
 /// One attempt at a charge and what became of it.
 #[derive(Debug, Clone)]
 pub struct Attempt {
@@ -44,6 +61,8 @@ pub struct Attempt {
     pub marker: String,
     /// The agenda entry this attempt was due on, taken in the same commit.
     pub due: Option<Entry>,
+    /// The provider's invoice it pays (a renewal's).
+    pub invoice: Option<String>,
 }
 
 /// Records `attempt` once: nothing is written when its marker exists.
@@ -60,6 +79,7 @@ pub async fn record(
             reason: attempt.reason,
             amount: attempt.amount,
             outcome: attempt.outcome.clone(),
+            invoice: attempt.invoice.clone(),
             at,
         },
         actor: Actor::system("dunning"),
@@ -69,12 +89,20 @@ pub async fn record(
         .run(metadata, |tx| {
             Box::pin(async move {
                 let stream = stream_of::<Workspace>(&attempt.workspace);
+                let settled = settled_marker(attempt.source_event);
                 if tx.store().is_marked(&stream, &attempt.marker).await? {
                     return Ok(Vec::new());
                 }
                 let mut ws = tx.load::<Workspace>(&attempt.workspace).await?;
-                let events = tx.decide(&mut ws, command.clone())?;
+                let events = if tx.store().is_marked(&stream, &settled).await? {
+                    Vec::new()
+                } else {
+                    tx.decide(&mut ws, command.clone())?
+                };
                 tx.commit().mark(&ws.stream, &attempt.marker)?;
+                if attempt.outcome.is_ok() && !events.is_empty() {
+                    tx.commit().mark(&ws.stream, &settled)?;
+                }
                 if let Some(due) = &attempt.due {
                     tx.commit().delete(agenda.take(due)?, Refusal::EntryTaken);
                 }

@@ -56,11 +56,15 @@ pub async fn stage(
 pub fn retier(version: u64, events: &[WorkspaceEvent]) -> Option<CreditCommand> {
     events.iter().find_map(|e| match e {
         WorkspaceEvent::TierChanged {
-            to, credits_top_up, ..
+            to,
+            credits_top_up,
+            credits_taken_back,
+            ..
         } => Some(CreditCommand::Retier {
             change_id: format!("tier@{version}"),
             tier: *to,
             top_up: *credits_top_up,
+            take_back: *credits_taken_back,
         }),
         _ => None,
     })

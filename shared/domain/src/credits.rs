@@ -181,6 +181,9 @@ pub enum CreditCommand {
         change_id: String,
         tier: TierId,
         top_up: u64,
+        /// Granted credits to take back (a cancellation at once): no more than the
+        /// balance holds beyond purchased credits.
+        take_back: u64,
     },
     /// Follows the workspace's suspension (debits refused) or reactivation.
     Suspend,
@@ -252,6 +255,8 @@ pub enum CreditEvent {
         from: TierId,
         to: TierId,
         top_up: u64,
+        #[serde(default)]
+        taken_back: u64,
         balance_after: i64,
     },
     /// Granted credits beyond the tier's rollover cap at a period's close.
@@ -493,15 +498,27 @@ pub fn decide(
                 change_id,
                 tier,
                 top_up,
+                take_back,
             },
-        ) => Ok(vec![CreditEvent::Reallocated {
-            workspace_id: wallet.workspace_id,
-            change_id,
-            from: wallet.tier,
-            to: tier,
-            top_up,
-            balance_after: wallet.balance.saturating_add(credits_i64(top_up)),
-        }]),
+        ) => {
+            let granted = wallet
+                .balance
+                .saturating_sub(credits_i64(wallet.purchased))
+                .max(0);
+            let taken_back = take_back.min(u64::try_from(granted).unwrap_or(0));
+            Ok(vec![CreditEvent::Reallocated {
+                workspace_id: wallet.workspace_id,
+                change_id,
+                from: wallet.tier,
+                to: tier,
+                top_up,
+                taken_back,
+                balance_after: wallet
+                    .balance
+                    .saturating_add(credits_i64(top_up))
+                    .saturating_sub(credits_i64(taken_back)),
+            }])
+        }
     }
 }
 
@@ -611,6 +628,7 @@ fn renew(wallet: &Wallet, due: String, retier: Option<(String, TierId)>) -> Vec<
             from: wallet.tier,
             to,
             top_up: 0,
+            taken_back: 0,
             balance_after: balance,
         });
         tier = to;
@@ -1220,6 +1238,7 @@ mod tests {
                 change_id: "ws-3".into(),
                 tier: TierId::Pro,
                 top_up: 4_500,
+                take_back: 0,
             },
         )
         .unwrap();
@@ -1231,11 +1250,35 @@ mod tests {
             marker(&CreditCommand::Retier {
                 change_id: "ws-3".into(),
                 tier: TierId::Pro,
-                top_up: 0
+                top_up: 0,
+                take_back: 0,
             })
             .map(|m| m.key),
             Some("retier:ws-3".into())
         );
+    }
+
+    #[test]
+    fn taking_back_stops_at_the_granted_credits_and_keeps_purchased_ones() {
+        let mut w = wallet(TierId::Pro, 1_000);
+        w.purchased = 700;
+        let take = |w: &Wallet, n| {
+            let events = decide(
+                Some(w),
+                CreditCommand::Retier {
+                    change_id: "ws-4".into(),
+                    tier: TierId::Free,
+                    take_back: n,
+                    top_up: 0,
+                },
+            )
+            .unwrap();
+            events.iter().fold(Some(w.clone()), evolve).unwrap()
+        };
+        assert_eq!(take(&w, 200).balance, 800);
+        // Only 300 of the 1,000 were granted.
+        let w = take(&w, 5_000);
+        assert_eq!((w.tier, w.balance), (TierId::Free, 700));
     }
 
     #[test]

@@ -62,6 +62,30 @@ pub struct Workspace {
     /// `YYYY-MM-DD`: deleted, its read models purged; the event log is kept.
     #[serde(default)]
     pub deleted_on: Option<String>,
+    /// Payments for periods (a subscription's, a move up's, a renewal's) of about the
+    /// last two months: what a cancellation at once may refund. Older ones are dropped as
+    /// new ones come, so the head stays small.
+    #[serde(default)]
+    pub payments: Vec<Payment>,
+}
+
+/// A payment kassa recorded for a period of the subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Payment {
+    pub payment_intent: String,
+    pub amount: Money,
+    /// `YYYY-MM-DD`.
+    pub paid_on: String,
+}
+
+/// How long a payment is kept for a refund: longer than any billing period.
+const PAYMENTS_KEPT_DAYS: i64 = 62;
+
+/// One payment's part of a refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RefundShare {
+    pub payment_intent: String,
+    pub amount: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -72,6 +96,10 @@ pub struct Overdue {
     pub failures: u32,
     /// `YYYY-MM-DD`.
     pub first_failed_on: String,
+    /// The provider's invoice, when what is owed is one of the subscription's own
+    /// (a renewal): a retry pays that invoice instead of charging the card anew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -125,6 +153,8 @@ pub enum ChargeFor {
     TierChange,
     /// A closed period's overage.
     Overage,
+    /// The provider's renewal invoice of the subscription (a whole period).
+    Renewal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +194,13 @@ pub enum WorkspaceCommand {
         reason: ChargeFor,
         amount: Money,
         outcome: Result<String, String>,
+        /// The provider's invoice the charge pays (a renewal's).
+        invoice: Option<String>,
+        at: OffsetDateTime,
+    },
+    /// The owner's: ends the subscription now, moves to the free tier, and refunds the
+    /// rest of the period (see [`cancel_now`]).
+    CancelNow {
         at: OffsetDateTime,
     },
     /// The subscription ended at the provider (the workspace moved to the free tier).
@@ -217,6 +254,9 @@ pub enum WorkspaceEvent {
         charge: Money,
         /// Credits granted for the rest of the period (zero for a move down).
         credits_top_up: u64,
+        /// Granted credits taken back for the rest of the period (a cancellation at once).
+        #[serde(default)]
+        credits_taken_back: u64,
         seconds_left: i64,
         period_seconds: i64,
     },
@@ -256,6 +296,11 @@ pub enum WorkspaceEvent {
         reason: ChargeFor,
         amount: Money,
         payment_intent: String,
+        /// `YYYY-MM-DD`.
+        #[serde(default)]
+        paid_on: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invoice: Option<String>,
     },
     /// A charge failed for the first time: the workspace owes it, and it is retried.
     #[serde(rename = "workspace.charge_failed")]
@@ -269,6 +314,8 @@ pub enum WorkspaceEvent {
         failed_on: String,
         #[serde(default)]
         next_retry_on: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invoice: Option<String>,
     },
     /// A retry of an owed charge failed too.
     #[serde(rename = "workspace.payment_retry_failed")]
@@ -297,6 +344,21 @@ pub enum WorkspaceEvent {
     },
     #[serde(rename = "workspace.reactivated")]
     Reactivated { workspace_id: Uuid },
+    /// The owner ended the subscription at once: the provider's is cancelled now and
+    /// `refund` (the rest of the period at the tier's price, no more than was paid for
+    /// it) is paid back over the period's payments, newest first.
+    #[serde(rename = "workspace.subscription_cancelled")]
+    SubscriptionCancelled {
+        workspace_id: Uuid,
+        subscription_id: String,
+        tier: TierId,
+        refund: Money,
+        refunds: Vec<RefundShare>,
+        period_start: String,
+        period_end: String,
+        seconds_left: i64,
+        period_seconds: i64,
+    },
     #[serde(rename = "workspace.unsubscribed")]
     Unsubscribed {
         workspace_id: Uuid,
@@ -320,6 +382,7 @@ impl DomainEvent for WorkspaceEvent {
         "workspace.charged",
         "workspace.charge_failed",
         "workspace.unsubscribed",
+        "workspace.subscription_cancelled",
         "workspace.payment_retry_failed",
         "workspace.payment_method_changed",
         "workspace.suspended",
@@ -339,6 +402,7 @@ impl DomainEvent for WorkspaceEvent {
             Self::Charged { .. } => "workspace.charged",
             Self::ChargeFailed { .. } => "workspace.charge_failed",
             Self::Unsubscribed { .. } => "workspace.unsubscribed",
+            Self::SubscriptionCancelled { .. } => "workspace.subscription_cancelled",
             Self::RetryFailed { .. } => "workspace.payment_retry_failed",
             Self::PaymentMethodChanged { .. } => "workspace.payment_method_changed",
             Self::Suspended { .. } => "workspace.suspended",
@@ -517,21 +581,33 @@ pub fn decide(
                 reason,
                 amount,
                 outcome,
+                invoice,
                 at,
             },
-        ) => Ok(record_charge(ws, source_event, reason, amount, outcome, at)),
+        ) => Ok(record_charge(
+            ws,
+            Charge {
+                source_event,
+                reason,
+                amount,
+                invoice,
+            },
+            outcome,
+            at,
+        )),
+        (Some(ws), WorkspaceCommand::CancelNow { at }) => {
+            owner_only(ws, actor).map_err(|e| match e {
+                WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
+                e => e,
+            })?;
+            cancel_now(ws, at)
+        }
         (Some(ws), WorkspaceCommand::Delete { at }) => {
             owner_only(ws, actor)?;
             if ws.billing.is_some() {
                 return Err(WorkspaceError::SubscriptionActive);
             }
-            if let Some(first) = ws.overdue.first() {
-                let owed = ws
-                    .overdue
-                    .iter()
-                    .skip(1)
-                    .try_fold(first.amount, |sum, o| sum.checked_add(o.amount))
-                    .unwrap_or(first.amount);
+            if let Some(owed) = owed(ws) {
                 return Err(WorkspaceError::PaymentOverdue(owed));
             }
             Ok(vec![WorkspaceEvent::Deleted {
@@ -595,6 +671,7 @@ pub fn decide(
                 period_end: day(period.end),
                 charge: Money::zero(scheduled.tier.policy().monthly_price.currency),
                 credits_top_up: 0,
+                credits_taken_back: 0,
                 seconds_left: period.seconds_left(at),
                 period_seconds: period.seconds(),
             }])
@@ -602,14 +679,38 @@ pub fn decide(
     }
 }
 
-fn record_charge(
-    ws: &Workspace,
+/// A charge of the workspace, whatever became of it.
+struct Charge {
     source_event: Uuid,
     reason: ChargeFor,
     amount: Money,
+    invoice: Option<String>,
+}
+
+/// The sum of what `ws` owes, if anything.
+fn owed(ws: &Workspace) -> Option<Money> {
+    let first = ws.overdue.first()?;
+    Some(
+        ws.overdue
+            .iter()
+            .skip(1)
+            .try_fold(first.amount, |sum, o| sum.checked_add(o.amount))
+            .unwrap_or(first.amount),
+    )
+}
+
+fn record_charge(
+    ws: &Workspace,
+    charge: Charge,
     outcome: Result<String, String>,
     at: OffsetDateTime,
 ) -> Vec<WorkspaceEvent> {
+    let Charge {
+        source_event,
+        reason,
+        amount,
+        invoice,
+    } = charge;
     let owed = ws.overdue.iter().find(|o| o.source_event == source_event);
     let error = match outcome {
         Ok(payment_intent) => {
@@ -619,6 +720,8 @@ fn record_charge(
                 reason,
                 amount,
                 payment_intent,
+                paid_on: day(at.date()),
+                invoice,
             }];
             let settled_all = ws.overdue.iter().all(|o| o.source_event == source_event);
             if ws.suspended && settled_all {
@@ -644,6 +747,7 @@ fn record_charge(
             error,
             failed_on: day(at.date()),
             next_retry_on: retry_on(at.date(), 1),
+            invoice,
         }];
     };
     let first = time::Date::parse(&owed.first_failed_on, DAY).unwrap_or(at.date());
@@ -734,9 +838,76 @@ fn change_tier(
         period_end: day(period.end),
         charge: proration.charge,
         credits_top_up: proration.credits,
+        credits_taken_back: 0,
         seconds_left: proration.seconds_left,
         period_seconds: proration.period_seconds,
     }])
+}
+
+/// Ends the subscription at `at`: the workspace moves to the free tier now, and what is
+/// left of the period is given back. The refund is what subscribing at `at` would have
+/// charged (the tier's price × seconds left / period seconds, half up to the cent), no
+/// more than the period's payments, taken from them newest first; the credits taken back
+/// are what subscribing would have granted (rounded down), no more than the wallet's
+/// granted credits (the wallet decides that). A workspace that owes a charge settles it
+/// first: refunding a period while its payment is owed would pay back money never paid.
+fn cancel_now(ws: &Workspace, at: OffsetDateTime) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+    let billing = ws.billing.as_ref().ok_or(WorkspaceError::NoSubscription)?;
+    if let Some(owed) = owed(ws) {
+        return Err(WorkspaceError::PaymentOverdue(owed));
+    }
+    let period = Period::holding(ws.anchor_day, at);
+    let rest = Proration::of(TierId::Free, ws.tier, period, at);
+    let start = day(period.start);
+    let mut left = rest.charge;
+    let mut refunds = Vec::new();
+    for payment in ws.payments.iter().rev().filter(|p| p.paid_on >= start) {
+        if left.amount <= rust_decimal::Decimal::ZERO {
+            break;
+        }
+        if payment.amount.currency != left.currency {
+            continue;
+        }
+        let share = Money::new(payment.amount.amount.min(left.amount), left.currency);
+        left = Money::new(left.amount - share.amount, left.currency);
+        refunds.push(RefundShare {
+            payment_intent: payment.payment_intent.clone(),
+            amount: share,
+        });
+    }
+    let refund = Money::new(rest.charge.amount - left.amount, rest.charge.currency);
+    let free = TierId::Free.policy().monthly_price.currency;
+    Ok(vec![
+        WorkspaceEvent::SubscriptionCancelled {
+            workspace_id: ws.id,
+            subscription_id: billing.subscription_id.clone(),
+            tier: ws.tier,
+            refund,
+            refunds,
+            period_start: start.clone(),
+            period_end: day(period.end),
+            seconds_left: rest.seconds_left,
+            period_seconds: rest.period_seconds,
+        },
+        WorkspaceEvent::TierChanged {
+            workspace_id: ws.id,
+            from: ws.tier,
+            to: TierId::Free,
+            at: at.unix_timestamp(),
+            period_start: start,
+            period_end: day(period.end),
+            charge: Money::zero(free),
+            credits_top_up: 0,
+            credits_taken_back: rest.credits,
+            seconds_left: rest.seconds_left,
+            period_seconds: rest.period_seconds,
+        },
+        WorkspaceEvent::Unsubscribed {
+            workspace_id: ws.id,
+            subscription_id: billing.subscription_id.clone(),
+            ended_on: day(at.date()),
+        },
+    ])
 }
 
 /// `YYYY-MM-DD`, which orders as the days do.
@@ -796,6 +967,7 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
             subscribed_on: None,
             unsubscribed_on: None,
             deleted_on: None,
+            payments: Vec::new(),
         }),
         (Some(mut ws), WorkspaceEvent::CollaboratorAdded { user, .. }) => {
             ws.collaborators.insert(user.clone());
@@ -857,6 +1029,7 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
                 reason,
                 amount,
                 failed_on,
+                invoice,
                 ..
             },
         ) => {
@@ -866,6 +1039,7 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
                 amount: *amount,
                 failures: 1,
                 first_failed_on: failed_on.clone(),
+                invoice: invoice.clone(),
             });
             Some(ws)
         }
@@ -886,8 +1060,31 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
             }
             Some(ws)
         }
-        (Some(mut ws), WorkspaceEvent::Charged { source_event, .. }) => {
+        (
+            Some(mut ws),
+            WorkspaceEvent::Charged {
+                source_event,
+                reason,
+                amount,
+                payment_intent,
+                paid_on,
+                ..
+            },
+        ) => {
             ws.overdue.retain(|o| o.source_event != *source_event);
+            if *reason != ChargeFor::Overage {
+                // A past period's overage is not a payment for the period a cancellation
+                // refunds.
+                let kept_from = time::Date::parse(paid_on, DAY)
+                    .map(|d| day(d - time::Duration::days(PAYMENTS_KEPT_DAYS)))
+                    .unwrap_or_default();
+                ws.payments.retain(|p| p.paid_on >= kept_from);
+                ws.payments.push(Payment {
+                    payment_intent: payment_intent.clone(),
+                    amount: *amount,
+                    paid_on: paid_on.clone(),
+                });
+            }
             Some(ws)
         }
         (Some(mut ws), WorkspaceEvent::PaymentMethodChanged { payment_method, .. }) => {
@@ -1196,6 +1393,114 @@ mod tests {
         assert_eq!(ws.tier, TierId::Enterprise);
     }
 
+    fn paid(ws: Workspace, pi: &str, minor: i64, on: &str, reason: ChargeFor) -> Workspace {
+        let charged = WorkspaceEvent::Charged {
+            workspace_id: ws.id,
+            source_event: Uuid::now_v7(),
+            reason,
+            amount: Money::from_minor(minor, crate::money::Currency::Usd),
+            payment_intent: pi.into(),
+            paid_on: on.into(),
+            invoice: None,
+        };
+        evolve(Some(ws), &charged).unwrap()
+    }
+
+    #[test]
+    fn cancelling_at_once_refunds_the_rest_of_the_period_from_its_payments_newest_first() {
+        use time::macros::datetime;
+        let at = datetime!(2026-11-16 00:00 UTC);
+        let cancel = |ws: &Workspace, who: &str| {
+            decide(
+                Some(ws),
+                WorkspaceCommand::CancelNow { at },
+                &Actor::user(who),
+            )
+        };
+        let shares = |events: &[WorkspaceEvent]| match events {
+            [WorkspaceEvent::SubscriptionCancelled {
+                refund, refunds, ..
+            }, WorkspaceEvent::TierChanged {
+                to: TierId::Free,
+                credits_taken_back,
+                ..
+            }, WorkspaceEvent::Unsubscribed { .. }] => (
+                refund.to_string(),
+                refunds
+                    .iter()
+                    .map(|r| format!("{} {}", r.payment_intent, r.amount))
+                    .collect::<Vec<_>>(),
+                *credits_taken_back,
+            ),
+            other => panic!("{other:?}"),
+        };
+        // Half of November left: half of pro's 49.00 and of its 9,000 credits over free's.
+        let ws = paid(pro(1), "pi_oct", 4_900, "2026-10-01", ChargeFor::Renewal);
+        let ws = paid(ws, "pi_nov", 4_900, "2026-11-01", ChargeFor::Renewal);
+        let ws = paid(ws, "pi_over", 900, "2026-11-02", ChargeFor::Overage);
+        assert_eq!(
+            shares(&cancel(&ws, "alice").unwrap()),
+            ("24.50 USD".into(), vec!["pi_nov 24.50 USD".into()], 4_500)
+        );
+        // Taken from the newest payment first, and never more than the period's payments.
+        let ws = paid(pro(1), "pi_a", 2_000, "2026-11-01", ChargeFor::Subscription);
+        let ws = paid(ws, "pi_b", 1_500, "2026-11-10", ChargeFor::TierChange);
+        assert_eq!(
+            shares(&cancel(&ws, "alice").unwrap()).1,
+            vec!["pi_b 15.00 USD".to_owned(), "pi_a 9.50 USD".to_owned()]
+        );
+        let ws = paid(pro(1), "pi_a", 1_000, "2026-11-01", ChargeFor::Subscription);
+        assert_eq!(
+            shares(&cancel(&ws, "alice").unwrap()).0,
+            "10.00 USD".to_owned()
+        );
+        let cancelled = cancel(&ws, "alice")
+            .unwrap()
+            .iter()
+            .fold(Some(ws.clone()), evolve)
+            .unwrap();
+        assert_eq!((cancelled.tier, &cancelled.billing), (TierId::Free, &None));
+        assert_eq!(
+            cancel(&cancelled, "alice"),
+            Err(WorkspaceError::NoSubscription)
+        );
+        // Only the owner; and not while a charge is owed.
+        let mut shared = ws.clone();
+        shared.collaborators.insert(UserId::new("carol"));
+        assert_eq!(cancel(&shared, "carol"), Err(WorkspaceError::OwnerOnlyTier));
+        let mut owing = ws;
+        owing.overdue.push(Overdue {
+            source_event: Uuid::nil(),
+            reason: ChargeFor::Renewal,
+            amount: Money::from_minor(4_900, crate::money::Currency::Usd),
+            failures: 1,
+            first_failed_on: "2026-11-01".into(),
+            invoice: Some("in_1".into()),
+        });
+        assert_eq!(
+            cancel(&owing, "alice"),
+            Err(WorkspaceError::PaymentOverdue(Money::from_minor(
+                4_900,
+                crate::money::Currency::Usd
+            )))
+        );
+    }
+
+    #[test]
+    fn payments_older_than_any_period_are_let_go() {
+        let mut ws = pro(1);
+        for month in 1..=12 {
+            ws = paid(
+                ws,
+                "pi",
+                4_900,
+                &format!("2026-{month:02}-01"),
+                ChargeFor::Renewal,
+            );
+        }
+        assert_eq!(ws.payments.len(), 3);
+    }
+
     #[test]
     fn a_move_down_waits_for_the_period_end_and_can_be_called_off() {
         use time::macros::datetime;
@@ -1312,6 +1617,7 @@ mod tests {
                     reason: ChargeFor::TierChange,
                     amount,
                     outcome,
+                    invoice: None,
                     at,
                 },
                 &Actor::system("test"),

@@ -181,4 +181,13 @@ pub trait PaymentGateway: Send + Sync {
         id: &str,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<Subscription, GatewayError>> + Send;
+
+    /// Pays an open invoice now with the customer's default payment method: the payment
+    /// intent that paid it (an invoice paid already answers the one that did), or the
+    /// refusal.
+    fn pay_invoice(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<String, GatewayError>> + Send;
 }

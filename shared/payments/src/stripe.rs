@@ -455,7 +455,10 @@ impl PaymentGateway for StripeGateway {
             ),
         ];
         if let Some(anchor) = request.billing_cycle_anchor {
+            // kassa charges the days up to the anchor itself: Stripe must not prorate them
+            // too.
             form.push(("billing_cycle_anchor".to_owned(), anchor.to_string()));
+            form.push(("proration_behavior".to_owned(), "none".to_owned()));
         }
         for (k, v) in &request.metadata {
             form.push((format!("metadata[{k}]"), v.clone()));
@@ -535,6 +538,34 @@ impl PaymentGateway for StripeGateway {
                 } else {
                     Err(refused)
                 }
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn pay_invoice(&self, id: &str, idempotency_key: &str) -> Result<String, GatewayError> {
+        let path = format!("/v1/invoices/{id}");
+        let paid = |body: &Value| -> Option<String> {
+            (body["status"].as_str() == Some("paid")).then(|| {
+                body["payment_intent"]
+                    .as_str()
+                    .or_else(|| body["payment_intent"]["id"].as_str())
+                    .unwrap_or(id)
+                    .to_owned()
+            })
+        };
+        match self
+            .post::<Value>(&format!("{path}/pay"), &[], idempotency_key)
+            .await
+        {
+            Ok(body) => paid(&body).ok_or_else(|| GatewayError::Refused {
+                kind: "card_error".into(),
+                message: format!("the invoice {id} is {}", body["status"]),
+            }),
+            // "Invoice is already paid": paid by an earlier try, or by Stripe's own retry.
+            Err(refused @ GatewayError::Refused { .. }) => {
+                let current: Value = self.get(&path).await.map_err(|_| refused.clone())?;
+                paid(&current).ok_or(refused)
             }
             Err(other) => Err(other),
         }

@@ -53,6 +53,9 @@ pub enum Signal {
     InvoicePaid { invoice: InvoiceFacts },
     /// `invoice.payment_failed`.
     InvoicePaymentFailed { invoice: InvoiceFacts },
+    /// `invoice.payment_succeeded`: Stripe sends it with `invoice.paid` for a payment
+    /// (localstripe sends it alone).
+    InvoicePaymentSucceeded { invoice: InvoiceFacts },
     /// `customer.subscription.created`.
     SubscriptionCreated(SubscriptionFacts),
     /// `customer.subscription.updated`.
@@ -96,6 +99,10 @@ pub struct InvoiceFacts {
     pub total_minor: i64,
     pub due_date: Option<i64>,
     pub attempt_count: u32,
+    /// Why Stripe made it: `subscription_create`, `subscription_cycle`, `manual`, ...
+    pub billing_reason: Option<String>,
+    /// The payment intent that paid it or last tried to.
+    pub payment_intent: Option<String>,
     pub lines: Vec<InvoiceLineFacts>,
     pub metadata: BTreeMap<String, String>,
     /// The subscription's metadata as of the invoice, else empty.
@@ -213,6 +220,9 @@ pub fn parse(body: &[u8]) -> Result<StripeEvent, ParseError> {
         "invoice.payment_failed" => Signal::InvoicePaymentFailed {
             invoice: invoice_facts(&object)?,
         },
+        "invoice.payment_succeeded" => Signal::InvoicePaymentSucceeded {
+            invoice: invoice_facts(&object)?,
+        },
         "customer.subscription.created" => {
             Signal::SubscriptionCreated(subscription_facts(&object)?)
         }
@@ -317,6 +327,8 @@ fn invoice_facts(invoice: &Obj) -> Result<InvoiceFacts, ParseError> {
         total_minor: invoice.int("total")?,
         due_date: invoice.opt_int("due_date")?,
         attempt_count,
+        billing_reason: invoice.opt_string("billing_reason")?,
+        payment_intent: invoice.id_ref("payment_intent")?,
         lines: invoice
             .list("lines")?
             .iter()
@@ -805,9 +817,11 @@ mod tests {
             "attempted": true,
             "billing_reason": "subscription_cycle",
             "collection_method": "charge_automatically",
+            "billing_reason": "subscription_cycle",
             "created": 1718899000,
             "currency": "eur",
             "customer": "cus_QhHx1aBcDeFgHi",
+            "payment_intent": "pi_1PqRsT2eZvKYlo2CPay0001",
             "due_date": null,
             "lines": {
                 "object": "list",
@@ -856,6 +870,8 @@ mod tests {
                     total_minor: 2380,
                     due_date: None,
                     attempt_count: 1,
+                    billing_reason: Some("subscription_cycle".to_owned()),
+                    payment_intent: Some("pi_1PqRsT2eZvKYlo2CPay0001".to_owned()),
                     lines: vec![InvoiceLineFacts {
                         description: Some("1 × Kassa Pro (at €20.00 / month)".to_owned()),
                         amount_minor: 2000,
@@ -926,6 +942,8 @@ mod tests {
                     total_minor: 4900,
                     due_date: Some(1_719_504_000),
                     attempt_count: 3,
+                    billing_reason: None,
+                    payment_intent: None,
                     lines: vec![InvoiceLineFacts {
                         description: None,
                         amount_minor: 4900,

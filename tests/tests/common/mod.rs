@@ -645,3 +645,56 @@ pub async fn card(number: &str) -> String {
     )
     .await)
 }
+
+pub async fn deliver_raw(api: &Api, body: &str, header: Option<&str>) -> Answer {
+    let mut req = api
+        .http
+        .post(format!("{}/stripe/webhook", api.stack.url))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body.to_owned());
+    if let Some(h) = header {
+        req = req.header("stripe-signature", h);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = res.text().await.unwrap();
+    Answer {
+        status,
+        content_type,
+        body: serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    }
+}
+
+/// Signs `event` exactly as Stripe does (at the stack's clock) and delivers it.
+pub async fn deliver(api: &Api, event: &serde_json::Value) -> Answer {
+    let body = serde_json::to_string_pretty(event).unwrap();
+    let now = kassa_commerce::Clock::now(&api.stack.clock).unix_timestamp();
+    let header = kassa_payments::webhook_signature::sign(
+        body.as_bytes(),
+        &api.stack.names.parameters["StripeWebhookSecret"],
+        now,
+    );
+    deliver_raw(api, &body, Some(&header)).await
+}
+
+pub fn stripe_event(
+    event_type: &str,
+    created: i64,
+    object: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": format!("evt_{}", uuid::Uuid::now_v7().simple()),
+        "object": "event",
+        "api_version": "2024-06-20",
+        "type": event_type,
+        "created": created,
+        "livemode": false,
+        "data": { "object": object },
+    })
+}
