@@ -115,6 +115,23 @@ async fn a_cycle_charges_the_overage_expires_over_the_cap_and_runs_once() {
     );
     assert_eq!(charged["due"], format!("{year}-03-03"));
     assert_eq!(charged["balance_after"], 0);
+    // The cycle's own events sum it up, once, whatever the second run did.
+    let [completed] = wallet_events(&api, &ws, "billing_cycle.completed", 1)
+        .await
+        .try_into()
+        .unwrap();
+    assert_eq!(completed["period_end"], format!("{year}-03-03"));
+    assert_eq!(completed["overage_credits"], 333);
+    assert_eq!(completed["overage_charged"], charged["amount"]);
+    let [started] = wallet_events(&api, &ws, "billing_cycle.started", 1)
+        .await
+        .try_into()
+        .unwrap();
+    assert_eq!(started["period_start"], format!("{year}-03-03"));
+    assert_eq!(
+        (started["tier"].as_str(), started["allocated"].as_u64()),
+        (Some("pro"), Some(10_000))
+    );
     assert_eq!(
         balance(&api, &ws).await,
         10_000,

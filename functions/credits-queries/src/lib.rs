@@ -389,10 +389,15 @@ fn transaction(event: &RecordedEvent) -> Option<Transaction> {
             from,
             to,
             top_up,
+            taken_back,
             balance_after,
             ..
         } => {
-            let mut t = base("tier_change", top_up as i64, balance_after);
+            let mut t = base(
+                "tier_change",
+                top_up as i64 - taken_back as i64,
+                balance_after,
+            );
             t.reason = Some(format!("{from}->{to}"));
             Some(t)
         }
@@ -417,14 +422,16 @@ fn transaction(event: &RecordedEvent) -> Option<Transaction> {
             t.reason = Some(format!("billed {amount}"));
             Some(t)
         }
-        // Alerts, overage notes, what rolled over and the opening are facts about the wallet, not movements
-        // of credits.
+        // Alerts, overage notes, what rolled over, the opening and the cycle's summaries are
+        // facts about the wallet, not movements of credits.
         CreditEvent::WalletOpened { .. }
         | CreditEvent::BalanceLow { .. }
         | CreditEvent::RolledOver { .. }
         | CreditEvent::WalletSuspended { .. }
         | CreditEvent::WalletReactivated { .. }
         | CreditEvent::WalletClosed { .. }
+        | CreditEvent::CycleCompleted { .. }
+        | CreditEvent::CycleStarted { .. }
         | CreditEvent::Overage { .. } => None,
     }
 }

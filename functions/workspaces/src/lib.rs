@@ -276,21 +276,22 @@ impl Workspaces {
                 // refunds the rest of the period (collect-charges pays the refund).
                 let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
                 let at = self.kernel.clock().now();
-                let command =
-                    match query_param(&request, "when").as_deref() {
-                        None | Some("period_end") => WorkspaceCommand::ChangeTier {
-                            tier: TierId::Free,
-                            at,
-                        },
-                        Some("now") => WorkspaceCommand::CancelNow { at },
-                        Some(other) => return Err(Problem::new(
+                let command = match query_param(&request, "when").as_deref() {
+                    None | Some("period_end") => WorkspaceCommand::ChangeTier {
+                        tier: TierId::Free,
+                        at,
+                    },
+                    Some("now") => WorkspaceCommand::CancelNow { at },
+                    Some(other) => {
+                        return Err(Problem::new(
                             422,
                             "invalid_when",
                             format!(
                                 "when must be `period_end` (the default) or `now`, not `{other}`"
                             ),
-                        )),
-                    };
+                        ))
+                    }
+                };
                 let (_, ws) = access::load_admitted(self.kernel.store(), id, &actor).await?;
                 if ws.billing.is_none() {
                     return Err(refusal(WorkspaceError::NoSubscription));

@@ -295,6 +295,29 @@ pub enum CreditEvent {
     WalletReactivated { workspace_id: Uuid },
     #[serde(rename = "credits.wallet_closed")]
     WalletClosed { workspace_id: Uuid, balance: i64 },
+    /// A period closed at `period_end`: what the renewal's events before it did, in sum.
+    #[serde(rename = "billing_cycle.completed")]
+    CycleCompleted {
+        workspace_id: Uuid,
+        /// `YYYY-MM-DD`: the renewal's day.
+        period_end: String,
+        tier: TierId,
+        overage_credits: u64,
+        overage_charged: Money,
+        expired: u64,
+        rolled_over: u64,
+        balance_after: i64,
+    },
+    /// The next period began with its allocation.
+    #[serde(rename = "billing_cycle.started")]
+    CycleStarted {
+        workspace_id: Uuid,
+        /// `YYYY-MM-DD`.
+        period_start: String,
+        tier: TierId,
+        allocated: u64,
+        balance_after: i64,
+    },
     #[serde(rename = "credits.overage")]
     Overage {
         workspace_id: Uuid,
@@ -322,6 +345,8 @@ impl DomainEvent for CreditEvent {
         "credits.wallet_suspended",
         "credits.wallet_reactivated",
         "credits.wallet_closed",
+        "billing_cycle.completed",
+        "billing_cycle.started",
     ];
 
     fn event_type(&self) -> &'static str {
@@ -340,6 +365,8 @@ impl DomainEvent for CreditEvent {
             Self::WalletSuspended { .. } => "credits.wallet_suspended",
             Self::WalletReactivated { .. } => "credits.wallet_reactivated",
             Self::WalletClosed { .. } => "credits.wallet_closed",
+            Self::CycleCompleted { .. } => "billing_cycle.completed",
+            Self::CycleStarted { .. } => "billing_cycle.started",
         }
     }
 }
@@ -576,6 +603,7 @@ fn renew(wallet: &Wallet, due: String, retier: Option<(String, TierId)>) -> Vec<
     let workspace_id = wallet.workspace_id;
     let mut events = Vec::new();
     let mut balance = wallet.balance;
+    let mut overage = (0, Money::zero(policy.overage_credit_price.currency));
     if balance < 0 {
         let credits = balance.unsigned_abs();
         let price = policy.overage_credit_price;
@@ -588,6 +616,7 @@ fn renew(wallet: &Wallet, due: String, retier: Option<(String, TierId)>) -> Vec<
             price.currency,
         );
         balance = 0;
+        overage = (credits, amount);
         events.push(CreditEvent::OverageCharged {
             workspace_id,
             due: due.clone(),
@@ -620,6 +649,16 @@ fn renew(wallet: &Wallet, due: String, retier: Option<(String, TierId)>) -> Vec<
             balance_after: balance,
         });
     }
+    events.push(CreditEvent::CycleCompleted {
+        workspace_id,
+        period_end: due.clone(),
+        tier: wallet.tier,
+        overage_credits: overage.0,
+        overage_charged: overage.1,
+        expired: granted - kept,
+        rolled_over: kept + purchased,
+        balance_after: balance,
+    });
     let mut tier = wallet.tier;
     if let Some((change_id, to)) = retier {
         events.push(CreditEvent::Reallocated {
@@ -641,6 +680,13 @@ fn renew(wallet: &Wallet, due: String, retier: Option<(String, TierId)>) -> Vec<
         base: monthly,
         bonus: 0,
         total: monthly,
+        balance_after: balance.saturating_add(credits_i64(monthly)),
+    });
+    events.push(CreditEvent::CycleStarted {
+        workspace_id,
+        period_start: due,
+        tier,
+        allocated: monthly,
         balance_after: balance.saturating_add(credits_i64(monthly)),
     });
     events
@@ -875,7 +921,28 @@ mod tests {
         );
     }
 
+    /// The renewal's events but its cycle's two, which frame every renewal.
     fn renew(w: &Wallet, retier: Option<TierId>) -> Vec<CreditEvent> {
+        let (cycle, rest): (Vec<_>, Vec<_>) = renewal(w, retier).into_iter().partition(|e| {
+            matches!(
+                e,
+                CreditEvent::CycleCompleted { .. } | CreditEvent::CycleStarted { .. }
+            )
+        });
+        assert!(
+            matches!(
+                &cycle[..],
+                [
+                    CreditEvent::CycleCompleted { .. },
+                    CreditEvent::CycleStarted { .. }
+                ]
+            ),
+            "{cycle:?}"
+        );
+        rest
+    }
+
+    fn renewal(w: &Wallet, retier: Option<TierId>) -> Vec<CreditEvent> {
         decide(
             Some(w),
             CreditCommand::Renew {
@@ -884,6 +951,44 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_cycle_completes_with_what_its_close_did_and_the_next_starts_with_its_allocation() {
+        // 8,000 granted on pro: 5,000 roll over, 3,000 expire; then a move down to free.
+        let w = wallet(TierId::Pro, 8_000);
+        let events = renewal(&w, Some(TierId::Free));
+        let completed = events
+            .iter()
+            .position(|e| matches!(e, CreditEvent::CycleCompleted { .. }))
+            .unwrap();
+        assert!(matches!(
+            events[completed - 1],
+            CreditEvent::RolledOver { .. }
+        ));
+        assert_eq!(
+            events[completed],
+            CreditEvent::CycleCompleted {
+                workspace_id: WS,
+                period_end: "2026-12-21".into(),
+                tier: TierId::Pro,
+                overage_credits: 0,
+                overage_charged: Money::zero(crate::money::Currency::Usd),
+                expired: 3_000,
+                rolled_over: 5_000,
+                balance_after: 5_000,
+            }
+        );
+        assert_eq!(
+            events.last(),
+            Some(&CreditEvent::CycleStarted {
+                workspace_id: WS,
+                period_start: "2026-12-21".into(),
+                tier: TierId::Free,
+                allocated: 1_000,
+                balance_after: 6_000,
+            })
+        );
     }
 
     #[test]
