@@ -224,6 +224,17 @@ async fn a_new_workspace_is_welcomed_at_its_billing_address_or_its_owners() {
     let cyds = create("cyd").await;
     assert_eq!(beas.status, 201, "{:?}", beas.body);
     assert_eq!(cyds.status, 201, "{:?}", cyds.body);
+    // Billing setup: pro holds unpaid until the period's end, then moves to free unless
+    // the owner subscribes; the welcome says so.
+    assert_eq!(
+        beas.body["scheduled_tier"]["tier"], "free",
+        "{:?}",
+        beas.body
+    );
+    let setup_ends = beas.body["scheduled_tier"]["effective_on"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let id = |answer: &common::Answer| answer.body["id"].as_str().unwrap().to_owned();
     let (beas, cyds) = (id(&beas), id(&cyds));
 
@@ -249,6 +260,13 @@ async fn a_new_workspace_is_welcomed_at_its_billing_address_or_its_owners() {
                 .as_str()
                 .unwrap()
                 .contains("on the pro tier"),
+            "{items:?}"
+        );
+        assert!(
+            items[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("before {setup_ends} to stay on pro")),
             "{items:?}"
         );
     }

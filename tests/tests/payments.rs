@@ -1096,6 +1096,7 @@ async fn refunded_before_fulfilment(
                     tier: TierId::Free,
                     billing_email: Some("ops@acme.test".into()),
                     anchor_day: 1,
+                    at: time::OffsetDateTime::now_utc(),
                 };
                 tx.decide(
                     &mut workspace,

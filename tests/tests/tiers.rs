@@ -313,7 +313,7 @@ async fn an_upgrade_mid_period_is_prorated_exactly_charged_to_the_card_and_price
 
 #[tokio::test]
 async fn a_downgrade_waits_for_the_period_end_can_be_called_off_and_the_renewal_applies_it() {
-    let api = Api::start().await;
+    let api = stack().await;
     let year = api.stack.clock.now().year() + 1;
     common::advance_to(
         &api,
@@ -322,6 +322,16 @@ async fn a_downgrade_waits_for_the_period_end_can_be_called_off_and_the_renewal_
     );
     let (ws, signup) = api.workspace("alice", "enterprise").await;
     assert_eq!(signup, 110_000);
+    // Paid from the start: subscribing calls off billing setup's move to free.
+    let subscribed = subscribe(
+        &api,
+        &ws,
+        "alice",
+        json!({ "payment_method": common::card("4242424242424242").await }),
+    )
+    .await;
+    assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
+    assert_eq!(subscribed.body["scheduled_tier"], Value::Null);
 
     common::advance_to(
         &api,
@@ -655,4 +665,47 @@ async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
         .call("DELETE", format!("/workspaces/{ws}"), Some("alice"), None)
         .await;
     assert_eq!(deleted.status, 200, "{:?}", deleted.body);
+}
+
+#[tokio::test]
+async fn a_paid_tier_created_unpaid_moves_to_free_with_its_first_period() {
+    let api = stack().await;
+    let year = api.stack.clock.now().year() + 1;
+    common::advance_to(
+        &api,
+        day(year, Month::May, 10),
+        time::Time::from_hms(9, 0, 0).unwrap(),
+    );
+    let (ws, signup) = api.workspace("alice", "pro").await;
+    assert_eq!(signup, 11_000);
+    let w = workspace(&api, &ws).await;
+    assert_eq!(
+        w["scheduled_tier"],
+        json!({ "tier": "free", "effective_on": format!("{year}-06-10") })
+    );
+    // Only a subscription keeps pro: the move cannot be called off unpaid.
+    let kept = put_tier(&api, &ws, "alice", "pro").await;
+    assert_eq!(
+        (kept.status, kept.body["code"].as_str()),
+        (409, Some("subscription_required"))
+    );
+    common::advance_to(
+        &api,
+        day(year, Month::June, 10),
+        time::Time::from_hms(6, 0, 0).unwrap(),
+    );
+    let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
+    assert_eq!(run["failed"], 0, "{run}");
+    let w = workspace(&api, &ws).await;
+    assert_eq!(
+        (w["tier"].as_str(), &w["scheduled_tier"]),
+        (Some("free"), &Value::Null)
+    );
+    // The period closed on pro keeps pro's rollover cap (5,000 of the 11,000), and the new
+    // one is free's: 1,000 more.
+    let b = balance(&api, &ws).await;
+    assert_eq!(
+        (b["tier"].as_str(), b["balance"].as_i64()),
+        (Some("free"), Some(6_000))
+    );
 }

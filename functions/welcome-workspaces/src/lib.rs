@@ -8,7 +8,7 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::Clock;
 use kassa_domain::user::User;
-use kassa_domain::workspace::WorkspaceEvent;
+use kassa_domain::workspace::{Workspace, WorkspaceEvent};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
@@ -67,10 +67,27 @@ impl<M: Mailer> WelcomeWorkspaces<M> {
                 .map(|p| p.email),
         };
         let policy = tier.policy();
-        let message = format!(
+        let mut message = format!(
             "Workspace \"{name}\" is ready on the {tier} tier: {} credits a month, {} to start with.",
             policy.monthly_credits, policy.signup_bonus_credits
         );
+        // Billing setup: a paid tier created unpaid moves to free with its first period.
+        let ws = self
+            .store
+            .load_aggregate::<Workspace>(&workspace_id)
+            .await?
+            .state;
+        if let Some(Workspace {
+            billing: None,
+            scheduled: Some(scheduled),
+            ..
+        }) = &ws
+        {
+            message.push_str(&format!(
+                " Subscribe (POST /workspaces/{workspace_id}/subscription with a card) before {} to stay on {tier}; otherwise it moves to the {} tier then.",
+                scheduled.effective_on, scheduled.tier
+            ));
+        }
         let mail = to.as_ref().map(|to| Mail {
             id: format!("welcome-{workspace_id}"),
             from: self.mail_from.clone(),

@@ -326,13 +326,15 @@ impl Workspaces {
     async fn create(&self, request: &Request, actor: Actor) -> Result<Response<Body>, Problem> {
         let body: CreateBody = json_body(request)?;
         let id = Uuid::now_v7();
+        let now = self.kernel.clock().now();
         let create = ByActor {
             command: WorkspaceCommand::Create {
                 id,
                 name: body.name,
                 tier: body.tier,
                 billing_email: body.billing_email,
-                anchor_day: self.kernel.clock().now().day(),
+                anchor_day: now.day(),
+                at: now,
             },
             actor: actor.clone(),
         };

@@ -166,6 +166,7 @@ pub enum WorkspaceCommand {
         billing_email: Option<String>,
         /// The day of the month of signup.
         anchor_day: u8,
+        at: OffsetDateTime,
     },
     AddCollaborator {
         user: UserId,
@@ -495,6 +496,7 @@ pub fn decide(
                 tier,
                 billing_email,
                 anchor_day,
+                at,
             },
         ) => {
             let name = name.trim().to_owned();
@@ -506,14 +508,25 @@ pub fn decide(
                     return Err(WorkspaceError::InvalidEmail(email.clone()));
                 }
             }
-            Ok(vec![WorkspaceEvent::Created {
+            let mut events = vec![WorkspaceEvent::Created {
                 workspace_id: id,
                 name,
                 tier,
                 owner: actor.user.clone(),
                 billing_email,
                 anchor_day: Some(anchor_day),
-            }])
+            }];
+            if tier != TierId::Free {
+                // Billing setup: a paid tier holds for the signup's period unpaid, and
+                // moves to free at its end unless the owner subscribes by then.
+                events.push(WorkspaceEvent::TierChangeScheduled {
+                    workspace_id: id,
+                    from: tier,
+                    to: TierId::Free,
+                    effective_on: day(Period::holding(anchor_day, at).end),
+                });
+            }
+            Ok(events)
         }
         (None, _) => Err(WorkspaceError::NotFound),
         (Some(ws), WorkspaceCommand::AddCollaborator { user }) => {
@@ -565,9 +578,17 @@ pub fn decide(
                 period_end: day(period.end),
                 subscribed_on: day(at.date()),
             }];
+            if let Some(scheduled) = &ws.scheduled {
+                // Paid from now on: the move billing setup scheduled is off.
+                events.push(WorkspaceEvent::TierChangeCancelled {
+                    workspace_id: ws.id,
+                    tier: scheduled.tier,
+                    effective_on: scheduled.effective_on.clone(),
+                });
+            }
             if tier != ws.tier {
                 // Decided on the workspace as subscribed.
-                let subscribed = evolve(Some(ws.clone()), &events[0]);
+                let subscribed = events.iter().fold(Some(ws.clone()), evolve);
                 if let Some(subscribed) = subscribed {
                     events.extend(change_tier(&subscribed, tier, at)?);
                 }
@@ -647,6 +668,7 @@ pub fn decide(
                 .scheduled
                 .clone()
                 .ok_or(WorkspaceError::NothingScheduled)?;
+            unpaid_keeps_nothing(ws)?;
             Ok(vec![WorkspaceEvent::TierChangeCancelled {
                 workspace_id: ws.id,
                 tier: scheduled.tier,
@@ -804,17 +826,23 @@ fn change_tier(
     if tier == ws.tier {
         // Asking for the tier it is on keeps it there: a scheduled move is called off.
         return match &ws.scheduled {
-            Some(scheduled) => Ok(vec![WorkspaceEvent::TierChangeCancelled {
-                workspace_id: ws.id,
-                tier: scheduled.tier,
-                effective_on: scheduled.effective_on.clone(),
-            }]),
+            Some(scheduled) => unpaid_keeps_nothing(ws).map(|()| {
+                vec![WorkspaceEvent::TierChangeCancelled {
+                    workspace_id: ws.id,
+                    tier: scheduled.tier,
+                    effective_on: scheduled.effective_on.clone(),
+                }]
+            }),
             None => Err(WorkspaceError::TierUnchanged(tier)),
         };
     }
     if tier.rank() < ws.tier.rank() {
         if ws.scheduled.as_ref().is_some_and(|s| s.tier == tier) {
             return Err(WorkspaceError::AlreadyScheduled(tier));
+        }
+        if tier != TierId::Free {
+            // Unpaid, it would stay on that paid tier past the period.
+            unpaid_keeps_nothing(ws)?;
         }
         return Ok(vec![WorkspaceEvent::TierChangeScheduled {
             workspace_id: ws.id,
@@ -908,6 +936,16 @@ fn cancel_now(ws: &Workspace, at: OffsetDateTime) -> Result<Vec<WorkspaceEvent>,
             ended_on: day(at.date()),
         },
     ])
+}
+
+/// A paid tier held unpaid (billing setup) ends with its period: no scheduled move can
+/// be called off nor replaced until the workspace subscribes.
+fn unpaid_keeps_nothing(ws: &Workspace) -> Result<(), WorkspaceError> {
+    if ws.tier != TierId::Free && ws.billing.is_none() {
+        Err(WorkspaceError::SubscriptionRequired)
+    } else {
+        Ok(())
+    }
 }
 
 /// `YYYY-MM-DD`, which orders as the days do.
@@ -1145,11 +1183,25 @@ mod tests {
                 tier: TierId::Pro,
                 billing_email: Some("billing@acme.test".into()),
                 anchor_day: 1,
+                at: time::macros::datetime!(2026-11-01 09:00 UTC),
             },
             &Actor::user("alice"),
         )
         .unwrap();
-        assert_eq!(events, vec![created("alice")]);
+        // Billing setup: pro holds for the signup's period, then moves to free unless
+        // the owner subscribes.
+        assert_eq!(
+            events,
+            vec![
+                created("alice"),
+                WorkspaceEvent::TierChangeScheduled {
+                    workspace_id: id(),
+                    from: TierId::Pro,
+                    to: TierId::Free,
+                    effective_on: "2026-12-01".into(),
+                }
+            ]
+        );
     }
 
     #[test]
@@ -1163,6 +1215,7 @@ mod tests {
                     tier: TierId::Free,
                     billing_email: None,
                     anchor_day: 1,
+                    at: time::macros::datetime!(2026-11-01 09:00 UTC),
                 },
                 &Actor::user("alice"),
             )
@@ -1189,6 +1242,7 @@ mod tests {
                     tier: TierId::Free,
                     billing_email: Some(email.into()),
                     anchor_day: 1,
+                    at: time::macros::datetime!(2026-11-01 09:00 UTC),
                 },
                 &Actor::user("alice"),
             )
@@ -1208,6 +1262,7 @@ mod tests {
                 tier: TierId::Pro,
                 billing_email: None,
                 anchor_day: 1,
+                at: time::macros::datetime!(2026-11-01 09:00 UTC),
             },
             &Actor::user("alice"),
         )
@@ -1391,6 +1446,57 @@ mod tests {
         assert_eq!(*credits_top_up, 45_000);
         let ws = events.iter().fold(Some(ws), evolve).unwrap();
         assert_eq!(ws.tier, TierId::Enterprise);
+    }
+
+    #[test]
+    fn a_paid_tier_created_unpaid_moves_to_free_at_the_period_end_unless_subscribed() {
+        use time::macros::datetime;
+        let at = datetime!(2026-11-10 00:00 UTC);
+        let mut created_on = given(&[created("alice")]).unwrap();
+        created_on.tier = TierId::Enterprise;
+        let scheduled = WorkspaceEvent::TierChangeScheduled {
+            workspace_id: id(),
+            from: TierId::Enterprise,
+            to: TierId::Free,
+            effective_on: "2026-12-01".into(),
+        };
+        let unpaid = evolve(Some(created_on), &scheduled).unwrap();
+        // Nothing keeps it on a paid tier unpaid: not calling the move off, not a move to
+        // another paid tier.
+        for refused in [
+            change(&unpaid, TierId::Enterprise, at),
+            change(&unpaid, TierId::Pro, at),
+            decide(
+                Some(&unpaid),
+                WorkspaceCommand::CancelScheduledTier,
+                &Actor::user("alice"),
+            ),
+        ] {
+            assert_eq!(refused, Err(WorkspaceError::SubscriptionRequired));
+        }
+        assert_eq!(
+            change(&unpaid, TierId::Free, at),
+            Err(WorkspaceError::AlreadyScheduled(TierId::Free))
+        );
+        // Subscribing calls it off.
+        let events = decide(
+            Some(&unpaid),
+            WorkspaceCommand::Subscribe {
+                billing: billing(),
+                tier: TierId::Enterprise,
+                at,
+            },
+            &Actor::user("alice"),
+        )
+        .unwrap();
+        let [WorkspaceEvent::Subscribed { .. }, WorkspaceEvent::TierChangeCancelled { tier, .. }] =
+            events.as_slice()
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(*tier, TierId::Free);
+        let paid = events.iter().fold(Some(unpaid), evolve).unwrap();
+        assert_eq!((paid.tier, &paid.scheduled), (TierId::Enterprise, &None));
     }
 
     fn paid(ws: Workspace, pi: &str, minor: i64, on: &str, reason: ChargeFor) -> Workspace {
