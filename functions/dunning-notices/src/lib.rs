@@ -1,6 +1,7 @@
 //! Dunning's notices: on a failed charge, each failed retry (the one before the last warns
 //! of suspension), the suspension and the reactivation, a notification is stored for the
-//! workspace and mailed to its billing address. The notification's key and the mail's id
+//! workspace and mailed to its billing address; so is a free trial's reminder, the other
+//! notice that asks the owner to pay. The notification's key and the mail's id
 //! derive from the event, so a repeat delivery rewrites rather than duplicates; the
 //! idempotency record skips it altogether.
 
@@ -82,6 +83,20 @@ fn notice(ws: &Workspace, event: &WorkspaceEvent) -> Option<(&'static str, Strin
             format!("kassa: {name} is active again"),
             format!("Workspace \"{name}\" is paid up and active again."),
         ),
+        WorkspaceEvent::TrialEnding {
+            tier,
+            ends_on,
+            subscribed,
+            ..
+        } => (
+            "free_trial.ending",
+            format!("kassa: the {tier} trial of {name} ends on {ends_on}"),
+            if *subscribed {
+                format!("The {tier} trial of workspace \"{name}\" ends on {ends_on}; your subscription carries it on from then.")
+            } else {
+                format!("The {tier} trial of workspace \"{name}\" ends on {ends_on}. Subscribe (POST /workspaces/{}/subscription with a card) to stay on {tier}; otherwise it goes back to the {} tier then.", ws.id, ws.trial.as_ref().map_or(kassa_domain::tier::TierId::Free, |t| t.previous))
+            },
+        ),
         _ => return None,
     })
 }
@@ -105,6 +120,7 @@ impl<M: Mailer> DunningNotices<M> {
             WorkspaceEvent::ChargeFailed { workspace_id, .. }
             | WorkspaceEvent::RetryFailed { workspace_id, .. }
             | WorkspaceEvent::Suspended { workspace_id, .. }
+            | WorkspaceEvent::TrialEnding { workspace_id, .. }
             | WorkspaceEvent::Reactivated { workspace_id } => *workspace_id,
             _ => return Ok(serde_json::json!({ "skipped": event.event_type })),
         };

@@ -12,7 +12,7 @@ use kassa_domain::identity::{Actor, UserId};
 use kassa_domain::money::Money;
 use kassa_domain::tier::TierId;
 use kassa_domain::workspace::{
-    Overdue, ScheduledTier, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent,
+    Overdue, ScheduledTier, Trial, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent,
 };
 use kassa_runtime::access::{self, wallet_stream};
 use kassa_runtime::function::StartError;
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use uuid::Uuid;
 
+mod promotions;
 pub mod subscription;
 
 use subscription::{SubscribeBody, Subscriptions};
@@ -35,6 +36,8 @@ pub struct Workspaces {
     /// The provider side of `POST /workspaces/{id}/subscription`; `None` without its
     /// configuration.
     subscriptions: Option<Subscriptions>,
+    /// The free trials' schedule (`kassa_commerce::trials`).
+    trials: Option<kassa_store::Agenda>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +77,8 @@ struct WorkspaceView<'a> {
     suspended: bool,
     /// Charges that failed and are being retried.
     owed: &'a [Overdue],
+    /// A free trial running now.
+    trial: Option<&'a Trial>,
     version: u64,
     /// What a tier change that took effect in this request was worth.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,6 +112,7 @@ fn view(ws: &Workspace, version: u64) -> WorkspaceView<'_> {
         subscription_id: ws.billing.as_ref().map(|b| b.subscription_id.as_str()),
         suspended: ws.suspended,
         owed: &ws.overdue,
+        trial: ws.trial.as_ref(),
         version,
         tier_change: None,
         refund: None,
@@ -129,7 +135,10 @@ pub(crate) fn refusal(e: WorkspaceError) -> Problem {
         | WorkspaceError::NotCollaborator(_)
         | WorkspaceError::TierUnchanged(_)
         | WorkspaceError::AlreadyScheduled(_)
-        | WorkspaceError::NothingScheduled => 409,
+        | WorkspaceError::NothingScheduled
+        | WorkspaceError::TrialUsed
+        | WorkspaceError::TrialUnavailable
+        | WorkspaceError::TrialRunning(_) => 409,
         WorkspaceError::InvalidName | WorkspaceError::InvalidEmail(_) => 422,
     };
     Problem::new(status, e.code(), e.to_string())
@@ -142,8 +151,14 @@ impl Function for Workspaces {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let client = aws_sdk_dynamodb::Client::new(aws);
-        let mut workspaces = Self::new(EventStore::new(client, &config.events_table), clock);
+        let mut workspaces =
+            Self::new(EventStore::new(client.clone(), &config.events_table), clock);
         workspaces.subscriptions = Subscriptions::from_config(config, aws);
+        workspaces.trials = Some(kassa_store::Agenda::new(
+            client,
+            &config.state_table,
+            kassa_commerce::trials::TRIALS_AGENDA,
+        ));
         Ok(workspaces)
     }
 }
@@ -181,6 +196,7 @@ impl Workspaces {
         Self {
             kernel: Kernel::new(store, clock),
             subscriptions: None,
+            trials: None,
         }
     }
 
@@ -188,6 +204,11 @@ impl Workspaces {
         let actor = caller(&request)?;
         match route_key(&request).as_str() {
             "POST /workspaces" => self.create(&request, actor).await,
+            "POST /promotions" => self.create_promotion(&request, actor).await,
+            "POST /workspaces/{workspaceId}/promotions" => {
+                let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
+                self.apply_promotion(&request, id, actor).await
+            }
             "GET /workspaces/{workspaceId}" => {
                 let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
                 let (head, ws) = access::load_admitted(self.kernel.store(), id, &actor).await?;

@@ -166,6 +166,7 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
         "PurgeWorkspacesFunction" => {
             sqs::<kassa_purge_workspaces::PurgeWorkspaces>(config, aws, clock)?
         }
+        "EndTrialsFunction" => scheduled::<kassa_end_trials::EndTrials>(config, aws, clock)?,
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

@@ -14,6 +14,7 @@ pub mod reservations;
 pub mod rosters;
 pub mod seats;
 pub mod tickets;
+pub mod trials;
 pub mod wallet;
 
 pub use clock::{Clock, SystemClock};

@@ -49,8 +49,8 @@ pub async fn stage(
     Ok(events)
 }
 
-/// The wallet's move along with a tier change that took effect among a workspace's
-/// `events`, which left the workspace at `version`: its tier (prices and limits follow in
+/// The wallet's move along with a tier change (or a trial's end on to paid) that took
+/// effect among a workspace's `events`, which left the workspace at `version`: its tier (prices and limits follow in
 /// the same commit) and the change's prorated credits. The marker names the workspace
 /// version that made the change, so the move applies once.
 pub fn retier(version: u64, events: &[WorkspaceEvent]) -> Option<CreditCommand> {
@@ -65,6 +65,17 @@ pub fn retier(version: u64, events: &[WorkspaceEvent]) -> Option<CreditCommand> 
             tier: *to,
             top_up: *credits_top_up,
             take_back: *credits_taken_back,
+        }),
+        // On to paid: the rest of the period's credits, on the tier it stays on.
+        WorkspaceEvent::TrialEnded {
+            tier,
+            credits_top_up,
+            ..
+        } if *credits_top_up > 0 => Some(CreditCommand::Retier {
+            change_id: format!("tier@{version}"),
+            tier: *tier,
+            top_up: *credits_top_up,
+            take_back: 0,
         }),
         _ => None,
     })

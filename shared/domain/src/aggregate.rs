@@ -329,6 +329,26 @@ impl Aggregate for Cart {
     }
 }
 
+/// A promotion, named by its code as kassa keeps it (`Promotion#TRY-PRO`).
+impl Aggregate for crate::promotion::Promotion {
+    const NAME: &'static str = "Promotion";
+    type Id = str;
+    type Command = ByActor<crate::promotion::PromotionCommand>;
+    type Event = crate::promotion::PromotionEvent;
+    type Error = crate::promotion::PromotionError;
+
+    fn decide(
+        state: Option<&Self>,
+        command: ByActor<crate::promotion::PromotionCommand>,
+    ) -> Result<Vec<crate::promotion::PromotionEvent>, crate::promotion::PromotionError> {
+        crate::promotion::decide(state, command.command, &command.actor)
+    }
+
+    fn evolve(state: Option<Self>, event: &crate::promotion::PromotionEvent) -> Option<Self> {
+        crate::promotion::evolve(state, event)
+    }
+}
+
 /// A user's record, named by their id (`User#<sub>`). Schema 2 added the profile and
 /// role; heads of schema 1 (deletion only) are rebuilt from their events.
 impl Aggregate for User {

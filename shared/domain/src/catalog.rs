@@ -22,6 +22,7 @@ pub fn catalog() -> Value {
     add::<crate::availability::SeatEvent>(&mut events);
     add::<crate::ticket::TicketEvent>(&mut events);
     add::<crate::coupon::CouponEvent>(&mut events);
+    add::<crate::promotion::PromotionEvent>(&mut events);
     add::<crate::coupon_usage::UsageEvent>(&mut events);
     add::<crate::coupon_usage::AttemptEvent>(&mut events);
     json!({
@@ -50,6 +51,7 @@ pub fn declared_types() -> Vec<&'static str> {
         crate::availability::SeatEvent::TYPES,
         crate::ticket::TicketEvent::TYPES,
         crate::coupon::CouponEvent::TYPES,
+        crate::promotion::PromotionEvent::TYPES,
         crate::coupon_usage::UsageEvent::TYPES,
         crate::coupon_usage::AttemptEvent::TYPES,
     ]

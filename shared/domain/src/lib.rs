@@ -21,6 +21,7 @@ pub mod money;
 pub mod order;
 pub mod pack;
 pub mod payment;
+pub mod promotion;
 pub mod reservation;
 pub mod revenue;
 pub mod scenario;

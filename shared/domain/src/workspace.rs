@@ -67,6 +67,37 @@ pub struct Workspace {
     /// new ones come, so the head stays small.
     #[serde(default)]
     pub payments: Vec<Payment>,
+    /// A free trial of a paid tier running now.
+    #[serde(default)]
+    pub trial: Option<Trial>,
+    /// A trial was granted once: never again.
+    #[serde(default)]
+    pub trialed: bool,
+}
+
+/// A free trial of `tier` from `previous`, until `ends_on` (`YYYY-MM-DD`, 00:00 UTC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Trial {
+    pub code: String,
+    pub tier: TierId,
+    pub previous: TierId,
+    pub ends_on: String,
+    /// Granted for the trial, taken back from granted credits when it reverts.
+    pub credits: u64,
+    pub reminded: bool,
+}
+
+/// Days before a trial's end that its reminder is due.
+pub const TRIAL_REMINDER_DAYS: i64 = 3;
+
+/// How a trial ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialOutcome {
+    /// Subscribed during the trial: on to paid.
+    Converted,
+    /// Back to the tier before it.
+    Reverted,
 }
 
 /// A payment kassa recorded for a period of the subscription.
@@ -220,6 +251,22 @@ pub enum WorkspaceCommand {
     ApplyScheduledTier {
         at: OffsetDateTime,
     },
+    /// The owner's promo code `code` grants a trial of `tier` for `days` (see
+    /// [`start_trial`]).
+    StartTrial {
+        code: String,
+        tier: TierId,
+        days: u16,
+        at: OffsetDateTime,
+    },
+    /// The trial schedule's: the reminder, once, from [`TRIAL_REMINDER_DAYS`] before the end.
+    RemindTrial {
+        at: OffsetDateTime,
+    },
+    /// The trial schedule's: ends a trial whose day has come.
+    EndTrial {
+        at: OffsetDateTime,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -360,6 +407,32 @@ pub enum WorkspaceEvent {
         seconds_left: i64,
         period_seconds: i64,
     },
+    #[serde(rename = "free_trial.started")]
+    TrialStarted {
+        workspace_id: Uuid,
+        code: String,
+        tier: TierId,
+        previous: TierId,
+        /// `YYYY-MM-DD`.
+        ends_on: String,
+        credits: u64,
+    },
+    /// The trial ends in [`TRIAL_REMINDER_DAYS`] days or fewer: the owner is reminded.
+    #[serde(rename = "free_trial.ending")]
+    TrialEnding {
+        workspace_id: Uuid,
+        tier: TierId,
+        ends_on: String,
+        subscribed: bool,
+    },
+    #[serde(rename = "free_trial.ended")]
+    TrialEnded {
+        workspace_id: Uuid,
+        tier: TierId,
+        outcome: TrialOutcome,
+        /// Credits granted for the rest of the period, on to paid.
+        credits_top_up: u64,
+    },
     #[serde(rename = "workspace.unsubscribed")]
     Unsubscribed {
         workspace_id: Uuid,
@@ -389,6 +462,9 @@ impl DomainEvent for WorkspaceEvent {
         "workspace.suspended",
         "workspace.reactivated",
         "workspace.deleted",
+        "free_trial.started",
+        "free_trial.ending",
+        "free_trial.ended",
     ];
 
     fn event_type(&self) -> &'static str {
@@ -409,6 +485,9 @@ impl DomainEvent for WorkspaceEvent {
             Self::Suspended { .. } => "workspace.suspended",
             Self::Reactivated { .. } => "workspace.reactivated",
             Self::Deleted { .. } => "workspace.deleted",
+            Self::TrialStarted { .. } => "free_trial.started",
+            Self::TrialEnding { .. } => "free_trial.ending",
+            Self::TrialEnded { .. } => "free_trial.ended",
         }
     }
 }
@@ -453,6 +532,12 @@ pub enum WorkspaceError {
     PaymentOverdue(Money),
     #[error("subscribing cannot move to a smaller tier; change the tier instead")]
     SubscribeDown,
+    #[error("a workspace gets one free trial, and it had it")]
+    TrialUsed,
+    #[error("a trial starts from the free tier, at least a day before the period's end")]
+    TrialUnavailable,
+    #[error("a free trial of {0} is running: subscribe to {0} or wait for its end")]
+    TrialRunning(TierId),
 }
 
 impl WorkspaceError {
@@ -477,6 +562,9 @@ impl WorkspaceError {
             Self::SubscriptionActive => "subscription_active",
             Self::PaymentOverdue(_) => "payment_overdue",
             Self::SubscribeDown => "subscribe_down",
+            Self::TrialUsed => "trial_used",
+            Self::TrialUnavailable => "trial_unavailable",
+            Self::TrialRunning(_) => "trial_running",
         }
     }
 }
@@ -554,8 +642,28 @@ pub fn decide(
                 WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
                 e => e,
             })?;
+            if let Some(trial) = &ws.trial {
+                return Err(WorkspaceError::TrialRunning(trial.tier));
+            }
             change_tier(ws, tier, at)
         }
+        (
+            Some(ws),
+            WorkspaceCommand::StartTrial {
+                code,
+                tier,
+                days,
+                at,
+            },
+        ) => {
+            owner_only(ws, actor).map_err(|e| match e {
+                WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
+                e => e,
+            })?;
+            start_trial(ws, code, tier, days, at)
+        }
+        (Some(ws), WorkspaceCommand::RemindTrial { at }) => Ok(remind_trial(ws, at)),
+        (Some(ws), WorkspaceCommand::EndTrial { at }) => Ok(end_trial(ws, at)),
         (Some(ws), WorkspaceCommand::Subscribe { billing, tier, at }) => {
             if ws
                 .billing
@@ -567,7 +675,15 @@ pub fn decide(
             }
             may_subscribe(ws, tier, actor)?;
             let period = Period::holding(ws.anchor_day, at);
-            let unpaid = Proration::of(TierId::Free, ws.tier, period, at);
+            // During a trial the subscription pays from the trial's end.
+            let from = match &ws.trial {
+                Some(trial) if trial.tier != tier => {
+                    return Err(WorkspaceError::TrialRunning(trial.tier))
+                }
+                Some(trial) => trial_end(trial).max(at),
+                None => at,
+            };
+            let unpaid = Proration::of(TierId::Free, ws.tier, period, from);
             let mut events = vec![WorkspaceEvent::Subscribed {
                 workspace_id: ws.id,
                 tier,
@@ -621,6 +737,9 @@ pub fn decide(
                 WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
                 e => e,
             })?;
+            if let Some(trial) = &ws.trial {
+                return Err(WorkspaceError::TrialRunning(trial.tier));
+            }
             cancel_now(ws, at)
         }
         (Some(ws), WorkspaceCommand::Delete { at }) => {
@@ -938,6 +1057,149 @@ fn cancel_now(ws: &Workspace, at: OffsetDateTime) -> Result<Vec<WorkspaceEvent>,
     ])
 }
 
+/// 00:00 UTC of the trial's last day.
+fn trial_end(trial: &Trial) -> OffsetDateTime {
+    time::Date::parse(&trial.ends_on, DAY)
+        .map(|d| d.midnight().assume_utc())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// `more` credits a period grants, for the `seconds` of it given.
+fn share_of(more: u64, seconds: i64, period: Period) -> u64 {
+    let whole = period.seconds();
+    if whole <= 0 || seconds <= 0 {
+        return 0;
+    }
+    // i128: credits × seconds stays exact far beyond any tier's grant.
+    u64::try_from(i128::from(more) * i128::from(seconds) / i128::from(whole)).unwrap_or(0)
+}
+
+/// A trial of `tier` for `days` from `at`, for a free workspace that never had one. It
+/// ends no later than the day before the period's end, so no renewal falls inside it
+/// (a renewal would grant the trial tier's month). Its credits are the tier's monthly
+/// credits over free's for the trial's seconds, rounded down, granted at once; the move
+/// is a `workspace.tier_changed` like any other, so prices and limits follow at once.
+fn start_trial(
+    ws: &Workspace,
+    code: String,
+    tier: TierId,
+    days: u16,
+    at: OffsetDateTime,
+) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+    if ws.trialed {
+        return Err(WorkspaceError::TrialUsed);
+    }
+    if ws.billing.is_some() {
+        return Err(WorkspaceError::AlreadySubscribed);
+    }
+    if ws.tier != TierId::Free || tier == TierId::Free {
+        return Err(WorkspaceError::TrialUnavailable);
+    }
+    let period = Period::holding(ws.anchor_day, at);
+    let today = at.date();
+    let ends =
+        (today + time::Duration::days(i64::from(days))).min(period.end - time::Duration::days(1));
+    if ends <= today {
+        return Err(WorkspaceError::TrialUnavailable);
+    }
+    let end = ends.midnight().assume_utc();
+    let seconds = period.seconds_left(at) - period.seconds_left(end);
+    let more = tier
+        .policy()
+        .monthly_credits
+        .saturating_sub(ws.tier.policy().monthly_credits);
+    let credits = share_of(more, seconds, period);
+    Ok(vec![
+        WorkspaceEvent::TrialStarted {
+            workspace_id: ws.id,
+            code,
+            tier,
+            previous: ws.tier,
+            ends_on: day(ends),
+            credits,
+        },
+        WorkspaceEvent::TierChanged {
+            workspace_id: ws.id,
+            from: ws.tier,
+            to: tier,
+            at: at.unix_timestamp(),
+            period_start: day(period.start),
+            period_end: day(period.end),
+            charge: Money::zero(tier.policy().monthly_price.currency),
+            credits_top_up: credits,
+            credits_taken_back: 0,
+            seconds_left: period.seconds_left(at),
+            period_seconds: period.seconds(),
+        },
+    ])
+}
+
+fn remind_trial(ws: &Workspace, at: OffsetDateTime) -> Vec<WorkspaceEvent> {
+    let Some(trial) = ws.trial.as_ref().filter(|t| !t.reminded) else {
+        return vec![];
+    };
+    let due = trial_end(trial).date() - time::Duration::days(TRIAL_REMINDER_DAYS);
+    if at.date() < due {
+        return vec![];
+    }
+    vec![WorkspaceEvent::TrialEnding {
+        workspace_id: ws.id,
+        tier: trial.tier,
+        ends_on: trial.ends_on.clone(),
+        subscribed: ws.billing.is_some(),
+    }]
+}
+
+/// A trial whose day has come ends: on to paid when the workspace subscribed meanwhile
+/// (the rest of the period's credits granted, as the subscription's charge paid for
+/// them), else back to the tier before it, the trial's credits taken back from what is
+/// left of granted credits.
+fn end_trial(ws: &Workspace, at: OffsetDateTime) -> Vec<WorkspaceEvent> {
+    let Some(trial) = &ws.trial else {
+        return vec![];
+    };
+    let end = trial_end(trial);
+    if at < end {
+        return vec![];
+    }
+    let period = Period::holding(ws.anchor_day, end);
+    if ws.billing.is_some() {
+        let more = trial
+            .tier
+            .policy()
+            .monthly_credits
+            .saturating_sub(trial.previous.policy().monthly_credits);
+        return vec![WorkspaceEvent::TrialEnded {
+            workspace_id: ws.id,
+            tier: trial.tier,
+            outcome: TrialOutcome::Converted,
+            credits_top_up: share_of(more, period.seconds_left(end), period),
+        }];
+    }
+    let mut events = vec![WorkspaceEvent::TrialEnded {
+        workspace_id: ws.id,
+        tier: trial.tier,
+        outcome: TrialOutcome::Reverted,
+        credits_top_up: 0,
+    }];
+    if ws.tier != trial.previous {
+        events.push(WorkspaceEvent::TierChanged {
+            workspace_id: ws.id,
+            from: ws.tier,
+            to: trial.previous,
+            at: at.unix_timestamp(),
+            period_start: day(period.start),
+            period_end: day(period.end),
+            charge: Money::zero(trial.previous.policy().monthly_price.currency),
+            credits_top_up: 0,
+            credits_taken_back: trial.credits,
+            seconds_left: period.seconds_left(at),
+            period_seconds: period.seconds(),
+        });
+    }
+    events
+}
+
 /// A paid tier held unpaid (billing setup) ends with its period: no scheduled move can
 /// be called off nor replaced until the workspace subscribes.
 fn unpaid_keeps_nothing(ws: &Workspace) -> Result<(), WorkspaceError> {
@@ -1006,6 +1268,8 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
             unsubscribed_on: None,
             deleted_on: None,
             payments: Vec::new(),
+            trial: None,
+            trialed: false,
         }),
         (Some(mut ws), WorkspaceEvent::CollaboratorAdded { user, .. }) => {
             ws.collaborators.insert(user.clone());
@@ -1142,6 +1406,38 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
         }
         (Some(mut ws), WorkspaceEvent::Reactivated { .. }) => {
             ws.suspended = false;
+            Some(ws)
+        }
+        (
+            Some(mut ws),
+            WorkspaceEvent::TrialStarted {
+                code,
+                tier,
+                previous,
+                ends_on,
+                credits,
+                ..
+            },
+        ) => {
+            ws.trial = Some(Trial {
+                code: code.clone(),
+                tier: *tier,
+                previous: *previous,
+                ends_on: ends_on.clone(),
+                credits: *credits,
+                reminded: false,
+            });
+            ws.trialed = true;
+            Some(ws)
+        }
+        (Some(mut ws), WorkspaceEvent::TrialEnding { .. }) => {
+            if let Some(t) = ws.trial.as_mut() {
+                t.reminded = true;
+            }
+            Some(ws)
+        }
+        (Some(mut ws), WorkspaceEvent::TrialEnded { .. }) => {
+            ws.trial = None;
             Some(ws)
         }
         // Events that do not apply to the state leave it as it is; the store never
@@ -1497,6 +1793,165 @@ mod tests {
         assert_eq!(*tier, TierId::Free);
         let paid = events.iter().fold(Some(unpaid), evolve).unwrap();
         assert_eq!((paid.tier, &paid.scheduled), (TierId::Enterprise, &None));
+    }
+
+    fn free(anchor: u8) -> Workspace {
+        let mut ws = given(&[created("alice")]).unwrap();
+        ws.tier = TierId::Free;
+        ws.anchor_day = anchor;
+        ws
+    }
+
+    fn trial(
+        ws: &Workspace,
+        days: u16,
+        at: OffsetDateTime,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        decide(
+            Some(ws),
+            WorkspaceCommand::StartTrial {
+                code: "TRY-PRO".into(),
+                tier: TierId::Pro,
+                days,
+                at,
+            },
+            &Actor::user("alice"),
+        )
+    }
+
+    fn system(ws: &Workspace, command: WorkspaceCommand) -> Vec<WorkspaceEvent> {
+        decide(Some(ws), command, &Actor::system("trials")).unwrap()
+    }
+
+    #[test]
+    fn a_trial_grants_the_tier_once_with_its_share_of_credits_and_reverts_at_its_end() {
+        use time::macros::datetime;
+        // A 30-day period from 1 November: a 10-day trial is a third of pro's 9,000 more.
+        let at = datetime!(2026-11-05 00:00 UTC);
+        let ws = free(1);
+        let events = trial(&ws, 10, at).unwrap();
+        let [WorkspaceEvent::TrialStarted {
+            ends_on, credits, ..
+        }, WorkspaceEvent::TierChanged {
+            to: TierId::Pro,
+            credits_top_up,
+            charge,
+            ..
+        }] = events.as_slice()
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!((ends_on.as_str(), *credits), ("2026-11-15", 3_000));
+        assert_eq!(
+            (*credits_top_up, charge.to_string().as_str()),
+            (3_000, "0.00 USD")
+        );
+        let ws = events.iter().fold(Some(ws), evolve).unwrap();
+        assert_eq!(ws.tier, TierId::Pro);
+        // Once per workspace; no tier change while it runs.
+        assert_eq!(trial(&ws, 10, at), Err(WorkspaceError::TrialUsed));
+        assert_eq!(
+            change(&ws, TierId::Enterprise, at),
+            Err(WorkspaceError::TrialRunning(TierId::Pro))
+        );
+        // The reminder, once, three days before the end.
+        let remind = |ws: &Workspace, at| system(ws, WorkspaceCommand::RemindTrial { at });
+        assert_eq!(remind(&ws, datetime!(2026-11-11 23:59 UTC)), vec![]);
+        let reminded = remind(&ws, datetime!(2026-11-12 06:00 UTC));
+        assert!(matches!(
+            reminded.as_slice(),
+            [WorkspaceEvent::TrialEnding {
+                subscribed: false,
+                ..
+            }]
+        ));
+        let ws = reminded.iter().fold(Some(ws), evolve).unwrap();
+        assert_eq!(remind(&ws, datetime!(2026-11-13 06:00 UTC)), vec![]);
+        // The end: back to free, the trial's credits taken back.
+        let end = |ws: &Workspace, at| system(ws, WorkspaceCommand::EndTrial { at });
+        assert_eq!(end(&ws, datetime!(2026-11-14 23:59 UTC)), vec![]);
+        let ended = end(&ws, datetime!(2026-11-15 06:00 UTC));
+        let [WorkspaceEvent::TrialEnded {
+            outcome: TrialOutcome::Reverted,
+            ..
+        }, WorkspaceEvent::TierChanged {
+            to: TierId::Free,
+            credits_taken_back: 3_000,
+            ..
+        }] = ended.as_slice()
+        else {
+            panic!("{ended:?}")
+        };
+        let ws = ended.iter().fold(Some(ws), evolve).unwrap();
+        assert_eq!(
+            (ws.tier, &ws.trial, ws.trialed),
+            (TierId::Free, &None, true)
+        );
+        assert_eq!(trial(&ws, 10, at), Err(WorkspaceError::TrialUsed));
+    }
+
+    #[test]
+    fn a_trial_ends_before_the_renewal_and_subscribing_during_it_pays_from_its_end() {
+        use time::macros::datetime;
+        // 20 days asked on 25 November: cut to the day before the period's end.
+        let at = datetime!(2026-11-25 00:00 UTC);
+        let ws = free(1);
+        let events = trial(&ws, 20, at).unwrap();
+        let [WorkspaceEvent::TrialStarted { ends_on, .. }, _] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(ends_on, "2026-11-30");
+        assert_eq!(
+            trial(&ws, 5, datetime!(2026-11-30 08:00 UTC)),
+            Err(WorkspaceError::TrialUnavailable)
+        );
+        let ws = events.iter().fold(Some(ws), evolve).unwrap();
+        // Subscribing to the trial's tier pays from the trial's end: the last day, 49.00/30.
+        let subscribed = decide(
+            Some(&ws),
+            WorkspaceCommand::Subscribe {
+                billing: billing(),
+                tier: TierId::Pro,
+                at,
+            },
+            &Actor::user("alice"),
+        )
+        .unwrap();
+        let [WorkspaceEvent::Subscribed { charge, .. }] = subscribed.as_slice() else {
+            panic!("{subscribed:?}")
+        };
+        assert_eq!(charge.to_string(), "1.63 USD");
+        assert_eq!(
+            decide(
+                Some(&ws),
+                WorkspaceCommand::Subscribe {
+                    billing: billing(),
+                    tier: TierId::Enterprise,
+                    at,
+                },
+                &Actor::user("alice"),
+            ),
+            Err(WorkspaceError::TrialRunning(TierId::Pro))
+        );
+        let ws = subscribed.iter().fold(Some(ws), evolve).unwrap();
+        // On to paid at the end, with the last day's credits: 9,000 / 30.
+        let ended = system(
+            &ws,
+            WorkspaceCommand::EndTrial {
+                at: datetime!(2026-11-30 06:00 UTC),
+            },
+        );
+        assert_eq!(
+            ended,
+            vec![WorkspaceEvent::TrialEnded {
+                workspace_id: id(),
+                tier: TierId::Pro,
+                outcome: TrialOutcome::Converted,
+                credits_top_up: 300,
+            }]
+        );
+        let ws = ended.iter().fold(Some(ws), evolve).unwrap();
+        assert_eq!((ws.tier, ws.trial.is_none()), (TierId::Pro, true));
     }
 
     fn paid(ws: Workspace, pi: &str, minor: i64, on: &str, reason: ChargeFor) -> Workspace {
