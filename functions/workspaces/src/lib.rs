@@ -487,18 +487,37 @@ async fn decide_admitted(
     id: Uuid,
     command: &ByActor<WorkspaceCommand>,
 ) -> Result<(Loaded<Workspace>, Vec<WorkspaceEvent>), Fail<Problem>> {
-    let mut ws = tx.load::<Workspace>(&id).await?;
+    let mut ws = load_admitted(tx, id, &command.actor).await?;
+    let events = decide_on(tx, &mut ws, command)?;
+    Ok((ws, events))
+}
+
+/// Workspace `id`, in `tx`, if it admits `actor`; else the answer a missing one gets.
+async fn load_admitted(
+    tx: &mut Tx<'_>,
+    id: Uuid,
+    actor: &Actor,
+) -> Result<Loaded<Workspace>, Fail<Problem>> {
+    let ws = tx.load::<Workspace>(&id).await?;
     match &ws.state {
-        Some(current) if current.admits(&command.actor) => {}
-        _ => return Err(Fail::Refused(access::not_found(id))),
+        Some(current) if current.admits(actor) => Ok(ws),
+        _ => Err(Fail::Refused(access::not_found(id))),
     }
-    let events = tx.decide(&mut ws, command.clone()).map_err(|f| {
+}
+
+/// Decides `command` on the admitted `ws`, its refusals as answers.
+fn decide_on(
+    tx: &mut Tx<'_>,
+    ws: &mut Loaded<Workspace>,
+    command: &ByActor<WorkspaceCommand>,
+) -> Result<Vec<WorkspaceEvent>, Fail<Problem>> {
+    let id = ws.state.as_ref().map(|w| w.id).unwrap_or_default();
+    tx.decide(ws, command.clone()).map_err(|f| {
         f.map(|e| match e {
             WorkspaceError::Forbidden => access::not_found(id),
             e => refusal(e),
         })
-    })?;
-    Ok((ws, events))
+    })
 }
 
 /// What the tier change among `events` that took effect was worth, for the answer.

@@ -4,7 +4,8 @@
 //! trial and move (`free_trial.started`, `workspace.tier_changed`), the wallet's credits
 //! and prices, and the trial's reminder and end on the `trials` agenda.
 
-use crate::{answer, decide_admitted, view, Workspaces};
+use crate::{answer, decide_on, load_admitted, view, Workspaces};
+use kassa_commerce::Fail;
 use kassa_domain::aggregate::ByActor;
 use kassa_domain::coupon_code::CouponCode;
 use kassa_domain::credits::Wallet;
@@ -117,12 +118,7 @@ impl Workspaces {
                     Box::pin(async move {
                         let mut promotion = tx.load::<Promotion>(code.as_str()).await?;
                         // The workspace first: a stranger learns nothing about codes.
-                        let admitted = tx.load::<kassa_domain::workspace::Workspace>(&id).await?;
-                        if !admitted.state.as_ref().is_some_and(|w| w.admits(actor_ref)) {
-                            return Err(kassa_commerce::Fail::Refused(
-                                kassa_runtime::access::not_found(id),
-                            ));
-                        }
+                        let mut ws = load_admitted(tx, id, actor_ref).await?;
                         tx.decide(
                             &mut promotion,
                             ByActor {
@@ -137,7 +133,7 @@ impl Workspaces {
                         let offer = promotion
                             .state
                             .as_ref()
-                            .ok_or_else(|| kassa_commerce::Fail::Refused(not_applicable()))?;
+                            .ok_or_else(|| Fail::Refused(not_applicable()))?;
                         let start = ByActor {
                             command: WorkspaceCommand::StartTrial {
                                 code: code.as_str().to_owned(),
@@ -147,7 +143,7 @@ impl Workspaces {
                             },
                             actor: actor_ref.clone(),
                         };
-                        let (ws, events) = decide_admitted(tx, id, &start).await?;
+                        let events = decide_on(tx, &mut ws, &start)?;
                         if let Some(retier) = kassa_commerce::wallet::retier(ws.version, &events) {
                             let mut wallet = tx.load::<Wallet>(&id).await?;
                             kassa_commerce::wallet::stage(tx, &mut wallet, retier)
