@@ -660,6 +660,16 @@ async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
     let failed = common::redeliver(&api, "CollectChargesFunction", "collect-charges", &event).await;
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(refunds().await.len(), 1);
+    // Operators see it in the revenue, once.
+    let refunded = eventually("the refund in the revenue", || async {
+        let revenue = api
+            .call_as("GET", "/analytics/revenue", Some(("ops", "admin")), None)
+            .await
+            .body;
+        (revenue["refunded"]["amount"] == "25.29").then_some(revenue)
+    })
+    .await;
+    assert_eq!(refunded["refunded"]["currency"], "USD");
     // Nothing is paid for any more: the workspace can be deleted.
     let deleted = api
         .call("DELETE", format!("/workspaces/{ws}"), Some("alice"), None)

@@ -4,7 +4,9 @@
 use kassa_commerce::Clock;
 use kassa_domain::credits::{CreditEvent, Wallet};
 use kassa_domain::identity::{Actor, Role};
-use kassa_domain::revenue::{self, ChargeRow, SubscriptionRow, CHARGES_VIEW, SUBSCRIPTIONS_VIEW};
+use kassa_domain::revenue::{
+    self, ChargeRow, RefundRow, SubscriptionRow, CHARGES_VIEW, REFUNDS_VIEW, SUBSCRIPTIONS_VIEW,
+};
 use kassa_runtime::access::{self, wallet_stream, workspace_stream};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{json, limit_param, query_param, respond, route_key, uuid_param};
@@ -145,9 +147,16 @@ impl CreditsQueries {
         }
         let subscriptions: Vec<SubscriptionRow> = self.view_rows(SUBSCRIPTIONS_VIEW).await?;
         let charges: Vec<ChargeRow> = self.view_rows(CHARGES_VIEW).await?;
+        let refunds: Vec<RefundRow> = self.view_rows(REFUNDS_VIEW).await?;
         Ok(json(
             200,
-            &revenue::figures(&subscriptions, &charges, &fmt_day(from), &fmt_day(to)),
+            &revenue::figures(
+                &subscriptions,
+                &charges,
+                &refunds,
+                &fmt_day(from),
+                &fmt_day(to),
+            ),
         ))
     }
 

@@ -1,11 +1,14 @@
 //! Feeds the revenue read models (`kassa_domain::revenue`): on a workspace's subscription
 //! events, its row is rewritten from the workspace's state at its latest version (a view:
 //! only over a row of an older version, so order and redelivery cannot move it back); on a
-//! charge collected, the charge's row is written once, keyed by its event.
+//! charge collected, the charge's row is written once, keyed by its event, and so is a
+//! refund's on a cancellation at once.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::Clock;
-use kassa_domain::revenue::{ChargeRow, SubscriptionRow, CHARGES_VIEW, SUBSCRIPTIONS_VIEW};
+use kassa_domain::revenue::{
+    ChargeRow, RefundRow, SubscriptionRow, CHARGES_VIEW, REFUNDS_VIEW, SUBSCRIPTIONS_VIEW,
+};
 use kassa_domain::workspace::{Workspace, WorkspaceEvent};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
@@ -73,6 +76,30 @@ impl RevenueAnalytics {
                 };
                 ViewRow {
                     pk: CHARGES_VIEW.into(),
+                    sk: format!("{on}#{}", event.event_id),
+                    version: 1,
+                    body: Some(serde_json::to_value(body)?),
+                }
+            }
+            WorkspaceEvent::SubscriptionCancelled {
+                workspace_id,
+                refund,
+                ..
+            } => {
+                if refund.amount.is_zero() {
+                    return Ok(serde_json::json!({ "skipped": "nothing refunded" }));
+                }
+                let on = event
+                    .time
+                    .date()
+                    .format(format_description!("[year]-[month]-[day]"))?;
+                let body = RefundRow {
+                    workspace_id,
+                    on: on.clone(),
+                    amount: refund,
+                };
+                ViewRow {
+                    pk: REFUNDS_VIEW.into(),
                     sk: format!("{on}#{}", event.event_id),
                     version: 1,
                     body: Some(serde_json::to_value(body)?),

@@ -1,7 +1,8 @@
 //! Revenue analytics for operators: monthly recurring revenue, active subscriptions per
 //! tier, churn in a period, and what kassa charged beside the subscriptions (tier changes'
-//! prorations, overage), from two read models fed by events: one row per workspace that
-//! ever subscribed (a function of the workspace's state) and one per charge collected.
+//! prorations, overage) and paid back (cancellations at once), from read models fed by
+//! events: one row per workspace that ever subscribed (a function of the workspace's
+//! state), one per charge collected and one per refund granted.
 
 use crate::money::{Currency, Money};
 use crate::tier::TierId;
@@ -14,6 +15,7 @@ use uuid::Uuid;
 /// The read models' names (their partitions), for their projector and their readers.
 pub const SUBSCRIPTIONS_VIEW: &str = "revenue#subscriptions";
 pub const CHARGES_VIEW: &str = "revenue#charges";
+pub const REFUNDS_VIEW: &str = "revenue#refunds";
 
 /// A workspace's subscription as its state has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +56,15 @@ pub struct ChargeRow {
     pub amount: Money,
 }
 
+/// A refund granted (a cancellation at once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRow {
+    pub workspace_id: Uuid,
+    /// `YYYY-MM-DD`.
+    pub on: String,
+    pub amount: Money,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Revenue {
     /// The period `[from, to)`, `YYYY-MM-DD`.
@@ -71,12 +82,15 @@ pub struct Revenue {
     /// kassa's own charges collected in the period, by what they were for.
     pub charged: BTreeMap<ChargeFor, Money>,
     pub overage_revenue: Money,
+    /// Refunds granted in the period (cancellations at once).
+    pub refunded: Money,
 }
 
 /// The figures of `[from, to)` (days as `YYYY-MM-DD`), in USD, the tiers' currency.
 pub fn figures(
     subscriptions: &[SubscriptionRow],
     charges: &[ChargeRow],
+    refunds: &[RefundRow],
     from: &str,
     to: &str,
 ) -> Revenue {
@@ -115,6 +129,11 @@ pub fn figures(
         }
     }
     let overage_revenue = charged.get(&ChargeFor::Overage).copied().unwrap_or(zero);
+    let refunded = refunds
+        .iter()
+        .filter(|r| within(&r.on))
+        .filter_map(|r| usd(r.amount))
+        .fold(zero, add);
     Revenue {
         from: from.to_owned(),
         to: to.to_owned(),
@@ -126,6 +145,7 @@ pub fn figures(
         churn_rate,
         charged,
         overage_revenue,
+        refunded,
     }
 }
 
@@ -167,7 +187,19 @@ mod tests {
             charge("2026-12-01", ChargeFor::Overage, 900),
             charge("2026-11-16", ChargeFor::TierChange, 22_500),
         ];
-        let r = figures(&subs, &charges, "2026-11-01", "2026-12-01");
+        let refunds = [
+            RefundRow {
+                workspace_id: Uuid::from_u128(4),
+                on: "2026-11-15".into(),
+                amount: Money::from_minor(2_529, Currency::Usd),
+            },
+            RefundRow {
+                workspace_id: Uuid::from_u128(5),
+                on: "2026-12-02".into(),
+                amount: Money::from_minor(100, Currency::Usd),
+            },
+        ];
+        let r = figures(&subs, &charges, &refunds, "2026-11-01", "2026-12-01");
         assert_eq!(r.mrr.to_string(), "597.00 USD");
         assert_eq!(
             r.active_subscriptions,
@@ -181,11 +213,12 @@ mod tests {
         assert_eq!(r.churn_rate, Decimal::new(2_500, 4));
         assert_eq!(r.overage_revenue.to_string(), "6.67 USD");
         assert_eq!(r.charged[&ChargeFor::TierChange].to_string(), "225.00 USD");
+        assert_eq!(r.refunded.to_string(), "25.29 USD");
     }
 
     #[test]
     fn a_period_without_subscriptions_has_no_churn() {
-        let r = figures(&[], &[], "2026-11-01", "2026-12-01");
+        let r = figures(&[], &[], &[], "2026-11-01", "2026-12-01");
         assert_eq!(
             (r.churn_rate, r.mrr.to_string()),
             (Decimal::ZERO, "0.00 USD".into())
