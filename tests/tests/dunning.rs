@@ -42,14 +42,10 @@ fn kinds(ids: &[String]) -> Vec<&str> {
     kinds
 }
 
-#[tokio::test]
-async fn a_failed_charge_is_retried_warned_suspended_and_settled_by_a_new_card() {
-    let api = Api::start().await;
-    api.stack.create_stripe_prices().await.unwrap();
-    let year = api.stack.clock.now().year() + 1;
-    let day = |m: Month, d: u8| Date::from_calendar_date(year, m, d).unwrap();
-    common::advance_to(&api, day(Month::June, 1), time::macros::time!(07:00));
-    let (ws, _) = api.workspace("alice", "pro").await;
+/// Subscribes `ws` to its tier with a card that pays, waits until the rest of the period
+/// is collected with it, then puts a card that declines (localstripe declines
+/// 4000000000000341) in its place. Answers the subscription's id.
+async fn subscribed_with_a_failing_card(api: &Api, ws: &str) -> String {
     let subscribed = api
         .post(
             format!("/workspaces/{ws}/subscription"),
@@ -58,10 +54,9 @@ async fn a_failed_charge_is_retried_warned_suspended_and_settled_by_a_new_card()
         )
         .await;
     assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
-    // The rest of June on pro is collected with the first card before it is replaced.
     let store =
         kassa_store::EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"));
-    let stream = kassa_store::StreamId::new("Workspace", &ws);
+    let stream = kassa_store::StreamId::new("Workspace", ws);
     eventually("the subscription's charge", || async {
         store
             .read_stream(&stream, 100)
@@ -71,15 +66,30 @@ async fn a_failed_charge_is_retried_warned_suspended_and_settled_by_a_new_card()
             .find(|e| e.event_type == "workspace.charged")
     })
     .await;
-    // The card on file now declines charges (localstripe declines 4000000000000341).
     let declining = put(
-        &api,
+        api,
         format!("/workspaces/{ws}/payment-method"),
         json!({ "payment_method": common::card("4000000000000341").await }),
     )
     .await;
     assert_eq!(declining.status, 200, "{:?}", declining.body);
     assert_eq!(declining.body["settled"], json!([]));
+    subscribed.body["subscription_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_failed_charge_is_retried_warned_suspended_and_settled_by_a_new_card() {
+    let api = Api::start().await;
+    api.stack.create_stripe_prices().await.unwrap();
+    let year = api.stack.clock.now().year() + 1;
+    let day = |m: Month, d: u8| Date::from_calendar_date(year, m, d).unwrap();
+    common::advance_to(&api, day(Month::June, 1), time::macros::time!(07:00));
+    let (ws, _) = api.workspace("alice", "pro").await;
+    // The rest of June on pro is collected with the first card before it is replaced.
+    subscribed_with_a_failing_card(&api, &ws).await;
 
     // The move up's charge fails: the workspace owes it, and dunning begins.
     let upgraded = put(
@@ -211,18 +221,7 @@ async fn a_renewal_invoice_that_fails_is_dunned_and_paid_as_that_invoice() {
     api.stack.register_stripe_webhook().await.unwrap();
     let today = api.stack.clock.now().date();
     let (ws, _) = api.workspace("alice", "pro").await;
-    let subscribed = api
-        .post(
-            format!("/workspaces/{ws}/subscription"),
-            "alice",
-            json!({ "payment_method": common::card("4242424242424242").await }),
-        )
-        .await;
-    assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
-    let sub = subscribed.body["subscription_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sub = subscribed_with_a_failing_card(&api, &ws).await;
     let store =
         kassa_store::EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"));
     let stream = kassa_store::StreamId::new("Workspace", &ws);
@@ -235,22 +234,6 @@ async fn a_renewal_invoice_that_fails_is_dunned_and_paid_as_that_invoice() {
             .filter(|e| e.event_type == "workspace.charged" && e.payload["reason"] == "renewal")
             .count()
     };
-    eventually("the subscription's charge", || async {
-        store
-            .read_stream(&stream, 100)
-            .await
-            .ok()?
-            .into_iter()
-            .find(|e| e.event_type == "workspace.charged")
-    })
-    .await;
-    let declining = put(
-        &api,
-        format!("/workspaces/{ws}/payment-method"),
-        json!({ "payment_method": common::card("4000000000000341").await }),
-    )
-    .await;
-    assert_eq!(declining.status, 200, "{:?}", declining.body);
 
     // Stripe renews the subscription and cannot collect the invoice (localstripe has no
     // clock: the renewal is made and attempted here, as Stripe's billing would).

@@ -32,6 +32,20 @@ async fn subscribe(api: &Api, ws: &str, user: &str, body: Value) -> common::Answ
         .await
 }
 
+/// Subscribes `ws` (alice's) to its tier with a card that pays; answers the
+/// subscription's id.
+async fn subscribed(api: &Api, ws: &str) -> String {
+    let answer = subscribe(
+        api,
+        ws,
+        "alice",
+        json!({ "payment_method": common::card("4242424242424242").await }),
+    )
+    .await;
+    assert_eq!(answer.status, 201, "{:?}", answer.body);
+    answer.body["subscription_id"].as_str().unwrap().to_owned()
+}
+
 /// The stack, with the tiers' plans at localstripe.
 async fn stack() -> Api {
     let api = Api::start().await;
@@ -121,18 +135,7 @@ async fn an_upgrade_mid_period_is_prorated_exactly_charged_to_the_card_and_price
 
     // Subscribing saves the card, makes the subscription at Stripe, and charges the rest
     // of this period on the tier the workspace was on unpaid.
-    let subscribed = subscribe(
-        &api,
-        &ws,
-        "alice",
-        json!({ "payment_method": common::card("4242424242424242").await }),
-    )
-    .await;
-    assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
-    let subscription_id = subscribed.body["subscription_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let subscription_id = subscribed(&api, &ws).await;
     let at_stripe = common::stripe_get(&format!("/v1/subscriptions/{subscription_id}")).await;
     assert_eq!(at_stripe["plan"]["id"], "kassa-pro-monthly", "{at_stripe}");
     assert_eq!(at_stripe["metadata"]["workspace_id"], ws.as_str());
@@ -323,15 +326,8 @@ async fn a_downgrade_waits_for_the_period_end_can_be_called_off_and_the_renewal_
     let (ws, signup) = api.workspace("alice", "enterprise").await;
     assert_eq!(signup, 110_000);
     // Paid from the start: subscribing calls off billing setup's move to free.
-    let subscribed = subscribe(
-        &api,
-        &ws,
-        "alice",
-        json!({ "payment_method": common::card("4242424242424242").await }),
-    )
-    .await;
-    assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
-    assert_eq!(subscribed.body["scheduled_tier"], Value::Null);
+    subscribed(&api, &ws).await;
+    assert_eq!(workspace(&api, &ws).await["scheduled_tier"], Value::Null);
 
     common::advance_to(
         &api,
@@ -568,18 +564,7 @@ async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
         )
         .await;
     assert_eq!(added.status, 201, "{:?}", added.body);
-    let subscribed = subscribe(
-        &api,
-        &ws,
-        "alice",
-        json!({ "payment_method": common::card("4242424242424242").await }),
-    )
-    .await;
-    assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
-    let subscription_id = subscribed.body["subscription_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let subscription_id = subscribed(&api, &ws).await;
     // The rest of August on pro, paid at once: 49.00 × (31 days − 6 h) / 31 days.
     let [sub_event] = recorded_events(&api, &ws, "Workspace", "workspace.subscribed")
         .await

@@ -13,11 +13,10 @@ use kassa_domain::identity::Actor;
 use kassa_domain::workspace::{Workspace, WorkspaceCommand, WorkspaceError};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
-use kassa_runtime::sweep::{sweep, Fate, Sweep};
+use kassa_runtime::sweep::{sweep_day, Fate, Sweep};
 use kassa_runtime::{Config, Function, ScheduledFunction, SdkConfig};
 use kassa_store::{Agenda, Entry, EventStore, Metadata, Refusal, StoreError};
 use std::sync::Arc;
-use time::macros::format_description;
 use uuid::Uuid;
 
 pub const NAME: &str = "end-trials";
@@ -45,14 +44,8 @@ impl ScheduledFunction for EndTrials {
     type Run = Sweep;
 
     async fn handle(&self, _schedule: EventBridgeEvent) -> Result<Sweep, EffectError> {
-        let today = self
-            .kernel
-            .clock()
-            .now()
-            .date()
-            .format(format_description!("[year]-[month]-[day]"))?;
         let correlation = Uuid::now_v7();
-        sweep(&self.agenda, &today, "trial", |entry| {
+        sweep_day(&self.agenda, self.kernel.clock().now(), "trial", |entry| {
             self.step(entry, correlation)
         })
         .await

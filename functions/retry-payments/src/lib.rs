@@ -14,11 +14,10 @@ use kassa_payments::dues;
 use kassa_payments::stripe::StripeGateway;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
-use kassa_runtime::sweep::{sweep, Fate, Sweep};
+use kassa_runtime::sweep::{sweep_day, Fate, Sweep};
 use kassa_runtime::{Config, Function, ScheduledFunction, SdkConfig};
 use kassa_store::{Agenda, Entry, EventStore, Metadata, Refusal, StoreError};
 use std::sync::Arc;
-use time::macros::format_description;
 use uuid::Uuid;
 
 pub const NAME: &str = "retry-payments";
@@ -48,16 +47,13 @@ impl ScheduledFunction for RetryPayments {
     type Run = Sweep;
 
     async fn handle(&self, _schedule: EventBridgeEvent) -> Result<Sweep, EffectError> {
-        let today = self
-            .kernel
-            .clock()
-            .now()
-            .date()
-            .format(format_description!("[year]-[month]-[day]"))?;
         let correlation = Uuid::now_v7();
-        sweep(&self.agenda, &today, "payment retry", |entry| {
-            self.retry(entry, correlation)
-        })
+        sweep_day(
+            &self.agenda,
+            self.kernel.clock().now(),
+            "payment retry",
+            |entry| self.retry(entry, correlation),
+        )
         .await
     }
 }

@@ -47,6 +47,23 @@ impl Due for DueRenewal {
 
 /// Handles every entry of `agenda` due by `when` with `handle`. `what` names the entries
 /// in logs ("renewal", "expiry").
+/// As [`sweep`], for an agenda keyed by day (`YYYY-MM-DD`): what is due by `now`'s day.
+pub async fn sweep_day<F, Fut>(
+    agenda: &Agenda,
+    now: time::OffsetDateTime,
+    what: &str,
+    handle: F,
+) -> Result<Sweep, EffectError>
+where
+    F: FnMut(Entry) -> Fut,
+    Fut: Future<Output = Result<Fate, EffectError>>,
+{
+    let day = now
+        .date()
+        .format(time::macros::format_description!("[year]-[month]-[day]"))?;
+    sweep(agenda, &day, what, handle).await
+}
+
 pub async fn sweep<F, Fut>(
     agenda: &Agenda,
     when: &str,
