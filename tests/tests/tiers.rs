@@ -543,6 +543,47 @@ async fn only_the_owner_changes_the_tier_or_subscribes_and_bad_requests_change_n
         (t.body["items"].as_array()?.len() == 1).then_some(())
     })
     .await;
+    // The card collected the Stripe way: a SetupIntent for the owner, confirmed in the
+    // browser (here at localstripe, as Stripe.js's confirmCardSetup would), then saved by
+    // subscribing.
+    let setup = |user: &'static str| {
+        let api = &api;
+        let ws = ws.clone();
+        async move {
+            api.call(
+                "POST",
+                format!("/workspaces/{ws}/setup-intent"),
+                Some(user),
+                None,
+            )
+            .await
+        }
+    };
+    assert_eq!(setup("bob").await.status, 403);
+    assert_eq!(setup("mallory").await.status, 404);
+    let intent = setup("alice").await;
+    assert_eq!(intent.status, 201, "{:?}", intent.body);
+    let seti = intent.body["setup_intent"].as_str().unwrap().to_owned();
+    let secret = intent.body["client_secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with(&seti), "{secret}");
+    let card = common::card("4242424242424242").await;
+    let confirmed = common::stripe_post(
+        &format!("/v1/setup_intents/{seti}/confirm"),
+        &[
+            ("payment_method", card.as_str()),
+            ("client_secret", secret.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(confirmed["status"], "succeeded", "{confirmed}");
+    let subscribed = subscribe(
+        &api,
+        &ws,
+        "alice",
+        json!({ "payment_method": confirmed["payment_method"], "tier": "pro" }),
+    )
+    .await;
+    assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
 }
 
 #[tokio::test]

@@ -265,6 +265,21 @@ impl Workspaces {
                 };
                 self.change(&request, id, command, actor, 201).await
             }
+            "POST /workspaces/{workspaceId}/setup-intent" => {
+                let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
+                let subscriptions = self.subscriptions.as_ref().ok_or_else(unavailable)?;
+                let (head, ws) = access::load_admitted(self.kernel.store(), id, &actor).await?;
+                let intent = subscriptions
+                    .setup_intent(&ws, head.version, &actor)
+                    .await?;
+                Ok(json(
+                    201,
+                    &serde_json::json!({
+                        "setup_intent": intent.id,
+                        "client_secret": intent.client_secret,
+                    }),
+                ))
+            }
             "PUT /workspaces/{workspaceId}/payment-method" => {
                 let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;
                 let body: PaymentMethodBody = json_body(&request)?;

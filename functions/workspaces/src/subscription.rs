@@ -146,6 +146,25 @@ impl Subscriptions {
 }
 
 impl Subscriptions {
+    /// A SetupIntent whose confirmation in the owner's browser collects the card that
+    /// subscribing or `PUT .../payment-method` then saves; keyed by the workspace as read,
+    /// so a retried request answers the same one.
+    pub async fn setup_intent(
+        &self,
+        ws: &Workspace,
+        version: u64,
+        actor: &Actor,
+    ) -> Result<kassa_payments::gateway::SetupIntent, Problem> {
+        workspace::may_manage_billing(ws, actor).map_err(crate::refusal)?;
+        self.gateway
+            .create_setup_intent(
+                &BTreeMap::from([(WORKSPACE_KEY.to_owned(), ws.id.to_string())]),
+                &format!("workspace-{}-v{version}-setup", ws.id),
+            )
+            .await
+            .map_err(provider_problem)
+    }
+
     /// Saves the owner's new card on the workspace's customer.
     pub async fn save_card(
         &self,

@@ -638,10 +638,7 @@ pub fn decide(
             }])
         }
         (Some(ws), WorkspaceCommand::ChangeTier { tier, at }) => {
-            owner_only(ws, actor).map_err(|e| match e {
-                WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
-                e => e,
-            })?;
+            may_manage_billing(ws, actor)?;
             if let Some(trial) = &ws.trial {
                 return Err(WorkspaceError::TrialRunning(trial.tier));
             }
@@ -656,10 +653,7 @@ pub fn decide(
                 at,
             },
         ) => {
-            owner_only(ws, actor).map_err(|e| match e {
-                WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
-                e => e,
-            })?;
+            may_manage_billing(ws, actor)?;
             start_trial(ws, code, tier, days, at)
         }
         (Some(ws), WorkspaceCommand::RemindTrial { at }) => Ok(remind_trial(ws, at)),
@@ -733,10 +727,7 @@ pub fn decide(
             at,
         )),
         (Some(ws), WorkspaceCommand::CancelNow { at }) => {
-            owner_only(ws, actor).map_err(|e| match e {
-                WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
-                e => e,
-            })?;
+            may_manage_billing(ws, actor)?;
             if let Some(trial) = &ws.trial {
                 return Err(WorkspaceError::TrialRunning(trial.tier));
             }
@@ -756,10 +747,7 @@ pub fn decide(
             }])
         }
         (Some(ws), WorkspaceCommand::ChangePaymentMethod { payment_method }) => {
-            owner_only(ws, actor).map_err(|e| match e {
-                WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
-                e => e,
-            })?;
+            may_manage_billing(ws, actor)?;
             match &ws.billing {
                 None => Err(WorkspaceError::NoSubscription),
                 Some(b) if b.payment_method == payment_method => Ok(vec![]),
@@ -779,10 +767,7 @@ pub fn decide(
             })
             .collect()),
         (Some(ws), WorkspaceCommand::CancelScheduledTier) => {
-            owner_only(ws, actor).map_err(|e| match e {
-                WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
-                e => e,
-            })?;
+            may_manage_billing(ws, actor)?;
             let scheduled = ws
                 .scheduled
                 .clone()
@@ -920,10 +905,7 @@ fn record_charge(
 
 /// Whether `actor` may subscribe `ws` to `tier`: checked before the provider is asked.
 pub fn may_subscribe(ws: &Workspace, tier: TierId, actor: &Actor) -> Result<(), WorkspaceError> {
-    owner_only(ws, actor).map_err(|e| match e {
-        WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
-        e => e,
-    })?;
+    may_manage_billing(ws, actor)?;
     if ws.billing.is_some() {
         return Err(WorkspaceError::AlreadySubscribed);
     }
@@ -1228,6 +1210,15 @@ fn plausible_email(email: &str) -> bool {
         && !domain.contains('@')
         && email.len() <= 254
         && !email.chars().any(char::is_whitespace)
+}
+
+/// Whether `actor` may change what `ws` pays (its tier, subscription, card, trial): its
+/// owner or an operator; a collaborator is told it is the owner's (`owner_only`).
+pub fn may_manage_billing(ws: &Workspace, actor: &Actor) -> Result<(), WorkspaceError> {
+    owner_only(ws, actor).map_err(|e| match e {
+        WorkspaceError::OwnerOnly => WorkspaceError::OwnerOnlyTier,
+        e => e,
+    })
 }
 
 fn owner_only(ws: &Workspace, actor: &Actor) -> Result<(), WorkspaceError> {

@@ -20,6 +20,14 @@ pub struct PaymentIntent {
     pub currency: String,
 }
 
+/// A SetupIntent: what the payer's browser confirms (Stripe.js `confirmCardSetup`) to
+/// collect a card for later charges off session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupIntent {
+    pub id: String,
+    pub client_secret: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refund {
     /// The provider's refund id (`re_...`): the one name kassa books a refund under.
@@ -181,6 +189,13 @@ pub trait PaymentGateway: Send + Sync {
         id: &str,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<Subscription, GatewayError>> + Send;
+
+    /// A SetupIntent for a card to be charged off session later.
+    fn create_setup_intent(
+        &self,
+        metadata: &BTreeMap<String, String>,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<SetupIntent, GatewayError>> + Send;
 
     /// Pays an open invoice now with the customer's default payment method: the payment
     /// intent that paid it (an invoice paid already answers the one that did), or the

@@ -3,12 +3,13 @@
 
 use crate::gateway::{
     Customer, GatewayError, IntentRequest, PaymentGateway, PaymentIntent, Refund, SavedCardCharge,
-    Subscription, SubscriptionRequest,
+    SetupIntent, Subscription, SubscriptionRequest,
 };
 use crate::stripe_event::subscription_from_value;
 use kassa_domain::money::Money;
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Clone)]
@@ -540,6 +541,29 @@ impl PaymentGateway for StripeGateway {
                 }
             }
             Err(other) => Err(other),
+        }
+    }
+
+    async fn create_setup_intent(
+        &self,
+        metadata: &BTreeMap<String, String>,
+        idempotency_key: &str,
+    ) -> Result<SetupIntent, GatewayError> {
+        let mut form = vec![("usage".to_owned(), "off_session".to_owned())];
+        for (k, v) in metadata {
+            form.push((format!("metadata[{k}]"), v.clone()));
+        }
+        let body: Value = self
+            .post("/v1/setup_intents", &form, idempotency_key)
+            .await?;
+        match (body["id"].as_str(), body["client_secret"].as_str()) {
+            (Some(id), Some(secret)) => Ok(SetupIntent {
+                id: id.to_owned(),
+                client_secret: secret.to_owned(),
+            }),
+            _ => Err(unexpected(format!(
+                "a setup intent without id or secret: {body}"
+            ))),
         }
     }
 
