@@ -176,18 +176,72 @@ async fn a_promo_code_grants_a_trial_once_reminds_before_its_end_and_reverts_or_
         (b["tier"].as_str(), &b["trial"]),
         (Some("pro"), &Value::Null)
     );
-    let transactions = api
-        .get(format!("/workspaces/{paid}/credits/transactions"), "bob")
-        .await
-        .body;
-    let moves: Vec<i64> = transactions["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["kind"] == "tier_change")
-        .map(|t| t["credits"].as_i64().unwrap())
-        .collect();
+    // The history trails the wallet by the relay's lag.
+    let moves: Vec<i64> = eventually("both credit moves in the history", || async {
+        let transactions = api
+            .get(format!("/workspaces/{paid}/credits/transactions"), "bob")
+            .await
+            .body;
+        let moves: Vec<i64> = transactions["items"]
+            .as_array()?
+            .iter()
+            .filter(|t| t["kind"] == "tier_change")
+            .filter_map(|t| t["credits"].as_i64())
+            .collect();
+        (moves.len() >= 2).then_some(moves)
+    })
+    .await;
     // Bob signed up on 5 March: the trial's 2,903, then at its end the rest of his period
     // (15 March to 5 April) on pro, 9,000 × 21/31 = 6,096.7… → 6,096.
     assert_eq!(moves, [2_903, 6_096]);
+}
+
+#[tokio::test]
+async fn a_trial_still_running_at_the_renewal_ends_there_before_the_period_closes() {
+    let api = Api::start().await;
+    let year = api.stack.clock.now().year() + 1;
+    let day = |m: Month, d: u8| Date::from_calendar_date(year, m, d).unwrap();
+    common::advance_to(&api, day(Month::April, 1), time::macros::time!(00:01));
+    let created = create_promotion(
+        &api,
+        json!({
+            "code": "late-end", "tier": "enterprise", "days": 30,
+            "valid_until": format!("{year}-05-01T00:00:00Z"), "max_uses": 1,
+        }),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let (ws, signup) = api.workspace("alice", "free").await;
+    let started = apply(&api, &ws, "alice", "late-end").await;
+    assert_eq!(started.status, 200, "{:?}", started.body);
+    // 30 days asked in a 30-day period: cut to the day before its end.
+    assert_eq!(started.body["trial"]["ends_on"], format!("{year}-04-30"));
+
+    // end-trials never ran; the renewal on 1 May ends the trial first, so the period closes
+    // on free (whose rollover cap is 0) and the next one is free's.
+    common::advance_to(&api, day(Month::May, 1), time::macros::time!(06:00));
+    let run = api.stack.fire("RenewCreditsFunction").await.unwrap();
+    assert_eq!(
+        (run["done"].as_u64(), run["failed"].as_u64()),
+        (Some(1), Some(0)),
+        "{run}"
+    );
+    let w = api.get(format!("/workspaces/{ws}"), "alice").await.body;
+    assert_eq!(
+        (w["tier"].as_str(), &w["trial"]),
+        (Some("free"), &Value::Null)
+    );
+    let wallet = balance(&api, &ws).await;
+    assert_eq!(
+        (wallet["tier"].as_str(), wallet["balance"].as_i64()),
+        (Some("free"), Some(1_000))
+    );
+    assert!(signup > 0);
+    // The schedule's own end, later, finds nothing left to do.
+    let run = api.stack.fire("EndTrialsFunction").await.unwrap();
+    assert_eq!(
+        (run["done"].as_u64(), run["failed"].as_u64()),
+        (Some(0), Some(0)),
+        "{run}"
+    );
 }

@@ -14,7 +14,7 @@ use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::aggregate::ByActor;
 use kassa_domain::credits::{self, CreditCommand, Wallet};
 use kassa_domain::identity::Actor;
-use kassa_domain::workspace::{Workspace, WorkspaceCommand};
+use kassa_domain::workspace::{Workspace, WorkspaceCommand, WorkspaceError};
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::sweep::{work_through, Fate, Sweep};
@@ -101,17 +101,29 @@ impl RenewCredits {
                             return Ok(());
                         }
                         if ws.state.is_some() {
-                            let apply = ByActor {
-                                command: WorkspaceCommand::ApplyScheduledTier { at: tx.now() },
+                            let system = |command| ByActor {
+                                command,
                                 actor: Actor::system(NAME),
                             };
-                            let applied = tx.decide(&mut ws, apply).map_err(|f| match f {
+                            let corrupt = |f: Fail<WorkspaceError>| match f {
                                 Fail::Refused(e) => Fail::Store(StoreError::Corrupt(format!(
                                     "workspace {}: {e}",
                                     renewal.workspace_id
                                 ))),
                                 Fail::Store(e) => Fail::Store(e),
-                            })?;
+                            };
+                            // A trial end-trials has not ended yet (it ends the day before
+                            // the period's end at the latest) ends here first, so the period
+                            // closes on the tier before it and its credits go back.
+                            let end = system(WorkspaceCommand::EndTrial { at: tx.now() });
+                            let ended = tx.decide(&mut ws, end).map_err(corrupt)?;
+                            if let Some(retier) = kassa_commerce::wallet::retier(ws.version, &ended)
+                            {
+                                kassa_commerce::wallet::stage(tx, &mut wallet, retier).await?;
+                            }
+                            let apply =
+                                system(WorkspaceCommand::ApplyScheduledTier { at: tx.now() });
+                            let applied = tx.decide(&mut ws, apply).map_err(corrupt)?;
                             if let Some(CreditCommand::Retier {
                                 change_id, tier, ..
                             }) = kassa_commerce::wallet::retier(ws.version, &applied)
