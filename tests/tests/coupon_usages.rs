@@ -3,12 +3,14 @@
 //! ends with its use redeemed and counted once, whether `order.expired` or
 //! `order.completed` is handled first, and redeliveries change nothing. The fraud rules
 //! (velocity, one card behind many accounts) flag a coupon once and mail its owner once.
-//! The test hands the function the events itself, as SQS may deliver them.
+//! A coupon use taken by an apply that never settled it goes back once, when
+//! reclaim-coupon-uses judges it; a settled one stays.
+//! The tests hand the functions the events themselves, as SQS may deliver them.
 
 mod common;
 
 use kassa_commerce::clock::SystemClock;
-use kassa_commerce::coupon_ledger::CouponLedger;
+use kassa_commerce::coupon_ledger::{self, CouponLedger, Took};
 use kassa_commerce::{Fail, Kernel};
 use kassa_domain::coupon::{Coupon, CouponStatus, Scope, Stacking, Terms};
 use kassa_domain::coupon_code::CouponCode;
@@ -119,9 +121,13 @@ impl World {
             }),
         )
         .await;
+        // As apply-coupon does: one use taken by a step, then locked in the commit that
+        // settles it.
+        let metadata = Metadata::origin(Uuid::now_v7(), buyer);
+        let take_id = self.take(coupon, order_id, buyer).await;
         let ledger = &self.ledger;
         self.kernel
-            .run(Metadata::origin(Uuid::now_v7(), buyer), |tx| {
+            .run(metadata, |tx| {
                 Box::pin(async move {
                     let mut order = tx.load::<Order>(&order_id).await?;
                     tx.decide(
@@ -146,13 +152,46 @@ impl World {
                         },
                     )
                     .map_err(|f| f.map(|e| e.to_string()))?;
-                    ledger.lock(tx.commit(), coupon, buyer)?;
+                    ledger.lock_user(tx.commit(), coupon, buyer)?;
+                    ledger.settle(tx.commit(), coupon.coupon_id, take_id)?;
                     Ok(())
                 })
             })
             .await
             .unwrap();
         order_id
+    }
+
+    /// Takes one use of `coupon` for `order_id` as apply-coupon's step does, opening the
+    /// coupon's use counter first if its creation was not committed.
+    async fn take(&self, coupon: &Coupon, order_id: Uuid, buyer: &str) -> Uuid {
+        let stream = coupon_ledger::uses_stream(coupon.coupon_id);
+        if self.iso.store.load(&stream).await.unwrap().is_none() {
+            let (ledger, id) = (&self.ledger, coupon.coupon_id);
+            self.kernel
+                .run(Metadata::origin(Uuid::now_v7(), "root"), |tx| {
+                    Box::pin(async move {
+                        ledger.open_uses(tx.commit(), id)?;
+                        Ok::<_, Fail<std::convert::Infallible>>(())
+                    })
+                })
+                .await
+                .unwrap();
+        }
+        match coupon_ledger::take(
+            &self.iso.store,
+            coupon,
+            order_id,
+            &UserId::new(buyer),
+            &Metadata::origin(Uuid::now_v7(), buyer),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap()
+        {
+            Took::Taken { take_id, .. } => take_id,
+            Took::Exhausted => panic!("the coupon has uses left"),
+        }
     }
 
     /// The coupons' owner `root`, an admin registered with an address to mail.
@@ -181,6 +220,7 @@ impl World {
     /// `coupon` created and activated by `root`, as the coupons function commits it.
     async fn create(&self, coupon: &Coupon) {
         let (id, code, terms) = (coupon.coupon_id, &coupon.code, &coupon.terms);
+        let ledger = &self.ledger;
         self.kernel
             .run(Metadata::origin(Uuid::now_v7(), "root"), |tx| {
                 Box::pin(async move {
@@ -201,6 +241,7 @@ impl World {
                             by: kassa_domain::identity::Actor::admin("root"),
                         },
                     )?;
+                    ledger.open_uses(tx.commit(), id)?;
                     Ok(())
                 })
             })
@@ -263,7 +304,12 @@ impl World {
             .state
             .unwrap();
         let status = usages.usages.get(&coupon.coupon_id).map(|u| u.status);
-        (status, self.ledger.uses(coupon.coupon_id).await.unwrap())
+        (
+            status,
+            coupon_ledger::uses(&self.iso.store, coupon.coupon_id)
+                .await
+                .unwrap(),
+        )
     }
 }
 
@@ -366,6 +412,76 @@ async fn a_late_payment_ends_with_the_use_redeemed_once_in_either_order_and_on_r
         world.status(order, &fourth).await,
         (Some(UsageStatus::Released), 0)
     );
+}
+
+#[tokio::test]
+async fn a_use_no_apply_settled_is_given_back_once_and_a_settled_one_is_left() {
+    let world = World::new().await;
+    let reclaim = world.iso.function("ReclaimCouponUsesFunction").await;
+    let mut five = coupon();
+    five.terms.max_uses = 5;
+    five.terms.max_uses_per_user = 5;
+    // Settled: taken and locked, as an apply that went through.
+    let locked = world.order_with(&five).await;
+    // Abandoned: taken for an order by an apply that stopped there (a timeout, a crash).
+    let abandoned = Uuid::now_v7();
+    world.take(&five, abandoned, BUYER).await;
+    let stream = coupon_ledger::uses_stream(five.coupon_id);
+    let uses = || async {
+        coupon_ledger::uses(&world.iso.store, five.coupon_id)
+            .await
+            .unwrap()
+    };
+    assert_eq!(uses().await, 2);
+    let taken: Vec<RecordedEvent> = world
+        .iso
+        .events(&stream)
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "coupon.use_taken")
+        .collect();
+    assert_eq!(taken.len(), 2, "{taken:?}");
+
+    // Straight from the step, before apply-coupon's invocation could be judged over:
+    // both come back for later, and nothing moves.
+    let young: Vec<&_> = taken.iter().collect();
+    assert_eq!(world.iso.deliver(&reclaim, &young).await.len(), 2);
+    assert_eq!(uses().await, 2);
+
+    // As the queue delivers them, two minutes on; then again, as if each handling were
+    // lost after its commit.
+    let aged: Vec<RecordedEvent> = taken
+        .iter()
+        .cloned()
+        .map(|mut e| {
+            e.time -= time::Duration::minutes(2);
+            e
+        })
+        .collect();
+    let aged: Vec<&_> = aged.iter().collect();
+    assert!(world.iso.deliver(&reclaim, &aged).await.is_empty());
+    assert_eq!(uses().await, 1);
+    for event in &aged {
+        world.iso.forget("reclaim-coupon-uses", event).await;
+    }
+    assert!(world.iso.deliver(&reclaim, &aged).await.is_empty());
+    assert_eq!(uses().await, 1);
+    assert_eq!(
+        world.status(locked, &five).await,
+        (Some(UsageStatus::Locked), 1)
+    );
+
+    let returned: Vec<RecordedEvent> = world
+        .iso
+        .events(&stream)
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "coupon.use_returned")
+        .collect();
+    assert_eq!(returned.len(), 1, "{returned:?}");
+    assert_eq!(returned[0].payload["reason"], "abandoned");
+    assert_eq!(returned[0].payload["order_id"], abandoned.to_string());
+    assert_eq!(returned[0].payload["uses_after"], 1);
 }
 
 #[tokio::test]

@@ -2,8 +2,9 @@
 //! repriced, in one commit; or the refusal recorded and answered alike for every reason.
 
 use crate::{not_applicable, order_not_found, ApplyCoupon, Pricing};
-use kassa_commerce::coupon_ledger::{COUPON_LIMIT, USER_LIMIT};
+use kassa_commerce::coupon_ledger::{self, Took};
 use kassa_commerce::{Fail, Tx};
+use kassa_domain::aggregate::Aggregate;
 use kassa_domain::coupon::{Coupon, OrderFacts};
 use kassa_domain::coupon_code::CouponCode;
 use kassa_domain::coupon_usage::{
@@ -112,23 +113,86 @@ impl ApplyCoupon {
             .load(&stream_of::<Coupon>(&coupon_id))
             .await
             .map_err(|e| store_problem(&e))?;
-        let first_order_only = match &coupon_head {
-            Some(head) => store
-                .state_of::<Coupon>(head.clone())
-                .await
-                .map_err(|e| store_problem(&e))?
-                .state
-                .is_some_and(|c| c.terms.first_order_only),
-            None => false,
+        let coupon = match &coupon_head {
+            Some(head) => {
+                store
+                    .state_of::<Coupon>(head.clone())
+                    .await
+                    .map_err(|e| store_problem(&e))?
+                    .state
+            }
+            None => None,
+        };
+        let Some(coupon) = coupon else {
+            return Err(self
+                .reject(
+                    request,
+                    &actor,
+                    order_id,
+                    shown,
+                    None,
+                    RejectReason::UnknownCode,
+                )
+                .await);
         };
         // Reading every earlier order of the buyer is only worth it for a coupon that asks.
-        let paid_before = first_order_only && self.paid_before(&actor, order_id).await?;
+        let paid_before =
+            coupon.terms.first_order_only && self.paid_before(&actor, order_id).await?;
+        let now = self.kernel.clock().now();
+        // Decided first on what was read, so an apply that cannot lock takes no use; the
+        // commit decides again on the order as it is then.
+        let precheck = applying(&order, &coupon, paid_before, now).and_then(|apply| {
+            <Order as Aggregate>::decide(Some(&order), apply)
+                .map_err(|e| order_refusal(e, coupon_id))
+        });
+        match precheck {
+            // On the order already: nothing to lock.
+            Ok(events) if events.is_empty() => return Ok(Pricing::of(&order)),
+            Ok(_) => {}
+            Err(refused) => {
+                return Err(self
+                    .refused(request, &actor, order_id, shown, refused)
+                    .await)
+            }
+        }
+        let metadata = Metadata::origin(request_id(request), actor.user.as_str());
+        let take_id =
+            match coupon_ledger::take(store, &coupon, order_id, &actor.user, &metadata, now)
+                .await
+                .map_err(|e| store_problem(&e))?
+            {
+                Took::Taken { take_id, .. } => take_id,
+                Took::Exhausted => {
+                    return Err(self
+                        .reject(
+                            request,
+                            &actor,
+                            order_id,
+                            shown,
+                            Some(coupon_id),
+                            RejectReason::Exhausted,
+                        )
+                        .await)
+                }
+            };
         let seeds = order_head.into_iter().chain(coupon_head).collect();
-        match self
-            .lock(request, &actor, order_id, coupon_id, paid_before, seeds)
-            .await
-        {
-            Ok(order) => {
+        let locked = self
+            .lock(
+                &metadata,
+                &actor,
+                order_id,
+                coupon_id,
+                paid_before,
+                seeds,
+                take_id,
+            )
+            .await;
+        if !matches!(locked, Ok((_, true))) {
+            self.give_back(&metadata, &actor, order_id, coupon_id, take_id, &locked)
+                .await;
+        }
+        match locked {
+            Ok((order, _)) => {
                 // Without an intent yet, payment-intents creates it from the total as
                 // stored and follows later changes itself.
                 if order.payment_intent_id.is_some() {
@@ -136,21 +200,78 @@ impl ApplyCoupon {
                 }
                 Ok(Pricing::of(&order))
             }
-            Err(Fail::Refused(Refused::Answer(problem))) => Err(problem),
-            Err(Fail::Refused(Refused::Rejected { reason, coupon_id })) => Err(self
-                .reject(request, &actor, order_id, shown, coupon_id, reason)
+            Err(Fail::Refused(refused)) => Err(self
+                .refused(request, &actor, order_id, shown, refused)
                 .await),
-            Err(Fail::Store(StoreError::Refused(Refusal::LimitReached(limit)))) => {
-                let reason = match limit {
-                    USER_LIMIT => RejectReason::UserLimit,
-                    COUPON_LIMIT => RejectReason::Exhausted,
-                    _ => RejectReason::Exhausted,
-                };
-                Err(self
-                    .reject(request, &actor, order_id, shown, Some(coupon_id), reason)
-                    .await)
-            }
+            Err(Fail::Store(StoreError::Refused(Refusal::LimitReached(_)))) => Err(self
+                .reject(
+                    request,
+                    &actor,
+                    order_id,
+                    shown,
+                    Some(coupon_id),
+                    RejectReason::UserLimit,
+                )
+                .await),
             Err(Fail::Store(e)) => Err(store_problem(&e)),
+        }
+    }
+
+    /// Answers a refusal: its own problem, or the code's rejection recorded.
+    async fn refused(
+        &self,
+        request: &Request,
+        actor: &Actor,
+        order_id: Uuid,
+        shown: String,
+        refused: Refused,
+    ) -> Problem {
+        match refused {
+            Refused::Answer(problem) => problem,
+            Refused::Rejected { reason, coupon_id } => {
+                self.reject(request, actor, order_id, shown, coupon_id, reason)
+                    .await
+            }
+        }
+    }
+
+    /// Gives back, once, the use taken as `take_id` that the lock did not settle. Should
+    /// this fail too, the use stays taken until reclaim-coupon-uses gives it back.
+    async fn give_back<T>(
+        &self,
+        metadata: &Metadata,
+        actor: &Actor,
+        order_id: Uuid,
+        coupon_id: Uuid,
+        take_id: Uuid,
+        locked: &Result<T, Fail<Refused>>,
+    ) {
+        let reason = match locked {
+            Ok(_) => "already_applied",
+            Err(Fail::Refused(_)) => "not_applicable",
+            Err(Fail::Store(StoreError::Refused(Refusal::LimitReached(_)))) => "user_limit",
+            Err(Fail::Store(_)) => "lock_failed",
+        };
+        let ledger = &self.ledger;
+        let user = actor.user.as_str();
+        let given = self
+            .kernel
+            .run(metadata.clone(), |tx: &mut Tx<'_>| {
+                Box::pin(async move {
+                    ledger.settle(tx.commit(), coupon_id, take_id)?;
+                    ledger.give_back(tx.commit(), coupon_id, order_id, user, reason)?;
+                    Ok::<_, Fail<std::convert::Infallible>>(())
+                })
+            })
+            .await;
+        match given {
+            Ok(_) => {}
+            // The lock committed after all (its answer was lost): the use is its.
+            Err(Fail::Store(StoreError::Refused(Refusal::AlreadyApplied))) => {}
+            Err(Fail::Store(e)) => {
+                tracing::warn!(%coupon_id, %take_id, error = %e, "a taken use was not given back; reclaim-coupon-uses will");
+            }
+            Err(Fail::Refused(never)) => match never {},
         }
     }
 
@@ -198,104 +319,84 @@ impl ApplyCoupon {
         Ok(false)
     }
 
+    /// Locks the use taken as `take_id` and reprices the order, in one commit that
+    /// settles the take; answers the order and whether it did (not when the coupon was on
+    /// the order already).
+    #[allow(clippy::too_many_arguments)]
     async fn lock(
         &self,
-        request: &Request,
+        metadata: &Metadata,
         actor: &Actor,
         order_id: Uuid,
         coupon_id: Uuid,
         paid_before: bool,
         seeds: Vec<kassa_store::Head>,
-    ) -> Result<Order, Fail<Refused>> {
+        take_id: Uuid,
+    ) -> Result<(Order, bool), Fail<Refused>> {
         let ledger = &self.ledger;
         let done = self
             .kernel
-            .run_seeded(
-                Metadata::origin(request_id(request), actor.user.as_str()),
-                seeds,
-                |tx: &mut Tx<'_>| {
-                    Box::pin(async move {
-                        let mut order = tx.load::<Order>(&order_id).await?;
-                        let current = order
-                            .state
-                            .clone()
-                            .filter(|o| o.user_id == actor.user)
-                            .ok_or_else(|| Fail::Refused(order_not_found(order_id).into()))?;
-                        let coupon = tx.load::<Coupon>(&coupon_id).await?;
-                        let Some(coupon) = coupon.state else {
-                            return Err(Fail::Refused(Refused::Rejected {
-                                reason: RejectReason::UnknownCode,
-                                coupon_id: None,
-                            }));
-                        };
-                        let rejected = |reason: RejectReason| {
-                            Fail::Refused(Refused::Rejected {
-                                reason,
-                                coupon_id: Some(coupon_id),
-                            })
-                        };
-                        coupon
-                            .eligible(&facts(&current, paid_before), tx.now())
-                            .map_err(|why| rejected(why.into()))?;
-                        let apply = OrderCommand::ApplyCoupon {
-                            coupon_id,
-                            code: coupon.code.to_string(),
-                            discount: coupon.terms.discount,
-                            stacking: coupon.terms.stacking,
-                        };
-                        let applied = tx.decide(&mut order, apply).map_err(|f| match f {
-                            Fail::Refused(OrderError::NotStackable) => {
-                                rejected(RejectReason::NotStackable)
-                            }
-                            Fail::Refused(OrderError::NotOpen(status)) => {
-                                Fail::Refused(not_open(status).into())
-                            }
-                            Fail::Refused(e) => {
-                                Fail::Refused(Problem::new(422, e.code(), e.to_string()).into())
-                            }
-                            Fail::Store(e) => Fail::Store(e),
-                        })?;
-                        if applied.is_empty() {
-                            // On the order already: nothing more to lock.
-                            return Ok(current);
-                        }
-                        let repriced = order.state.clone().ok_or_else(|| {
-                            Fail::Store(StoreError::Corrupt(format!("order {order_id} vanished")))
-                        })?;
-                        if repriced.owes_nothing() {
-                            settle_free(tx, &mut order, &repriced).await?;
-                        }
-                        let taken = repriced
-                            .coupons
-                            .iter()
-                            .find(|c| c.coupon_id == coupon_id)
-                            .map(|c| c.taken)
-                            .unwrap_or(repriced.total);
-                        let mut usages = tx.load::<OrderCoupons>(&order_id).await?;
-                        let lock = UsageCommand::Lock {
-                            order_id,
-                            user_id: actor.user.clone(),
-                            coupon_id,
-                            code: coupon.code.to_string(),
-                            discount: taken,
-                        };
-                        tx.decide(&mut usages, lock).map_err(|f| match f {
-                            Fail::Refused(UsageError::Released) => {
-                                rejected(RejectReason::ReleasedBefore)
-                            }
-                            Fail::Refused(UsageError::Mismatch) => {
-                                Fail::Store(StoreError::Corrupt(format!(
-                                    "the coupon usages of order {order_id} are another's"
-                                )))
-                            }
-                            Fail::Store(e) => Fail::Store(e),
-                        })?;
-                        ledger.lock(tx.commit(), &coupon, actor.user.as_str())?;
-                        ledger.audit(tx.commit())?;
-                        Ok(order.state.unwrap_or(repriced))
-                    })
-                },
-            )
+            .run_seeded(metadata.clone(), seeds, |tx: &mut Tx<'_>| {
+                Box::pin(async move {
+                    let mut order = tx.load::<Order>(&order_id).await?;
+                    let current = order
+                        .state
+                        .clone()
+                        .filter(|o| o.user_id == actor.user)
+                        .ok_or_else(|| Fail::Refused(order_not_found(order_id).into()))?;
+                    let coupon = tx.load::<Coupon>(&coupon_id).await?;
+                    let Some(coupon) = coupon.state else {
+                        return Err(Fail::Refused(Refused::Rejected {
+                            reason: RejectReason::UnknownCode,
+                            coupon_id: None,
+                        }));
+                    };
+                    let apply = applying(&current, &coupon, paid_before, tx.now())
+                        .map_err(Fail::Refused)?;
+                    let applied = tx.decide(&mut order, apply).map_err(|f| match f {
+                        Fail::Refused(e) => Fail::Refused(order_refusal(e, coupon_id)),
+                        Fail::Store(e) => Fail::Store(e),
+                    })?;
+                    if applied.is_empty() {
+                        // On the order already: nothing more to lock.
+                        return Ok((current, false));
+                    }
+                    let repriced = order.state.clone().ok_or_else(|| {
+                        Fail::Store(StoreError::Corrupt(format!("order {order_id} vanished")))
+                    })?;
+                    if repriced.owes_nothing() {
+                        settle_free(tx, &mut order, &repriced).await?;
+                    }
+                    let taken = repriced
+                        .coupons
+                        .iter()
+                        .find(|c| c.coupon_id == coupon_id)
+                        .map(|c| c.taken)
+                        .unwrap_or(repriced.total);
+                    let mut usages = tx.load::<OrderCoupons>(&order_id).await?;
+                    let lock = UsageCommand::Lock {
+                        order_id,
+                        user_id: actor.user.clone(),
+                        coupon_id,
+                        code: coupon.code.to_string(),
+                        discount: taken,
+                    };
+                    tx.decide(&mut usages, lock).map_err(|f| match f {
+                        Fail::Refused(UsageError::Released) => Fail::Refused(Refused::Rejected {
+                            reason: RejectReason::ReleasedBefore,
+                            coupon_id: Some(coupon_id),
+                        }),
+                        Fail::Refused(UsageError::Mismatch) => Fail::Store(StoreError::Corrupt(
+                            format!("the coupon usages of order {order_id} are another's"),
+                        )),
+                        Fail::Store(e) => Fail::Store(e),
+                    })?;
+                    ledger.lock_user(tx.commit(), &coupon, actor.user.as_str())?;
+                    ledger.settle(tx.commit(), coupon_id, take_id)?;
+                    ledger.audit(tx.commit())?;
+                    Ok((order.state.unwrap_or(repriced), true))
+                })
+            })
             .await?;
         Ok(done.value)
     }
@@ -377,6 +478,39 @@ async fn settle_free(
     tx.decide(order, complete)
         .map_err(|f| f.map(|e| Refused::Answer(Problem::new(409, e.code(), e.to_string()))))?;
     Ok(())
+}
+
+/// The order command applying `coupon`, once the coupon is eligible for the order.
+fn applying(
+    order: &Order,
+    coupon: &Coupon,
+    paid_before: bool,
+    now: time::OffsetDateTime,
+) -> Result<OrderCommand, Refused> {
+    coupon
+        .eligible(&facts(order, paid_before), now)
+        .map_err(|why| Refused::Rejected {
+            reason: why.into(),
+            coupon_id: Some(coupon.coupon_id),
+        })?;
+    Ok(OrderCommand::ApplyCoupon {
+        coupon_id: coupon.coupon_id,
+        code: coupon.code.to_string(),
+        discount: coupon.terms.discount,
+        stacking: coupon.terms.stacking,
+    })
+}
+
+/// How the order's refusal of a coupon is answered.
+fn order_refusal(e: OrderError, coupon_id: Uuid) -> Refused {
+    match e {
+        OrderError::NotStackable => Refused::Rejected {
+            reason: RejectReason::NotStackable,
+            coupon_id: Some(coupon_id),
+        },
+        OrderError::NotOpen(status) => Refused::Answer(not_open(status)),
+        e => Refused::Answer(Problem::new(422, e.code(), e.to_string())),
+    }
 }
 
 fn not_open(status: &str) -> Problem {

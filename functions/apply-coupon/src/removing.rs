@@ -63,7 +63,13 @@ impl ApplyCoupon {
                             f.map(|e| Problem::internal(&e))
                         })?;
                         if !released.is_empty() {
-                            ledger.release(tx.commit(), coupon_id, actor.user.as_str())?;
+                            ledger.release(
+                                tx.commit(),
+                                coupon_id,
+                                order_id,
+                                actor.user.as_str(),
+                                ReleaseReason::Removed.as_str(),
+                            )?;
                         }
                         ledger.audit(tx.commit())?;
                         order.state.ok_or_else(|| {

@@ -134,14 +134,22 @@ impl CouponUsages {
                         let user = before.user_id.as_str();
                         for event in &events {
                             match event {
-                                UsageEvent::Released { coupon_id, .. } => {
-                                    ledger.release(tx.commit(), *coupon_id, user)?;
+                                UsageEvent::Released {
+                                    coupon_id, reason, ..
+                                } => {
+                                    ledger.release(
+                                        tx.commit(),
+                                        *coupon_id,
+                                        order_id,
+                                        user,
+                                        reason.as_str(),
+                                    )?;
                                 }
                                 UsageEvent::Redeemed { coupon_id, .. } => {
                                     if before.usages.get(coupon_id).map(|u| u.status)
                                         == Some(UsageStatus::Released)
                                     {
-                                        ledger.retake(tx.commit(), *coupon_id, user)?;
+                                        ledger.retake(tx.commit(), *coupon_id, order_id, user)?;
                                     }
                                     let coupon = tx.load::<Coupon>(coupon_id).await?;
                                     if let Some(rule) =

@@ -240,6 +240,7 @@ impl Coupons {
                                 .map_err(|f| f.map(refused))?;
                             }
                             ledger.claim_code(tx.commit(), code, *coupon_id)?;
+                            ledger.open_uses(tx.commit(), *coupon_id)?;
                             created.extend(coupon.state);
                         }
                         ledger.audit(tx.commit())?;

@@ -18,7 +18,7 @@ mod view;
 
 pub use view::CouponView;
 
-use kassa_commerce::coupon_ledger::CouponLedger;
+use kassa_commerce::coupon_ledger::{self, CouponLedger};
 use kassa_commerce::coupon_views::CouponViews;
 use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::coupon::{Coupon, CouponCommand, CouponError};
@@ -97,9 +97,7 @@ impl Coupons {
     async fn get(&self, request: &Request) -> Result<CouponView, Problem> {
         let actor = access::recorded(self.kernel.store(), caller(request)?).await?;
         let coupon = self.owned(request, &actor).await?;
-        let uses = self
-            .ledger
-            .uses(coupon.coupon_id)
+        let uses = coupon_ledger::uses(self.kernel.store(), coupon.coupon_id)
             .await
             .map_err(|e| store_problem(&e))?;
         Ok(CouponView::of(&coupon, uses))
@@ -196,7 +194,9 @@ impl Coupons {
                 .await
                 .map_err(failed)?;
         let coupon = done.value.ok_or_else(|| not_found(id))?;
-        let uses = self.ledger.uses(id).await.map_err(|e| store_problem(&e))?;
+        let uses = coupon_ledger::uses(self.kernel.store(), id)
+            .await
+            .map_err(|e| store_problem(&e))?;
         Ok(CouponView::of(&coupon, uses))
     }
 }

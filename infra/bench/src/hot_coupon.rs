@@ -6,9 +6,10 @@
 //! refusals, and each side's figures are checked afterwards: never a use beyond the
 //! limit, and the answers agree with the counter.
 //!
-//! An apply locks in one transaction: the coupon's and the buyer's use counts, the
-//! order's new total and the usage, each with its event and the audit entry. The coupon's
-//! count is the only item every apply writes; the rest are the order's and the buyer's.
+//! An apply takes the use with one conditional step on the coupon's use counter (the
+//! only item every apply writes), then locks it in one transaction on the order's and the
+//! buyer's items: the buyer's use count, the order's new total and the usage, each with
+//! its event, the take's settlement marker and the audit entry.
 
 use crate::api;
 use crate::flash_sale::{oversold_orders, OrderId, Run, Sale};
@@ -17,11 +18,11 @@ use anyhow::{bail, ensure, Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use kassa_apply_coupon::ApplyCoupon;
-use kassa_commerce::coupon_ledger::CouponLedger;
+use kassa_commerce::coupon_ledger;
 use kassa_commerce::SystemClock;
 use kassa_coupons::Coupons;
 use kassa_runtime::{Config, Function, HttpFunction, SdkConfig};
-use kassa_store::RecordedEvent;
+use kassa_store::{EventStore, RecordedEvent};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,7 +42,8 @@ pub struct HotCoupon<'s> {
     /// The sale's tables, and a Stripe key apply-coupon asks for at start (the bench's
     /// orders have no PaymentIntent, so Stripe is never called).
     config: Config,
-    ledger: CouponLedger,
+    /// Where the coupon's use counter is.
+    store: EventStore,
 }
 
 impl<'s> HotCoupon<'s> {
@@ -63,7 +65,7 @@ impl<'s> HotCoupon<'s> {
         Ok(Self {
             sale,
             aws: aws.clone(),
-            ledger: CouponLedger::new(Client::new(aws), &config.state_table),
+            store: EventStore::new(Client::new(aws), &config.events_table),
             config,
         })
     }
@@ -123,7 +125,7 @@ impl<'s> HotCoupon<'s> {
             );
         }
         ensure!(
-            self.ledger.uses(coupon).await? == sandboxes as u64,
+            coupon_ledger::uses(&self.store, coupon).await? == sandboxes as u64,
             "the warm-up did not leave {uses} uses"
         );
 
@@ -166,7 +168,7 @@ impl<'s> HotCoupon<'s> {
             throughput.add(mine??);
         }
         throughput.elapsed = started.elapsed();
-        let counted = self.ledger.uses(coupon).await? as i64 - sandboxes as i64;
+        let counted = coupon_ledger::uses(&self.store, coupon).await? as i64 - sandboxes as i64;
         Ok(Run {
             held: throughput.successes as i64,
             throughput,

@@ -167,6 +167,9 @@ pub fn build(id: &str, config: &Config, aws: &SdkConfig, clock: Arc<dyn Clock>) 
             sqs::<kassa_purge_workspaces::PurgeWorkspaces>(config, aws, clock)?
         }
         "EndTrialsFunction" => scheduled::<kassa_end_trials::EndTrials>(config, aws, clock)?,
+        "ReclaimCouponUsesFunction" => {
+            sqs::<kassa_reclaim_coupon_uses::ReclaimCouponUses>(config, aws, clock)?
+        }
         other => bail!("template function {other} has no handler in the local runner"),
     })
 }

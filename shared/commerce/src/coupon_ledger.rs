@@ -2,11 +2,19 @@
 //! in the commit that records the events that justify it:
 //! - the code index (`coupon-code#<CODE>` → coupon id), claimed under a condition, so a
 //!   code names one coupon per deployment;
-//! - the use counts: `coupon-uses#<coupon>` (uses in all) and `coupon-uses#<coupon>#<user>`,
-//!   each advanced by a conditional `ADD` that states its limit, so any number of applies
-//!   race and exactly as many succeed as the limit allows, and given back the same way;
+//! - the user's use counts: `coupon-uses#<coupon>#<user>`, advanced in the lock's commit
+//!   by a conditional `ADD` that states the limit, and given back the same way;
 //! - the audit: one item per coupon event (`coupon-audit#<coupon>`, sorted by time), kept
 //!   forever, so `GET /coupons/{id}/audit` reads a partition rather than replaying streams.
+//!
+//! The coupon's own use count is a hot counter in the events table instead
+//! (`CouponUses#<coupon>`, opened with the coupon): every apply of the coupon writes it,
+//! so it is taken by ONE conditional step ([`take`]) that carries `coupon.use_taken`,
+//! before and outside the lock's transaction. A transaction holding it would halve its
+//! ~1,000 writes a second on AWS, and concurrent ones would cancel each other
+//! (`TransactionConflict`). The lock's commit then settles the take under a marker
+//! ([`CouponLedger::settle`]); an apply that cannot lock gives it back under the same
+//! marker, and reclaim-coupon-uses gives back, once, a take nobody settled.
 //!
 //! And, for the fraud rules: redemptions per velocity window
 //! (`coupon-redemptions#<coupon>#<window>`), counted in the redemption's commit; the
@@ -18,23 +26,105 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, Update};
 use aws_sdk_dynamodb::Client;
 use kassa_domain::coupon::Coupon;
 use kassa_domain::coupon_code::CouponCode;
-use kassa_store::{Commit, Refusal, StoreError};
+use kassa_domain::coupon_usage::{UseEvent, USES_AFTER};
+use kassa_domain::identity::UserId;
+use kassa_store::counter::Carried;
+use kassa_store::{
+    Bounds, Commit, EventStore, Metadata, Refusal, Step, Stepped, StoreError, StreamId,
+};
 use serde::Serialize;
 use std::collections::HashMap;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Which limit refused a lock ([`Refusal::LimitReached`]).
-pub const COUPON_LIMIT: &str = "coupon";
 pub const USER_LIMIT: &str = "user";
+
+/// The use counter heads' state schema.
+pub const SCHEMA: u32 = 1;
+
+/// The stream of a coupon's use counter.
+pub fn uses_stream(coupon: Uuid) -> StreamId {
+    StreamId::new("CouponUses", coupon)
+}
+
+/// What a use counter's head keeps beside its figure.
+#[derive(Debug, Clone, Serialize)]
+struct UsesHead {
+    coupon_id: Uuid,
+}
+
+/// What became of a [`take`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Took {
+    /// One use taken, to be settled or given back under `take_id`.
+    Taken { take_id: Uuid, uses_after: i64 },
+    /// The coupon's uses are all taken: nothing was.
+    Exhausted,
+}
+
+/// Takes one use of `coupon` for `order`: one conditional step on the coupon's use
+/// counter, under its limit, recording `coupon.use_taken`. Throttling and a cold commit
+/// holding the head come back as errors for the caller to retry.
+pub async fn take(
+    store: &EventStore,
+    coupon: &Coupon,
+    order: Uuid,
+    user: &UserId,
+    metadata: &Metadata,
+    now: OffsetDateTime,
+) -> Result<Took, StoreError> {
+    let take_id = Uuid::now_v7();
+    let stream = uses_stream(coupon.coupon_id);
+    let event = UseEvent::Taken {
+        coupon_id: coupon.coupon_id,
+        order_id: order,
+        user_id: user.clone(),
+        take_id,
+        retaken: false,
+        uses_after: 0,
+    };
+    let stepped = store
+        .step(Step {
+            stream: &stream,
+            schema: SCHEMA,
+            delta: 1,
+            bounds: Bounds {
+                at_least: None,
+                below: Some(i64::from(coupon.terms.max_uses)),
+            },
+            member: None,
+            terms: None,
+            while_open: false,
+            carried: vec![Carried::new(&event, metadata, now, &[USES_AFTER])],
+            measure: false,
+        })
+        .await?;
+    match stepped {
+        Stepped::Moved { counter, .. } => Ok(Took::Taken {
+            take_id,
+            uses_after: counter,
+        }),
+        Stepped::Refused(Some(_)) => Ok(Took::Exhausted),
+        Stepped::Refused(None) => Err(StoreError::Corrupt(format!(
+            "coupon {} has no use counter",
+            coupon.coupon_id
+        ))),
+    }
+}
+
+/// Uses of `coupon` taken now (locked, redeemed, or taken by an apply not yet settled).
+pub async fn uses(store: &EventStore, coupon: Uuid) -> Result<u64, StoreError> {
+    let head = store.load(&uses_stream(coupon)).await?;
+    Ok(head
+        .and_then(|h| h.counter)
+        .map_or(0, |c| u64::try_from(c).unwrap_or(0)))
+}
 
 const USES: &str = "uses";
 
 fn code_key(code: &CouponCode) -> String {
     format!("coupon-code#{code}")
-}
-
-fn uses_key(coupon: Uuid) -> String {
-    format!("coupon-uses#{coupon}")
 }
 
 fn user_uses_key(coupon: Uuid, user: &str) -> String {
@@ -138,27 +228,103 @@ impl CouponLedger {
         }
     }
 
-    /// Takes one use of `coupon` for `user` in `commit`, under both limits: refused as
-    /// [`Refusal::LimitReached`] naming [`COUPON_LIMIT`] or [`USER_LIMIT`].
-    pub fn lock(&self, commit: &mut Commit, coupon: &Coupon, user: &str) -> Result<(), StoreError> {
-        let terms = &coupon.terms;
-        commit.update(
-            self.take(uses_key(coupon.coupon_id), terms.max_uses)?,
-            Refusal::LimitReached(COUPON_LIMIT),
-        );
+    /// Opens `coupon`'s use counter at zero, in the commit that creates it.
+    pub fn open_uses(&self, commit: &mut Commit, coupon: Uuid) -> Result<(), StoreError> {
+        commit.open_counter(
+            &uses_stream(coupon),
+            0,
+            SCHEMA,
+            &UsesHead { coupon_id: coupon },
+        )?;
+        Ok(())
+    }
+
+    /// Takes one of `user`'s uses of `coupon` in `commit`, under the per-user limit:
+    /// refused as [`Refusal::LimitReached`] naming [`USER_LIMIT`].
+    pub fn lock_user(
+        &self,
+        commit: &mut Commit,
+        coupon: &Coupon,
+        user: &str,
+    ) -> Result<(), StoreError> {
         commit.update(
             self.take(
                 user_uses_key(coupon.coupon_id, user),
-                terms.max_uses_per_user,
+                coupon.terms.max_uses_per_user,
             )?,
             Refusal::LimitReached(USER_LIMIT),
         );
         Ok(())
     }
 
-    /// Gives back the use `user` held of `coupon`, in `commit`.
-    pub fn release(&self, commit: &mut Commit, coupon: Uuid, user: &str) -> Result<(), StoreError> {
-        commit.update(self.give(uses_key(coupon))?, Refusal::OutOfBounds);
+    /// Settles the use taken as `take_id` in `commit`: the commit that locks its usage, or
+    /// the one giving it back. Whichever comes second is refused
+    /// ([`Refusal::AlreadyApplied`]).
+    pub fn settle(
+        &self,
+        commit: &mut Commit,
+        coupon: Uuid,
+        take_id: Uuid,
+    ) -> Result<(), StoreError> {
+        commit.mark(&uses_stream(coupon), &format!("settled:{take_id}"))?;
+        Ok(())
+    }
+
+    /// Whether the use taken as `take_id` was settled.
+    pub async fn is_settled(
+        &self,
+        store: &EventStore,
+        coupon: Uuid,
+        take_id: Uuid,
+    ) -> Result<bool, StoreError> {
+        store
+            .is_marked(&uses_stream(coupon), &format!("settled:{take_id}"))
+            .await
+    }
+
+    /// Gives one use of `coupon` back to its counter in `commit`, recording
+    /// `coupon.use_returned`.
+    pub fn give_back(
+        &self,
+        commit: &mut Commit,
+        coupon: Uuid,
+        order: Uuid,
+        user: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let event = UseEvent::Returned {
+            coupon_id: coupon,
+            order_id: order,
+            user_id: UserId::new(user),
+            reason: reason.to_owned(),
+            uses_after: 0,
+        };
+        // Never below zero: a return is only staged for a use its commit settles or
+        // releases, so a failure here means the counter and the usages disagree.
+        commit.move_counter(
+            &uses_stream(coupon),
+            -1,
+            Bounds {
+                at_least: Some(1),
+                below: None,
+            },
+            &[event],
+            &[USES_AFTER],
+        )?;
+        Ok(())
+    }
+
+    /// Gives back the use `user` held of `coupon` for `order`, in `commit`: the coupon's
+    /// and the user's.
+    pub fn release(
+        &self,
+        commit: &mut Commit,
+        coupon: Uuid,
+        order: Uuid,
+        user: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.give_back(commit, coupon, order, user, reason)?;
         commit.update(
             self.give(user_uses_key(coupon, user))?,
             Refusal::OutOfBounds,
@@ -168,19 +334,38 @@ impl CouponLedger {
 
     /// Counts again a use given back before (a payment that arrived after its order
     /// expired), past the limits if need be: the discount was granted.
-    pub fn retake(&self, commit: &mut Commit, coupon: Uuid, user: &str) -> Result<(), StoreError> {
-        for pk in [uses_key(coupon), user_uses_key(coupon, user)] {
-            let update = Update::builder()
-                .table_name(&self.table)
-                .key("pk", s(pk))
-                .key("sk", s("-"))
-                .update_expression("ADD #u :one")
-                .expression_attribute_names("#u", USES)
-                .expression_attribute_values(":one", n(1))
-                .build()
-                .map_err(StoreError::dynamo)?;
-            commit.update(update, Refusal::OutOfBounds);
-        }
+    pub fn retake(
+        &self,
+        commit: &mut Commit,
+        coupon: Uuid,
+        order: Uuid,
+        user: &str,
+    ) -> Result<(), StoreError> {
+        let event = UseEvent::Taken {
+            coupon_id: coupon,
+            order_id: order,
+            user_id: UserId::new(user),
+            take_id: Uuid::now_v7(),
+            retaken: true,
+            uses_after: 0,
+        };
+        commit.move_counter(
+            &uses_stream(coupon),
+            1,
+            Bounds::default(),
+            &[event],
+            &[USES_AFTER],
+        )?;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(user_uses_key(coupon, user)))
+            .key("sk", s("-"))
+            .update_expression("ADD #u :one")
+            .expression_attribute_names("#u", USES)
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(StoreError::dynamo)?;
+        commit.update(update, Refusal::OutOfBounds);
         Ok(())
     }
 
@@ -270,11 +455,6 @@ impl CouponLedger {
                 _ => 0,
             },
         )
-    }
-
-    /// Uses of `coupon` locked or redeemed now.
-    pub async fn uses(&self, coupon: Uuid) -> Result<u64, StoreError> {
-        self.count_of(uses_key(coupon)).await
     }
 
     async fn count_of(&self, pk: String) -> Result<u64, StoreError> {

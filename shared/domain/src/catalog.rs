@@ -24,6 +24,7 @@ pub fn catalog() -> Value {
     add::<crate::coupon::CouponEvent>(&mut events);
     add::<crate::promotion::PromotionEvent>(&mut events);
     add::<crate::coupon_usage::UsageEvent>(&mut events);
+    add::<crate::coupon_usage::UseEvent>(&mut events);
     add::<crate::coupon_usage::AttemptEvent>(&mut events);
     json!({
         "title": "kassa event catalog",
@@ -53,6 +54,7 @@ pub fn declared_types() -> Vec<&'static str> {
         crate::coupon::CouponEvent::TYPES,
         crate::promotion::PromotionEvent::TYPES,
         crate::coupon_usage::UsageEvent::TYPES,
+        crate::coupon_usage::UseEvent::TYPES,
         crate::coupon_usage::AttemptEvent::TYPES,
     ]
     .concat()
@@ -180,6 +182,7 @@ mod tests {
         same::<crate::ticket::TicketEvent>();
         same::<crate::coupon::CouponEvent>();
         same::<crate::coupon_usage::UsageEvent>();
+        same::<crate::coupon_usage::UseEvent>();
         same::<crate::coupon_usage::AttemptEvent>();
     }
 

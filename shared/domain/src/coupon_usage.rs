@@ -3,9 +3,11 @@
 //! is canceled or expires or the buyer takes the coupon off. The usages of one order are
 //! one aggregate, so an order's end moves all of its usages in one commit, once.
 //!
-//! The counts a usage holds (the coupon's uses and the user's) are lock items beside it,
-//! moved in the same commits: a lock advances them under their limits, a release gives
-//! them back, a redemption leaves them (a redeemed use stays used).
+//! The counts a usage holds: the coupon's uses are a hot counter of their own
+//! (`CouponUses#<coupon>`, [`UseEvent`]), taken by ONE conditional step before the lock
+//! commits, so no transaction ever holds the item every apply writes; the user's uses are
+//! a lock item moved in the usage's own commits. A lock settles the use it took, a
+//! release gives both back, a redemption leaves them (a redeemed use stays used).
 //!
 //! Refusals are recorded too, on the buyer's own stream of attempts ([`Attempts`]): what
 //! was tried, on which order, and why it was refused, for the audit and for the limit on
@@ -63,6 +65,16 @@ pub enum ReleaseReason {
     Removed,
     OrderCanceled,
     OrderExpired,
+}
+
+impl ReleaseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Removed => "removed",
+            Self::OrderCanceled => "order_canceled",
+            Self::OrderExpired => "order_expired",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +140,55 @@ impl UsageEvent {
         }
     }
 }
+
+/// What a coupon's use counter records, carried on its head: each use taken and each use
+/// given back, with the uses counted after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", content = "payload")]
+pub enum UseEvent {
+    /// One use taken for `order_id` (one step, under the coupon's limit). The apply that
+    /// took it settles it in the commit that locks the usage, or gives it back; one that
+    /// never does (a timeout, a crash) is given back by reclaim-coupon-uses.
+    #[serde(rename = "coupon.use_taken")]
+    Taken {
+        coupon_id: Uuid,
+        order_id: Uuid,
+        #[schemars(with = "String")]
+        user_id: UserId,
+        take_id: Uuid,
+        /// A payment arrived after the order's usage was released: the discount was
+        /// granted, so the use counts again. Settled by the redemption that counts it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        retaken: bool,
+        /// Filled by the store with the counter after the step.
+        uses_after: i64,
+    },
+    /// A use given back: its usage was released, or the apply that took it did not lock.
+    #[serde(rename = "coupon.use_returned")]
+    Returned {
+        coupon_id: Uuid,
+        order_id: Uuid,
+        #[schemars(with = "String")]
+        user_id: UserId,
+        reason: String,
+        uses_after: i64,
+    },
+}
+
+impl DomainEvent for UseEvent {
+    const CONTEXT: &'static str = "coupons";
+    const TYPES: &'static [&'static str] = &["coupon.use_taken", "coupon.use_returned"];
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::Taken { .. } => "coupon.use_taken",
+            Self::Returned { .. } => "coupon.use_returned",
+        }
+    }
+}
+
+/// The field of a [`UseEvent`] the store fills with the counter.
+pub const USES_AFTER: &str = "uses_after";
 
 impl DomainEvent for UsageEvent {
     const CONTEXT: &'static str = "coupons";
