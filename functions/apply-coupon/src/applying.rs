@@ -13,6 +13,7 @@ use kassa_domain::coupon_usage::{
 use kassa_domain::identity::Actor;
 use kassa_domain::order::{Order, OrderCommand, OrderError, Purpose};
 use kassa_domain::reservation::{Reservation, ReservationStatus};
+use kassa_domain::user::User;
 use kassa_runtime::http::{json_body, request_id, uuid_param};
 use kassa_runtime::problem::store_problem;
 use kassa_runtime::{access, caller, Problem};
@@ -53,7 +54,7 @@ impl From<Problem> for Refused {
 impl ApplyCoupon {
     pub(crate) async fn apply(&self, request: &Request) -> Result<Pricing, Problem> {
         let store = self.kernel.store();
-        let actor = access::recorded(store, caller(request)?).await?;
+        let claimed = caller(request)?;
         let order_id = uuid_param(request, "orderId", "order_not_found")?;
         let body: Application = json_body(request)?;
         let typed = body.code.trim();
@@ -64,38 +65,50 @@ impl ApplyCoupon {
                 format!("`code` must be 1 to {MAX_TYPED} characters"),
             ));
         }
-        self.not_guessing(&actor).await?;
-        // The heads read here seed the commit, which then reads neither again.
-        let order_head = store
-            .load(&stream_of::<Order>(&order_id))
-            .await
-            .map_err(|e| store_problem(&e))?;
-        let order = match &order_head {
-            Some(head) => {
-                store
-                    .state_of::<Order>(head.clone())
-                    .await
-                    .map_err(|e| store_problem(&e))?
-                    .state
-            }
-            None => None,
-        }
-        .filter(|o| o.user_id == actor.user)
-        .ok_or_else(|| order_not_found(order_id))?;
-        if !order.status.is_open() {
-            return Err(not_open(order.status.as_str()));
-        }
         let code = CouponCode::parse(typed).ok();
         let shown = code
             .as_ref()
             .map_or_else(|| typed.to_owned(), ToString::to_string);
-        let coupon_id = match &code {
-            Some(code) => self
-                .ledger
-                .find(code)
-                .await
-                .map_err(|e| store_problem(&e))?,
-            None => None,
+        let known = code.as_ref().and_then(|c| self.codes.find(c));
+        // One read for what a decision needs and a warm instance knows where to find: the
+        // caller's record, their refused attempts, the order, and the coupon of a code
+        // seen before. The order's and the coupon's heads then seed the commit.
+        let user_stream = stream_of::<User>(claimed.user.as_str());
+        let attempts_stream = stream_of::<Attempts>(claimed.user.as_str());
+        let order_stream = stream_of::<Order>(&order_id);
+        let known_stream = known.map(|id| stream_of::<Coupon>(&id));
+        let mut wanted = vec![&user_stream, &attempts_stream, &order_stream];
+        wanted.extend(known_stream.as_ref());
+        let mut heads = store
+            .load_many(&wanted)
+            .await
+            .map_err(|e| store_problem(&e))?;
+        let user = state_of::<User>(store, heads.remove(&user_stream)).await?;
+        let actor = access::as_recorded(claimed, user.as_ref())?;
+        let attempts = state_of::<Attempts>(store, heads.remove(&attempts_stream)).await?;
+        self.not_guessing(attempts)?;
+        let order_head = heads.remove(&order_stream);
+        let order = state_of::<Order>(store, order_head.clone())
+            .await?
+            .filter(|o| o.user_id == actor.user)
+            .ok_or_else(|| order_not_found(order_id))?;
+        if !order.status.is_open() {
+            return Err(not_open(order.status.as_str()));
+        }
+        let coupon_id = match (&code, known) {
+            (_, Some(id)) => Some(id),
+            (Some(code), None) => {
+                let found = self
+                    .ledger
+                    .find(code)
+                    .await
+                    .map_err(|e| store_problem(&e))?;
+                if let Some(id) = found {
+                    self.codes.remember(code, id);
+                }
+                found
+            }
+            (None, None) => None,
         };
         let Some(coupon_id) = coupon_id else {
             return Err(self
@@ -109,20 +122,14 @@ impl ApplyCoupon {
                 )
                 .await);
         };
-        let coupon_head = store
-            .load(&stream_of::<Coupon>(&coupon_id))
-            .await
-            .map_err(|e| store_problem(&e))?;
-        let coupon = match &coupon_head {
-            Some(head) => {
-                store
-                    .state_of::<Coupon>(head.clone())
-                    .await
-                    .map_err(|e| store_problem(&e))?
-                    .state
-            }
-            None => None,
+        let coupon_head = match known_stream {
+            Some(stream) => heads.remove(&stream),
+            None => store
+                .load(&stream_of::<Coupon>(&coupon_id))
+                .await
+                .map_err(|e| store_problem(&e))?,
         };
+        let coupon = state_of::<Coupon>(store, coupon_head.clone()).await?;
         let Some(coupon) = coupon else {
             return Err(self
                 .reject(
@@ -276,15 +283,9 @@ impl ApplyCoupon {
     }
 
     /// 429 while the caller has used up their refused codes for the window.
-    async fn not_guessing(&self, actor: &Actor) -> Result<(), Problem> {
-        let attempts = self
-            .kernel
-            .store()
-            .load_aggregate::<Attempts>(actor.user.as_str())
-            .await
-            .map_err(|e| store_problem(&e))?;
+    fn not_guessing(&self, attempts: Option<Attempts>) -> Result<(), Problem> {
         let now = self.kernel.clock().now();
-        match attempts.state.and_then(|a| a.wait(now)) {
+        match attempts.and_then(|a| a.wait(now)) {
             None => Ok(()),
             Some(wait) => {
                 let seconds =
@@ -448,6 +449,21 @@ impl ApplyCoupon {
             Err(Fail::Store(e)) => store_problem(&e),
             Err(Fail::Refused(never)) => match never {},
         }
+    }
+}
+
+/// The state a head holds (none without a head).
+async fn state_of<A: Aggregate>(
+    store: &kassa_store::EventStore,
+    head: Option<kassa_store::Head>,
+) -> Result<Option<A>, Problem> {
+    match head {
+        Some(head) => Ok(store
+            .state_of::<A>(head)
+            .await
+            .map_err(|e| store_problem(&e))?
+            .state),
+        None => Ok(None),
     }
 }
 

@@ -20,6 +20,7 @@
 //! [`GUESS_WINDOW`]: kassa_domain::coupon_usage::GUESS_WINDOW
 
 mod applying;
+mod code_book;
 mod pricing;
 mod removing;
 
@@ -45,6 +46,7 @@ pub struct ApplyCoupon {
     ledger: CouponLedger,
     book: OrderBook,
     gateway: StripeGateway,
+    codes: code_book::CodeBook,
 }
 
 impl Function for ApplyCoupon {
@@ -59,6 +61,7 @@ impl Function for ApplyCoupon {
             ledger: CouponLedger::new(client.clone(), &config.state_table),
             book: OrderBook::new(client, &config.state_table),
             gateway: StripeGateway::new(&config.stripe.api_base, config.stripe.secret_key()?),
+            codes: code_book::CodeBook::default(),
         })
     }
 }
