@@ -567,6 +567,25 @@ pub fn hot_coupon(
          failed = any\n  other answer; over-redeemed = uses beyond the limit, or answers and \
          counter disagreeing.",
     );
+    println!("  the DynamoDB requests one warm apply sends, in order:");
+    for (request, what) in [
+        (
+            "BatchGetItem",
+            "the caller's record, their refused attempts, the order and the coupon (its code seen before)",
+        ),
+        (
+            "UpdateItem",
+            "the take: the ONE write on the hot counter, carrying coupon.use_taken",
+        ),
+        ("GetItem", "the order's coupon usages (none yet: nothing to seed)"),
+        (
+            "TransactWriteItems",
+            "order.coupon_applied + the order's head, coupon.applied + the usages' head, the \
+             buyer's count, the take's marker, the audit line: all off the hot item",
+        ),
+    ] {
+        println!("    {request:<18} {what}");
+    }
 }
 
 /// The best rate of the handler's runs over the best of the baseline's (0 without a
