@@ -6,6 +6,10 @@
 //! refusals, and each side's figures are checked afterwards: never a use beyond the
 //! limit, and the answers agree with the counter.
 //!
+//! Two more comparisons place the gap: the same applies with a coupon per sandbox (no
+//! item shared: what sharing the count costs), and bare clients doing the least an
+//! exactly answered apply must send (a read, the buyer's own count, the coupon's count).
+//!
 //! An apply takes the use with one conditional step on the coupon's use counter (the
 //! only item every apply writes), then locks it in one transaction on the order's and the
 //! buyer's items: the buyer's use count, the order's new total and the usage, each with
@@ -106,13 +110,7 @@ impl<'s> HotCoupon<'s> {
         let orders = self.sale.orders(concert, LEVEL, orders_n).await?;
         let limit = uses as usize + sandboxes;
         let (coupon, code) = self.coupon(concert, limit).await?;
-        let handlers: Vec<Arc<ApplyCoupon>> = (0..sandboxes)
-            .map(|_| {
-                ApplyCoupon::from_config(&self.config, &self.aws, Arc::new(SystemClock))
-                    .map(Arc::new)
-                    .map_err(|e| anyhow::anyhow!("building apply-coupon: {e:?}"))
-            })
-            .collect::<Result<_>>()?;
+        let handlers = self.handlers(sandboxes)?;
         let (warm_up, sale) = orders.split_at(sandboxes);
         // One apply each, untimed, so every sandbox starts warm; their uses were added to
         // the limit, so the timed applies meet exactly `uses` left.
@@ -129,45 +127,12 @@ impl<'s> HotCoupon<'s> {
             "the warm-up did not leave {uses} uses"
         );
 
-        let requests: Arc<Vec<(Uuid, String)>> = Arc::new(
-            sale.iter()
-                .map(|e| Ok((e.stream_id_uuid()?, buyer(e)?)))
-                .collect::<Result<_>>()?,
-        );
-        let code = Arc::new(code);
-        let next = Arc::new(AtomicUsize::new(0));
-        let started = Instant::now();
-        let mut runs = JoinSet::new();
-        for handler in &handlers {
-            let (handler, requests, next, code) = (
-                handler.clone(),
-                requests.clone(),
-                next.clone(),
-                code.clone(),
-            );
-            runs.spawn(async move {
-                let mut mine = Throughput::default();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((order, buyer)) = requests.get(i) else {
-                        break anyhow::Ok(mine);
-                    };
-                    let response = handler
-                        .handle(api::apply_coupon(*order, buyer, &code)?)
-                        .await;
-                    mine.tally(match response.status().as_u16() {
-                        200 => Outcome::Success,
-                        422 => Outcome::Conflict,
-                        _ => Outcome::Other(api::describe(&response)),
-                    });
-                }
-            });
-        }
-        let mut throughput = Throughput::default();
-        while let Some(mine) = runs.join_next().await {
-            throughput.add(mine??);
-        }
-        throughput.elapsed = started.elapsed();
+        let requests: Vec<(Uuid, String)> = sale
+            .iter()
+            .map(|e| Ok((e.stream_id_uuid()?, buyer(e)?)))
+            .collect::<Result<_>>()?;
+        let codes = vec![code; handlers.len()];
+        let throughput = timed(&handlers, &codes, requests).await?;
         let counted = coupon_ledger::uses(&self.store, coupon).await? as i64 - sandboxes as i64;
         Ok(Run {
             held: throughput.successes as i64,
@@ -176,6 +141,91 @@ impl<'s> HotCoupon<'s> {
             free: i64::from(uses) - counted,
             recording: None,
         })
+    }
+
+    /// `clients` bare clients doing, per order, the least an exactly answered apply sends
+    /// ([`BareExact`]), on one coupon count of `uses` uses.
+    pub async fn increment_exact(&self, clients: usize, uses: u32) -> Result<Run> {
+        let bare = BareUses {
+            client: Client::new(&self.aws),
+            table: self.config.state_table.clone(),
+            pk: format!("bench-coupon-uses#{}", Uuid::now_v7()),
+            limit: i64::from(uses) + clients as i64,
+        };
+        let (buyers, run) = (Arc::new(AtomicUsize::new(0)), Uuid::now_v7());
+        let spenders: Vec<Arc<BareExact>> = (0..clients)
+            .map(|_| {
+                Arc::new(BareExact {
+                    uses: BareUses {
+                        client: Client::new(&self.aws),
+                        ..bare.clone()
+                    },
+                    buyers: buyers.clone(),
+                    run,
+                })
+            })
+            .collect();
+        for spender in &spenders {
+            ensure!(
+                matches!(spender.spend().await, Outcome::Success),
+                "a warm-up increment was refused"
+            );
+        }
+        let throughput = race(&spenders, oversold_orders(uses)).await?;
+        let counted = bare.uses().await? - clients as i64;
+        Ok(Run {
+            held: throughput.successes as i64,
+            throughput,
+            capacity: i64::from(uses),
+            free: i64::from(uses) - counted,
+            recording: None,
+        })
+    }
+
+    /// The same applies, but each sandbox applies a coupon of its own (64 coupons with
+    /// uses to spare): every apply does the same work as on the hot coupon, and no item
+    /// is shared. What the hot run loses against this one is what sharing the coupon's
+    /// count costs; the rest of its gap to the bare write is the apply's own work.
+    pub async fn apply_spread(&self, sandboxes: usize, uses: u32) -> Result<Throughput> {
+        let orders_n = oversold_orders(uses) + sandboxes;
+        let concert = self.sale.concert(&[(LEVEL, orders_n as u32)]).await?;
+        let orders = self.sale.orders(concert, LEVEL, orders_n).await?;
+        let each = orders_n / sandboxes + 2;
+        let mut codes = Vec::with_capacity(sandboxes);
+        for _ in 0..sandboxes {
+            codes.push(self.coupon(concert, each).await?.1);
+        }
+        let handlers = self.handlers(sandboxes)?;
+        let (warm_up, sale) = orders.split_at(sandboxes);
+        for ((handler, order), code) in handlers.iter().zip(warm_up).zip(&codes) {
+            let response = handler.handle(request(order, code)?).await;
+            ensure!(
+                response.status() == 200,
+                "a warm-up apply failed: {}",
+                api::describe(&response)
+            );
+        }
+        let requests: Vec<(Uuid, String)> = sale
+            .iter()
+            .map(|e| Ok((e.stream_id_uuid()?, buyer(e)?)))
+            .collect::<Result<_>>()?;
+        let throughput = timed(&handlers, &codes, requests).await?;
+        ensure!(
+            throughput.conflicts == 0 && throughput.others == 0,
+            "applies on coupons with uses to spare were refused: {:?}",
+            throughput.first_other
+        );
+        Ok(throughput)
+    }
+
+    fn handlers(&self, sandboxes: usize) -> Result<Vec<Arc<ApplyCoupon>>> {
+        (0..sandboxes)
+            .map(|_| {
+                ApplyCoupon::from_config(&self.config, &self.aws, Arc::new(SystemClock))
+                    .map(Arc::new)
+                    .map_err(|e| anyhow::anyhow!("building apply-coupon: {e:?}"))
+            })
+            .collect()
     }
 
     /// `clients` bare clients making as many lock increments as the sandboxes get orders,
@@ -210,6 +260,50 @@ impl<'s> HotCoupon<'s> {
     }
 }
 
+/// The sandboxes applying, each its own code, to the next of `requests` as soon as it is
+/// done, timed from the first apply to the last answer.
+async fn timed(
+    handlers: &[Arc<ApplyCoupon>],
+    codes: &[String],
+    requests: Vec<(Uuid, String)>,
+) -> Result<Throughput> {
+    let requests = Arc::new(requests);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut runs = JoinSet::new();
+    for (handler, code) in handlers.iter().zip(codes) {
+        let (handler, requests, next, code) = (
+            handler.clone(),
+            requests.clone(),
+            next.clone(),
+            code.clone(),
+        );
+        runs.spawn(async move {
+            let mut mine = Throughput::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((order, buyer)) = requests.get(i) else {
+                    break anyhow::Ok(mine);
+                };
+                let response = handler
+                    .handle(api::apply_coupon(*order, buyer, &code)?)
+                    .await;
+                mine.tally(match response.status().as_u16() {
+                    200 => Outcome::Success,
+                    422 => Outcome::Conflict,
+                    _ => Outcome::Other(api::describe(&response)),
+                });
+            }
+        });
+    }
+    let mut throughput = Throughput::default();
+    while let Some(mine) = runs.join_next().await {
+        throughput.add(mine??);
+    }
+    throughput.elapsed = started.elapsed();
+    Ok(throughput)
+}
+
 fn buyer(order: &RecordedEvent) -> Result<String> {
     order.payload["user_id"]
         .as_str()
@@ -219,6 +313,50 @@ fn buyer(order: &RecordedEvent) -> Result<String> {
 
 fn request(order: &RecordedEvent, code: &str) -> Result<lambda_http::Request> {
     api::apply_coupon(order.stream_id_uuid()?, &buyer(order)?, code)
+}
+
+/// The least an apply that answers exactly must send, bare: one read of what the decision
+/// needs, the buyer's own count advanced under its limit (an item of the buyer's), then
+/// the coupon's count. No decision, no events, no transaction.
+struct BareExact {
+    uses: BareUses,
+    buyers: Arc<AtomicUsize>,
+    run: Uuid,
+}
+
+impl Spender for BareExact {
+    async fn spend(&self) -> Outcome {
+        let buyer = self.buyers.fetch_add(1, Ordering::Relaxed);
+        let key = format!("bench-coupon-buyer#{}#{buyer}", self.run);
+        let (client, table) = (&self.uses.client, &self.uses.table);
+        let read = client
+            .get_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(key.clone()))
+            .key("sk", AttributeValue::S("-".into()))
+            .consistent_read(true)
+            .send()
+            .await;
+        if let Err(e) = read {
+            return Outcome::Other(format!("{e:#}"));
+        }
+        let own = client
+            .update_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(key))
+            .key("sk", AttributeValue::S("-".into()))
+            .update_expression("ADD #u :one")
+            .condition_expression("attribute_not_exists(#u) OR #u < :limit")
+            .expression_attribute_names("#u", "uses")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":limit", AttributeValue::N("1".into()))
+            .send()
+            .await;
+        if let Err(e) = own {
+            return Outcome::Other(format!("{e:#}"));
+        }
+        self.uses.spend().await
+    }
 }
 
 /// One use count item, taken the way the coupon ledger takes a use.

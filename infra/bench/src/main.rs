@@ -117,11 +117,20 @@ async fn run(options: &Options) -> Result<()> {
     let coupon = hot_coupon::HotCoupon::new(&sale, &aws)?;
     let uses = options.coupon_uses as u32;
     let (mut applies, mut increments) = (Vec::new(), Vec::new());
+    let (mut spread, mut exact) = (Vec::new(), Vec::new());
     for _ in 0..2 {
         applies.push(coupon.apply(options.consumers, uses).await?);
         increments.push(coupon.increment(options.consumers, uses).await?);
+        spread.push(coupon.apply_spread(options.consumers, uses).await?);
+        exact.push(coupon.increment_exact(options.consumers, uses).await?);
     }
-    report::hot_coupon(options.consumers, uses, &applies, &increments);
+    report::hot_coupon(
+        options.consumers,
+        uses,
+        (&applies, &increments),
+        &spread,
+        &exact,
+    );
     println!();
 
     // Printed first, so the figures are there to read; then the run fails loudly.

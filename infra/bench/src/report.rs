@@ -542,8 +542,9 @@ const HOT_COUPON_RATIO: Goal = Goal::AtLeast(0.5);
 pub fn hot_coupon(
     sandboxes_n: usize,
     uses: u32,
-    sandboxes: &[crate::flash_sale::Run],
-    bare: &[crate::flash_sale::Run],
+    (sandboxes, bare): (&[crate::flash_sale::Run], &[crate::flash_sale::Run]),
+    spread: &[crate::hot_wallet::Throughput],
+    exact: &[crate::flash_sale::Run],
 ) {
     let orders = uses as usize + uses as usize / 10;
     println!();
@@ -567,6 +568,104 @@ pub fn hot_coupon(
          failed = any\n  other answer; over-redeemed = uses beyond the limit, or answers and \
          counter disagreeing.",
     );
+    println!();
+    println!(
+        "   The same {orders} applies with no item shared: each sandbox applies a coupon of its \
+         own\n   ({sandboxes_n} coupons with uses to spare). Answers per second, refusals \
+         included, against the\n   hot coupon's: what sharing the one count costs."
+    );
+    let mut table = Table::new(&[
+        ("", Align::Left),
+        ("run", Align::Right),
+        ("answers/s", Align::Right),
+        ("locked", Align::Right),
+        ("refused", Align::Right),
+        ("elapsed", Align::Right),
+    ]);
+    let answers = |t: &crate::hot_wallet::Throughput| {
+        t.calls() as f64 / t.elapsed.as_secs_f64().max(f64::EPSILON)
+    };
+    for (i, (hot, spread)) in sandboxes.iter().zip(spread).enumerate() {
+        for (who, t) in [
+            (
+                format!("{sandboxes_n} sandboxes, one coupon"),
+                &hot.throughput,
+            ),
+            (format!("{sandboxes_n} sandboxes, a coupon each"), spread),
+        ] {
+            table.row([
+                who,
+                (i + 1).to_string(),
+                format!("{:.0}", answers(t)),
+                t.successes.to_string(),
+                t.conflicts.to_string(),
+                format!("{:.2} s", t.elapsed.as_secs_f64()),
+            ]);
+        }
+    }
+    table.row([
+        "ratio one coupon / a coupon each (best of two each)".to_owned(),
+        String::new(),
+        format!(
+            "{:.2}",
+            best_over_best(
+                sandboxes.iter().map(|r| answers(&r.throughput)),
+                spread.iter().map(answers)
+            )
+        ),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]);
+    table.print();
+    println!();
+    println!(
+        "   The least an apply answered exactly must send, bare: {sandboxes_n} clients doing, \
+         per order, a\n   consistent GetItem, a conditional ADD on an item of the buyer's \
+         (their own limit), then the\n   lock's ADD on the ONE count; against the bare lock \
+         alone."
+    );
+    let mut table = Table::new(&[
+        ("", Align::Left),
+        ("run", Align::Right),
+        ("locks/s", Align::Right),
+        ("locked", Align::Right),
+        ("refused", Align::Right),
+        ("over-redeemed", Align::Right),
+        ("elapsed", Align::Right),
+    ]);
+    for (i, (least, lock)) in exact.iter().zip(bare).enumerate() {
+        for (who, r) in [
+            (format!("{sandboxes_n} bare read + 2 writes"), least),
+            (format!("{sandboxes_n} bare UpdateItem"), lock),
+        ] {
+            table.row([
+                who,
+                (i + 1).to_string(),
+                format!("{:.0}", r.throughput.per_second()),
+                r.held.to_string(),
+                r.throughput.conflicts.to_string(),
+                r.oversold().to_string(),
+                format!("{:.2} s", r.throughput.elapsed.as_secs_f64()),
+            ]);
+        }
+    }
+    table.row([
+        "ratio read + 2 writes / bare lock (best of two each)".to_owned(),
+        String::new(),
+        format!(
+            "{:.2}",
+            best_over_best(
+                exact.iter().map(|r| r.throughput.per_second()),
+                bare.iter().map(|r| r.throughput.per_second())
+            )
+        ),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]);
+    table.print();
     println!("  the DynamoDB requests one warm apply sends, in order:");
     for (request, what) in [
         (
