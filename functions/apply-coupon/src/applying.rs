@@ -110,27 +110,15 @@ impl ApplyCoupon {
             }
             (None, None) => None,
         };
-        let Some(coupon_id) = coupon_id else {
-            return Err(self
-                .reject(
-                    request,
-                    &actor,
-                    order_id,
-                    shown,
-                    None,
-                    RejectReason::UnknownCode,
-                )
-                .await);
-        };
-        let coupon_head = match known_stream {
-            Some(stream) => heads.remove(&stream),
-            None => store
-                .load(&stream_of::<Coupon>(&coupon_id))
+        let coupon_head = match (coupon_id, known_stream) {
+            (_, Some(stream)) => heads.remove(&stream),
+            (Some(id), None) => store
+                .load(&stream_of::<Coupon>(&id))
                 .await
                 .map_err(|e| store_problem(&e))?,
+            (None, None) => None,
         };
-        let coupon = state_of::<Coupon>(store, coupon_head.clone()).await?;
-        let Some(coupon) = coupon else {
+        let Some(coupon) = state_of::<Coupon>(store, coupon_head.clone()).await? else {
             return Err(self
                 .reject(
                     request,
@@ -142,6 +130,7 @@ impl ApplyCoupon {
                 )
                 .await);
         };
+        let coupon_id = coupon.coupon_id;
         // Reading every earlier order of the buyer is only worth it for a coupon that asks.
         let paid_before =
             coupon.terms.first_order_only && self.paid_before(&actor, order_id).await?;
@@ -259,26 +248,21 @@ impl ApplyCoupon {
             Err(Fail::Store(StoreError::Refused(Refusal::LimitReached(_)))) => "user_limit",
             Err(Fail::Store(_)) => "lock_failed",
         };
-        let ledger = &self.ledger;
-        let user = actor.user.as_str();
         let given = self
-            .kernel
-            .run(metadata.clone(), |tx: &mut Tx<'_>| {
-                Box::pin(async move {
-                    ledger.settle(tx.commit(), coupon_id, take_id)?;
-                    ledger.give_back(tx.commit(), coupon_id, order_id, user, reason)?;
-                    Ok::<_, Fail<std::convert::Infallible>>(())
-                })
-            })
+            .ledger
+            .give_back_take(
+                &self.kernel,
+                metadata.clone(),
+                coupon_id,
+                order_id,
+                actor.user.as_str(),
+                take_id,
+                reason,
+            )
             .await;
-        match given {
-            Ok(_) => {}
-            // The lock committed after all (its answer was lost): the use is its.
-            Err(Fail::Store(StoreError::Refused(Refusal::AlreadyApplied))) => {}
-            Err(Fail::Store(e)) => {
-                tracing::warn!(%coupon_id, %take_id, error = %e, "a taken use was not given back; reclaim-coupon-uses will");
-            }
-            Err(Fail::Refused(never)) => match never {},
+        // Refused as settled: the lock committed after all (its answer was lost).
+        if let Err(e) = given {
+            tracing::warn!(%coupon_id, %take_id, error = %e, "a taken use was not given back; reclaim-coupon-uses will");
         }
     }
 

@@ -14,13 +14,13 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::coupon_ledger::CouponLedger;
-use kassa_commerce::{Clock, Fail, Kernel, Tx};
+use kassa_commerce::{Clock, Kernel};
 use kassa_domain::coupon_usage::UseEvent;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
-use kassa_store::{EventStore, Metadata, RecordedEvent, Refusal, StoreError};
+use kassa_store::{EventStore, Metadata, RecordedEvent};
 use std::sync::Arc;
 
 pub const NAME: &str = "reclaim-coupon-uses";
@@ -85,30 +85,21 @@ impl ReclaimCouponUses {
                 "take {take_id} is {age} old; it is judged after {SETTLE}"
             )));
         }
-        let ledger = &self.ledger;
-        let user = user_id.as_str();
-        let given = self
-            .kernel
-            .run(
+        let reclaimed = self
+            .ledger
+            .give_back_take(
+                &self.kernel,
                 Metadata::caused_by(event, format!("system:{NAME}")),
-                |tx: &mut Tx<'_>| {
-                    Box::pin(async move {
-                        ledger.settle(tx.commit(), coupon_id, take_id)?;
-                        ledger.give_back(tx.commit(), coupon_id, order_id, user, ABANDONED)?;
-                        Ok::<_, Fail<std::convert::Infallible>>(())
-                    })
-                },
+                coupon_id,
+                order_id,
+                user_id.as_str(),
+                take_id,
+                ABANDONED,
             )
-            .await;
-        let reclaimed = match given {
-            Ok(_) => {
-                tracing::warn!(%coupon_id, %order_id, %take_id, "an abandoned coupon use was given back");
-                true
-            }
-            Err(Fail::Store(StoreError::Refused(Refusal::AlreadyApplied))) => false,
-            Err(Fail::Store(e)) => return Err(e.into()),
-            Err(Fail::Refused(never)) => match never {},
-        };
+            .await?;
+        if reclaimed {
+            tracing::warn!(%coupon_id, %order_id, %take_id, "an abandoned coupon use was given back");
+        }
         Ok(serde_json::json!({ "take_id": take_id, "reclaimed": reclaimed }))
     }
 }

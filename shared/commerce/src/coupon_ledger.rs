@@ -22,6 +22,7 @@
 //! after it (the card is known only by asking the payment provider), so repeating it
 //! changes nothing.
 
+use crate::{Fail, Kernel, Tx};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, Update};
 use aws_sdk_dynamodb::Client;
 use kassa_domain::coupon::Coupon;
@@ -270,18 +271,6 @@ impl CouponLedger {
         Ok(())
     }
 
-    /// Whether the use taken as `take_id` was settled.
-    pub async fn is_settled(
-        &self,
-        store: &EventStore,
-        coupon: Uuid,
-        take_id: Uuid,
-    ) -> Result<bool, StoreError> {
-        store
-            .is_marked(&uses_stream(coupon), &format!("settled:{take_id}"))
-            .await
-    }
-
     /// Gives one use of `coupon` back to its counter in `commit`, recording
     /// `coupon.use_returned`.
     pub fn give_back(
@@ -312,6 +301,37 @@ impl CouponLedger {
             &[USES_AFTER],
         )?;
         Ok(())
+    }
+
+    /// Gives back the use taken as `take_id`, in a commit of its own that settles it:
+    /// answers whether it went back now (false: a commit settled it before, by locking
+    /// it or giving it back).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn give_back_take(
+        &self,
+        kernel: &Kernel,
+        metadata: Metadata,
+        coupon: Uuid,
+        order: Uuid,
+        user: &str,
+        take_id: Uuid,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let given = kernel
+            .run(metadata, |tx: &mut Tx<'_>| {
+                Box::pin(async move {
+                    self.settle(tx.commit(), coupon, take_id)?;
+                    self.give_back(tx.commit(), coupon, order, user, reason)?;
+                    Ok::<_, Fail<std::convert::Infallible>>(())
+                })
+            })
+            .await;
+        match given {
+            Ok(_) => Ok(true),
+            Err(Fail::Store(StoreError::Refused(Refusal::AlreadyApplied))) => Ok(false),
+            Err(Fail::Store(e)) => Err(e),
+            Err(Fail::Refused(never)) => match never {},
+        }
     }
 
     /// Gives back the use `user` held of `coupon` for `order`, in `commit`: the coupon's
