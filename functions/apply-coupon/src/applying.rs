@@ -17,7 +17,7 @@ use kassa_domain::user::User;
 use kassa_runtime::http::{json_body, request_id, uuid_param};
 use kassa_runtime::problem::store_problem;
 use kassa_runtime::{access, caller, Problem};
-use kassa_store::{stream_of, Metadata, Refusal, StoreError};
+use kassa_store::{stream_of, Metadata, Refusal, StoreError, StreamId};
 use lambda_http::Request;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -71,13 +71,20 @@ impl ApplyCoupon {
             .map_or_else(|| typed.to_owned(), ToString::to_string);
         let known = code.as_ref().and_then(|c| self.codes.find(c));
         // One read for what a decision needs and a warm instance knows where to find: the
-        // caller's record, their refused attempts, the order, and the coupon of a code
-        // seen before. The order's and the coupon's heads then seed the commit.
+        // caller's record, their refused attempts, the order and its coupon usages, and
+        // the coupon of a code seen before. The order's, its usages' and the coupon's
+        // heads then seed the commit.
         let user_stream = stream_of::<User>(claimed.user.as_str());
         let attempts_stream = stream_of::<Attempts>(claimed.user.as_str());
         let order_stream = stream_of::<Order>(&order_id);
+        let usages_stream = stream_of::<OrderCoupons>(&order_id);
         let known_stream = known.map(|id| stream_of::<Coupon>(&id));
-        let mut wanted = vec![&user_stream, &attempts_stream, &order_stream];
+        let mut wanted = vec![
+            &user_stream,
+            &attempts_stream,
+            &order_stream,
+            &usages_stream,
+        ];
         wanted.extend(known_stream.as_ref());
         let mut heads = store
             .load_many(&wanted)
@@ -171,7 +178,16 @@ impl ApplyCoupon {
                         .await)
                 }
             };
-        let seeds = order_head.into_iter().chain(coupon_head).collect();
+        // The order, read above, exists; its usages do not before its first coupon.
+        let (seeds, absent) = match heads.remove(&usages_stream) {
+            Some(usages) => (vec![usages], Vec::new()),
+            None => (Vec::new(), vec![usages_stream]),
+        };
+        let seeds = seeds
+            .into_iter()
+            .chain(order_head)
+            .chain(coupon_head)
+            .collect();
         let locked = self
             .lock(
                 &metadata,
@@ -179,7 +195,7 @@ impl ApplyCoupon {
                 order_id,
                 coupon_id,
                 paid_before,
-                seeds,
+                (seeds, absent),
                 take_id,
             )
             .await;
@@ -315,13 +331,13 @@ impl ApplyCoupon {
         order_id: Uuid,
         coupon_id: Uuid,
         paid_before: bool,
-        seeds: Vec<kassa_store::Head>,
+        (seeds, absent): (Vec<kassa_store::Head>, Vec<StreamId>),
         take_id: Uuid,
     ) -> Result<(Order, bool), Fail<Refused>> {
         let ledger = &self.ledger;
         let done = self
             .kernel
-            .run_seeded(metadata.clone(), seeds, |tx: &mut Tx<'_>| {
+            .run_seeded(metadata.clone(), seeds, absent, |tx: &mut Tx<'_>| {
                 Box::pin(async move {
                     let mut order = tx.load::<Order>(&order_id).await?;
                     let current = order

@@ -24,7 +24,7 @@ use kassa_store::{
     retry, stream_of, Commit, EventStore, Head, Loaded, Metadata, RecordedEvent, StoreError,
     StreamId,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -100,22 +100,25 @@ impl Kernel {
     where
         F: for<'t> FnMut(&'t mut Tx<'k>) -> Attempt<'t, T, E>,
     {
-        self.run_seeded(metadata, Vec::new(), body).await
+        self.run_seeded(metadata, Vec::new(), Vec::new(), body)
+            .await
     }
 
-    /// As [`Kernel::run`], with heads already known (a warm instance's memory) standing
-    /// in for the first reads. A stale one costs a conflict, after which the head the
-    /// failed condition returned is used.
+    /// As [`Kernel::run`], with what the caller has just read standing in for the first
+    /// attempt's reads: `seeds`, heads it found, and `absent`, streams it found missing.
+    /// A stale one costs a conflict, after which the head the failed condition returned
+    /// is used.
     pub async fn run_seeded<'k, T, E, F>(
         &'k self,
         metadata: Metadata,
         seeds: Vec<Head>,
+        absent: Vec<StreamId>,
         body: F,
     ) -> Result<Done<T>, Fail<E>>
     where
         F: for<'t> FnMut(&'t mut Tx<'k>) -> Attempt<'t, T, E>,
     {
-        self.attempt(metadata, seeds, None, body).await
+        self.attempt(metadata, seeds, absent, body).await
     }
 
     /// As [`Kernel::run`], for a command that creates `stream`, which the caller has just
@@ -131,14 +134,14 @@ impl Kernel {
     where
         F: for<'t> FnMut(&'t mut Tx<'k>) -> Attempt<'t, T, E>,
     {
-        self.attempt(metadata, Vec::new(), Some(stream), body).await
+        self.attempt(metadata, Vec::new(), vec![stream], body).await
     }
 
     async fn attempt<'k, T, E, F>(
         &'k self,
         metadata: Metadata,
         seeds: Vec<Head>,
-        mut absent: Option<StreamId>,
+        absent: Vec<StreamId>,
         mut body: F,
     ) -> Result<Done<T>, Fail<E>>
     where
@@ -146,6 +149,7 @@ impl Kernel {
     {
         let mut seen: HashMap<StreamId, Head> =
             seeds.into_iter().map(|h| (h.stream.clone(), h)).collect();
+        let mut absent: HashSet<StreamId> = absent.into_iter().collect();
         let (mut tries, mut throttled) = (0, 0);
         loop {
             tries += 1;
@@ -155,7 +159,7 @@ impl Kernel {
                 now,
                 commit: self.store.commit_builder(metadata.clone(), now),
                 seen: std::mem::take(&mut seen),
-                absent: absent.take(),
+                absent: std::mem::take(&mut absent),
             };
             let outcome = match body(&mut tx).await {
                 Ok(value) => {
@@ -202,8 +206,8 @@ pub struct Tx<'k> {
     now: OffsetDateTime,
     commit: Commit,
     seen: HashMap<StreamId, Head>,
-    /// A stream the caller read as absent just before (first attempt only).
-    absent: Option<StreamId>,
+    /// Streams the caller read as absent just before (first attempt only).
+    absent: HashSet<StreamId>,
 }
 
 impl<'k> Tx<'k> {
@@ -219,8 +223,7 @@ impl<'k> Tx<'k> {
     /// `A` named `id`: from the head a failed condition returned, or read.
     pub async fn load<A: Aggregate>(&mut self, id: &A::Id) -> Result<Loaded<A>, StoreError> {
         let stream = stream_of::<A>(id);
-        if self.absent.as_ref() == Some(&stream) {
-            self.absent = None;
+        if self.absent.remove(&stream) {
             return Ok(Loaded {
                 stream,
                 version: 0,
