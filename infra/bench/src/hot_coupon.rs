@@ -19,7 +19,7 @@ use crate::api;
 use crate::flash_sale::{oversold_orders, OrderId, Run, Sale};
 use crate::hot_wallet::{race, Outcome, Spender, Throughput};
 use anyhow::{bail, ensure, Context, Result};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use kassa_apply_coupon::ApplyCoupon;
 use kassa_commerce::coupon_ledger;
@@ -169,6 +169,45 @@ impl<'s> HotCoupon<'s> {
             ensure!(
                 matches!(spender.spend().await, Outcome::Success),
                 "a warm-up increment was refused"
+            );
+        }
+        let throughput = race(&spenders, oversold_orders(uses)).await?;
+        let counted = bare.uses().await? - clients as i64;
+        Ok(Run {
+            held: throughput.successes as i64,
+            throughput,
+            capacity: i64::from(uses),
+            free: i64::from(uses) - counted,
+            recording: None,
+        })
+    }
+
+    /// `clients` bare clients sending, per order, the requests one warm apply sends
+    /// ([`BareApply`]), with no handler in between, on one coupon count of `uses` uses.
+    pub async fn replay(&self, clients: usize, uses: u32) -> Result<Run> {
+        let bare = BareUses {
+            client: Client::new(&self.aws),
+            table: self.config.state_table.clone(),
+            pk: format!("bench-coupon-uses#{}", Uuid::now_v7()),
+            limit: i64::from(uses) + clients as i64,
+        };
+        let (buyers, run) = (Arc::new(AtomicUsize::new(0)), Uuid::now_v7());
+        let spenders: Vec<Arc<BareApply>> = (0..clients)
+            .map(|_| {
+                Arc::new(BareApply {
+                    uses: BareUses {
+                        client: Client::new(&self.aws),
+                        ..bare.clone()
+                    },
+                    buyers: buyers.clone(),
+                    run,
+                })
+            })
+            .collect();
+        for spender in &spenders {
+            ensure!(
+                matches!(spender.spend().await, Outcome::Success),
+                "a warm-up replay was refused"
             );
         }
         let throughput = race(&spenders, oversold_orders(uses)).await?;
@@ -359,6 +398,112 @@ impl Spender for BareExact {
     }
 }
 
+/// The requests one warm apply sends, bare, in its order and of about its sizes: a
+/// consistent BatchGetItem of five items, the take (a conditional ADD on the ONE count,
+/// carrying its event), and a transaction of seven items of the buyer's (the buyer's
+/// count advanced under its limit, six conditional puts: the order's and the usages'
+/// events and heads, the take's marker, the audit line). No decision, no handler: what
+/// DynamoDB Local charges for the apply's requests alone.
+struct BareApply {
+    uses: BareUses,
+    buyers: Arc<AtomicUsize>,
+    run: Uuid,
+}
+
+/// About what an event or a head of the lock's commit weighs.
+const RECORD: usize = 600;
+
+impl BareApply {
+    async fn lock(&self, buyer: &str) -> Result<()> {
+        let key = |sk: &str| {
+            HashMap::from([
+                ("pk".to_owned(), AttributeValue::S(buyer.to_owned())),
+                ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+            ])
+        };
+        let body = AttributeValue::S("x".repeat(RECORD));
+        let mut commit = self.uses.client.transact_write_items().transact_items(
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&self.uses.table)
+                        .set_key(Some(key("uses")))
+                        .update_expression("ADD #u :one")
+                        .condition_expression("attribute_not_exists(#u) OR #u < :limit")
+                        .expression_attribute_names("#u", "uses")
+                        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                        .expression_attribute_values(":limit", AttributeValue::N("1".into()))
+                        .build()?,
+                )
+                .build(),
+        );
+        for record in [
+            "order-event",
+            "order",
+            "usage-event",
+            "usages",
+            "marker",
+            "audit",
+        ] {
+            let mut item = key(record);
+            item.insert("body".to_owned(), body.clone());
+            commit = commit.transact_items(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.uses.table)
+                            .set_item(Some(item))
+                            .condition_expression("attribute_not_exists(pk)")
+                            .build()?,
+                    )
+                    .build(),
+            );
+        }
+        commit.send().await?;
+        Ok(())
+    }
+}
+
+impl Spender for BareApply {
+    async fn spend(&self) -> Outcome {
+        let buyer = format!(
+            "bench-coupon-apply#{}#{}",
+            self.run,
+            self.buyers.fetch_add(1, Ordering::Relaxed)
+        );
+        let (client, table) = (&self.uses.client, &self.uses.table);
+        let mut keys = KeysAndAttributes::builder().consistent_read(true);
+        for sk in ["user", "attempts", "order", "usages", "coupon"] {
+            keys = keys.keys(HashMap::from([
+                ("pk".to_owned(), AttributeValue::S(buyer.clone())),
+                ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+            ]));
+        }
+        let read = match keys.build() {
+            Ok(keys) => {
+                client
+                    .batch_get_item()
+                    .request_items(table, keys)
+                    .send()
+                    .await
+            }
+            Err(e) => return Outcome::Other(format!("{e:#}")),
+        };
+        if let Err(e) = read {
+            return Outcome::Other(format!("{e:#}"));
+        }
+        let event = AttributeValue::S("x".repeat(2 * RECORD));
+        match self.uses.take_carrying(Some(event)).await {
+            Ok(true) => match self.lock(&buyer).await {
+                Ok(()) => Outcome::Success,
+                Err(e) => Outcome::Other(format!("{e:#}")),
+            },
+            Ok(false) => Outcome::Conflict,
+            Err(e) => Outcome::Other(format!("{e:#}")),
+        }
+    }
+}
+
 /// One use count item, taken the way the coupon ledger takes a use.
 #[derive(Clone)]
 struct BareUses {
@@ -380,19 +525,30 @@ impl Spender for BareUses {
 
 impl BareUses {
     async fn take(&self) -> Result<bool> {
-        let result = self
+        self.take_carrying(None).await
+    }
+
+    /// The take, with `event` written on the count as a step carries its event.
+    async fn take_carrying(&self, event: Option<AttributeValue>) -> Result<bool> {
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(self.pk.clone()))
             .key("sk", AttributeValue::S("-".into()))
-            .update_expression("ADD #u :one")
+            .update_expression(if event.is_some() {
+                "ADD #u :one SET carried = :e"
+            } else {
+                "ADD #u :one"
+            })
             .condition_expression("attribute_not_exists(#u) OR #u < :limit")
             .expression_attribute_names("#u", "uses")
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":limit", AttributeValue::N(self.limit.to_string()))
-            .send()
-            .await;
+            .expression_attribute_values(":limit", AttributeValue::N(self.limit.to_string()));
+        if let Some(event) = event {
+            request = request.expression_attribute_values(":e", event);
+        }
+        let result = request.send().await;
         match result {
             Ok(_) => Ok(true),
             Err(e)

@@ -117,19 +117,20 @@ async fn run(options: &Options) -> Result<()> {
     let coupon = hot_coupon::HotCoupon::new(&sale, &aws)?;
     let uses = options.coupon_uses as u32;
     let (mut applies, mut increments) = (Vec::new(), Vec::new());
-    let (mut spread, mut exact) = (Vec::new(), Vec::new());
+    let (mut spread, mut exact, mut replayed) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..2 {
         applies.push(coupon.apply(options.consumers, uses).await?);
         increments.push(coupon.increment(options.consumers, uses).await?);
         spread.push(coupon.apply_spread(options.consumers, uses).await?);
         exact.push(coupon.increment_exact(options.consumers, uses).await?);
+        replayed.push(coupon.replay(options.consumers, uses).await?);
     }
     report::hot_coupon(
         options.consumers,
         uses,
         (&applies, &increments),
         &spread,
-        &exact,
+        (&exact, &replayed),
     );
     println!();
 
@@ -141,6 +142,8 @@ async fn run(options: &Options) -> Result<()> {
     let over: i64 = applies
         .iter()
         .chain(&increments)
+        .chain(&exact)
+        .chain(&replayed)
         .map(|r| r.oversold())
         .sum();
     if over != 0 {
