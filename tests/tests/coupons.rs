@@ -321,6 +321,129 @@ async fn a_coupon_reprices_the_order_and_its_intent_and_payment_redeems_it() {
 }
 
 #[tokio::test]
+async fn an_organizers_coupon_discounts_a_ticket_order_paid_at_localstripe() {
+    let api = Api::start().await;
+    api.stack.register_stripe_webhook().await.unwrap();
+    let registered = api
+        .post(
+            "/users",
+            "tom",
+            json!({ "email": "tom@example.com", "name": "Tom" }),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{:?}", registered.body);
+    let concert = common::put_on_sale(&api, &common::concert_body("Nina", &[("floor", 10)])).await;
+    let mut body = credit_coupon(
+        "floor-10",
+        json!({ "type": "fixed", "amount": { "amount": "10.00", "currency": "EUR" } }),
+        10,
+        1,
+    );
+    let as_organizer = |body: &Value| {
+        let body = body.to_string();
+        let api = &api;
+        async move {
+            api.call_as("POST", "/coupons", Some(common::ORGANIZER), Some(&body))
+                .await
+        }
+    };
+    let anything = as_organizer(&body).await;
+    assert_eq!(
+        anything.status, 403,
+        "an organizer's coupon is for their own concerts: {:?}",
+        anything.body
+    );
+    body["scope"] = json!({ "kind": "concert", "concert_id": concert });
+    let created = as_organizer(&body).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let coupon = created.body["coupon_id"].as_str().unwrap().to_owned();
+
+    let added = api
+        .post(
+            "/cart/items",
+            "tom",
+            json!({ "concert_id": concert, "level_id": "floor", "quantity": 2 }),
+        )
+        .await;
+    assert!(matches!(added.status, 200 | 201), "{:?}", added.body);
+    let confirmed = api.call("POST", "/cart/confirm", Some("tom"), None).await;
+    assert_eq!(confirmed.status, 201, "{:?}", confirmed.body);
+    let order = confirmed.body["order_id"].as_str().unwrap().to_owned();
+    // Applied once the intent exists: the intent is updated, not replaced.
+    let intent = intent_of(&api, &order, "tom").await;
+    let applied = apply(&api, "tom", &order, "Floor-10").await;
+    assert_eq!(applied.status, 200, "{:?}", applied.body);
+    assert_eq!(applied.body["subtotal"]["amount"], "160.00");
+    assert_eq!(applied.body["total"]["amount"], "150.00");
+    assert_eq!(applied.body["total"]["currency"], "EUR");
+    let seen = api.get(format!("/orders/{order}"), "tom").await;
+    assert_eq!(
+        seen.body["payment_intent_id"],
+        json!(intent),
+        "{:?}",
+        seen.body
+    );
+    let at_stripe = common::stripe_get(&format!("/v1/payment_intents/{intent}")).await;
+    let charged = at_stripe["amount"]
+        .as_i64()
+        .or_else(|| at_stripe["amount"].as_str().and_then(|s| s.parse().ok()));
+    assert_eq!(charged, Some(15_000), "{at_stripe}");
+
+    let paid = common::pay_at_localstripe(&intent).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    let completed = eventually("the ticket order completed", || async {
+        let o = api.get(format!("/orders/{order}"), "tom").await;
+        (o.body["status"] == "completed" && o.body["invoice_id"].is_string()).then_some(o.body)
+    })
+    .await;
+    let invoice_id = completed["invoice_id"].as_str().unwrap().to_owned();
+    let invoice = eventually("the invoice", || async {
+        let i = api.get(format!("/invoices/{invoice_id}"), "tom").await;
+        (i.status == 200).then_some(i.body)
+    })
+    .await;
+    assert_eq!(invoice["total"]["amount"], "150.00", "{invoice}");
+    assert_eq!(
+        invoice["lines"][1]["description"], "Coupon FLOOR-10",
+        "{invoice}"
+    );
+    assert_eq!(
+        invoice["lines"][1]["amount"]["amount"], "-10.00",
+        "{invoice}"
+    );
+    eventually("two tickets", || async {
+        let t = api.get("/tickets", "tom").await;
+        let mine = t.body["tickets"]
+            .as_array()?
+            .iter()
+            .filter(|t| t["order_id"] == json!(order))
+            .count();
+        (mine == 2).then_some(())
+    })
+    .await;
+    let entries = eventually("the usage redeemed", || async {
+        let entries = audit(&api, &coupon).await;
+        (count(&entries, "coupon.redeemed") == 1).then_some(entries)
+    })
+    .await;
+    let steps: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("coupon.created", "olga"),
+            ("coupon.activated", "olga"),
+            ("coupon.applied", "tom"),
+            ("coupon.redeemed", "system:coupon-usages"),
+        ],
+        "{entries:#?}"
+    );
+    assert_eq!(uses(&api, &coupon).await, 1);
+}
+
+#[tokio::test]
 async fn a_payment_declined_at_localstripe_cancels_the_order_and_releases_its_coupon() {
     let api = Api::start().await;
     api.stack.register_stripe_webhook().await.unwrap();
