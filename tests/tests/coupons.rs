@@ -795,6 +795,83 @@ async fn stacking_minimum_and_first_order_rules_hold_through_the_api() {
 }
 
 #[tokio::test]
+async fn coupons_raced_onto_one_order_stack_up_to_its_limit_and_exclusive_ones_lock_once() {
+    let api = Api::start().await;
+    let stackable = json!({ "kind": "stackable", "max_per_order": 2 });
+    let mut stacking = Vec::new();
+    for code in ["RACE-A", "RACE-B", "RACE-C"] {
+        let mut body = credit_coupon(code, json!({ "type": "percent", "percent": "10" }), 10, 1);
+        body["stacking"] = stackable.clone();
+        stacking.push(create_coupon(&api, &body).await);
+    }
+    let mut exclusive = Vec::new();
+    for code in ["SOLO-A", "SOLO-B"] {
+        exclusive.push(percent_off(&api, code, "50", 10, 1).await);
+    }
+    let ws = workspace_of(&api, "rita").await;
+    let uses_of = |coupons: Vec<String>| {
+        let api = &api;
+        async move {
+            join_all(coupons.iter().map(|c| uses(api, c)))
+                .await
+                .iter()
+                .sum::<u64>()
+        }
+    };
+
+    // Three stackable codes at once on an order that takes two of them.
+    let order = another_order(&api, "rita", &ws).await;
+    let answers =
+        join_all(["RACE-A", "RACE-B", "RACE-C"].map(|code| apply(&api, "rita", &order, code)))
+            .await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{answers:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 422).count(),
+        1,
+        "{answers:?}"
+    );
+    let seen = api.get(format!("/orders/{order}"), "rita").await;
+    assert_eq!(
+        seen.body["coupons"].as_array().unwrap().len(),
+        2,
+        "{:?}",
+        seen.body
+    );
+    // 10.00 less 10 % = 9.00, less 10 % of that = 8.10.
+    assert_eq!(seen.body["total"]["amount"], "8.10", "{:?}", seen.body);
+    assert_eq!(
+        uses_of(stacking).await,
+        2,
+        "the refused code's use was given back"
+    );
+
+    // Two exclusive codes at once: one locks, the other's use goes back.
+    let order = another_order(&api, "rita", &ws).await;
+    let answers =
+        join_all(["SOLO-A", "SOLO-B"].map(|code| apply(&api, "rita", &order, code))).await;
+    let locked = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!(locked, 1, "{answers:?}");
+    assert!(
+        answers.iter().all(|a| matches!(a.status, 200 | 422)),
+        "{answers:?}"
+    );
+    let seen = api.get(format!("/orders/{order}"), "rita").await;
+    assert_eq!(
+        seen.body["coupons"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        seen.body
+    );
+    assert_eq!(seen.body["total"]["amount"], "5.00", "{:?}", seen.body);
+    assert_eq!(uses_of(exclusive).await, 1);
+}
+
+#[tokio::test]
 async fn an_order_a_coupon_makes_free_completes_without_a_payment() {
     let api = Api::start().await;
     percent_off(&api, "ON-US", "100", 10, 1).await;

@@ -30,6 +30,7 @@ pub struct Api {
     pub mail_dir: PathBuf,
 }
 
+#[derive(Debug)]
 pub struct Answer {
     pub status: u16,
     pub content_type: String,
