@@ -183,8 +183,10 @@ impl<'s> HotCoupon<'s> {
     }
 
     /// `clients` bare clients sending, per order, the requests one warm apply sends
-    /// ([`BareApply`]), with no handler in between, on one coupon count of `uses` uses.
-    pub async fn replay(&self, clients: usize, uses: u32) -> Result<Run> {
+    /// ([`BareApply`]), with no handler in between, on one coupon count of `uses` uses;
+    /// without the lock's transaction when `lock` is false (what an apply answered once
+    /// its use is taken would send before answering).
+    pub async fn replay(&self, clients: usize, uses: u32, lock: bool) -> Result<Run> {
         let bare = BareUses {
             client: Client::new(&self.aws),
             table: self.config.state_table.clone(),
@@ -201,6 +203,7 @@ impl<'s> HotCoupon<'s> {
                     },
                     buyers: buyers.clone(),
                     run,
+                    lock,
                 })
             })
             .collect();
@@ -408,6 +411,8 @@ struct BareApply {
     uses: BareUses,
     buyers: Arc<AtomicUsize>,
     run: Uuid,
+    /// Whether the lock's transaction follows the take.
+    lock: bool,
 }
 
 /// About what an event or a head of the lock's commit weighs.
@@ -494,6 +499,7 @@ impl Spender for BareApply {
         }
         let event = AttributeValue::S("x".repeat(2 * RECORD));
         match self.uses.take_carrying(Some(event)).await {
+            Ok(true) if !self.lock => Outcome::Success,
             Ok(true) => match self.lock(&buyer).await {
                 Ok(()) => Outcome::Success,
                 Err(e) => Outcome::Other(format!("{e:#}")),

@@ -117,20 +117,22 @@ async fn run(options: &Options) -> Result<()> {
     let coupon = hot_coupon::HotCoupon::new(&sale, &aws)?;
     let uses = options.coupon_uses as u32;
     let (mut applies, mut increments) = (Vec::new(), Vec::new());
-    let (mut spread, mut exact, mut replayed) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut spread, mut exact) = (Vec::new(), Vec::new());
+    let (mut replayed, mut split) = (Vec::new(), Vec::new());
     for _ in 0..2 {
         applies.push(coupon.apply(options.consumers, uses).await?);
         increments.push(coupon.increment(options.consumers, uses).await?);
         spread.push(coupon.apply_spread(options.consumers, uses).await?);
         exact.push(coupon.increment_exact(options.consumers, uses).await?);
-        replayed.push(coupon.replay(options.consumers, uses).await?);
+        replayed.push(coupon.replay(options.consumers, uses, true).await?);
+        split.push(coupon.replay(options.consumers, uses, false).await?);
     }
     report::hot_coupon(
         options.consumers,
         uses,
         (&applies, &increments),
         &spread,
-        (&exact, &replayed),
+        (&exact, &replayed, &split),
     );
     println!();
 
@@ -144,6 +146,7 @@ async fn run(options: &Options) -> Result<()> {
         .chain(&increments)
         .chain(&exact)
         .chain(&replayed)
+        .chain(&split)
         .map(|r| r.oversold())
         .sum();
     if over != 0 {

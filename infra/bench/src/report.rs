@@ -544,7 +544,11 @@ pub fn hot_coupon(
     uses: u32,
     (sandboxes, bare): (&[crate::flash_sale::Run], &[crate::flash_sale::Run]),
     spread: &[crate::hot_wallet::Throughput],
-    (exact, replayed): (&[crate::flash_sale::Run], &[crate::flash_sale::Run]),
+    (exact, replayed, split): (
+        &[crate::flash_sale::Run],
+        &[crate::flash_sale::Run],
+        &[crate::flash_sale::Run],
+    ),
 ) {
     let orders = uses as usize + uses as usize / 10;
     println!();
@@ -649,6 +653,18 @@ pub fn hot_coupon(
             sandboxes.iter().map(|r| r.throughput.per_second()),
             replayed.iter().map(|r| r.throughput.per_second())
         )
+    );
+    println!();
+    println!(
+        "   The same replay without the lock's transaction: the read and the take, what an \
+         apply answered\n   as soon as its use is taken (the flash sale's split) would send \
+         before answering, bare."
+    );
+    bare_against_lock(
+        &format!("{sandboxes_n} bare read + take"),
+        "read + take",
+        split,
+        (sandboxes_n, bare),
     );
     println!("  the DynamoDB requests one warm apply sends, in order:");
     for (request, what) in [
