@@ -122,6 +122,24 @@ fn count(entries: &[Value], event_type: &str) -> usize {
     entries.iter().filter(|e| e["type"] == event_type).count()
 }
 
+/// `user`'s invoice `id`, once issued.
+async fn invoice_of(api: &Api, id: &str, user: &str) -> Value {
+    eventually("the invoice", || async {
+        let i = api.get(format!("/invoices/{id}"), user).await;
+        (i.status == 200).then_some(i.body)
+    })
+    .await
+}
+
+/// What the PaymentIntent `intent` charges at localstripe, in minor units.
+async fn charged(intent: &str) -> Option<i64> {
+    let at_stripe = common::stripe_get(&format!("/v1/payment_intents/{intent}")).await;
+    // localstripe echoes an updated amount as the digits it was sent.
+    at_stripe["amount"]
+        .as_i64()
+        .or_else(|| at_stripe["amount"].as_str().and_then(|s| s.parse().ok()))
+}
+
 #[tokio::test]
 async fn two_hundred_buyers_race_for_fifty_uses_and_expired_orders_give_theirs_back() {
     let api = Api::start().await;
@@ -266,13 +284,8 @@ async fn a_coupon_reprices_the_order_and_its_intent_and_payment_redeems_it() {
     let seen = api.get(format!("/orders/{order}"), "payer").await;
     assert_eq!(seen.body["total"]["amount"], "7.50", "{:?}", seen.body);
     assert_eq!(seen.body["coupons"][0]["code"], "QUARTER");
-    let at_stripe = common::stripe_get(&format!("/v1/payment_intents/{intent}")).await;
-    // localstripe echoes an updated amount as the digits it was sent.
-    let charged = at_stripe["amount"]
-        .as_i64()
-        .or_else(|| at_stripe["amount"].as_str().and_then(|s| s.parse().ok()));
     assert_eq!(
-        charged,
+        charged(&intent).await,
         Some(750),
         "the intent charges the discounted total"
     );
@@ -294,11 +307,7 @@ async fn a_coupon_reprices_the_order_and_its_intent_and_payment_redeems_it() {
     })
     .await;
     let invoice_id = completed.body["invoice_id"].as_str().unwrap().to_owned();
-    let invoice = eventually("the invoice", || async {
-        let i = api.get(format!("/invoices/{invoice_id}"), "payer").await;
-        (i.status == 200).then_some(i.body)
-    })
-    .await;
+    let invoice = invoice_of(&api, &invoice_id, "payer").await;
     assert_eq!(invoice["total"]["amount"], "7.50", "{invoice}");
     assert_eq!(
         invoice["lines"][1]["description"], "Coupon QUARTER",
@@ -383,11 +392,7 @@ async fn an_organizers_coupon_discounts_a_ticket_order_paid_at_localstripe() {
         "{:?}",
         seen.body
     );
-    let at_stripe = common::stripe_get(&format!("/v1/payment_intents/{intent}")).await;
-    let charged = at_stripe["amount"]
-        .as_i64()
-        .or_else(|| at_stripe["amount"].as_str().and_then(|s| s.parse().ok()));
-    assert_eq!(charged, Some(15_000), "{at_stripe}");
+    assert_eq!(charged(&intent).await, Some(15_000));
 
     let paid = common::pay_at_localstripe(&intent).await;
     assert_eq!(paid["status"], "succeeded", "{paid}");
@@ -397,11 +402,7 @@ async fn an_organizers_coupon_discounts_a_ticket_order_paid_at_localstripe() {
     })
     .await;
     let invoice_id = completed["invoice_id"].as_str().unwrap().to_owned();
-    let invoice = eventually("the invoice", || async {
-        let i = api.get(format!("/invoices/{invoice_id}"), "tom").await;
-        (i.status == 200).then_some(i.body)
-    })
-    .await;
+    let invoice = invoice_of(&api, &invoice_id, "tom").await;
     assert_eq!(invoice["total"]["amount"], "150.00", "{invoice}");
     assert_eq!(
         invoice["lines"][1]["description"], "Coupon FLOOR-10",
@@ -887,11 +888,7 @@ async fn an_order_a_coupon_makes_free_completes_without_a_payment() {
     .await;
     assert_eq!(fulfilled["payment_id"], format!("free:{order}"));
     let invoice_id = fulfilled["invoice_id"].as_str().unwrap().to_owned();
-    let invoice = eventually("the invoice", || async {
-        let i = api.get(format!("/invoices/{invoice_id}"), "fay").await;
-        (i.status == 200).then_some(i.body)
-    })
-    .await;
+    let invoice = invoice_of(&api, &invoice_id, "fay").await;
     assert_eq!(invoice["total"]["amount"], "0.00", "{invoice}");
 
     // A ticket order: it completes once its seats are held, and its tickets are issued.

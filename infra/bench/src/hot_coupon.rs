@@ -146,40 +146,13 @@ impl<'s> HotCoupon<'s> {
     /// `clients` bare clients doing, per order, the least an exactly answered apply sends
     /// ([`BareExact`]), on one coupon count of `uses` uses.
     pub async fn increment_exact(&self, clients: usize, uses: u32) -> Result<Run> {
-        let bare = BareUses {
-            client: Client::new(&self.aws),
-            table: self.config.state_table.clone(),
-            pk: format!("bench-coupon-uses#{}", Uuid::now_v7()),
-            limit: i64::from(uses) + clients as i64,
-        };
         let (buyers, run) = (Arc::new(AtomicUsize::new(0)), Uuid::now_v7());
-        let spenders: Vec<Arc<BareExact>> = (0..clients)
-            .map(|_| {
-                Arc::new(BareExact {
-                    uses: BareUses {
-                        client: Client::new(&self.aws),
-                        ..bare.clone()
-                    },
-                    buyers: buyers.clone(),
-                    run,
-                })
-            })
-            .collect();
-        for spender in &spenders {
-            ensure!(
-                matches!(spender.spend().await, Outcome::Success),
-                "a warm-up increment was refused"
-            );
-        }
-        let throughput = race(&spenders, oversold_orders(uses)).await?;
-        let counted = bare.uses().await? - clients as i64;
-        Ok(Run {
-            held: throughput.successes as i64,
-            throughput,
-            capacity: i64::from(uses),
-            free: i64::from(uses) - counted,
-            recording: None,
+        self.bare_race(clients, uses, |uses| BareExact {
+            uses,
+            buyers: buyers.clone(),
+            run,
         })
+        .await
     }
 
     /// `clients` bare clients sending, per order, the requests one warm apply sends
@@ -187,41 +160,14 @@ impl<'s> HotCoupon<'s> {
     /// without the lock's transaction when `lock` is false (what an apply answered once
     /// its use is taken would send before answering).
     pub async fn replay(&self, clients: usize, uses: u32, lock: bool) -> Result<Run> {
-        let bare = BareUses {
-            client: Client::new(&self.aws),
-            table: self.config.state_table.clone(),
-            pk: format!("bench-coupon-uses#{}", Uuid::now_v7()),
-            limit: i64::from(uses) + clients as i64,
-        };
         let (buyers, run) = (Arc::new(AtomicUsize::new(0)), Uuid::now_v7());
-        let spenders: Vec<Arc<BareApply>> = (0..clients)
-            .map(|_| {
-                Arc::new(BareApply {
-                    uses: BareUses {
-                        client: Client::new(&self.aws),
-                        ..bare.clone()
-                    },
-                    buyers: buyers.clone(),
-                    run,
-                    lock,
-                })
-            })
-            .collect();
-        for spender in &spenders {
-            ensure!(
-                matches!(spender.spend().await, Outcome::Success),
-                "a warm-up replay was refused"
-            );
-        }
-        let throughput = race(&spenders, oversold_orders(uses)).await?;
-        let counted = bare.uses().await? - clients as i64;
-        Ok(Run {
-            held: throughput.successes as i64,
-            throughput,
-            capacity: i64::from(uses),
-            free: i64::from(uses) - counted,
-            recording: None,
+        self.bare_race(clients, uses, |uses| BareApply {
+            uses,
+            buyers: buyers.clone(),
+            run,
+            lock,
         })
+        .await
     }
 
     /// The same applies, but each sandbox applies a coupon of its own (64 coupons with
@@ -273,22 +219,37 @@ impl<'s> HotCoupon<'s> {
     /// `clients` bare clients making as many lock increments as the sandboxes get orders,
     /// on one item of `uses` uses.
     pub async fn increment(&self, clients: usize, uses: u32) -> Result<Run> {
+        self.bare_race(clients, uses, |uses| uses).await
+    }
+
+    /// `clients` bare clients, each made by `client` around its own connection to one
+    /// new use count of `uses` uses (and one more per client, spent warming it up),
+    /// racing for as many orders as the sandboxes get; the uses counted afterwards.
+    async fn bare_race<S: Spender>(
+        &self,
+        clients: usize,
+        uses: u32,
+        client: impl Fn(BareUses) -> S,
+    ) -> Result<Run> {
         let bare = BareUses {
             client: Client::new(&self.aws),
             table: self.config.state_table.clone(),
             pk: format!("bench-coupon-uses#{}", Uuid::now_v7()),
             limit: i64::from(uses) + clients as i64,
         };
-        let spenders: Vec<Arc<BareUses>> = (0..clients)
+        let spenders: Vec<Arc<S>> = (0..clients)
             .map(|_| {
-                Arc::new(BareUses {
+                Arc::new(client(BareUses {
                     client: Client::new(&self.aws),
                     ..bare.clone()
-                })
+                }))
             })
             .collect();
         for spender in &spenders {
-            ensure!(spender.take().await?, "a warm-up increment was refused");
+            ensure!(
+                matches!(spender.spend().await, Outcome::Success),
+                "a warm-up spend was refused"
+            );
         }
         let throughput = race(&spenders, oversold_orders(uses)).await?;
         let counted = bare.uses().await? - clients as i64;
