@@ -122,6 +122,39 @@ fn count(entries: &[Value], event_type: &str) -> usize {
     entries.iter().filter(|e| e["type"] == event_type).count()
 }
 
+/// `user` registered with a mail address, which ticket delivery needs.
+async fn register(api: &Api, user: &str) {
+    let registered = api
+        .post(
+            "/users",
+            user,
+            json!({ "email": format!("{user}@example.com"), "name": user }),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{:?}", registered.body);
+}
+
+/// `user`'s ticket order of `quantity` seats of `level` at `concert`, through the cart.
+async fn ticket_order(
+    api: &Api,
+    user: &str,
+    concert: uuid::Uuid,
+    level: &str,
+    quantity: u32,
+) -> String {
+    let added = api
+        .post(
+            "/cart/items",
+            user,
+            json!({ "concert_id": concert, "level_id": level, "quantity": quantity }),
+        )
+        .await;
+    assert!(matches!(added.status, 200 | 201), "{:?}", added.body);
+    let confirmed = api.call("POST", "/cart/confirm", Some(user), None).await;
+    assert_eq!(confirmed.status, 201, "{:?}", confirmed.body);
+    confirmed.body["order_id"].as_str().unwrap().to_owned()
+}
+
 /// `user`'s invoice `id`, once issued.
 async fn invoice_of(api: &Api, id: &str, user: &str) -> Value {
     eventually("the invoice", || async {
@@ -333,14 +366,7 @@ async fn a_coupon_reprices_the_order_and_its_intent_and_payment_redeems_it() {
 async fn an_organizers_coupon_discounts_a_ticket_order_paid_at_localstripe() {
     let api = Api::start().await;
     api.stack.register_stripe_webhook().await.unwrap();
-    let registered = api
-        .post(
-            "/users",
-            "tom",
-            json!({ "email": "tom@example.com", "name": "Tom" }),
-        )
-        .await;
-    assert_eq!(registered.status, 201, "{:?}", registered.body);
+    register(&api, "tom").await;
     let concert = common::put_on_sale(&api, &common::concert_body("Nina", &[("floor", 10)])).await;
     let mut body = credit_coupon(
         "floor-10",
@@ -367,17 +393,7 @@ async fn an_organizers_coupon_discounts_a_ticket_order_paid_at_localstripe() {
     assert_eq!(created.status, 201, "{:?}", created.body);
     let coupon = created.body["coupon_id"].as_str().unwrap().to_owned();
 
-    let added = api
-        .post(
-            "/cart/items",
-            "tom",
-            json!({ "concert_id": concert, "level_id": "floor", "quantity": 2 }),
-        )
-        .await;
-    assert!(matches!(added.status, 200 | 201), "{:?}", added.body);
-    let confirmed = api.call("POST", "/cart/confirm", Some("tom"), None).await;
-    assert_eq!(confirmed.status, 201, "{:?}", confirmed.body);
-    let order = confirmed.body["order_id"].as_str().unwrap().to_owned();
+    let order = ticket_order(&api, "tom", concert, "floor", 2).await;
     // Applied once the intent exists: the intent is updated, not replaced.
     let intent = intent_of(&api, &order, "tom").await;
     let applied = apply(&api, "tom", &order, "Floor-10").await;
@@ -892,14 +908,7 @@ async fn an_order_a_coupon_makes_free_completes_without_a_payment() {
     assert_eq!(invoice["total"]["amount"], "0.00", "{invoice}");
 
     // A ticket order: it completes once its seats are held, and its tickets are issued.
-    let registered = api
-        .post(
-            "/users",
-            "fay",
-            json!({ "email": "fay@example.com", "name": "Fay" }),
-        )
-        .await;
-    assert_eq!(registered.status, 201, "{:?}", registered.body);
+    register(&api, "fay").await;
     let concert = common::put_on_sale(&api, &common::concert_body("Nina", &[("floor", 10)])).await;
     let mut free_seats = credit_coupon(
         "FRONT-ROW",
@@ -917,17 +926,7 @@ async fn an_order_a_coupon_makes_free_completes_without_a_payment() {
         )
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
-    let added = api
-        .post(
-            "/cart/items",
-            "fay",
-            json!({ "concert_id": concert, "level_id": "floor", "quantity": 2 }),
-        )
-        .await;
-    assert!(matches!(added.status, 200 | 201), "{:?}", added.body);
-    let confirmed = api.call("POST", "/cart/confirm", Some("fay"), None).await;
-    assert_eq!(confirmed.status, 201, "{:?}", confirmed.body);
-    let tickets_order = confirmed.body["order_id"].as_str().unwrap().to_owned();
+    let tickets_order = ticket_order(&api, "fay", concert, "floor", 2).await;
     let applied = apply(&api, "fay", &tickets_order, "FRONT-ROW").await;
     assert_eq!(applied.status, 200, "{:?}", applied.body);
     let tickets = eventually("the free tickets", || async {
@@ -959,17 +958,7 @@ async fn an_order_a_coupon_makes_free_completes_without_a_payment() {
     let mut body = common::concert_body("Open Air", &[("lawn", 100)]);
     body["levels"][0]["price"]["amount"] = json!("0.00");
     let open_air = common::put_on_sale(&api, &body).await;
-    let added = api
-        .post(
-            "/cart/items",
-            "fay",
-            json!({ "concert_id": open_air, "level_id": "lawn", "quantity": 1 }),
-        )
-        .await;
-    assert!(matches!(added.status, 200 | 201), "{:?}", added.body);
-    let confirmed = api.call("POST", "/cart/confirm", Some("fay"), None).await;
-    assert_eq!(confirmed.status, 201, "{:?}", confirmed.body);
-    let free_order = confirmed.body["order_id"].as_str().unwrap().to_owned();
+    let free_order = ticket_order(&api, "fay", open_air, "lawn", 1).await;
     let done = eventually("the free ticket order completed", || async {
         let o = api.get(format!("/orders/{free_order}"), "fay").await;
         (o.body["payment_id"] == json!(format!("free:{free_order}"))).then_some(o.body)
