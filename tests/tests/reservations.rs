@@ -1110,3 +1110,137 @@ async fn a_canceled_concert_refunds_what_was_paid_cancels_what_was_held_and_tell
         assert_eq!(refused.status, 403, "{stranger:?}: {:?}", refused.body);
     }
 }
+
+/// A concert canceled while an order's last `seats.held` still waits for
+/// record-reservations: the cancellation's walk of the concert's orders runs first and
+/// cannot see that order, which is recorded afterwards and then paid. Settling the
+/// payment finds the concert canceled: the seats go back, the whole payment is refunded
+/// at Stripe and booked, and the reservation is never confirmed, so no ticket follows.
+#[tokio::test]
+async fn a_reservation_recorded_after_its_concerts_recall_is_refunded_when_paid() {
+    let iso = common::Isolated::new().await;
+    let (kernel, reservations, book) = isolated_service(&iso).await;
+    let concert = concert(&kernel, &[("floor", 10)]).await;
+    let metadata = Metadata::origin(Uuid::now_v7(), "ana");
+    let order = request(concert, "ana", &[("floor", 2)]);
+    open_order(&kernel, &book, &order).await;
+    let taken = reservations.reserve(&order, &metadata).await.unwrap();
+    assert!(matches!(taken, Reserved::Taken(_)), "{taken:?}");
+
+    let cancel = ConcertCommand::Cancel {
+        reason: "the singer is ill".into(),
+        now: kernel.clock().now(),
+    };
+    let cancel = &cancel;
+    kernel
+        .run(Metadata::origin(Uuid::now_v7(), "olga"), |tx| {
+            Box::pin(async move {
+                let mut concert = tx.load::<Concert>(&concert).await?;
+                tx.decide(
+                    &mut concert,
+                    ByActor {
+                        command: cancel.clone(),
+                        actor: Actor::organizer("olga"),
+                    },
+                )?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+    let ticket_orders = iso.function("TicketOrdersFunction").await;
+    let canceled: Vec<_> = iso
+        .events(&kassa_store::StreamId::new("Concert", concert))
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "concert.canceled")
+        .collect();
+    assert_eq!(canceled.len(), 1);
+    assert!(iso
+        .deliver(&ticket_orders, &[&canceled[0]])
+        .await
+        .is_empty());
+
+    // Recorded only now, so the recall did not see it; then the buyer pays.
+    let record = iso.function("RecordReservationsFunction").await;
+    let held = seats_held(&iso, concert).await;
+    let held: Vec<&_> = held.iter().collect();
+    assert!(iso.deliver(&record, &held).await.is_empty());
+    let recorded = iso
+        .store
+        .load_aggregate::<Reservation>(&order.order_id)
+        .await
+        .unwrap()
+        .state
+        .unwrap();
+    assert_eq!(recorded.status, ReservationStatus::Held);
+    let intent = common::stripe_post(
+        "/v1/payment_intents",
+        &[
+            ("amount", "16000"),
+            ("currency", "eur"),
+            ("metadata[kassa_order_id]", &order.order_id.to_string()),
+            ("metadata[kassa_user_id]", "ana"),
+        ],
+    )
+    .await;
+    let intent = common::id(&intent);
+    let paid = common::pay_at_localstripe(&intent).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    let complete = OrderCommand::Complete {
+        payment_intent_id: intent.clone(),
+        payment_id: paid["latest_charge"]
+            .as_str()
+            .unwrap_or("ch_paid")
+            .to_owned(),
+    };
+    let complete = &complete;
+    let order_id = order.order_id;
+    kernel
+        .run(Metadata::origin(Uuid::now_v7(), "ana"), |tx| {
+            Box::pin(async move {
+                let mut order = tx.load::<Order>(&order_id).await?;
+                tx.decide(&mut order, complete.clone())?;
+                Ok(())
+            })
+        })
+        .await
+        .map_err(|e: Fail<_>| format!("{e}"))
+        .unwrap();
+    let completed: Vec<_> = iso
+        .events(&kassa_store::StreamId::new("Order", order_id))
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "order.completed")
+        .collect();
+    // Twice, as if the first handling were lost after its effects.
+    for _ in 0..2 {
+        assert!(iso
+            .deliver(&ticket_orders, &[&completed[0]])
+            .await
+            .is_empty());
+    }
+
+    let settled = iso
+        .store
+        .load_aggregate::<Reservation>(&order_id)
+        .await
+        .unwrap()
+        .state
+        .unwrap();
+    assert_eq!(settled.status, ReservationStatus::Canceled);
+    assert_eq!(free(&iso.store, concert, "floor").await, 10);
+    let refunds: Vec<Value> = iso
+        .events(&kassa_store::StreamId::new("Payment", &intent))
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "payment.refunded")
+        .map(|e| e.payload)
+        .collect();
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(
+        refunds[0]["amount"],
+        json!({ "amount": "160.00", "currency": "EUR" })
+    );
+    assert_eq!(refunds[0]["reason"], "concert_canceled");
+}

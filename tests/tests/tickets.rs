@@ -7,6 +7,7 @@ mod common;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::{eventually, Answer, Api};
+use kassa_commerce::Clock;
 use kassa_domain::ticket_code::CodeVerifier;
 use kassa_runtime::mail::MailSink;
 use kassa_store::{EventStore, StreamId};
@@ -603,4 +604,85 @@ async fn courier_tickets_are_not_mailed_and_are_shipped_once() {
         events_of_ticket(&api, id).await,
         ["ticket.created", "ticket.shipped"]
     );
+}
+
+/// Stripe reports the refund of a ticket order's payment before the payment's success
+/// (its events are not ordered; an operator refunded at once). The order ends refunded,
+/// its held seats go back, and no ticket is issued: the money and the seats agree.
+#[tokio::test]
+async fn a_payment_refunded_before_its_success_arrives_sells_no_seats() {
+    let api = start().await;
+    let concert = common::put_on_sale(&api, &common::concert_body("Muse", &[("floor", 4)])).await;
+    register(&api, "rui").await;
+    let confirmed = confirm(&api, "rui", concert, 2, "").await;
+    assert_eq!(confirmed.status, 201, "{:?}", confirmed.body);
+    let order = confirmed.body["order_id"].as_str().unwrap().to_owned();
+    let intent = eventually("the payment intent", || async {
+        let o = api.get(format!("/orders/{order}"), "rui").await;
+        o.body["payment_intent_id"].as_str().map(str::to_owned)
+    })
+    .await;
+    let total = api.get(format!("/orders/{order}"), "rui").await.body["total"].clone();
+    let minor: i64 = total["amount"]
+        .as_str()
+        .unwrap()
+        .replace('.', "")
+        .parse()
+        .unwrap();
+    let now = api.stack.clock.now().unix_timestamp();
+    let charge = format!("ch_{}", &intent[3..]);
+    let refunded = common::stripe_event(
+        "charge.refunded",
+        now,
+        json!({
+            "id": charge, "object": "charge", "payment_intent": intent, "currency": "eur",
+            "amount": minor, "amount_refunded": minor, "refunded": true,
+            "refunds": { "object": "list", "data": [
+                { "id": "re_at_once", "object": "refund", "amount": minor,
+                  "reason": "requested_by_customer", "status": "succeeded" }
+            ]},
+        }),
+    );
+    let succeeded = common::stripe_event(
+        "payment_intent.succeeded",
+        now - 5,
+        json!({
+            "id": intent, "object": "payment_intent", "amount": minor,
+            "amount_received": minor, "currency": "eur", "status": "succeeded",
+            "customer": null, "latest_charge": charge,
+            "metadata": { "kassa_order_id": order, "kassa_user_id": "rui" },
+            "last_payment_error": null, "cancellation_reason": null,
+        }),
+    );
+    for event in [&refunded, &succeeded] {
+        let answer = common::deliver(&api, event).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+    }
+    let canceled = eventually("the reservation canceled", || async {
+        let events = store(&api)
+            .await
+            .read_stream(&StreamId::new("Reservation", &order), 100)
+            .await
+            .unwrap();
+        let types: Vec<String> = events.into_iter().map(|e| e.event_type).collect();
+        types
+            .contains(&"reservation.canceled".to_owned())
+            .then_some(types)
+    })
+    .await;
+    assert!(
+        !canceled.contains(&"reservation.confirmed".to_owned()),
+        "{canceled:?}"
+    );
+    let o = api.get(format!("/orders/{order}"), "rui").await.body;
+    assert_eq!(
+        (o["status"].as_str(), &o["refunded"]),
+        (Some("refunded"), &total)
+    );
+    let view = api
+        .call("GET", format!("/concerts/{concert}"), None, None)
+        .await;
+    assert_eq!(view.body["levels"][0]["available"], 4, "{:?}", view.body);
+    // A canceled reservation is never confirmed, and only a confirmation issues tickets.
+    assert!(tickets_of(&api, "rui").await.is_empty());
 }

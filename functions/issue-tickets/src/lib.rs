@@ -167,7 +167,7 @@ impl IssueTickets {
             .await?
             .state
             .ok_or_else(|| EffectError::retry(format!("order {order_id} not found yet")))?;
-        if order.refunded().amount < order.total.amount {
+        if !order.refunded_whole() {
             return Ok(serde_json::json!({ "voided": 0, "refund": "partial" }));
         }
         let Some(reservation) = store

@@ -1,6 +1,8 @@
 //! The order service's subscriptions (seed 001):
 //! - `payment.completed` → `order.completed`;
-//! - `payment.failed` / `payment.canceled` → the open order is canceled with the reason;
+//! - `payment.failed` → the intent is canceled at Stripe, then the open order with the
+//!   reason (a failed attempt is not final there: another card could still pay it);
+//! - `payment.canceled` → the open order is canceled;
 //! - `payment.refunded` → `order.refunded`;
 //! - `credits.purchased` (seed 001's `wallet.credits_added`) → the credit order is fulfilled;
 //! - `user.deleted` → the user's open orders are canceled (their intents first) and their
@@ -79,13 +81,41 @@ impl OrderPayments {
                     },
                 ),
                 PaymentEvent::Failed {
-                    order_id, error, ..
-                } => (
                     order_id,
-                    OrderCommand::Cancel {
-                        reason: format!("payment_failed: {}", error.code.unwrap_or(error.message)),
-                    },
-                ),
+                    payment_intent_id,
+                    error,
+                    ..
+                } => {
+                    // A failed attempt is not final at Stripe: the buyer may try another
+                    // card on the same intent. The intent is canceled first, so that the
+                    // canceled order cannot be paid afterwards; if Stripe refuses (the
+                    // intent succeeded meanwhile, or was canceled by whoever is ending the
+                    // order), the payment's own events settle it.
+                    match self
+                        .gateway
+                        .cancel_payment_intent(&payment_intent_id, &format!("cancel-{order_id}"))
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(GatewayError::Refused { .. }) => {
+                            return Ok(serde_json::json!({
+                                "order_id": order_id,
+                                "recorded": 0,
+                                "intent": "not cancelable",
+                            }))
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                    (
+                        order_id,
+                        OrderCommand::Cancel {
+                            reason: format!(
+                                "payment_failed: {}",
+                                error.code.unwrap_or(error.message)
+                            ),
+                        },
+                    )
+                }
                 PaymentEvent::Canceled { order_id, .. } => (
                     order_id,
                     OrderCommand::Cancel {

@@ -13,7 +13,7 @@ use kassa_commerce::order_book::{OrderBook, ORDER_KEY, USER_KEY, WORKSPACE_KEY};
 use kassa_commerce::{Clock, Fail, Kernel};
 use kassa_domain::order::{Order, OrderCommand, OrderEvent};
 use kassa_domain::payment::{IntentOrigin, Payment, PaymentCommand};
-use kassa_payments::gateway::{IntentRequest, PaymentGateway};
+use kassa_payments::gateway::{GatewayError, IntentRequest, PaymentGateway};
 use kassa_payments::stripe::StripeGateway;
 use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
@@ -86,9 +86,18 @@ impl PaymentIntents {
         // The total as stored: a coupon may have changed it since `order.created`.
         let total_amount = order.total;
         if let Some(intent) = held(&order) {
-            // A redelivery after the intent was recorded: done already. Stripe is not asked
-            // again (its idempotency key lapses after a day, and an intent it created anew
-            // would then look like a stray one).
+            // A redelivery after the intent was recorded: it is not created again (its
+            // idempotency key lapses after a day, and an intent created anew would then
+            // look like a stray one). Its amount is made to follow the total once more,
+            // which is what a delivery that failed after recording it had left to do.
+            let created_with = self
+                .kernel
+                .store()
+                .load_aggregate::<Payment>(intent.as_str())
+                .await?
+                .state
+                .map_or(total_amount, |p| p.amount);
+            self.follow_total(order_id, &intent, created_with).await?;
             return Ok(serde_json::json!({ "payment_intent_id": intent, "pending": false }));
         }
         let mut metadata = BTreeMap::from([
@@ -106,7 +115,11 @@ impl PaymentIntents {
                     customer: None,
                     metadata,
                 },
-                &format!("order-{order_id}"),
+                // The amount is part of the key: a delivery retried after a coupon changed
+                // the total asks for a new intent rather than meeting Stripe's refusal of a
+                // key reused with other parameters. The one created before holds no
+                // client secret anyone was given, so nobody can pay it.
+                &format!("order-{order_id}-{}", total_amount.shown()),
             )
             .await?;
         let origin = IntentOrigin {
@@ -231,14 +244,21 @@ impl PaymentIntents {
             return Ok(());
         }
         let key = format!("amount-{order_id}-{}", loaded.version);
-        if let Err(e) = self
+        match self
             .gateway
             .update_payment_intent_amount(intent, order.total, &key)
             .await
         {
-            tracing::warn!(%order_id, %intent, error = %e, "intent amount not updated");
+            Ok(_) => Ok(()),
+            // Paid, processing or canceled meanwhile: the payment's own events decide
+            // (a payment of another amount is recorded as mismatched and alerted).
+            Err(e @ GatewayError::Refused { .. }) => {
+                tracing::warn!(%order_id, %intent, error = %e, "intent amount not updated");
+                Ok(())
+            }
+            // Not known to have changed: the event is delivered again.
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 }
 

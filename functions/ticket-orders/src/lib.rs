@@ -21,7 +21,7 @@ mod settling;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::invoicing::Invoicing;
 use kassa_commerce::rosters;
-use kassa_commerce::{seats, Clock, Fail, Kernel};
+use kassa_commerce::{seats, Clock, Fail, Kernel, Tx};
 use kassa_domain::concert::ConcertEvent;
 use kassa_domain::order::{Order, OrderCommand, OrderEvent, Purpose};
 use kassa_domain::reservation::{
@@ -34,7 +34,7 @@ use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::mail::ConfiguredMailer;
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
-use kassa_store::{EventStore, Metadata, RecordedEvent, Roster};
+use kassa_store::{EventStore, Loaded, Metadata, RecordedEvent, Roster};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -227,6 +227,7 @@ impl TicketOrders {
     }
 
     /// Cancels the reservation of `order_id`, its seats back in the same commit.
+    /// (A sold reservation is refused as [`ReservationError::Lapsed`].)
     async fn release(
         &self,
         order_id: Uuid,
@@ -243,18 +244,7 @@ impl TicketOrders {
                         // Not a ticket order, or its reservation failed: nothing is held.
                         return Ok(false);
                     }
-                    let events = tx.decide(
-                        &mut reservation,
-                        ReservationCommand::Cancel {
-                            reason: reason.clone(),
-                        },
-                    )?;
-                    if let Some(r) = reservation.state.as_ref().filter(|_| !events.is_empty()) {
-                        for hold in &r.holds {
-                            seats::release(tx.commit(), order_id, hold, reason, false)?;
-                        }
-                    }
-                    Ok(!events.is_empty())
+                    cancel_holding(tx, &mut reservation, order_id, reason)
                 })
             })
             .await;
@@ -267,4 +257,26 @@ impl TicketOrders {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Stages the cancellation of `reservation` (of `order_id`) with its seats back in the
+/// same commit; whether there was anything left to cancel.
+pub(crate) fn cancel_holding(
+    tx: &mut Tx<'_>,
+    reservation: &mut Loaded<Reservation>,
+    order_id: Uuid,
+    reason: &str,
+) -> Result<bool, Fail<ReservationError>> {
+    let events = tx.decide(
+        reservation,
+        ReservationCommand::Cancel {
+            reason: reason.to_owned(),
+        },
+    )?;
+    if let Some(r) = reservation.state.as_ref().filter(|_| !events.is_empty()) {
+        for hold in &r.holds {
+            seats::release(tx.commit(), order_id, hold, reason, false)?;
+        }
+    }
+    Ok(!events.is_empty())
 }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// Why the orders of a canceled concert end.
-const CONCERT_CANCELED: &str = "concert_canceled";
+pub(crate) const CONCERT_CANCELED: &str = "concert_canceled";
 
 /// How long one invocation works through the roster before handing the rest to a
 /// redelivery: well inside the function's timeout and the queue's visibility timeout.

@@ -193,6 +193,11 @@ impl Order {
         self.total.amount.is_zero()
     }
 
+    /// Its whole payment given back.
+    pub fn refunded_whole(&self) -> bool {
+        self.status == OrderStatus::Refunded && self.refunded().amount >= self.total.amount
+    }
+
     /// Completed without a payment, because it owed nothing.
     pub fn paid_nothing(&self) -> bool {
         self.payment_id.as_deref() == Some(free_payment_id(self.order_id).as_str())
