@@ -6,7 +6,7 @@
 mod common;
 
 use common::{eventually, Api};
-use kassa_commerce::Clock;
+use kassa_commerce::{dunning, Clock};
 use kassa_runtime::mail::MailSink;
 use serde_json::{json, Value};
 use time::{Date, Month};
@@ -158,7 +158,38 @@ async fn a_failed_charge_is_retried_warned_suspended_and_settled_by_a_new_card()
         "{sent:?}"
     );
 
-    // A new card settles what is owed at once and reactivates the workspace.
+    // While another attempt holds the debt's turn (a retry charging the saved card), the
+    // owner's new card waits for it rather than charging the same debt beside it.
+    let source: uuid::Uuid = w["owed"][0]["source_event"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let leases =
+        kassa_store::lease::Leases::new(common::dynamodb().await, api.stack.table("EventsTable"));
+    let ws_id: uuid::Uuid = ws.parse().unwrap();
+    let now = api.stack.clock.now();
+    let other = dunning::take_turn(&leases, ws_id, source, now)
+        .await
+        .unwrap()
+        .expect("nobody is charging the debt");
+    let waiting = put(
+        &api,
+        format!("/workspaces/{ws}/payment-method"),
+        json!({ "payment_method": common::card("4242424242424242").await }),
+    )
+    .await;
+    assert_eq!(
+        (waiting.status, waiting.body["code"].as_str()),
+        (409, Some("payment_in_progress")),
+        "{:?}",
+        waiting.body
+    );
+    let w = api.get(format!("/workspaces/{ws}"), "alice").await.body;
+    assert_eq!(w["owed"][0]["failures"], 5, "nothing was charged: {w}");
+    dunning::end_turn(&leases, other).await;
+
+    // Its turn over, a new card settles what is owed at once and reactivates the workspace.
     let settled = put(
         &api,
         format!("/workspaces/{ws}/payment-method"),

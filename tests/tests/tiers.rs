@@ -691,6 +691,19 @@ async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
     let failed = common::redeliver(&api, "CollectChargesFunction", "collect-charges", &event).await;
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(refunds().await.len(), 1);
+    // A subscription's charge that reaches collect-charges only after the subscription
+    // was ended at once (as another event id, so nothing marks it done) charges nothing
+    // and starts no dunning: the ended subscription owes nothing more.
+    let late = kassa_store::RecordedEvent {
+        event_id: uuid::Uuid::now_v7(),
+        ..sub_event.clone()
+    };
+    let failed = common::redeliver(&api, "CollectChargesFunction", "collect-charges", &late).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let charged = recorded(&api, &ws, "Workspace", "workspace.charged").await;
+    assert_eq!(charged.len(), 1, "{charged:?}");
+    let w = api.get(format!("/workspaces/{ws}"), "alice").await.body;
+    assert_eq!(w["owed"], json!([]), "{w}");
     // Operators see it in the revenue, once.
     let refunded = eventually("the refund in the revenue", || async {
         let revenue = api
@@ -701,6 +714,21 @@ async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
     })
     .await;
     assert_eq!(refunded["refunded"]["currency"], "USD");
+    // The first day there is has no 30 days before it: a bad range, not a crash.
+    let earliest = api
+        .call_as(
+            "GET",
+            "/analytics/revenue?to=-9999-01-01",
+            Some(("ops", "admin")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (earliest.status, earliest.body["code"].as_str()),
+        (400, Some("invalid_range")),
+        "{:?}",
+        earliest.body
+    );
     // Nothing is paid for any more: the workspace can be deleted.
     let deleted = api
         .call("DELETE", format!("/workspaces/{ws}"), Some("alice"), None)

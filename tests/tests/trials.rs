@@ -105,6 +105,13 @@ async fn a_promo_code_grants_a_trial_once_reminds_before_its_end_and_reverts_or_
         (twice.status, twice.body["code"].as_str()),
         (409, Some("trial_used"))
     );
+    // The workspace's refusal comes before any code is looked at: a code that does not
+    // exist gets the same answer, so an owner cannot tell live codes from dead ones.
+    let guessed = apply(&api, &ws, "alice", "NO-SUCH-CODE").await;
+    assert_eq!(
+        (guessed.status, guessed.body["code"].as_str()),
+        (409, Some("trial_used"))
+    );
     let up = api
         .call(
             "PUT",
@@ -117,6 +124,32 @@ async fn a_promo_code_grants_a_trial_once_reminds_before_its_end_and_reverts_or_
         (up.status, up.body["code"].as_str()),
         (409, Some("trial_running"))
     );
+    // Nor by subscribing to another tier: refused before Stripe is asked, so no
+    // subscription is left billing there for a workspace that never recorded it.
+    let other = api
+        .post(
+            format!("/workspaces/{ws}/subscription"),
+            "alice",
+            json!({
+                "payment_method": common::card("4242424242424242").await,
+                "tier": "enterprise",
+            }),
+        )
+        .await;
+    assert_eq!(
+        (other.status, other.body["code"].as_str()),
+        (409, Some("trial_running")),
+        "{:?}",
+        other.body
+    );
+    let at_stripe = common::stripe_get("/v1/subscriptions?limit=100").await;
+    let billed: Vec<&Value> = at_stripe["data"]
+        .as_array()
+        .expect("a list of subscriptions")
+        .iter()
+        .filter(|s| s["metadata"]["workspace_id"] == json!(ws) && s["status"] != "canceled")
+        .collect();
+    assert!(billed.is_empty(), "{billed:?}");
 
     // A second workspace takes the last use and subscribes during its trial.
     let (paid, _) = api.workspace("bob", "free").await;

@@ -185,6 +185,15 @@ impl CollectCharges {
         if store.is_marked(&stream, &marker(event)).await? {
             return Ok(serde_json::json!({ "charged": "already" }));
         }
+        // A subscription or move up is charged only while the subscription lasts: one
+        // ended at once before its charge came here had its refund computed without it,
+        // so charging now would bill an ended subscription (and, with no card left, dun
+        // and suspend a workspace that owes nothing).
+        let ended = ws.billing.is_none()
+            && matches!(owed.reason, ChargeFor::Subscription | ChargeFor::TierChange);
+        if ended {
+            return Ok(serde_json::json!({ "charged": false, "subscription": "ended" }));
+        }
         let outcome = match &ws.billing {
             None => Err("the workspace has no saved payment method".to_owned()),
             Some(billing) => {

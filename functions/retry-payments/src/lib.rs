@@ -16,6 +16,7 @@ use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::sweep::{sweep_day, Fate, Sweep};
 use kassa_runtime::{Config, Function, ScheduledFunction, SdkConfig};
+use kassa_store::lease::Leases;
 use kassa_store::{Agenda, Entry, EventStore, Metadata, Refusal, StoreError};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -25,6 +26,7 @@ pub const NAME: &str = "retry-payments";
 pub struct RetryPayments {
     kernel: Kernel,
     agenda: Agenda,
+    leases: Leases,
     gateway: StripeGateway,
 }
 
@@ -37,6 +39,7 @@ impl Function for RetryPayments {
         let client = aws_sdk_dynamodb::Client::new(aws);
         Ok(Self {
             kernel: Kernel::new(EventStore::new(client.clone(), &config.events_table), clock),
+            leases: Leases::new(client.clone(), &config.events_table),
             agenda: Agenda::new(client, &config.state_table, DUNNING_AGENDA),
             gateway: config.stripe.gateway()?,
         })
@@ -62,6 +65,30 @@ impl RetryPayments {
     async fn retry(&self, entry: Entry, correlation: Uuid) -> Result<Fate, EffectError> {
         let (workspace, source_event) = dunning::parse_subject(&entry.subject)
             .ok_or_else(|| EffectError::poison(format!("dunning entry {}", entry.subject)))?;
+        let now = self.kernel.clock().now();
+        let Some(turn) = dunning::take_turn(&self.leases, workspace, source_event, now).await?
+        else {
+            // The owner's new card is being charged for it right now: the entry stays,
+            // and the run after this one finds the debt paid or still owed.
+            return Err(EffectError::retry(format!(
+                "charge {source_event} of workspace {workspace} is being made by another attempt"
+            )));
+        };
+        let fate = self
+            .retry_in_turn(entry, workspace, source_event, correlation)
+            .await;
+        dunning::end_turn(&self.leases, turn).await;
+        fate
+    }
+
+    /// [`Self::retry`] once the charge's turn is this run's: the debt is read only now.
+    async fn retry_in_turn(
+        &self,
+        entry: Entry,
+        workspace: Uuid,
+        source_event: Uuid,
+        correlation: Uuid,
+    ) -> Result<Fate, EffectError> {
         let ws = self
             .kernel
             .store()

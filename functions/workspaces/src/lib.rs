@@ -201,7 +201,7 @@ impl Workspaces {
     }
 
     async fn route(&self, request: Request) -> Result<Response<Body>, Problem> {
-        let actor = caller(&request)?;
+        let actor = access::recorded(self.kernel.store(), caller(&request)?).await?;
         match route_key(&request).as_str() {
             "POST /workspaces" => self.create(&request, actor).await,
             "POST /promotions" => self.create_promotion(&request, actor).await,
@@ -259,11 +259,20 @@ impl Workspaces {
                     .subscribe(&ws, head.version, payment_method, tier, &actor, now)
                     .await?;
                 let command = WorkspaceCommand::Subscribe {
-                    billing,
+                    billing: billing.clone(),
                     tier,
                     at: now,
                 };
-                self.change(&request, id, command, actor, 201).await
+                let recorded = self.change(&request, id, command, actor, 201).await;
+                // A refusal means nothing was recorded; a failure of the store may hide a
+                // commit, which the retried request finds (its key answers the same
+                // subscription).
+                if let Err(p) = &recorded {
+                    if (400..500).contains(&p.status) {
+                        subscriptions.abandon(id, &billing).await;
+                    }
+                }
+                recorded
             }
             "POST /workspaces/{workspaceId}/setup-intent" => {
                 let id = uuid_param(&request, "workspaceId", "workspace_not_found")?;

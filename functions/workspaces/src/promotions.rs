@@ -12,7 +12,7 @@ use kassa_domain::credits::Wallet;
 use kassa_domain::identity::Actor;
 use kassa_domain::promotion::{Promotion, PromotionCommand, PromotionError};
 use kassa_domain::tier::TierId;
-use kassa_domain::workspace::WorkspaceCommand;
+use kassa_domain::workspace::{self, WorkspaceCommand};
 use kassa_runtime::http::{json, json_body, request_id};
 use kassa_runtime::Problem;
 use kassa_store::{Metadata, Refusal};
@@ -116,9 +116,14 @@ impl Workspaces {
                 Metadata::origin(request_id(request), actor.user.as_str()),
                 |tx| {
                     Box::pin(async move {
-                        let mut promotion = tx.load::<Promotion>(code.as_str()).await?;
-                        // The workspace first: a stranger learns nothing about codes.
+                        // The workspace first: a stranger, a collaborator, or an owner whose
+                        // workspace cannot take a trial learns nothing about codes.
                         let mut ws = load_admitted(tx, id, actor_ref).await?;
+                        if let Some(current) = ws.state.as_ref() {
+                            workspace::may_start_trial(current, actor_ref)
+                                .map_err(|e| Fail::Refused(crate::refusal(e)))?;
+                        }
+                        let mut promotion = tx.load::<Promotion>(code.as_str()).await?;
                         tx.decide(
                             &mut promotion,
                             ByActor {

@@ -20,10 +20,12 @@ use kassa_payments::dues;
 use kassa_payments::gateway::{GatewayError, PaymentGateway, SubscriptionRequest};
 use kassa_payments::stripe::StripeGateway;
 use kassa_runtime::{Config, Problem};
+use kassa_store::lease::Leases;
 use kassa_store::{Agenda, Metadata};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 pub use kassa_payments::dues::WORKSPACE_KEY;
 
@@ -67,6 +69,7 @@ pub struct Subscriptions {
     pro: String,
     enterprise: String,
     agenda: Agenda,
+    leases: Leases,
 }
 
 impl Subscriptions {
@@ -76,6 +79,7 @@ impl Subscriptions {
         let stripe = &config.stripe;
         let client = aws_sdk_dynamodb::Client::new(aws);
         Some(Self {
+            leases: Leases::new(client.clone(), &config.events_table),
             agenda: Agenda::new(client, &config.state_table, DUNNING_AGENDA),
             gateway: stripe.gateway().ok()?,
             pro: stripe.price_of(TierId::Pro).ok()?.to_owned(),
@@ -143,6 +147,20 @@ impl Subscriptions {
             payment_method: payment_method.to_owned(),
         })
     }
+
+    /// Cancels at the provider a subscription [`Self::subscribe`] created but the
+    /// workspace refused to record (another request changed it meanwhile), so nothing
+    /// goes on billing for a subscription kassa does not know.
+    pub async fn abandon(&self, workspace: Uuid, billing: &Billing) {
+        let id = &billing.subscription_id;
+        if let Err(e) = self
+            .gateway
+            .cancel_subscription(id, &format!("abandon-{id}"))
+            .await
+        {
+            tracing::error!(alert = "subscription_abandoned", %workspace, subscription = %id, error = %e, "a refused subscription is still live at the provider");
+        }
+    }
 }
 
 impl Subscriptions {
@@ -205,48 +223,91 @@ impl Subscriptions {
         else {
             return Ok(Vec::new());
         };
-        let Some(billing) = &ws.billing else {
+        if ws.billing.is_none() {
             return Ok(Vec::new());
-        };
+        }
         let mut settled = Vec::new();
-        for owed in &ws.overdue {
-            let key = format!("settle-{}-{}", owed.source_event, billing.payment_method);
-            let description = format!("kassa workspace {}: settling", ws.name);
-            let payment = match dues::pay(&self.gateway, &ws, owed, description, &key).await {
-                Ok(Ok(payment)) => payment,
-                Ok(Err(message)) => {
-                    return Err(provider_problem(GatewayError::Refused {
-                        kind: "card_error".into(),
-                        message,
-                    }))
-                }
-                Err(e) => return Err(provider_problem(e)),
+        for source_event in ws.overdue.iter().map(|o| o.source_event) {
+            let now = kernel.clock().now();
+            let Some(turn) = dunning::take_turn(&self.leases, id, source_event, now)
+                .await
+                .map_err(store_problem)?
+            else {
+                return Err(Problem::new(
+                    409,
+                    "payment_in_progress",
+                    "a charge of what this workspace owes is being made right now; retry in a minute",
+                )
+                .retry_after(u32::try_from(dunning::CHARGE_TURN.as_secs()).unwrap_or(60)));
             };
-            let attempt = Attempt {
-                workspace: id,
-                source_event: owed.source_event,
-                reason: owed.reason,
-                amount: owed.amount,
-                outcome: Ok(payment),
-                marker: format!("settle:{}:{}", owed.source_event, billing.payment_method),
-                due: None,
-                invoice: owed.invoice.clone(),
-            };
-            dunning::record(
-                kernel,
-                &self.agenda,
-                &attempt,
-                Metadata::origin(*correlation, "system:workspaces"),
-                kernel.clock().now(),
-            )
-            .await
-            .map_err(|f| match f {
-                Fail::Refused(e) => crate::refusal(e),
-                Fail::Store(e) => store_problem(e),
-            })?;
-            settled.push(owed.source_event);
+            let paid = self
+                .settle_in_turn(kernel, id, source_event, correlation)
+                .await;
+            dunning::end_turn(&self.leases, turn).await;
+            if paid? {
+                settled.push(source_event);
+            }
         }
         Ok(settled)
+    }
+
+    /// Charges the debt `source_event` of workspace `id`, read again now that this request
+    /// holds its turn (a retry may have paid it meanwhile); whether it was still owed.
+    async fn settle_in_turn(
+        &self,
+        kernel: &Kernel,
+        id: uuid::Uuid,
+        source_event: uuid::Uuid,
+        correlation: &uuid::Uuid,
+    ) -> Result<bool, Problem> {
+        let store_problem = |e: kassa_store::StoreError| kassa_runtime::problem::store_problem(&e);
+        let ws = kernel
+            .store()
+            .load_aggregate::<Workspace>(&id)
+            .await
+            .map_err(store_problem)?
+            .state;
+        let Some((ws, billing)) = ws.and_then(|ws| ws.billing.clone().map(|b| (ws, b))) else {
+            return Ok(false);
+        };
+        let Some(owed) = ws.overdue.iter().find(|o| o.source_event == source_event) else {
+            return Ok(false);
+        };
+        let key = format!("settle-{}-{}", owed.source_event, billing.payment_method);
+        let description = format!("kassa workspace {}: settling", ws.name);
+        let payment = match dues::pay(&self.gateway, &ws, owed, description, &key).await {
+            Ok(Ok(payment)) => payment,
+            Ok(Err(message)) => {
+                return Err(provider_problem(GatewayError::Refused {
+                    kind: "card_error".into(),
+                    message,
+                }))
+            }
+            Err(e) => return Err(provider_problem(e)),
+        };
+        let attempt = Attempt {
+            workspace: id,
+            source_event: owed.source_event,
+            reason: owed.reason,
+            amount: owed.amount,
+            outcome: Ok(payment),
+            marker: format!("settle:{}:{}", owed.source_event, billing.payment_method),
+            due: None,
+            invoice: owed.invoice.clone(),
+        };
+        dunning::record(
+            kernel,
+            &self.agenda,
+            &attempt,
+            Metadata::origin(*correlation, "system:workspaces"),
+            kernel.clock().now(),
+        )
+        .await
+        .map_err(|f| match f {
+            Fail::Refused(e) => crate::refusal(e),
+            Fail::Store(e) => store_problem(e),
+        })?;
+        Ok(true)
     }
 }
 

@@ -5,8 +5,15 @@
 //! reactivation, so a suspended workspace's very next debit is refused.
 //!
 //! A charge is settled once: the first success of a source writes its `settled:` marker,
-//! and any later outcome of it (a retry and the owner's new card paying at the same time,
-//! a failure notice arriving after the payment's) is recorded as nothing.
+//! and any later outcome of it (a failure notice arriving after the payment's) is
+//! recorded as nothing.
+//!
+//! A charge is also MADE once at a time. The daily retry (the saved card) and the owner's
+//! new card (`PUT .../payment-method`) both charge the same debt, each under its own
+//! idempotency key, so both could succeed at the provider; each takes the debt's turn (a
+//! lease, [`take_turn`]) before asking the provider and re-reads the debt after taking
+//! it. Only a holder that dies between its charge and its record leaves the debt to be
+//! charged again once its turn expires (a minute later).
 
 use crate::kernel::{Fail, Kernel};
 use kassa_domain::aggregate::ByActor;
@@ -16,9 +23,48 @@ use kassa_domain::money::Money;
 use kassa_domain::workspace::{
     ChargeFor, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent,
 };
+use kassa_store::lease::Leases;
 use kassa_store::{stream_of, Agenda, Entry, Metadata, Refusal, StoreError};
+use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+/// How long a charge's turn lasts: well past a charge (the provider's 4 s timeout) and its
+/// record, so only a holder that died loses it.
+pub const CHARGE_TURN: Duration = Duration::from_secs(60);
+
+/// The turn to charge one debt of one workspace, held by one attempt.
+#[derive(Debug)]
+pub struct Turn {
+    key: String,
+    holder: String,
+}
+
+/// Takes the turn to charge `source_event` of `workspace`; `None` while another attempt
+/// holds it.
+pub async fn take_turn(
+    leases: &Leases,
+    workspace: Uuid,
+    source_event: Uuid,
+    now: OffsetDateTime,
+) -> Result<Option<Turn>, StoreError> {
+    let turn = Turn {
+        key: format!("lease:charge#{workspace}#{source_event}"),
+        holder: Uuid::now_v7().to_string(),
+    };
+    let taken = leases
+        .acquire(&turn.key, &turn.holder, now, CHARGE_TURN)
+        .await?;
+    Ok(taken.then_some(turn))
+}
+
+/// Ends `turn` once its outcome is recorded (or nothing was charged). A turn that cannot
+/// be given back expires on its own.
+pub async fn end_turn(leases: &Leases, turn: Turn) {
+    if let Err(e) = leases.abandon(&turn.key, &turn.holder).await {
+        tracing::warn!(turn = %turn.key, error = %e, "a charge's turn is left to expire");
+    }
+}
 
 /// The agenda partition of owed charges' retries; an entry's subject is
 /// `<workspace>/<source event>`.

@@ -653,7 +653,7 @@ pub fn decide(
                 at,
             },
         ) => {
-            may_manage_billing(ws, actor)?;
+            may_start_trial(ws, actor)?;
             start_trial(ws, code, tier, days, at)
         }
         (Some(ws), WorkspaceCommand::RemindTrial { at }) => Ok(remind_trial(ws, at)),
@@ -669,14 +669,12 @@ pub fn decide(
             }
             may_subscribe(ws, tier, actor)?;
             let period = Period::holding(ws.anchor_day, at);
-            // During a trial the subscription pays from the trial's end.
-            let from = match &ws.trial {
-                Some(trial) if trial.tier != tier => {
-                    return Err(WorkspaceError::TrialRunning(trial.tier))
-                }
-                Some(trial) => trial_end(trial).max(at),
-                None => at,
-            };
+            // During a trial (of this tier, as `may_subscribe` checked) the subscription
+            // pays from the trial's end.
+            let from = ws
+                .trial
+                .as_ref()
+                .map_or(at, |trial| trial_end(trial).max(at));
             let unpaid = Proration::of(TierId::Free, ws.tier, period, from);
             let mut events = vec![WorkspaceEvent::Subscribed {
                 workspace_id: ws.id,
@@ -915,6 +913,11 @@ pub fn may_subscribe(ws: &Workspace, tier: TierId, actor: &Actor) -> Result<(), 
     if tier.rank() < ws.tier.rank() {
         return Err(WorkspaceError::SubscribeDown);
     }
+    // A trial converts only into its own tier: asked before the provider, or a refused
+    // subscription would be left billing there.
+    if let Some(trial) = ws.trial.as_ref().filter(|t| t.tier != tier) {
+        return Err(WorkspaceError::TrialRunning(trial.tier));
+    }
     Ok(())
 }
 
@@ -1061,6 +1064,22 @@ fn share_of(more: u64, seconds: i64, period: Period) -> u64 {
 /// (a renewal would grant the trial tier's month). Its credits are the tier's monthly
 /// credits over free's for the trial's seconds, rounded down, granted at once; the move
 /// is a `workspace.tier_changed` like any other, so prices and limits follow at once.
+/// Whether `actor` may start a trial of any tier on `ws`: what the workspace alone
+/// decides, so that it can be asked before any promo code is looked at.
+pub fn may_start_trial(ws: &Workspace, actor: &Actor) -> Result<(), WorkspaceError> {
+    may_manage_billing(ws, actor)?;
+    if ws.trialed {
+        return Err(WorkspaceError::TrialUsed);
+    }
+    if ws.billing.is_some() {
+        return Err(WorkspaceError::AlreadySubscribed);
+    }
+    if ws.tier != TierId::Free {
+        return Err(WorkspaceError::TrialUnavailable);
+    }
+    Ok(())
+}
+
 fn start_trial(
     ws: &Workspace,
     code: String,
@@ -1068,13 +1087,7 @@ fn start_trial(
     days: u16,
     at: OffsetDateTime,
 ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
-    if ws.trialed {
-        return Err(WorkspaceError::TrialUsed);
-    }
-    if ws.billing.is_some() {
-        return Err(WorkspaceError::AlreadySubscribed);
-    }
-    if ws.tier != TierId::Free || tier == TierId::Free {
+    if tier == TierId::Free {
         return Err(WorkspaceError::TrialUnavailable);
     }
     let period = Period::holding(ws.anchor_day, at);
