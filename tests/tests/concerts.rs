@@ -251,6 +251,12 @@ async fn bad_input_is_refused_and_writes_nothing() {
     dollars["levels"][0]["price"] = json!({ "amount": "10.00", "currency": "USD" });
     let mut fractions = concert("Fractions", 10, 10);
     fractions["levels"][0]["price"] = json!({ "amount": "10.001", "currency": "EUR" });
+    // So dear that its cart's total would overflow the decimal arithmetic.
+    let mut dear = concert("Dear", 10, 10);
+    dear["levels"][0]["price"] =
+        json!({ "amount": "79228162514264337593543950335", "currency": "EUR" });
+    let mut over_max = concert("Over", 10, 10);
+    over_max["levels"][0]["price"] = json!({ "amount": "1000000.00", "currency": "EUR" });
     let mut twice = concert("Twice", 10, 10);
     twice["levels"][1]["level_id"] = json!("floor");
     let mut unknown_field = concert("Field", 10, 10);
@@ -265,6 +271,8 @@ async fn bad_input_is_refused_and_writes_nothing() {
         (zero, 422, "invalid_capacity"),
         (dollars, 422, "currency_mismatch"),
         (fractions, 422, "invalid_price"),
+        (dear, 422, "invalid_price"),
+        (over_max, 422, "invalid_price"),
         (twice, 422, "duplicate_level_id"),
         (unknown_field, 400, "invalid_body"),
         (bad_currency, 400, "invalid_body"),
@@ -276,6 +284,22 @@ async fn bad_input_is_refused_and_writes_nothing() {
         assert_eq!(answer.body["code"], code, "{body}");
         assert_eq!(answer.content_type, "application/problem+json");
     }
+    let mut nobodys = concert("Nobody's", 10, 10);
+    nobodys["organizer"] = json!("  ");
+    let answer = api
+        .call_as(
+            "POST",
+            "/concerts",
+            Some(("root", "admin")),
+            Some(&nobodys.to_string()),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.body["code"].as_str()),
+        (422, Some("invalid_organizer")),
+        "{:?}",
+        answer.body
+    );
     let malformed = api
         .call_as("POST", "/concerts", Some(("olga", "organizer")), Some("{"))
         .await;
@@ -293,6 +317,17 @@ async fn bad_input_is_refused_and_writes_nothing() {
     }
     let page = api.call("GET", "/concerts?limit=0", None, None).await;
     assert_eq!(page.status, 400, "{:?}", page.body);
+    for cursor in ["", &"9".repeat(1_100)] {
+        let page = api
+            .call("GET", format!("/concerts?after={cursor}"), None, None)
+            .await;
+        assert_eq!(
+            (page.status, page.body["code"].as_str()),
+            (400, Some("invalid_cursor")),
+            "{:?}",
+            page.body
+        );
+    }
     let anonymous = api
         .call(
             "POST",

@@ -484,6 +484,10 @@ async fn a_payment_declined_at_localstripe_cancels_the_order_and_releases_its_co
         "{:?}",
         canceled.body
     );
+    // A declined attempt is not final at Stripe; the intent was canceled with the order,
+    // so no other card can pay the canceled order.
+    let at_stripe = common::stripe_get(&format!("/v1/payment_intents/{intent}")).await;
+    assert_eq!(at_stripe["status"], "canceled", "{at_stripe}");
     let released = eventually("the use given back", || async {
         let entries = audit(&api, &coupon).await;
         (count(&entries, "coupon.released") == 1 && count(&entries, "coupon.redeemed") == 0)
@@ -694,6 +698,28 @@ async fn who_may_create_see_and_change_coupons_and_bad_input_writes_nothing() {
             answer.body
         );
         assert_eq!(answer.content_type, "application/problem+json");
+    }
+    // Amounts a coupon could never meet or pay out: refused before any code is claimed.
+    let mut below_zero = body.clone();
+    below_zero["code"] = json!("BELOW-ZERO");
+    below_zero["min_order"] = json!({ "amount": "-5.001", "currency": "EUR" });
+    let mut too_dear = body.clone();
+    too_dear["code"] = json!("TOO-DEAR");
+    too_dear["discount"] = json!({ "type": "fixed",
+        "amount": { "amount": "79228162514264337593543950335", "currency": "EUR" } });
+    for (case, code) in [
+        (below_zero, "invalid_min_order"),
+        (too_dear, "invalid_discount"),
+    ] {
+        let answer = api
+            .call_as("POST", "/coupons", Some(ADMIN), Some(&case.to_string()))
+            .await;
+        assert_eq!(
+            (answer.status, answer.body["code"].as_str()),
+            (422, Some(code)),
+            "{case}: {:?}",
+            answer.body
+        );
     }
     let batch = api
         .call_as(
@@ -1175,6 +1201,28 @@ async fn read_models_follow_the_events_and_a_rebuild_from_the_log_equals_them() 
     let bad = api.get("/coupons?active=maybe", "ann").await;
     assert_eq!(bad.status, 400, "{:?}", bad.body);
     assert_eq!(bad.body["code"], "invalid_query");
+    // Cursors that no page hands out: answered before the store sees them.
+    let long = "9".repeat(1_100);
+    for path in [
+        "/coupons?after=".to_owned(),
+        format!("/coupons?after={long}"),
+        format!(
+            "/coupons/{}/audit?after=",
+            alpha_row["coupon_id"].as_str().unwrap()
+        ),
+        format!(
+            "/coupons/{}/audit?after={long}",
+            alpha_row["coupon_id"].as_str().unwrap()
+        ),
+    ] {
+        let answer = api.call_as("GET", path.as_str(), Some(ADMIN), None).await;
+        assert_eq!(
+            (answer.status, answer.body["code"].as_str()),
+            (400, Some("invalid_cursor")),
+            "{path}: {:?}",
+            answer.body
+        );
+    }
     assert_eq!(api.call("GET", "/coupons", None, None).await.status, 401);
 
     // The live rows, as the projector wrote them.

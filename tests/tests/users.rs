@@ -338,6 +338,52 @@ async fn a_demotion_takes_effect_at_once() {
         .call_as("GET", "/users/olga", Some(("deputy", "admin")), None)
         .await;
     assert_problem(&read, 403, "forbidden");
+    // Nor anywhere else an operator may reach: someone's workspace, its wallet and
+    // invoices, the revenue figures. A recorded admin still may.
+    let (ws, _) = api.workspace("carol", "free").await;
+    let as_deputy = |method: &'static str, path: String, body: Option<Value>| {
+        let api = &api;
+        async move {
+            let body = body.map(|b| b.to_string());
+            api.call_as(method, path, Some(("deputy", "admin")), body.as_deref())
+                .await
+        }
+    };
+    let consume = json!({ "feature": "api.call", "quantity": 1 });
+    assert_problem(
+        &as_deputy("GET", format!("/workspaces/{ws}"), None).await,
+        404,
+        "workspace_not_found",
+    );
+    assert_problem(
+        &as_deputy(
+            "POST",
+            format!("/workspaces/{ws}/credits/consume"),
+            Some(consume),
+        )
+        .await,
+        404,
+        "workspace_not_found",
+    );
+    assert_problem(
+        &as_deputy("GET", format!("/workspaces/{ws}/invoices"), None).await,
+        404,
+        "workspace_not_found",
+    );
+    assert_problem(
+        &as_deputy("GET", "/analytics/revenue".into(), None).await,
+        403,
+        "admin_only",
+    );
+    let by_root = api
+        .call_as(
+            "GET",
+            format!("/workspaces/{ws}"),
+            Some(("root", "admin")),
+            None,
+        )
+        .await;
+    assert_eq!(by_root.status, 200, "{:?}", by_root.body);
 
     // An admin may step down; after that they cannot step back up.
     assert_eq!(

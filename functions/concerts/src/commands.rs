@@ -9,7 +9,7 @@ use kassa_domain::concert::{Concert, ConcertCommand, ConcertError, TicketLevel};
 use kassa_domain::identity::{Actor, Role, UserId};
 use kassa_domain::money::Currency;
 use kassa_runtime::http::{
-    json_body, limit_param, query_param, request_id, string_param, uuid_param,
+    cursor_param, json_body, limit_param, request_id, string_param, uuid_param,
 };
 use kassa_runtime::{access, caller, Problem};
 use kassa_store::{Loaded, Metadata, StoreError};
@@ -57,7 +57,18 @@ impl Concerts {
         let actor = access::recorded(self.kernel.store(), caller(request)?).await?;
         let body: NewConcert = json_body(request)?;
         let organizer = match (body.organizer, actor.role) {
-            (Some(o), Role::Admin) => UserId::new(o),
+            (Some(o), Role::Admin) => {
+                // A concert nobody can manage but admins is a typo, not a choice.
+                let o = o.trim();
+                if o.is_empty() || o.len() > 128 {
+                    return Err(Problem::new(
+                        422,
+                        "invalid_organizer",
+                        "organizer must be a user id of 1 to 128 characters",
+                    ));
+                }
+                UserId::new(o)
+            }
             (Some(o), _) if o != actor.user.as_str() => {
                 return Err(refused(ConcertError::Forbidden))
             }
@@ -185,7 +196,7 @@ impl Concerts {
 
     pub(crate) async fn list(&self, request: &Request) -> Result<serde_json::Value, Problem> {
         let limit = limit_param(request, 20, MAX_PAGE)?;
-        let after = query_param(request, "after");
+        let after = cursor_param(request)?;
         let (concerts, next) = self
             .upcoming
             .page(self.kernel.clock().now(), after.as_deref(), limit)

@@ -128,7 +128,13 @@ impl ConsumeCredits {
     }
 
     async fn consume(&self, request: &Request) -> Result<Consumption, Problem> {
-        let actor = caller(request)?;
+        let mut actor = caller(request)?;
+        // Only an admin's claim widens what the debit may touch, so only that claim is
+        // checked against kassa's record; a member's right is the wallet's member set,
+        // a condition of the write itself, and the hot path keeps its single request.
+        if actor.role == Role::Admin {
+            actor = access::recorded(&self.store, actor).await?;
+        }
         let workspace = uuid_param(request, "workspaceId", "workspace_not_found")?;
         let body: ConsumeBody = json_body(request)?;
         let command = CreditCommand::Consume {

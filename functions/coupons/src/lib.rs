@@ -25,7 +25,7 @@ use kassa_domain::coupon::{Coupon, CouponCommand, CouponError};
 use kassa_domain::identity::{Actor, Role};
 use kassa_runtime::function::StartError;
 use kassa_runtime::http::{
-    json, json_body, limit_param, query_param, request_id, respond, route_key, uuid_param,
+    cursor_param, json, json_body, limit_param, request_id, respond, route_key, uuid_param,
 };
 use kassa_runtime::problem::store_problem;
 use kassa_runtime::{access, caller, Config, Function, HttpFunction, Problem, SdkConfig};
@@ -107,7 +107,7 @@ impl Coupons {
         let actor = access::recorded(self.kernel.store(), caller(request)?).await?;
         let coupon = self.owned(request, &actor).await?;
         let limit = limit_param(request, 100, 500)?;
-        let after = query_param(request, "after");
+        let after = cursor_param(request)?;
         let page = self
             .ledger
             .audit_of(coupon.coupon_id, after.as_deref(), limit)
@@ -218,6 +218,7 @@ pub(crate) fn refused(e: CouponError) -> Problem {
         | CouponError::InvalidReason
         | CouponError::InvalidVelocity
         | CouponError::InvalidSharedCard
+        | CouponError::InvalidMinOrder
         | CouponError::Discount(_) => 422,
     };
     Problem::new(status, e.code(), e.to_string())

@@ -11,7 +11,7 @@ use crate::{CouponView, Coupons};
 use kassa_commerce::coupon_views::UserUsage;
 use kassa_domain::coupon_usage::UsageStatus;
 use kassa_domain::identity::{Role, UserId};
-use kassa_runtime::http::{limit_param, query_param, string_param};
+use kassa_runtime::http::{cursor_param, limit_param, query_param, string_param};
 use kassa_runtime::problem::store_problem;
 use kassa_runtime::{access, caller, Problem};
 use lambda_http::Request;
@@ -69,7 +69,7 @@ impl Coupons {
             ));
         }
         let limit = limit_param(request, 100, 500)? as usize;
-        let after = query_param(request, "after");
+        let after = cursor_param(request)?;
         let after = after.as_deref();
         let now = self.kernel.clock().now();
         let page = match (&seller, active, actor.role) {

@@ -137,13 +137,22 @@ impl CreditsQueries {
             ));
         }
         let today = self.clock.now().date();
-        let to = day_param(request, "to")?.unwrap_or(today + time::Duration::days(1));
-        let from = day_param(request, "from")?.unwrap_or(to - time::Duration::days(30));
-        if from >= to || (to - from).whole_days() > 366 {
-            return Err(Problem::bad_request(
+        let invalid_range = || {
+            Problem::bad_request(
                 "invalid_range",
                 "`from` must be before `to`, and the range at most 366 days",
-            ));
+            )
+        };
+        let to = day_param(request, "to")?.unwrap_or(today + time::Duration::days(1));
+        // `to` may be the first day there is (`-9999-01-01`): no 30 days before it.
+        let from = match day_param(request, "from")? {
+            Some(from) => from,
+            None => to
+                .checked_sub(time::Duration::days(30))
+                .ok_or_else(invalid_range)?,
+        };
+        if from >= to || (to - from).whole_days() > 366 {
+            return Err(invalid_range());
         }
         let subscriptions: Vec<SubscriptionRow> = self.view_rows(SUBSCRIPTIONS_VIEW).await?;
         let charges: Vec<ChargeRow> = self.view_rows(CHARGES_VIEW).await?;
@@ -173,7 +182,7 @@ impl CreditsQueries {
     }
 
     async fn route(&self, request: &Request) -> Result<Response<Body>, Problem> {
-        let actor = caller(request)?;
+        let actor = access::recorded(&self.store, caller(request)?).await?;
         if route_key(request) == "GET /analytics/revenue" {
             return self.revenue(request, &actor).await;
         }

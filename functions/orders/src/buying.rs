@@ -11,7 +11,7 @@ use kassa_domain::order::{self, NewOrder, Order, OrderCommand, OrderLine, Purpos
 use kassa_domain::pack::{self, MAX_PACKS_PER_ORDER};
 use kassa_runtime::access::{self, workspace_stream};
 use kassa_runtime::http::{json_body, request_id, uuid_param};
-use kassa_runtime::{caller, problem, Problem};
+use kassa_runtime::{problem, Problem};
 use kassa_store::{Metadata, Refusal, StoreError};
 use lambda_http::Request;
 use serde::Deserialize;
@@ -32,7 +32,7 @@ fn one() -> u64 {
 
 impl Orders {
     pub(crate) async fn purchase(&self, request: &Request) -> Result<OrderView, Problem> {
-        let actor = caller(request)?;
+        let actor = self.caller(request).await?;
         let workspace = uuid_param(request, "workspaceId", "workspace_not_found")?;
         let body: PurchaseBody = json_body(request)?;
         let Some(pack) = pack::find(&body.pack) else {

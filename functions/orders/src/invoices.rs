@@ -8,12 +8,12 @@ use kassa_domain::identity::Role;
 use kassa_domain::invoice::Invoice;
 use kassa_runtime::access::{self, invoice_stream};
 use kassa_runtime::http::{limit_param, uuid_param};
-use kassa_runtime::{caller, problem, Problem};
+use kassa_runtime::{problem, Problem};
 use lambda_http::Request;
 
 impl Orders {
     pub(crate) async fn invoices(&self, request: &Request) -> Result<serde_json::Value, Problem> {
-        let actor = caller(request)?;
+        let actor = self.caller(request).await?;
         let workspace = uuid_param(request, "workspaceId", "workspace_not_found")?;
         let limit = limit_param(request, 50, 100)?;
         let (_, ws) = access::load_admitted(&self.store, workspace, &actor).await?;
@@ -43,7 +43,7 @@ impl Orders {
     }
 
     pub(crate) async fn invoice(&self, request: &Request) -> Result<Invoice, Problem> {
-        let actor = caller(request)?;
+        let actor = self.caller(request).await?;
         let id = uuid_param(request, "invoiceId", "invoice_not_found")?;
         let not_found = || Problem::not_found("invoice_not_found", format!("no invoice {id}"));
         let head = self

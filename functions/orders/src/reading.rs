@@ -7,7 +7,7 @@ use kassa_commerce::invoicing;
 use kassa_domain::identity::{Actor, Role};
 use kassa_domain::money::Money;
 use kassa_domain::order::{Order, OrderCoupon, OrderLine, Purpose};
-use kassa_runtime::access::order_stream;
+use kassa_runtime::access::{self, order_stream};
 use kassa_runtime::http::uuid_param;
 use kassa_runtime::{caller, problem, Problem};
 use lambda_http::Request;
@@ -83,9 +83,15 @@ pub(crate) fn view(order: &Order, version: u64, client_secret: Option<String>) -
 }
 
 impl Orders {
+    /// The caller with the role kassa recorded for them (`access::recorded`): an order,
+    /// an invoice or a refund is an operator's to touch only while kassa says so.
+    pub(crate) async fn caller(&self, request: &Request) -> Result<Actor, Problem> {
+        access::recorded(&self.store, caller(request)?).await
+    }
+
     /// The order if `actor` may see it: its buyer or an operator.
     pub(crate) async fn load_own(&self, request: &Request) -> Result<(Actor, Order, u64), Problem> {
-        let actor = caller(request)?;
+        let actor = self.caller(request).await?;
         let id = uuid_param(request, "orderId", "order_not_found")?;
         let head = self
             .store

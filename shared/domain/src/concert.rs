@@ -236,7 +236,7 @@ pub enum ConcertError {
     DuplicateLevelName(String),
     #[error("level `{0}` must offer at least one seat")]
     InvalidCapacity(String),
-    #[error("level `{0}` must cost zero or more, in whole cents")]
+    #[error("level `{0}` must cost zero to 999999.99, in whole cents")]
     InvalidPrice(String),
     #[error("level `{level}` is priced in {got}; the concert sells in {expected}")]
     PriceCurrency {
@@ -462,10 +462,9 @@ pub fn valid_level_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-/// Whether `price` can be charged for a seat: zero or more, in whole minor units.
+/// Whether `price` can be charged for a seat (see [`Money::is_price`]).
 pub fn valid_price(price: Money) -> bool {
-    !price.amount.is_sign_negative()
-        && price.amount.normalize().scale() <= price.currency.minor_digits()
+    price.is_price()
 }
 
 /// The levels with their names trimmed, when every rule holds for them.
@@ -511,7 +510,7 @@ fn valid_levels(
                 level_id,
                 name,
                 capacity: level.capacity,
-                price: level.price,
+                price: level.price.in_minor_digits(),
             })
         })
         .collect()

@@ -252,6 +252,8 @@ pub enum CouponError {
     InvalidVelocity,
     #[error("a shared-card rule allows at least one account per card")]
     InvalidSharedCard,
+    #[error("a minimum order is an amount of zero or more, in whole minor units, at most 999999.99, in the fixed discount's currency")]
+    InvalidMinOrder,
     #[error(transparent)]
     Discount(#[from] DiscountError),
 }
@@ -270,6 +272,7 @@ impl CouponError {
             Self::InvalidReason => "invalid_reason",
             Self::InvalidVelocity => "invalid_velocity",
             Self::InvalidSharedCard => "invalid_shared_card",
+            Self::InvalidMinOrder => "invalid_min_order",
             Self::Discount(_) => "invalid_discount",
         }
     }
@@ -452,6 +455,15 @@ fn validate(terms: &Terms) -> Result<(), CouponError> {
     }
     if terms.shared_card.is_some_and(|rule| rule.max_accounts == 0) {
         return Err(CouponError::InvalidSharedCard);
+    }
+    if let Some(minimum) = terms.min_order {
+        let other_currency = match terms.discount {
+            Discount::Fixed { amount } => amount.currency != minimum.currency,
+            _ => false,
+        };
+        if !minimum.is_price() || other_currency {
+            return Err(CouponError::InvalidMinOrder);
+        }
     }
     if terms.discount == Discount::Shipping && terms.scope == Scope::CreditPacks {
         return Err(CouponError::ShippingOutOfScope);

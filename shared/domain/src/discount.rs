@@ -33,7 +33,9 @@ pub enum Discount {
 pub enum DiscountError {
     #[error("a percentage must be above 0 and at most 100, not {0}")]
     InvalidPercent(Decimal),
-    #[error("a fixed discount must be above zero in whole minor units, not {0}")]
+    #[error(
+        "a fixed discount must be above zero and at most 999999.99, in whole minor units, not {0}"
+    )]
     InvalidAmount(Money),
     #[error("the discount is in {discount}, the order in {order}")]
     CurrencyMismatch {
@@ -53,10 +55,7 @@ impl Discount {
             {
                 Err(DiscountError::InvalidPercent(percent))
             }
-            Self::Fixed { amount }
-                if amount.amount <= Decimal::ZERO
-                    || amount.amount.normalize().scale() > amount.currency.minor_digits() =>
-            {
+            Self::Fixed { amount } if amount.amount <= Decimal::ZERO || !amount.is_price() => {
                 Err(DiscountError::InvalidAmount(amount))
             }
             _ => Ok(()),

@@ -62,6 +62,12 @@ impl Serialize for Money {
 #[error("cannot combine {0} with {1}")]
 pub struct CurrencyMismatch(pub &'static str, pub &'static str);
 
+/// The most a price, a fixed discount or a minimum order may be, in minor units
+/// (999,999.99 in a currency of two minor digits): Stripe's largest charge. It also keeps
+/// every total kassa computes from prices (at most 20 levels of 10 seats in a cart) far
+/// inside `Decimal`'s range.
+pub const MAX_PRICE_MINOR: i64 = 99_999_999;
+
 impl Money {
     pub fn new(amount: Decimal, currency: Currency) -> Self {
         Self { amount, currency }
@@ -80,6 +86,22 @@ impl Money {
             ));
         }
         Ok(Money::new(self.amount + other.amount, self.currency))
+    }
+
+    /// Whether this can be a price: zero or more, in whole minor units, and at most
+    /// [`MAX_PRICE_MINOR`] of them.
+    pub fn is_price(self) -> bool {
+        !self.amount.is_sign_negative()
+            && self.amount.normalize().scale() <= self.currency.minor_digits()
+            && self.amount <= Decimal::new(MAX_PRICE_MINOR, self.currency.minor_digits())
+    }
+
+    /// The same amount written with exactly the currency's minor digits (`10.000` as
+    /// `10.00`), for an amount in whole minor units: stored as it is always shown.
+    pub fn in_minor_digits(self) -> Money {
+        let mut amount = self.amount.normalize();
+        amount.rescale(self.currency.minor_digits());
+        Money::new(amount, self.currency)
     }
 
     /// An amount given in the currency's minor unit (cents), as providers report it.
@@ -152,7 +174,9 @@ impl Money {
     /// The amount in the currency's minor unit, rounded half away from zero
     /// (what payment providers expect).
     pub fn minor_units(self) -> Option<i64> {
-        let scaled = self.amount * Decimal::from(10_i64.pow(self.currency.minor_digits()));
+        let scaled = self
+            .amount
+            .checked_mul(Decimal::from(10_i64.pow(self.currency.minor_digits())))?;
         let rounded =
             scaled.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
         i64::try_from(rounded).ok()

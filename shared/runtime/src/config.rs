@@ -186,8 +186,22 @@ impl Config {
     }
 }
 
+/// How long one AWS call may take, its retries included: half the functions' shortest
+/// timeout (10 s), so a stalled call fails as an error the function still answers or hands
+/// back, instead of the whole invocation being killed mid-batch. Only the whole call is
+/// bounded, not each attempt: an attempt cut short after it was applied would be sent
+/// again, and a counter's step is not safe to repeat.
+pub const AWS_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The shared AWS configuration; endpoints for local emulators come from the SDK's own
 /// `AWS_ENDPOINT_URL_<SERVICE>` variables.
 pub async fn aws() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(AWS_CALL_TIMEOUT)
+                .build(),
+        )
+        .load()
+        .await
 }

@@ -55,6 +55,30 @@ pub fn query_param(request: &Request, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The longest page cursor kassa hands out is a sort key of a few dozen characters; the
+/// store refuses an empty key or one over 1,024 bytes, so a cursor is bounded well inside.
+const MAX_CURSOR_LEN: usize = 256;
+
+/// The `after` cursor of a page: a key a previous page returned. Anything that cannot be
+/// one (empty, too long, not printable ASCII) is a 400 `invalid_cursor`, before the store
+/// sees it; a well-formed cursor that names no key simply starts the page there.
+pub fn cursor_param(request: &Request) -> Result<Option<String>, Problem> {
+    match query_param(request, "after") {
+        None => Ok(None),
+        Some(raw)
+            if !raw.is_empty()
+                && raw.len() <= MAX_CURSOR_LEN
+                && raw.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(raw))
+        }
+        Some(_) => Err(Problem::bad_request(
+            "invalid_cursor",
+            "`after` must be a cursor this API returned",
+        )),
+    }
+}
+
 /// A query parameter holding a positive count, with a default and a ceiling.
 pub fn limit_param(request: &Request, default: i32, max: i32) -> Result<i32, Problem> {
     match query_param(request, "limit") {
