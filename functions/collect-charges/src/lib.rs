@@ -35,12 +35,18 @@ use kassa_runtime::effect::EffectError;
 use kassa_runtime::function::StartError;
 use kassa_runtime::inbox::Inbox;
 use kassa_runtime::{Config, Function, SdkConfig, SqsFunction};
-use kassa_store::{stream_of, Agenda, EventStore, Metadata, RecordedEvent, Refusal, StoreError};
+use kassa_store::{
+    stream_of, Agenda, EventStore, Loaded, Metadata, RecordedEvent, Refusal, StoreError,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
 pub const NAME: &str = "collect-charges";
+
+/// How many times one handler sets the subscription again for a workspace that moved on
+/// while it did; a workspace still moving after that is followed by a redelivery.
+const FOLLOW_ROUNDS: usize = 5;
 
 /// The events after which the subscription must follow the workspace's tiers.
 const TIER_EVENTS: [&str; 3] = [
@@ -150,33 +156,23 @@ impl CollectCharges {
                 | WorkspaceEvent::TierChangeCancelled { workspace_id, .. } => workspace_id,
                 _ => return Ok(serde_json::json!({ "skipped": event.event_type })),
             };
-            if let Some(ws) = self
-                .kernel
-                .store()
-                .load_aggregate::<Workspace>(&id)
-                .await?
-                .state
-            {
-                self.follow_tier(&ws, event).await?;
-            }
+            let loaded = self.kernel.store().load_aggregate::<Workspace>(&id).await?;
+            self.follow_tier(loaded, event).await?;
             return Ok(serde_json::json!({ "followed": event.event_type }));
         }
         let Some(owed) = owed(event)? else {
             return Ok(serde_json::json!({ "skipped": event.event_type }));
         };
         let store = self.kernel.store();
-        let Some(ws) = store
-            .load_aggregate::<Workspace>(&owed.workspace)
-            .await?
-            .state
-        else {
+        let loaded = store.load_aggregate::<Workspace>(&owed.workspace).await?;
+        let Some(ws) = loaded.state.clone() else {
             return Err(EffectError::retry(format!(
                 "workspace {} not found yet",
                 owed.workspace
             )));
         };
         if TIER_EVENTS.contains(&event.event_type.as_str()) {
-            self.follow_tier(&ws, event).await?;
+            self.follow_tier(loaded, event).await?;
         }
         if owed.amount.amount.is_zero() {
             return Ok(serde_json::json!({ "owed": "nothing" }));
@@ -241,7 +237,46 @@ impl CollectCharges {
     }
 
     /// Keeps the subscription on the tier the workspace's next period will be on.
-    async fn follow_tier(&self, ws: &Workspace, event: &RecordedEvent) -> Result<(), EffectError> {
+    ///
+    /// Two tier events of one workspace may be followed at once (a move down scheduled,
+    /// then called off), each handler setting the subscription to the state it read, and
+    /// the staler call may land last. So after its call a handler reads the workspace
+    /// again and, if it moved on meanwhile, sets the newer state under a key of its own
+    /// (the first call's key would only replay the first answer): whichever handler
+    /// returns last has set what the newest state says.
+    async fn follow_tier(
+        &self,
+        mut loaded: Loaded<Workspace>,
+        event: &RecordedEvent,
+    ) -> Result<(), EffectError> {
+        let Some(id) = loaded.state.as_ref().map(|ws| ws.id) else {
+            return Ok(());
+        };
+        let mut key = event.event_id.to_string();
+        for _ in 0..FOLLOW_ROUNDS {
+            let Some(ws) = &loaded.state else {
+                return Ok(());
+            };
+            let acted = loaded.version;
+            self.set_tier(ws, &key, event).await?;
+            loaded = self.kernel.store().load_aggregate::<Workspace>(&id).await?;
+            if loaded.version == acted {
+                return Ok(());
+            }
+            key = format!("{}-v{}", event.event_id, loaded.version);
+        }
+        Err(EffectError::retry(format!(
+            "workspace {id} kept changing while its subscription followed it"
+        )))
+    }
+
+    /// Sets the subscription to the tier `ws`'s next period will be on, under `key`.
+    async fn set_tier(
+        &self,
+        ws: &Workspace,
+        key: &str,
+        event: &RecordedEvent,
+    ) -> Result<(), EffectError> {
         let Some(billing) = &ws.billing else {
             return Ok(());
         };
@@ -250,10 +285,7 @@ impl CollectCharges {
             (TierId::Free, _) => return self.unsubscribe(ws, event).await,
             (_, TierId::Free) => {
                 self.gateway
-                    .end_subscription_at_period_end(
-                        &billing.subscription_id,
-                        &format!("end-{}", event.event_id),
-                    )
+                    .end_subscription_at_period_end(&billing.subscription_id, &format!("end-{key}"))
                     .await?;
                 return Ok(());
             }
@@ -264,7 +296,7 @@ impl CollectCharges {
             .update_subscription(
                 &billing.subscription_id,
                 price,
-                &format!("price-{}-{next}", event.event_id),
+                &format!("price-{key}-{next}"),
             )
             .await?;
         Ok(())

@@ -1,6 +1,10 @@
 //! The mail port. On AWS the SES adapter sends each mail through SES v2. Locally a sink
 //! writes each mail as a JSON file a person (or a test) can read; the log adapter records
 //! what would be sent where mail is switched off.
+//!
+//! Whatever the adapter, a mail goes out once per id ([`Once`]): SES does not de-duplicate,
+//! and a handler is run again after its mail went out whenever a later step of it fails or
+//! its event is redelivered.
 
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -119,6 +123,95 @@ impl Mailer for SesMailer {
     }
 }
 
+/// The mails already sent, by id: an item `mail-sent#<id>` in the state table, kept a
+/// month (past any redelivery or redrive of the event that sent it).
+#[derive(Debug, Clone)]
+pub struct SentMails {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+/// How long a sent mail's record is kept.
+const SENT_KEPT_SECS: i64 = 30 * 86_400;
+
+impl SentMails {
+    pub fn new(client: aws_sdk_dynamodb::Client, state_table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: state_table.into(),
+        }
+    }
+
+    fn key(id: &str) -> aws_sdk_dynamodb::types::AttributeValue {
+        aws_sdk_dynamodb::types::AttributeValue::S(format!("mail-sent#{id}"))
+    }
+
+    /// Whether the mail `id` was sent already.
+    pub async fn sent(&self, id: &str) -> Result<bool, MailError> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", Self::key(id))
+            .key("sk", Self::key(id))
+            .consistent_read(true)
+            .projection_expression("pk")
+            .send()
+            .await
+            .map_err(|e| MailError(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+        Ok(found.item.is_some())
+    }
+
+    /// Records that the mail `id` went out.
+    pub async fn record(&self, id: &str) -> Result<(), MailError> {
+        let expires = time::OffsetDateTime::now_utc().unix_timestamp() + SENT_KEPT_SECS;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", Self::key(id))
+            .item("sk", Self::key(id))
+            .item(
+                "expires_at",
+                aws_sdk_dynamodb::types::AttributeValue::N(expires.to_string()),
+            )
+            .send()
+            .await
+            .map_err(|e| MailError(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+}
+
+/// Sends each mail through `M` once per id: the record of a sent mail is read first, and
+/// written once the adapter accepted it. A failed send writes nothing, so the retry sends
+/// it; only a handler that dies between the send and the record mails twice.
+#[derive(Debug, Clone)]
+pub struct Once<M> {
+    mailer: M,
+    sent: SentMails,
+}
+
+impl<M: Mailer> Once<M> {
+    pub fn new(mailer: M, sent: SentMails) -> Self {
+        Self { mailer, sent }
+    }
+}
+
+impl<M: Mailer> Mailer for Once<M> {
+    async fn send(&self, mail: &Mail) -> Result<(), MailError> {
+        if self.sent.sent(&mail.id).await? {
+            tracing::info!(id = %mail.id, "mail sent before; not again");
+            return Ok(());
+        }
+        self.mailer.send(mail).await?;
+        // The mail is out: a record that cannot be written only risks a second mail on a
+        // later retry, which is no reason to fail (and so retry) this one now.
+        if let Err(e) = self.sent.record(&mail.id).await {
+            tracing::warn!(id = %mail.id, error = %e, "a sent mail is not recorded");
+        }
+        Ok(())
+    }
+}
+
 /// How mail leaves kassa (`KASSA_MAIL_TRANSPORT`): through SES, or only into the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -127,9 +220,13 @@ pub enum Transport {
 }
 
 /// The adapter configuration asks for: the sink when a directory is set (locally), else
-/// SES or the log as the transport says.
+/// SES or the log as the transport says; each mail once per id ([`Once`]).
 #[derive(Debug, Clone)]
-pub enum ConfiguredMailer {
+pub struct ConfiguredMailer(Once<Adapter>);
+
+/// One of the adapters.
+#[derive(Debug, Clone)]
+pub enum Adapter {
     Sink(MailSink),
     Ses(SesMailer),
     Log(LogMailer),
@@ -137,20 +234,28 @@ pub enum ConfiguredMailer {
 
 impl ConfiguredMailer {
     pub fn from_config(config: &crate::Config, aws: &crate::SdkConfig) -> Self {
-        match (&config.mail_sink_dir, config.mail_transport) {
-            (Some(dir), _) => Self::Sink(MailSink::new(dir)),
-            (None, Transport::Ses) => Self::Ses(SesMailer::new(aws_sdk_sesv2::Client::new(aws))),
-            (None, Transport::Log) => Self::Log(LogMailer),
-        }
+        let adapter = match (&config.mail_sink_dir, config.mail_transport) {
+            (Some(dir), _) => Adapter::Sink(MailSink::new(dir)),
+            (None, Transport::Ses) => Adapter::Ses(SesMailer::new(aws_sdk_sesv2::Client::new(aws))),
+            (None, Transport::Log) => Adapter::Log(LogMailer),
+        };
+        let sent = SentMails::new(aws_sdk_dynamodb::Client::new(aws), &config.state_table);
+        Self(Once::new(adapter, sent))
     }
 }
 
-impl Mailer for ConfiguredMailer {
+impl Mailer for Adapter {
     async fn send(&self, mail: &Mail) -> Result<(), MailError> {
         match self {
             Self::Sink(s) => s.send(mail).await,
             Self::Ses(s) => s.send(mail).await,
             Self::Log(l) => l.send(mail).await,
         }
+    }
+}
+
+impl Mailer for ConfiguredMailer {
+    async fn send(&self, mail: &Mail) -> Result<(), MailError> {
+        self.0.send(mail).await
     }
 }
