@@ -100,23 +100,7 @@ async fn confirm(api: &Api, user: &str, key: Option<&str>) -> (Answer, bool) {
         .headers()
         .get("idempotent-replayed")
         .is_some_and(|v| v == "true");
-    let status = res.status().as_u16();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = res.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (
-        Answer {
-            status,
-            content_type,
-            body,
-        },
-        replayed,
-    )
+    (Answer::of(res).await, replayed)
 }
 
 /// A refusal: its status, its code, as problem+json.

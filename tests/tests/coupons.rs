@@ -360,6 +360,27 @@ async fn a_coupon_reprices_the_order_and_its_intent_and_payment_redeems_it() {
         )
         .await;
     assert_eq!(late.status, 409, "{:?}", late.body);
+
+    // Refunded in full, the order still used the coupon: its use is not given back.
+    let refund = api
+        .call_as(
+            "POST",
+            format!("/orders/{order}/refund"),
+            Some(("support", "admin")),
+            Some(r#"{"reason":"requested_by_customer"}"#),
+        )
+        .await;
+    assert_eq!(refund.status, 202, "{:?}", refund.body);
+    eventually("the order refunded", || async {
+        let o = api.get(format!("/orders/{order}"), "payer").await;
+        (o.body["status"] == "refunded").then_some(())
+    })
+    .await;
+    // A release would follow `order.refunded` within the relay's lag: give it that long.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let entries = audit(&api, &coupon).await;
+    assert_eq!(count(&entries, "coupon.released"), 0, "{entries:?}");
+    assert_eq!(uses(&api, &coupon).await, 1, "a refund keeps the use used");
 }
 
 #[tokio::test]
@@ -556,10 +577,47 @@ async fn codes_that_do_not_apply_answer_alike_and_guessing_waits() {
     );
     sleeping["active"] = json!(false);
     let sleeping = create_coupon(&api, &sleeping).await;
+    let disabled = percent_off(&api, "STOPPED", "10", 5, 1).await;
+    let stopped = api
+        .call_as(
+            "POST",
+            format!("/coupons/{disabled}/disable"),
+            Some(ADMIN),
+            Some(r#"{"reason":"printed by mistake"}"#),
+        )
+        .await;
+    assert_eq!(stopped.status, 200, "{:?}", stopped.body);
+    // Another organizer's concert coupon: not this order's (a credit pack).
+    let concert = common::put_on_sale(&api, &common::concert_body("Otto", &[("floor", 10)])).await;
+    let mut theirs = credit_coupon(
+        "OLGAS-ONLY",
+        json!({ "type": "percent", "percent": "10" }),
+        5,
+        1,
+    );
+    theirs["scope"] = json!({ "kind": "concert", "concert_id": concert });
+    theirs["active"] = json!(true);
+    let theirs = api
+        .call_as(
+            "POST",
+            "/coupons",
+            Some(common::ORGANIZER),
+            Some(&theirs.to_string()),
+        )
+        .await;
+    assert_eq!(theirs.status, 201, "{:?}", theirs.body);
+    let theirs = theirs.body["coupon_id"].as_str().unwrap().to_owned();
     let order = credit_order(&api, "eve").await;
 
     let mut bodies = Vec::new();
-    for code in ["NO-SUCH-CODE", "gone", "SLEEPING", "!!"] {
+    for code in [
+        "NO-SUCH-CODE",
+        "gone",
+        "SLEEPING",
+        "!!",
+        "stopped",
+        "OLGAS-ONLY",
+    ] {
         let answer = apply(&api, "eve", &order, code).await;
         assert_eq!(answer.status, 422, "{code}: {:?}", answer.body);
         assert_eq!(answer.content_type, "application/problem+json");
@@ -581,8 +639,10 @@ async fn codes_that_do_not_apply_answer_alike_and_guessing_waits() {
         reasons(audit(&api, &sleeping).await),
         vec![json!("not_active")]
     );
+    assert_eq!(reasons(audit(&api, &disabled).await).len(), 1);
+    assert_eq!(reasons(audit(&api, &theirs).await).len(), 1);
 
-    for i in 0..6 {
+    for i in 0..4 {
         let answer = apply(&api, "eve", &order, &format!("GUESS-{i}")).await;
         assert_eq!(answer.status, 422, "{:?}", answer.body);
     }
@@ -596,6 +656,13 @@ async fn codes_that_do_not_apply_answer_alike_and_guessing_waits() {
         .await;
     assert_eq!(held.status, 429, "{:?}", held.body);
     assert_eq!(held.body["code"], "too_many_attempts");
+    let wait: u64 = held
+        .retry_after
+        .as_deref()
+        .expect("a 429 says when to come back")
+        .parse()
+        .unwrap();
+    assert!((1..=600).contains(&wait), "{wait}");
     api.stack.clock.advance(Duration::from_secs(10 * 60));
     let later = apply(&api, "eve", &order, "GUESS-8").await;
     assert_eq!(later.status, 422, "the window passed: {:?}", later.body);
@@ -1295,4 +1362,170 @@ async fn read_models_follow_the_events_and_a_rebuild_from_the_log_equals_them() 
             "{view:?}: rebuilt from the log = live"
         );
     }
+}
+
+/// Bad input on every coupon and promotion route answers a 4xx problem, never a 500, and
+/// changes nothing: no coupon, code, use, order total or trial comes of it.
+#[tokio::test]
+async fn bad_input_on_every_coupon_route_is_a_problem_and_writes_nothing() {
+    let api = Api::start().await;
+    let coupon = percent_off(&api, "STEADY", "10", 5, 1).await;
+    let ws = workspace_of(&api, "bea").await;
+    let order = another_order(&api, "bea", &ws).await;
+    let coupon_before = api
+        .call_as("GET", format!("/coupons/{coupon}"), Some(ADMIN), None)
+        .await
+        .body;
+    let order_before = api.get(format!("/orders/{order}"), "bea").await.body;
+    let mut batch = credit_coupon(
+        "UNUSED",
+        json!({ "type": "percent", "percent": "10" }),
+        1,
+        1,
+    );
+    batch.as_object_mut().unwrap().remove("code");
+    batch.as_object_mut().unwrap().remove("max_uses");
+    let batch_of = |count: Value| {
+        let mut b = batch.clone();
+        b["count"] = count;
+        b.to_string()
+    };
+    let bea = ("bea", "user");
+    let long_code = json!({ "code": "X".repeat(65) }).to_string();
+    let long_reason = json!({ "reason": "r".repeat(201) }).to_string();
+    // Method, path, caller, body.
+    type Case = (
+        &'static str,
+        String,
+        (&'static str, &'static str),
+        Option<String>,
+    );
+    let cases: Vec<Case> = vec![
+        ("POST", "/coupons/batches".into(), ADMIN, Some("{".into())),
+        (
+            "POST",
+            "/coupons/batches".into(),
+            ADMIN,
+            Some(batch_of(json!(0))),
+        ),
+        (
+            "POST",
+            "/coupons/batches".into(),
+            ADMIN,
+            Some(batch_of(json!(501))),
+        ),
+        (
+            "POST",
+            "/coupons/batches".into(),
+            ADMIN,
+            Some(batch_of(json!("ten"))),
+        ),
+        ("GET", "/coupons/not-a-uuid".into(), ADMIN, None),
+        ("POST", "/coupons/not-a-uuid/activate".into(), ADMIN, None),
+        (
+            "POST",
+            format!("/coupons/{coupon}/disable"),
+            ADMIN,
+            Some("{}".into()),
+        ),
+        (
+            "POST",
+            format!("/coupons/{coupon}/disable"),
+            ADMIN,
+            Some(r#"{"reason":"  "}"#.into()),
+        ),
+        (
+            "POST",
+            format!("/coupons/{coupon}/disable"),
+            ADMIN,
+            Some(long_reason),
+        ),
+        (
+            "POST",
+            format!("/orders/{order}/coupons"),
+            bea,
+            Some("{".into()),
+        ),
+        (
+            "POST",
+            format!("/orders/{order}/coupons"),
+            bea,
+            Some("{}".into()),
+        ),
+        (
+            "POST",
+            format!("/orders/{order}/coupons"),
+            bea,
+            Some(r#"{"code":""}"#.into()),
+        ),
+        (
+            "POST",
+            format!("/orders/{order}/coupons"),
+            bea,
+            Some(long_code),
+        ),
+        (
+            "POST",
+            format!("/orders/{order}/coupons"),
+            bea,
+            Some(r#"{"code":"STEADY","extra":1}"#.into()),
+        ),
+        (
+            "POST",
+            "/orders/not-a-uuid/coupons".into(),
+            bea,
+            Some(r#"{"code":"STEADY"}"#.into()),
+        ),
+        (
+            "DELETE",
+            "/orders/not-a-uuid/coupons/STEADY".into(),
+            bea,
+            None,
+        ),
+        (
+            "DELETE",
+            format!("/orders/{order}/coupons/NOT-ON-IT"),
+            bea,
+            None,
+        ),
+        (
+            "POST",
+            format!("/workspaces/{ws}/promotions"),
+            bea,
+            Some("{".into()),
+        ),
+        (
+            "POST",
+            format!("/workspaces/{ws}/promotions"),
+            bea,
+            Some(r#"{"code":7}"#.into()),
+        ),
+    ];
+    for (method, path, caller, body) in &cases {
+        let answer = api
+            .call_as(method, path.as_str(), Some(*caller), body.as_deref())
+            .await;
+        assert!(
+            (400..500).contains(&answer.status),
+            "{method} {path} {body:?}: {} {:?}",
+            answer.status,
+            answer.body
+        );
+        assert_eq!(
+            answer.content_type, "application/problem+json",
+            "{method} {path}"
+        );
+    }
+
+    let coupon_after = api
+        .call_as("GET", format!("/coupons/{coupon}"), Some(ADMIN), None)
+        .await
+        .body;
+    assert_eq!(coupon_after, coupon_before, "the coupon is as it was");
+    let order_after = api.get(format!("/orders/{order}"), "bea").await.body;
+    for field in ["total", "coupons"] {
+        assert_eq!(order_after[field], order_before[field], "{field}");
+    }
+    let w = api.get(format!("/workspaces/{ws}"), "bea").await.body;
+    assert_eq!(w["trial"], Value::Null, "{w}");
 }

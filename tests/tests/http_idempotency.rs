@@ -22,7 +22,6 @@ const OWNER: &str = "alice";
 struct Reply {
     answer: Answer,
     replayed: bool,
-    retry_after: Option<String>,
 }
 
 async fn send(
@@ -52,18 +51,9 @@ async fn send(
             .map(str::to_owned)
     };
     let replayed = header("idempotent-replayed").as_deref() == Some("true");
-    let retry_after = header("retry-after");
-    let content_type = header("content-type").unwrap_or_default();
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap();
     Reply {
-        answer: Answer {
-            status,
-            content_type,
-            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        },
+        answer: Answer::of(res).await,
         replayed,
-        retry_after,
     }
 }
 
@@ -223,7 +213,10 @@ async fn concurrent_copies_of_one_request_debit_once() {
             200 => consumptions.push(reply.answer.body["consumption_id"].clone()),
             409 => {
                 assert_eq!(reply.answer.body["code"], "idempotency_key_in_use");
-                assert!(reply.retry_after.is_some(), "a 409 says when to retry");
+                assert!(
+                    reply.answer.retry_after.is_some(),
+                    "a 409 says when to retry"
+                );
             }
             other => panic!("{other}: {:?}", reply.answer.body),
         }
@@ -481,7 +474,7 @@ async fn a_repeat_while_the_first_is_still_running_is_a_409() {
     let copy = copy.expect("the copy was sent while the first ran");
     assert_eq!(copy.answer.status, 409, "{:?}", copy.answer.body);
     assert_eq!(copy.answer.body["code"], "idempotency_key_in_use");
-    assert_eq!(copy.retry_after.as_deref(), Some("1"));
+    assert_eq!(copy.answer.retry_after.as_deref(), Some("1"));
     // Once the first has answered, a retry gets its answer, and nothing else ran.
     let retry = consume(&api, &ws, OWNER, Some("slow"), ONE_CALL).await;
     assert!(retry.replayed);

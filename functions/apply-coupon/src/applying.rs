@@ -11,6 +11,7 @@ use kassa_domain::coupon_usage::{
     Attempts, OrderCoupons, Reject, RejectReason, UsageCommand, UsageError,
 };
 use kassa_domain::identity::Actor;
+use kassa_domain::money::Money;
 use kassa_domain::order::{Order, OrderCommand, OrderError, Purpose};
 use kassa_domain::reservation::{Reservation, ReservationStatus};
 use kassa_domain::user::User;
@@ -555,5 +556,7 @@ fn facts(order: &Order, paid_before: bool) -> OrderFacts {
         levels,
         amount: order.subtotal,
         buyer_has_paid_before: paid_before,
+        // kassa charges no courier fee yet: a shipping coupon has nothing to waive.
+        delivery_fee: Money::zero(order.total.currency),
     }
 }

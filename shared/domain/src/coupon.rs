@@ -24,7 +24,8 @@ use uuid::Uuid;
 pub enum Scope {
     /// Credit-pack orders of any workspace.
     CreditPacks,
-    /// Ticket orders for one concert; with `levels`, only seats of those levels count.
+    /// Ticket orders for one concert; with `levels`, orders whose seats are all of those
+    /// levels.
     Concert {
         concert_id: Uuid,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -524,6 +525,8 @@ pub struct OrderFacts {
     pub amount: Money,
     /// Whether the buyer has paid for an order before.
     pub buyer_has_paid_before: bool,
+    /// The delivery fee a shipping discount would waive.
+    pub delivery_fee: Money,
 }
 
 /// Why an order cannot use a coupon. Kept for the audit; the buyer is told only that the
@@ -538,6 +541,8 @@ pub enum Ineligible {
     BelowMinimum,
     NotFirstOrder,
     CurrencyMismatch,
+    /// A shipping discount, and no delivery fee on the order.
+    NothingToWaive,
 }
 
 impl Coupon {
@@ -556,14 +561,20 @@ impl Coupon {
         }
         let in_scope = match (&terms.scope, facts.concert) {
             (Scope::CreditPacks, None) => true,
+            // The discount is taken off the whole order, so every seat on it must be one
+            // the coupon is for: a coupon for some levels never discounts the others.
             (Scope::Concert { concert_id, levels }, Some(concert)) => {
                 *concert_id == concert
-                    && (levels.is_empty() || facts.levels.iter().any(|l| levels.contains(l)))
+                    && (levels.is_empty() || facts.levels.iter().all(|l| levels.contains(l)))
             }
             _ => false,
         };
         if !in_scope {
             return Err(Ineligible::OutOfScope);
+        }
+        // Locking a use to take nothing off would only spend the coupon.
+        if terms.discount == Discount::Shipping && facts.delivery_fee.amount.is_zero() {
+            return Err(Ineligible::NothingToWaive);
         }
         if let Some(minimum) = terms.min_order {
             if minimum.currency != facts.amount.currency {
@@ -781,6 +792,7 @@ mod tests {
             levels: levels.iter().map(|l| (*l).to_owned()).collect(),
             amount: eur(amount),
             buyer_has_paid_before: paid_before,
+            delivery_fee: eur("0.00"),
         };
         let coupon = active(terms(concert_scope(&["vip"])));
         assert_eq!(
@@ -800,6 +812,24 @@ mod tests {
             coupon.eligible(&facts(&["floor"], "80.00", false), at(10)),
             Err(Ineligible::OutOfScope)
         );
+        // A seat of another level on the order would be discounted too: not in scope.
+        assert_eq!(
+            coupon.eligible(&facts(&["vip", "floor"], "160.00", false), at(10)),
+            Err(Ineligible::OutOfScope)
+        );
+        // A shipping discount waives a delivery fee, and spends nothing where there is none.
+        let mut waiver = terms(concert_scope(&[]));
+        waiver.discount = Discount::Shipping;
+        let waiver = active(waiver);
+        assert_eq!(
+            waiver.eligible(&facts(&["vip"], "80.00", false), at(10)),
+            Err(Ineligible::NothingToWaive)
+        );
+        let couriered = OrderFacts {
+            delivery_fee: eur("5.00"),
+            ..facts(&["vip"], "80.00", false)
+        };
+        assert_eq!(waiver.eligible(&couriered, at(10)), Ok(()));
         assert_eq!(
             coupon.eligible(&facts(&["vip"], "19.99", false), at(10)),
             Err(Ineligible::BelowMinimum)
@@ -860,6 +890,7 @@ mod tests {
             levels: vec![],
             amount: eur("80.00"),
             buyer_has_paid_before: false,
+            delivery_fee: eur("0.00"),
         };
         assert_eq!(
             state.unwrap().eligible(&facts, at(10)),

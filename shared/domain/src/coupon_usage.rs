@@ -345,6 +345,8 @@ pub enum RejectReason {
     UserLimit,
     /// It was released from this order before.
     ReleasedBefore,
+    /// A shipping discount on an order with no delivery fee to waive.
+    NothingToWaive,
 }
 
 impl From<crate::coupon::Ineligible> for RejectReason {
@@ -358,6 +360,7 @@ impl From<crate::coupon::Ineligible> for RejectReason {
             I::BelowMinimum => Self::BelowMinimum,
             I::NotFirstOrder => Self::NotFirstOrder,
             I::CurrencyMismatch => Self::CurrencyMismatch,
+            I::NothingToWaive => Self::NothingToWaive,
         }
     }
 }
@@ -373,6 +376,7 @@ impl RejectReason {
             Self::BelowMinimum => "below_minimum",
             Self::NotFirstOrder => "not_first_order",
             Self::CurrencyMismatch => "currency_mismatch",
+            Self::NothingToWaive => "nothing_to_waive",
             Self::NotStackable => "not_stackable",
             Self::Exhausted => "exhausted",
             Self::UserLimit => "user_limit",

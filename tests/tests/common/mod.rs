@@ -35,6 +35,30 @@ pub struct Answer {
     pub status: u16,
     pub content_type: String,
     pub body: Value,
+    /// The `Retry-After` header, when there is one.
+    pub retry_after: Option<String>,
+}
+
+impl Answer {
+    /// What an HTTP response said.
+    pub async fn of(res: reqwest::Response) -> Answer {
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let retry_after = header("retry-after");
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        Answer {
+            status,
+            content_type,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            retry_after,
+        }
+    }
 }
 
 impl Api {
@@ -95,21 +119,7 @@ impl Api {
                 .header("content-type", "application/json")
                 .body(body.to_owned());
         }
-        let res = req.send().await.expect("request");
-        let status = res.status().as_u16();
-        let content_type = res
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let text = res.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Answer {
-            status,
-            content_type,
-            body,
-        }
+        Answer::of(req.send().await.expect("request")).await
     }
 
     pub async fn post(&self, path: impl Into<String>, user: &str, body: Value) -> Answer {
@@ -656,20 +666,7 @@ pub async fn deliver_raw(api: &Api, body: &str, header: Option<&str>) -> Answer 
     if let Some(h) = header {
         req = req.header("stripe-signature", h);
     }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = res.text().await.unwrap();
-    Answer {
-        status,
-        content_type,
-        body: serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-    }
+    Answer::of(req.send().await.unwrap()).await
 }
 
 /// Signs `event` exactly as Stripe does (at the stack's clock) and delivers it.
