@@ -122,18 +122,6 @@ fn count(entries: &[Value], event_type: &str) -> usize {
     entries.iter().filter(|e| e["type"] == event_type).count()
 }
 
-/// `user` registered with a mail address, which ticket delivery needs.
-async fn register(api: &Api, user: &str) {
-    let registered = api
-        .post(
-            "/users",
-            user,
-            json!({ "email": format!("{user}@example.com"), "name": user }),
-        )
-        .await;
-    assert_eq!(registered.status, 201, "{:?}", registered.body);
-}
-
 /// `user`'s ticket order of `quantity` seats of `level` at `concert`, through the cart.
 async fn ticket_order(
     api: &Api,
@@ -387,7 +375,7 @@ async fn a_coupon_reprices_the_order_and_its_intent_and_payment_redeems_it() {
 async fn an_organizers_coupon_discounts_a_ticket_order_paid_at_localstripe() {
     let api = Api::start().await;
     api.stack.register_stripe_webhook().await.unwrap();
-    register(&api, "tom").await;
+    api.register("tom").await;
     let concert = common::put_on_sale(&api, &common::concert_body("Nina", &[("floor", 10)])).await;
     let mut body = credit_coupon(
         "floor-10",
@@ -1001,7 +989,7 @@ async fn an_order_a_coupon_makes_free_completes_without_a_payment() {
     assert_eq!(invoice["total"]["amount"], "0.00", "{invoice}");
 
     // A ticket order: it completes once its seats are held, and its tickets are issued.
-    register(&api, "fay").await;
+    api.register("fay").await;
     let concert = common::put_on_sale(&api, &common::concert_body("Nina", &[("floor", 10)])).await;
     let mut free_seats = credit_coupon(
         "FRONT-ROW",

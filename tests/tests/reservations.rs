@@ -913,17 +913,6 @@ async fn a_payment_arriving_after_the_reservation_expired_is_refunded_and_the_bu
     assert_eq!(order_of(&api, order).await["status"], "refunded");
 }
 
-async fn register(api: &Api, user: &str) {
-    let registered = api
-        .post(
-            "/users",
-            user,
-            json!({ "email": format!("{user}@example.com"), "name": user }),
-        )
-        .await;
-    assert_eq!(registered.status, 201, "{:?}", registered.body);
-}
-
 async fn refunds_at_stripe(intent: &str) -> Vec<Value> {
     let base = std::env::var("KASSA_STRIPE_API_BASE").unwrap();
     let key = std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap();
@@ -943,8 +932,8 @@ async fn refunds_at_stripe(intent: &str) -> Vec<Value> {
 async fn a_canceled_concert_refunds_what_was_paid_cancels_what_was_held_and_tells_every_buyer() {
     let api = Api::start().await;
     api.stack.register_stripe_webhook().await.unwrap();
-    register(&api, "paula").await;
-    register(&api, "hugo").await;
+    api.register("paula").await;
+    api.register("hugo").await;
     let concert =
         common::put_on_sale(&api, &common::concert_body("Beyoncé", &[("floor", 10)])).await;
     let paid = ticket_order_for(&api, "paula", concert, "floor", 2).await;

@@ -16,17 +16,6 @@ use uuid::Uuid;
 
 use common::ORGANIZER;
 
-async fn register(api: &Api, user: &str) {
-    let registered = api
-        .post(
-            "/users",
-            user,
-            json!({ "email": format!("{user}@example.com"), "name": user }),
-        )
-        .await;
-    assert_eq!(registered.status, 201, "{:?}", registered.body);
-}
-
 /// The buyer adds `seats` of the floor to their cart and confirms it with `confirmation`
 /// as the body; the order's id.
 async fn confirm(api: &Api, buyer: &str, concert: Uuid, seats: u32, confirmation: &str) -> Answer {
@@ -118,7 +107,7 @@ async fn a_paid_order_gets_its_codes_by_mail_and_each_checks_in_once() {
     let api = start().await;
     let concert =
         common::put_on_sale(&api, &common::concert_body("Beyoncé", &[("floor", 10)])).await;
-    register(&api, "ana").await;
+    api.register("ana").await;
     let order = buy(&api, "ana", concert, 3, "").await;
 
     let tickets = tickets_of(&api, "ana").await;
@@ -193,7 +182,7 @@ async fn twenty_concurrent_scans_of_one_ticket_admit_it_once() {
     let api = start().await;
     let concert =
         common::put_on_sale(&api, &common::concert_body("Beyoncé", &[("floor", 10)])).await;
-    register(&api, "ana").await;
+    api.register("ana").await;
     buy(&api, "ana", concert, 1, "").await;
     let code = tickets_of(&api, "ana").await[0]["code"]
         .as_str()
@@ -263,7 +252,7 @@ async fn forged_foreign_and_voided_codes_are_refused_and_voided_ones_revoked() {
     let concert =
         common::put_on_sale(&api, &common::concert_body("Beyoncé", &[("floor", 10)])).await;
     let other = common::put_on_sale(&api, &common::concert_body("Rosalía", &[("floor", 10)])).await;
-    register(&api, "ana").await;
+    api.register("ana").await;
     buy(&api, "ana", concert, 2, "").await;
     let tickets = tickets_of(&api, "ana").await;
     let (kept, voided) = (&tickets[0], &tickets[1]);
@@ -339,7 +328,7 @@ async fn only_the_organizer_and_door_staff_check_in_and_a_ticket_is_its_owners()
     let api = start().await;
     let concert =
         common::put_on_sale(&api, &common::concert_body("Beyoncé", &[("floor", 10)])).await;
-    register(&api, "ana").await;
+    api.register("ana").await;
     buy(&api, "ana", concert, 2, "").await;
     let tickets = tickets_of(&api, "ana").await;
     let code = tickets[0]["code"].as_str().unwrap();
@@ -417,7 +406,7 @@ async fn bad_input_is_a_problem_and_writes_nothing() {
     let api = start().await;
     let concert =
         common::put_on_sale(&api, &common::concert_body("Beyoncé", &[("floor", 10)])).await;
-    register(&api, "ana").await;
+    api.register("ana").await;
     buy(&api, "ana", concert, 1, "").await;
     let id = tickets_of(&api, "ana").await[0]["ticket_id"]
         .as_str()
@@ -545,7 +534,7 @@ async fn courier_tickets_are_not_mailed_and_are_shipped_once() {
     let api = start().await;
     let concert =
         common::put_on_sale(&api, &common::concert_body("Beyoncé", &[("floor", 10)])).await;
-    register(&api, "ana").await;
+    api.register("ana").await;
     let address = json!({
         "delivery": "courier",
         "address": { "name": "Ana Lima", "line1": "Hauptstraße 1", "postal_code": "10115",
@@ -613,7 +602,7 @@ async fn courier_tickets_are_not_mailed_and_are_shipped_once() {
 async fn a_payment_refunded_before_its_success_arrives_sells_no_seats() {
     let api = start().await;
     let concert = common::put_on_sale(&api, &common::concert_body("Muse", &[("floor", 4)])).await;
-    register(&api, "rui").await;
+    api.register("rui").await;
     let confirmed = confirm(&api, "rui", concert, 2, "").await;
     assert_eq!(confirmed.status, 201, "{:?}", confirmed.body);
     let order = confirmed.body["order_id"].as_str().unwrap().to_owned();

@@ -122,6 +122,19 @@ impl Api {
         Answer::of(req.send().await.expect("request")).await
     }
 
+    /// `user` registered with a mail address (`<user>@example.com`), which ticket
+    /// delivery needs.
+    pub async fn register(&self, user: &str) {
+        let registered = self
+            .post(
+                "/users",
+                user,
+                serde_json::json!({ "email": format!("{user}@example.com"), "name": user }),
+            )
+            .await;
+        assert_eq!(registered.status, 201, "{:?}", registered.body);
+    }
+
     pub async fn post(&self, path: impl Into<String>, user: &str, body: Value) -> Answer {
         self.call("POST", path, Some(user), Some(&body.to_string()))
             .await
