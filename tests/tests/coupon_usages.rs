@@ -114,6 +114,7 @@ impl World {
                     unit_price: usd,
                     amount: usd,
                 }],
+                delivery_fee: None,
                 tax_rate: Decimal::ZERO,
                 reference: None,
                 now: OffsetDateTime::now_utc(),

@@ -469,6 +469,107 @@ async fn an_organizers_coupon_discounts_a_ticket_order_paid_at_localstripe() {
     assert_eq!(uses(&api, &coupon).await, 1);
 }
 
+/// A shipping coupon waives a courier order's delivery fee (`CourierFee`, 4.90 by default),
+/// taxed with the seats, so tax and total fall with it; an order by email has no fee to
+/// waive, and the code is refused there as any code that does not apply.
+#[tokio::test]
+async fn a_shipping_coupon_waives_the_courier_fee_and_nothing_on_an_email_order() {
+    let api = Api::start_with(&[("TaxRate", "0.2")]).await;
+    api.stack.register_stripe_webhook().await.unwrap();
+    api.register("ivy").await;
+    let concert = common::put_on_sale(&api, &common::concert_body("Nina", &[("floor", 10)])).await;
+    let mut body = credit_coupon("ship-free", json!({ "type": "shipping" }), 10, 2);
+    body["scope"] = json!({ "kind": "concert", "concert_id": concert });
+    let coupon = create_coupon(&api, &body).await;
+
+    let by_email = ticket_order(&api, "ivy", concert, "floor", 1).await;
+    let refused = apply(&api, "ivy", &by_email, "SHIP-FREE").await;
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    assert_eq!(refused.body["code"], "coupon_not_applicable");
+
+    let added = api
+        .post(
+            "/cart/items",
+            "ivy",
+            json!({ "concert_id": concert, "level_id": "floor", "quantity": 2 }),
+        )
+        .await;
+    assert!(matches!(added.status, 200 | 201), "{:?}", added.body);
+    let courier = json!({
+        "delivery": "courier",
+        "address": { "name": "Ivy Park", "line1": "Hauptstraße 1", "postal_code": "10115",
+                     "city": "Berlin", "country": "DE" },
+    });
+    let confirmed = api.post("/cart/confirm", "ivy", courier).await;
+    assert_eq!(confirmed.status, 201, "{:?}", confirmed.body);
+    let figures = |body: &Value| {
+        ["subtotal", "delivery_fee", "discount", "tax", "total"]
+            .map(|field| body[field]["amount"].as_str().unwrap_or("-").to_owned())
+    };
+    // 160.00 of seats and 4.90 of delivery, tax 20 % on 164.90.
+    assert_eq!(
+        figures(&confirmed.body),
+        ["160.00", "4.90", "-", "32.98", "197.88"],
+        "{:?}",
+        confirmed.body
+    );
+    let order = confirmed.body["order_id"].as_str().unwrap().to_owned();
+    let intent = intent_of(&api, &order, "ivy").await;
+    assert_eq!(charged(&intent).await, Some(19_788));
+
+    let applied = apply(&api, "ivy", &order, "ship-free").await;
+    assert_eq!(applied.status, 200, "{:?}", applied.body);
+    assert_eq!(
+        figures(&applied.body),
+        ["160.00", "4.90", "4.90", "32.00", "192.00"],
+        "{:?}",
+        applied.body
+    );
+    assert_eq!(charged(&intent).await, Some(19_200));
+
+    let paid = common::pay_at_localstripe(&intent).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    let completed = eventually("the courier order completed", || async {
+        let o = api.get(format!("/orders/{order}"), "ivy").await;
+        (o.body["status"] == "completed").then_some(o.body)
+    })
+    .await;
+    let invoice_id = completed["invoice_id"].as_str().unwrap().to_owned();
+    let invoice = invoice_of(&api, &invoice_id, "ivy").await;
+    let lines = common::invoice_lines(&invoice);
+    assert_eq!(
+        lines,
+        [
+            "Nina — FLOOR 160.00",
+            "Courier delivery 4.90",
+            "Coupon SHIP-FREE -4.90",
+        ],
+        "{invoice}"
+    );
+    assert_eq!(
+        (
+            invoice["tax"]["amount"].as_str(),
+            invoice["total"]["amount"].as_str()
+        ),
+        (Some("32.00"), Some("192.00")),
+        "{invoice}"
+    );
+
+    let entries = eventually("the usage redeemed", || async {
+        let entries = audit(&api, &coupon).await;
+        (count(&entries, "coupon.redeemed") == 1).then_some(entries)
+    })
+    .await;
+    let rejected: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["type"] == "coupon.rejected")
+        .map(|e| &e["details"]["reason"])
+        .collect();
+    assert_eq!(rejected, [&json!("nothing_to_waive")], "{entries:#?}");
+    assert_eq!(count(&entries, "coupon.applied"), 1, "{entries:#?}");
+    assert_eq!(uses(&api, &coupon).await, 1);
+}
+
 #[tokio::test]
 async fn a_payment_declined_at_localstripe_cancels_the_order_and_releases_its_coupon() {
     let api = Api::start().await;

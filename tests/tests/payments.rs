@@ -1146,6 +1146,7 @@ async fn refunded_before_fulfilment(
                 unit_price: ten,
                 amount: ten,
             }],
+            delivery_fee: None,
             tax_rate: rust_decimal::Decimal::ZERO,
             reference: None,
             now: time::OffsetDateTime::now_utc(),

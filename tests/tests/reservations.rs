@@ -113,6 +113,7 @@ async fn open_order(kernel: &Kernel, book: &OrderBook, request: &Request) {
                 amount: eur("80.00").times(u64::from(s.seats)),
             })
             .collect(),
+        delivery_fee: None,
         tax_rate: Decimal::ZERO,
         reference: None,
         now: kernel.clock().now(),

@@ -59,6 +59,17 @@ async fn buy(api: &Api, buyer: &str, concert: Uuid, seats: u32, confirmation: &s
     order
 }
 
+/// The organizer's sales figures of `concert`.
+async fn sales_of(api: &Api, concert: Uuid) -> Answer {
+    api.call_as(
+        "GET",
+        format!("/concerts/{concert}/sales"),
+        Some(ORGANIZER),
+        None,
+    )
+    .await
+}
+
 async fn tickets_of(api: &Api, user: &str) -> Vec<Value> {
     let answer = api.get("/tickets", user).await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
@@ -209,14 +220,7 @@ async fn twenty_concurrent_scans_of_one_ticket_admit_it_once() {
     }
     // The organizer's figures count the one admission.
     common::eventually("the check-in counted", || async {
-        let sales = api
-            .call_as(
-                "GET",
-                format!("/concerts/{concert}/sales"),
-                Some(ORGANIZER),
-                None,
-            )
-            .await;
+        let sales = sales_of(&api, concert).await;
         let floor = &sales.body["levels"][0];
         (floor["checked_in"] == 1 && floor["sold"] == 1).then_some(())
     })
@@ -541,6 +545,35 @@ async fn courier_tickets_are_not_mailed_and_are_shipped_once() {
                      "city": "Berlin", "country": "DE" },
     });
     let order = buy(&api, "ana", concert, 1, &address.to_string()).await;
+    // The courier fee (`CourierFee`, 4.90 by default) is on the order and its invoice,
+    // and none of it is the concert's sales.
+    let paid = api.get(format!("/orders/{order}"), "ana").await;
+    assert_eq!(
+        paid.body["delivery_fee"]["amount"], "4.90",
+        "{:?}",
+        paid.body
+    );
+    assert_eq!(paid.body["total"]["amount"], "84.90", "{:?}", paid.body);
+    let invoice_id = paid.body["invoice_id"].as_str().unwrap().to_owned();
+    let invoice = eventually("the invoice", || async {
+        let i = api.get(format!("/invoices/{invoice_id}"), "ana").await;
+        (i.status == 200).then_some(i.body)
+    })
+    .await;
+    let lines = common::invoice_lines(&invoice);
+    assert_eq!(
+        lines,
+        ["Beyoncé — FLOOR 80.00", "Courier delivery 4.90"],
+        "{invoice}"
+    );
+    assert_eq!(invoice["total"]["amount"], "84.90", "{invoice}");
+    let revenue = common::eventually("the payment counted", || async {
+        let sales = sales_of(&api, concert).await;
+        let revenue = sales.body["levels"][0]["revenue"]["amount"].as_str()?;
+        (revenue != "0.00").then(|| revenue.to_owned())
+    })
+    .await;
+    assert_eq!(revenue, "80.00");
     let ticket = tickets_of(&api, "ana").await.remove(0);
     assert_eq!(ticket["delivery"], "courier");
     let id = ticket["ticket_id"].as_str().unwrap();

@@ -11,7 +11,6 @@ use kassa_domain::coupon_usage::{
     Attempts, OrderCoupons, Reject, RejectReason, UsageCommand, UsageError,
 };
 use kassa_domain::identity::Actor;
-use kassa_domain::money::Money;
 use kassa_domain::order::{Order, OrderCommand, OrderError, Purpose};
 use kassa_domain::reservation::{Reservation, ReservationStatus};
 use kassa_domain::user::User;
@@ -556,7 +555,7 @@ fn facts(order: &Order, paid_before: bool) -> OrderFacts {
         levels,
         amount: order.subtotal,
         buyer_has_paid_before: paid_before,
-        // kassa charges no courier fee yet: a shipping coupon has nothing to waive.
-        delivery_fee: Money::zero(order.total.currency),
+        // What the shipping coupons on it left: a second one has nothing to waive.
+        delivery_fee: order.delivery_left(),
     }
 }

@@ -88,6 +88,9 @@ pub struct Pricing {
     pub order_id: Uuid,
     pub status: &'static str,
     pub subtotal: Money,
+    /// What courier delivery costs, taxed with the lines; absent when delivery is free.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_fee: Option<Money>,
     pub discount: Money,
     pub line_discounts: Vec<Money>,
     pub coupons: Vec<OrderCoupon>,
@@ -101,6 +104,7 @@ impl Pricing {
             order_id: order.order_id,
             status: order.status.as_str(),
             subtotal: order.subtotal,
+            delivery_fee: order.delivery_fee,
             discount: order.discount(),
             line_discounts: order.line_discounts.clone(),
             coupons: order.coupons.clone(),

@@ -3,8 +3,9 @@
 //!   `reservation.canceled` (released), `reservation.confirmed` (reserved → sold);
 //! - `ticket.validated`: a seat checked in at the door;
 //! - `order.completed` and `order.refunded` of a ticket order: money taken and given back,
-//!   each split over the order's levels in proportion to their lines, to the cent
-//!   (`Money::apportion`), so the levels' figures add up to what Stripe moved.
+//!   each split over the order's levels in proportion to their lines after coupons, to
+//!   the cent (`Money::apportion`), so the levels' figures add up to what Stripe moved
+//!   but for the share of a courier delivery fee, which is no concert's sales.
 //!
 //! Each event moves sums once (a marker per event), so any order of arrival and any
 //! number of deliveries end in the same figures.
@@ -135,8 +136,19 @@ impl ConcertSales {
         let Purpose::Tickets { seats, .. } = &order.purpose else {
             return Ok(ByConcert::new());
         };
-        // Lines and seats are made together, one per cart item, in the same order.
-        let weights: Vec<_> = order.lines.iter().map(|l| l.amount.amount).collect();
+        // Lines and seats are made together, one per cart item, in the same order. Each
+        // line weighs what is left of it after coupons; the courier fee left weighs last
+        // and its share is nobody's sales, so the levels get what the seats brought.
+        let mut weights: Vec<_> = order
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| {
+                let off = order.line_discounts.get(i).map(|d| d.amount);
+                line.amount.amount - off.unwrap_or_default()
+            })
+            .collect();
+        weights.push(order.delivery_left().amount);
         let shares: Vec<Money> = amount.apportion(&weights);
         let mut moved = ByConcert::new();
         for (want, share) in seats.iter().zip(shares) {

@@ -11,6 +11,7 @@ use kassa_domain::aggregate::ByActor;
 use kassa_domain::cart::{Cart, CartCommand, CartError, CartEvent};
 use kassa_domain::concert::Concert;
 use kassa_domain::delivery::{Address, Delivery};
+use kassa_domain::money::Money;
 use kassa_domain::order::{self, NewOrder, Order, OrderCommand, OrderError, Purpose};
 use kassa_runtime::http::{json_body, request_id};
 use kassa_runtime::problem::store_problem;
@@ -85,6 +86,7 @@ impl ConfirmCart {
         let (actor, body) = (&actor, &body);
         let user = actor.user.as_str();
         let (book, tax_rate, window) = (&self.book, self.tax_rate, self.window);
+        let courier_fee = self.courier_fee;
         let done = self
             .kernel
             .run(
@@ -128,6 +130,13 @@ impl ConfirmCart {
                                 "confirming the cart of {user} recorded {events:?}"
                             ))));
                         };
+                        let delivery_fee = match delivery {
+                            Delivery::Courier { .. } if !courier_fee.is_zero() => tickets
+                                .lines
+                                .first()
+                                .map(|line| Money::new(courier_fee, line.amount.currency)),
+                            _ => None,
+                        };
                         let new = NewOrder {
                             order_id: order_id(user, *confirmation),
                             user_id: actor.user.clone(),
@@ -137,6 +146,7 @@ impl ConfirmCart {
                                 delivery: delivery.clone(),
                             },
                             lines: tickets.lines,
+                            delivery_fee,
                             tax_rate,
                             reference: body.reference.clone(),
                             now,

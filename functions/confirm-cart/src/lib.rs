@@ -38,6 +38,8 @@ pub struct ConfirmCart {
     kernel: Kernel,
     book: OrderBook,
     tax_rate: Decimal,
+    /// What a courier delivery adds to the order, in its currency; zero adds nothing.
+    courier_fee: Decimal,
     /// How long a ticket order waits for its payment, its seats held meanwhile.
     window: time::Duration,
     /// Answers to confirmations that carried an `Idempotency-Key`.
@@ -55,6 +57,7 @@ impl Function for ConfirmCart {
             kernel: Kernel::new(EventStore::new(client.clone(), &config.events_table), clock),
             book: OrderBook::new(client.clone(), &config.state_table),
             tax_rate: config.tax_rate,
+            courier_fee: config.courier_fee,
             window: config.reservation_window,
             requests: IdempotentRequests::new(client, &config.state_table, NAME),
         })

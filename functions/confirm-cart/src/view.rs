@@ -16,6 +16,9 @@ pub struct OrderView {
     pub purpose: Purpose,
     pub lines: Vec<OrderLine>,
     pub subtotal: Money,
+    /// What courier delivery costs, taxed with the lines; absent when delivery is free.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_fee: Option<Money>,
     pub tax_rate: Decimal,
     pub tax: Money,
     pub total: Money,
@@ -35,6 +38,7 @@ impl OrderView {
             purpose: order.purpose.clone(),
             lines: order.lines.clone(),
             subtotal: order.subtotal,
+            delivery_fee: order.delivery_fee,
             tax_rate: order.tax_rate,
             tax: order.tax,
             total: order.total,

@@ -68,6 +68,7 @@ impl Orders {
                 unit_price: pack.price(),
                 amount: pack.price().times(body.quantity),
             }],
+            delivery_fee: None,
             tax_rate: self.tax_rate,
             reference: body.reference,
             now,

@@ -23,12 +23,16 @@ pub struct OrderView {
     pub purpose: Purpose,
     pub lines: Vec<OrderLine>,
     pub subtotal: Money,
-    /// What its coupons take off the subtotal (`POST /orders/{id}/coupons`).
+    /// What courier delivery costs, taxed with the lines; absent when delivery is free.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_fee: Option<Money>,
+    /// What its coupons take off the subtotal and delivery fee
+    /// (`POST /orders/{id}/coupons`).
     pub discount: Money,
     /// The coupons on it, each with what it took off.
     pub coupons: Vec<OrderCoupon>,
     pub tax_rate: Decimal,
-    /// On the subtotal less the discount.
+    /// On the subtotal and delivery fee less the discount.
     pub tax: Money,
     pub total: Money,
     pub refunded: Money,
@@ -61,6 +65,7 @@ pub(crate) fn view(order: &Order, version: u64, client_secret: Option<String>) -
         purpose: order.purpose.clone(),
         lines: order.lines.clone(),
         subtotal: order.subtotal,
+        delivery_fee: order.delivery_fee,
         discount: order.discount(),
         coupons: order.coupons.clone(),
         tax_rate: order.tax_rate,

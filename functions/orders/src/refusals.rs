@@ -18,6 +18,7 @@ pub(crate) fn refusal(e: OrderError) -> Problem {
         OrderError::Empty
         | OrderError::InvalidReference
         | OrderError::InvalidTaxRate
+        | OrderError::InvalidDeliveryFee
         | OrderError::Currency(_)
         | OrderError::Discount(_) => 422,
     };

@@ -450,6 +450,7 @@ async fn order(
             unit_price: price,
             amount: price,
         }],
+        delivery_fee: None,
         tax_rate: Decimal::ZERO,
         reference: None,
         now: kernel.clock().now(),

@@ -28,6 +28,9 @@ pub fn free_payment_id(order_id: Uuid) -> String {
     format!("free:{order_id}")
 }
 
+/// How an invoice names a courier delivery fee.
+pub const DELIVERY_LINE: &str = "Courier delivery";
+
 /// Longest customer reference (a purchase-order number) an order carries.
 pub const MAX_REFERENCE_LEN: usize = 64;
 
@@ -128,6 +131,10 @@ pub struct Order {
     pub purpose: Purpose,
     pub lines: Vec<OrderLine>,
     pub subtotal: Money,
+    /// What delivery costs before coupons (printed tickets by courier); none when it
+    /// costs nothing.
+    #[serde(default)]
+    pub delivery_fee: Option<Money>,
     pub tax_rate: Decimal,
     pub tax: Money,
     pub total: Money,
@@ -212,11 +219,35 @@ impl Order {
         })
     }
 
-    /// The lines its invoice shows: what was bought, then one line per coupon taking its
-    /// discount off (a negative amount), so the lines sum to what the tax was computed on
-    /// and the invoice's total is what was paid.
+    /// Its delivery fee, zero when delivery costs nothing.
+    pub fn delivery(&self) -> Money {
+        self.delivery_fee
+            .unwrap_or_else(|| Money::zero(self.total.currency))
+    }
+
+    /// What is left of its delivery fee after its shipping coupons.
+    pub fn delivery_left(&self) -> Money {
+        let waived: Decimal = self
+            .coupons
+            .iter()
+            .filter(|c| c.discount == Discount::Shipping)
+            .map(|c| c.taken.amount)
+            .sum();
+        let fee = self.delivery();
+        Money::new(fee.amount - waived, fee.currency)
+    }
+
+    /// The lines its invoice shows: what was bought, its delivery fee, then one line per
+    /// coupon taking its discount off (a negative amount), so the lines sum to what the
+    /// tax was computed on and the invoice's total is what was paid.
     pub fn invoice_lines(&self) -> Vec<OrderLine> {
         let mut lines = self.lines.clone();
+        lines.extend(self.delivery_fee.map(|fee| OrderLine {
+            description: DELIVERY_LINE.to_owned(),
+            quantity: 1,
+            unit_price: fee,
+            amount: fee,
+        }));
         lines.extend(self.coupons.iter().map(|c| {
             let off = Money::new(-c.taken.amount, c.taken.currency);
             OrderLine {
@@ -233,7 +264,7 @@ impl Order {
     fn reprice(&self, coupons: Vec<OrderCoupon>) -> Result<Repriced, OrderError> {
         let gross = Gross {
             lines: self.lines.iter().map(|l| l.amount).collect(),
-            delivery: Money::zero(self.total.currency),
+            delivery: self.delivery(),
             tax_rate: self.tax_rate,
         };
         let rules: Vec<Discount> = coupons.iter().map(|c| c.discount).collect();
@@ -274,7 +305,9 @@ pub struct NewOrder {
     pub user_id: UserId,
     pub purpose: Purpose,
     pub lines: Vec<OrderLine>,
-    /// Tax as a fraction of the subtotal (0.20 for 20 %).
+    /// What delivering it costs, in the lines' currency; none when nothing.
+    pub delivery_fee: Option<Money>,
+    /// Tax as a fraction of the subtotal and delivery fee (0.20 for 20 %).
     pub tax_rate: Decimal,
     pub reference: Option<String>,
     pub now: OffsetDateTime,
@@ -341,6 +374,10 @@ pub enum OrderEvent {
         purpose: Purpose,
         lines: Vec<OrderLine>,
         subtotal: Money,
+        /// What delivery costs (printed tickets by courier), taxed with the lines;
+        /// absent when it costs nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delivery_fee: Option<Money>,
         #[schemars(with = "String")]
         tax_rate: Decimal,
         tax: Money,
@@ -483,6 +520,8 @@ pub enum OrderError {
     InvalidReference,
     #[error("the tax rate must be between 0 and 1")]
     InvalidTaxRate,
+    #[error("a delivery fee must be above zero and at most 999999.99, in whole minor units")]
+    InvalidDeliveryFee,
     #[error("refunding {refund} would pass the {left} left of what was paid")]
     RefundExceedsPayment { refund: Money, left: Money },
     #[error(transparent)]
@@ -505,6 +544,7 @@ impl OrderError {
             Self::NotDue => "order_not_due",
             Self::InvalidReference => "invalid_reference",
             Self::InvalidTaxRate => "invalid_tax_rate",
+            Self::InvalidDeliveryFee => "invalid_delivery_fee",
             Self::RefundExceedsPayment { .. } => "refund_exceeds_payment",
             Self::Currency(_) => "currency_mismatch",
             Self::NotStackable => "coupon_not_stackable",
@@ -764,8 +804,15 @@ fn create(new: NewOrder) -> Result<Vec<OrderEvent>, OrderError> {
     for line in &new.lines {
         subtotal = subtotal.checked_add(line.amount)?;
     }
-    let tax = tax_on(subtotal, new.tax_rate);
-    let total = subtotal.checked_add(tax)?;
+    let mut taxed = subtotal;
+    if let Some(fee) = new.delivery_fee {
+        if fee.amount.is_zero() || !fee.is_price() {
+            return Err(OrderError::InvalidDeliveryFee);
+        }
+        taxed = taxed.checked_add(fee)?;
+    }
+    let tax = tax_on(taxed, new.tax_rate);
+    let total = taxed.checked_add(tax)?;
     Ok(vec![OrderEvent::Created {
         order_id: new.order_id,
         user_id: new.user_id,
@@ -773,6 +820,7 @@ fn create(new: NewOrder) -> Result<Vec<OrderEvent>, OrderError> {
         purpose: new.purpose,
         lines: new.lines,
         subtotal,
+        delivery_fee: new.delivery_fee.map(Money::in_minor_digits),
         tax_rate: new.tax_rate,
         tax,
         total_amount: total,
@@ -792,6 +840,7 @@ pub fn evolve(state: Option<Order>, event: &OrderEvent) -> Option<Order> {
                 purpose,
                 lines,
                 subtotal,
+                delivery_fee,
                 tax_rate,
                 tax,
                 total_amount,
@@ -806,6 +855,7 @@ pub fn evolve(state: Option<Order>, event: &OrderEvent) -> Option<Order> {
             purpose: purpose.clone(),
             lines: lines.clone(),
             subtotal: *subtotal,
+            delivery_fee: *delivery_fee,
             tax_rate: *tax_rate,
             tax: *tax,
             total: *total_amount,
@@ -907,6 +957,7 @@ mod tests {
                 unit_price: usd(1000),
                 amount: usd(2000),
             }],
+            delivery_fee: None,
             tax_rate,
             reference: None,
             now: NOW,
@@ -1196,6 +1247,68 @@ mod tests {
         assert_eq!(
             decide(Some(&order), coupon(3, percent(5), Stacking::Exclusive)),
             Err(OrderError::NotStackable)
+        );
+    }
+
+    fn couriered(fee: Money) -> NewOrder {
+        NewOrder {
+            delivery_fee: Some(fee),
+            ..new_order(Decimal::new(20, 2))
+        }
+    }
+
+    #[test]
+    fn a_courier_fee_is_taxed_with_the_lines_invoiced_apart_and_only_shipping_waives_it() {
+        let events = decide(None, OrderCommand::Create(couriered(usd(490)))).unwrap();
+        let order = given(&events).unwrap();
+        // 20.00 + 4.90 = 24.90, tax 20 % of that = 4.98.
+        assert_eq!(
+            (order.subtotal, order.delivery(), order.tax, order.total),
+            (usd(2000), usd(490), usd(498), usd(2988))
+        );
+        let lines = order.invoice_lines();
+        assert_eq!(
+            (lines[1].description.as_str(), lines[1].amount),
+            (DELIVERY_LINE, usd(490))
+        );
+
+        let two = Stacking::Stackable { max_per_order: 2 };
+        let events = apply_all(
+            events,
+            vec![
+                coupon(1, percent(10), two),
+                coupon(2, Discount::Shipping, two),
+            ],
+        );
+        let order = given(&events).unwrap();
+        // The percent takes 2.00 off the lines, never the fee; shipping takes the fee.
+        let taken: Vec<Money> = order.coupons.iter().map(|c| c.taken).collect();
+        assert_eq!(taken, vec![usd(200), usd(490)]);
+        assert_eq!(order.line_discounts, vec![usd(200)]);
+        assert_eq!(order.delivery_left(), usd(0));
+        assert_eq!((order.tax, order.total), (usd(360), usd(2160)));
+        let invoiced: Decimal = order.invoice_lines().iter().map(|l| l.amount.amount).sum();
+        assert_eq!(invoiced + order.tax.amount, order.total.amount);
+    }
+
+    #[test]
+    fn a_delivery_fee_is_a_price_in_the_lines_currency() {
+        for fee in [
+            usd(0),
+            usd(-100),
+            Money::new(Decimal::new(4_901, 3), Currency::Usd),
+            usd(100_000_000),
+        ] {
+            assert_eq!(
+                decide(None, OrderCommand::Create(couriered(fee))),
+                Err(OrderError::InvalidDeliveryFee),
+                "{fee:?}"
+            );
+        }
+        let euros = Money::new(Decimal::new(490, 2), Currency::Eur);
+        assert_eq!(
+            decide(None, OrderCommand::Create(couriered(euros))),
+            Err(OrderError::Currency(CurrencyMismatch("USD", "EUR")))
         );
     }
 

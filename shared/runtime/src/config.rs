@@ -21,6 +21,9 @@ pub struct Config {
     pub stripe: StripeConfig,
     /// Tax added to orders, as a fraction of the net amount (0.2 for 20 %).
     pub tax_rate: Decimal,
+    /// What a ticket order delivered by courier pays for it, once per order, in the
+    /// order's currency (`KASSA_COURIER_FEE`, `4.90`); zero charges nothing.
+    pub courier_fee: Decimal,
     /// How long a ticket order's seats are held for its buyer to pay (its payment window).
     pub reservation_window: time::Duration,
     /// The dead-letter queue of a side-effect function's queue: poison messages are
@@ -126,6 +129,22 @@ impl Config {
                     ConfigError::Invalid("KASSA_TAX_RATE", format!("{raw} is not in 0..=1"))
                 })?,
         };
+        let courier_fee = match optional("KASSA_COURIER_FEE") {
+            None => Decimal::ZERO,
+            Some(raw) => Decimal::from_str(&raw)
+                .ok()
+                .filter(|fee| {
+                    !fee.is_sign_negative()
+                        && fee.normalize().scale() <= 2
+                        && *fee <= Decimal::new(kassa_domain::money::MAX_PRICE_MINOR, 2)
+                })
+                .ok_or_else(|| {
+                    ConfigError::Invalid(
+                        "KASSA_COURIER_FEE",
+                        format!("{raw} is not an amount from 0 to 999999.99"),
+                    )
+                })?,
+        };
         let tolerance = match optional("KASSA_STRIPE_WEBHOOK_TOLERANCE_SECONDS") {
             None => 300,
             Some(raw) => raw.parse::<i64>().ok().filter(|t| *t > 0).ok_or_else(|| {
@@ -179,6 +198,7 @@ impl Config {
                     == Some("true"),
             },
             tax_rate,
+            courier_fee,
             reservation_window,
             dead_letter_queue: optional("KASSA_DEAD_LETTER_QUEUE_URL"),
             ticket_signing_key: optional("KASSA_TICKET_SIGNING_KEY"),
@@ -204,4 +224,38 @@ pub async fn aws() -> aws_config::SdkConfig {
         )
         .load()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut vars: HashMap<String, String> = [
+            ("KASSA_EVENTS_TABLE", "events"),
+            ("KASSA_STATE_TABLE", "state"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        vars.retain(|_, v| !v.is_empty());
+        Config::from_map(&vars)
+    }
+
+    #[test]
+    fn a_courier_fee_is_an_amount_in_minor_units_and_nothing_when_unset() {
+        assert_eq!(with(&[]).unwrap().courier_fee, Decimal::ZERO);
+        let fee = with(&[("KASSA_COURIER_FEE", "4.90")]).unwrap().courier_fee;
+        assert_eq!(fee, Decimal::new(490, 2));
+        for bad in ["-1", "4.901", "1000000", "free"] {
+            assert!(
+                matches!(
+                    with(&[("KASSA_COURIER_FEE", bad)]),
+                    Err(ConfigError::Invalid("KASSA_COURIER_FEE", _))
+                ),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -709,3 +709,20 @@ pub fn stripe_event(
         "data": { "object": object },
     })
 }
+
+/// An invoice's lines as `description amount`, as shown.
+pub fn invoice_lines(invoice: &Value) -> Vec<String> {
+    invoice["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+            format!(
+                "{} {}",
+                text(&l["description"]),
+                text(&l["amount"]["amount"])
+            )
+        })
+        .collect()
+}
