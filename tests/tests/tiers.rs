@@ -7,10 +7,17 @@
 mod common;
 
 use common::{eventually, Api};
-use kassa_commerce::Clock;
+use kassa_commerce::dunning::{self, Attempt, DUNNING_AGENDA};
+use kassa_commerce::{Clock, Kernel};
+use kassa_domain::money::{Currency, Money};
+use kassa_domain::workspace::{Billing, ChargeFor, Workspace};
+use kassa_payments::gateway::{PaymentGateway, SavedCardCharge};
+use kassa_payments::stripe::StripeGateway;
+use kassa_store::{Agenda, Metadata};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
 use std::str::FromStr;
+use std::sync::Arc;
 use time::{Date, Month};
 
 fn day(year: i32, month: Month, d: u8) -> Date {
@@ -591,6 +598,71 @@ async fn only_the_owner_changes_the_tier_or_subscribes_and_bad_requests_change_n
     assert_eq!(subscribed.status, 201, "{:?}", subscribed.body);
 }
 
+fn events_store(api: &Api, client: aws_sdk_dynamodb::Client) -> kassa_store::EventStore {
+    kassa_store::EventStore::new(client, api.stack.table("EventsTable"))
+}
+
+/// The workspace's billing as recorded now.
+async fn billing_of(api: &Api, ws: &str) -> Billing {
+    events_store(api, common::dynamodb().await)
+        .load_aggregate::<Workspace>(&ws.parse().unwrap())
+        .await
+        .unwrap()
+        .state
+        .and_then(|w| w.billing)
+        .expect("a subscribed workspace")
+}
+
+/// A subscription charge of `amount` that collect-charges made with `billing` just before
+/// the subscription ended, and records only now: charged at localstripe under its key,
+/// then recorded as collect-charges records it. The charge's intent.
+async fn charge_in_flight(api: &Api, ws: &str, billing: &Billing, amount: &str) -> String {
+    let source_event = uuid::Uuid::now_v7();
+    let amount = Money::new(amount.parse().unwrap(), Currency::Usd);
+    let gateway = StripeGateway::new(
+        std::env::var("KASSA_STRIPE_API_BASE").unwrap(),
+        std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap(),
+    );
+    let charge = SavedCardCharge {
+        customer: billing.customer.clone(),
+        payment_method: billing.payment_method.clone(),
+        amount,
+        description: "kassa workspace: Subscription".into(),
+        metadata: Default::default(),
+    };
+    let intent = gateway
+        .charge_saved_card(&charge, &format!("charge-{source_event}"))
+        .await
+        .unwrap();
+    let client = common::dynamodb().await;
+    let kernel = Kernel::new(
+        events_store(api, client.clone()),
+        Arc::new(api.stack.clock.clone()),
+    );
+    let agenda = Agenda::new(client, api.stack.table("StateTable"), DUNNING_AGENDA);
+    let attempt = Attempt {
+        workspace: ws.parse().unwrap(),
+        source_event,
+        reason: ChargeFor::Subscription,
+        amount,
+        outcome: Ok(intent.id.clone()),
+        marker: format!("charge:{source_event}"),
+        due: None,
+        invoice: None,
+    };
+    let now = api.stack.clock.now();
+    dunning::record(
+        &kernel,
+        &agenda,
+        &attempt,
+        Metadata::origin(uuid::Uuid::now_v7(), "system:collect-charges"),
+        now,
+    )
+    .await
+    .unwrap();
+    intent.id
+}
+
 #[tokio::test]
 async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
     let api = stack().await;
@@ -646,6 +718,7 @@ async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
         day(year, Month::August, 16),
         time::Time::from_hms(0, 0, 0).unwrap(),
     );
+    let billing = billing_of(&api, &ws).await;
     let cancelled = cancel("alice", "now").await;
     assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
     assert_eq!(cancelled.body["tier"], "free");
@@ -704,6 +777,42 @@ async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
     assert_eq!(charged.len(), 1, "{charged:?}");
     let w = api.get(format!("/workspaces/{ws}"), "alice").await.body;
     assert_eq!(w["owed"], json!([]), "{w}");
+
+    // A charge that was at Stripe while the cancellation was decided (collect-charges
+    // read the subscription before it ended) is recorded after it, outside the refund:
+    // the workspace returns it, and it is paid back whole, once.
+    let late_intent = charge_in_flight(&api, &ws, &billing, "48.60").await;
+    let returned = eventually("the late charge paid back", || async {
+        let r = common::stripe_get(&format!("/v1/refunds?payment_intent={late_intent}")).await
+            ["data"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        returned
+            .iter()
+            .map(|r| r["amount"].clone())
+            .collect::<Vec<_>>(),
+        [json!(4_860)]
+    );
+    let [event] = recorded_events(&api, &ws, "Workspace", "workspace.charge_returned")
+        .await
+        .try_into()
+        .unwrap();
+    let failed = common::redeliver(&api, "CollectChargesFunction", "collect-charges", &event).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let refunds_now =
+        common::stripe_get(&format!("/v1/refunds?payment_intent={late_intent}")).await;
+    assert_eq!(refunds_now["data"].as_array().map(Vec::len), Some(1));
+    let charged = recorded(&api, &ws, "Workspace", "workspace.charged").await;
+    assert_eq!(
+        charged.len(),
+        1,
+        "a returned charge is no payment: {charged:?}"
+    );
     // Operators see it in the revenue, once.
     let refunded = eventually("the refund in the revenue", || async {
         let revenue = api

@@ -18,7 +18,9 @@
 //! A cancellation at once (`workspace.subscription_cancelled`) ends the subscription at
 //! the provider now and pays back its refund, each share against the payment the
 //! workspace decided it from, keyed by the event and payment at the provider and marked
-//! done (`refunded:<event>`) in kassa once all are paid.
+//! done (`refunded:<event>`) in kassa once all are paid. A charge that was at the
+//! provider while the cancellation was decided is recorded after it, outside that refund:
+//! the workspace returns it (`workspace.charge_returned`), and it is paid back whole.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::dunning::{self, Attempt, DUNNING_AGENDA};
@@ -146,6 +148,9 @@ impl CollectCharges {
     async fn react(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
         if event.event_type == "workspace.subscription_cancelled" {
             return self.cancel_now(event).await;
+        }
+        if event.event_type == "workspace.charge_returned" {
+            return self.give_back(event).await;
         }
         if matches!(
             event.event_type.as_str(),
@@ -350,6 +355,53 @@ impl CollectCharges {
             Err(e) => return Err(e.into()),
         }
         Ok(serde_json::json!({ "refunded": refunds.len() }))
+    }
+
+    /// Pays back whole a charge the workspace recorded after its subscription had ended
+    /// at once (`workspace.charge_returned`), keyed by the charge's source at the provider
+    /// and marked done (`returned:<event>`) in kassa.
+    async fn give_back(&self, event: &RecordedEvent) -> Result<serde_json::Value, EffectError> {
+        let WorkspaceEvent::ChargeReturned {
+            workspace_id,
+            source_event,
+            amount,
+            payment_intent,
+            ..
+        } = event.decode::<WorkspaceEvent>()?
+        else {
+            return Ok(serde_json::json!({ "skipped": event.event_type }));
+        };
+        let store = self.kernel.store();
+        let stream = stream_of::<Workspace>(&workspace_id);
+        let done = format!("returned:{}", event.event_id);
+        if store.is_marked(&stream, &done).await? {
+            return Ok(serde_json::json!({ "returned": "already" }));
+        }
+        let key = format!("return-{source_event}");
+        match self
+            .gateway
+            .refund(&payment_intent, Some(amount), &key)
+            .await
+        {
+            Ok(_) => {}
+            // Refunded by hand meanwhile, or not refundable: a person looks at it.
+            Err(GatewayError::Refused { message, .. }) => {
+                return Err(EffectError::poison(format!(
+                    "return of {amount} from {payment_intent} for workspace {workspace_id}: {message}"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let mut commit = store.commit_builder(
+            Metadata::caused_by(event, format!("system:{NAME}")),
+            self.kernel.clock().now(),
+        );
+        commit.mark(&stream, &done)?;
+        match store.commit(commit).await {
+            Ok(_) | Err(StoreError::Refused(Refusal::AlreadyApplied)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(serde_json::json!({ "returned": amount }))
     }
 
     async fn unsubscribe(&self, ws: &Workspace, event: &RecordedEvent) -> Result<(), EffectError> {

@@ -350,6 +350,19 @@ pub enum WorkspaceEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         invoice: Option<String>,
     },
+    /// A charge for the subscription (or a move up) that was made while the subscription
+    /// was being ended at once, and recorded after: the cancellation's refund was computed
+    /// without it, so it is paid back whole, and it is no payment of the workspace's.
+    #[serde(rename = "workspace.charge_returned")]
+    ChargeReturned {
+        workspace_id: Uuid,
+        source_event: Uuid,
+        reason: ChargeFor,
+        amount: Money,
+        payment_intent: String,
+        /// `YYYY-MM-DD`.
+        returned_on: String,
+    },
     /// A charge failed for the first time: the workspace owes it, and it is retried.
     #[serde(rename = "workspace.charge_failed")]
     ChargeFailed {
@@ -454,6 +467,7 @@ impl DomainEvent for WorkspaceEvent {
         "workspace.tier_change_cancelled",
         "workspace.subscribed",
         "workspace.charged",
+        "workspace.charge_returned",
         "workspace.charge_failed",
         "workspace.unsubscribed",
         "workspace.subscription_cancelled",
@@ -477,6 +491,7 @@ impl DomainEvent for WorkspaceEvent {
             Self::TierChangeCancelled { .. } => "workspace.tier_change_cancelled",
             Self::Subscribed { .. } => "workspace.subscribed",
             Self::Charged { .. } => "workspace.charged",
+            Self::ChargeReturned { .. } => "workspace.charge_returned",
             Self::ChargeFailed { .. } => "workspace.charge_failed",
             Self::Unsubscribed { .. } => "workspace.unsubscribed",
             Self::SubscriptionCancelled { .. } => "workspace.subscription_cancelled",
@@ -836,6 +851,25 @@ fn record_charge(
         invoice,
     } = charge;
     let owed = ws.overdue.iter().find(|o| o.source_event == source_event);
+    // The subscription ended at once while this first charge was at the provider: nothing
+    // is owed for it any more, and what it took goes back. (A debt recorded before the
+    // subscription ended is still owed, and its retries go on.)
+    if ws.billing.is_none()
+        && owed.is_none()
+        && matches!(reason, ChargeFor::Subscription | ChargeFor::TierChange)
+    {
+        return match outcome {
+            Ok(payment_intent) => vec![WorkspaceEvent::ChargeReturned {
+                workspace_id: ws.id,
+                source_event,
+                reason,
+                amount,
+                payment_intent,
+                returned_on: day(at.date()),
+            }],
+            Err(_) => Vec::new(),
+        };
+    }
     let error = match outcome {
         Ok(payment_intent) => {
             let mut events = vec![WorkspaceEvent::Charged {
@@ -2166,6 +2200,75 @@ mod tests {
             change(&ws, TierId::Pro, at),
             Err(WorkspaceError::TierUnchanged(TierId::Pro))
         );
+    }
+
+    #[test]
+    fn a_charge_recorded_after_the_subscription_ended_at_once_is_returned_and_owes_nothing() {
+        use time::macros::datetime;
+        let mut ended = pro(1);
+        ended.billing = None;
+        let source = Uuid::from_u128(98);
+        let amount = Money::from_minor(4_860, crate::money::Currency::Usd);
+        let at = datetime!(2026-12-16 00:00 UTC);
+        let record = |ws: &Workspace, reason, outcome| {
+            decide(
+                Some(ws),
+                WorkspaceCommand::RecordCharge {
+                    source_event: source,
+                    reason,
+                    amount,
+                    outcome,
+                    invoice: None,
+                    at,
+                },
+                &Actor::system("test"),
+            )
+            .unwrap()
+        };
+        let returned = record(&ended, ChargeFor::Subscription, Ok("pi_1".into()));
+        assert_eq!(
+            returned,
+            vec![WorkspaceEvent::ChargeReturned {
+                workspace_id: ended.id,
+                source_event: source,
+                reason: ChargeFor::Subscription,
+                amount,
+                payment_intent: "pi_1".into(),
+                returned_on: "2026-12-16".into(),
+            }]
+        );
+        let after = returned.iter().fold(Some(ended.clone()), evolve).unwrap();
+        assert!(after.payments.is_empty() && after.overdue.is_empty());
+        assert_eq!(
+            record(&ended, ChargeFor::TierChange, Err("card declined".into())),
+            vec![],
+            "an ended subscription's failed charge starts no dunning"
+        );
+        assert!(
+            matches!(
+                record(&ended, ChargeFor::Overage, Err("card declined".into())).as_slice(),
+                [WorkspaceEvent::ChargeFailed { .. }]
+            ),
+            "a closed period's overage is owed whatever became of the subscription"
+        );
+        // A debt recorded while the subscription lasted is still owed after it ends.
+        let mut indebted = pro(1);
+        let failed = record(
+            &indebted,
+            ChargeFor::TierChange,
+            Err("card declined".into()),
+        );
+        indebted = failed.iter().fold(Some(indebted), evolve).unwrap();
+        indebted.billing = None;
+        assert!(matches!(
+            record(
+                &indebted,
+                ChargeFor::TierChange,
+                Err("card declined".into())
+            )
+            .as_slice(),
+            [WorkspaceEvent::RetryFailed { .. }]
+        ));
     }
 
     #[test]
