@@ -16,6 +16,10 @@ to its invoices.
    with the subscription's metadata, which is how Stripe names whose an invoice is.
    And a payment of an invoice that fails reports `invoice.payment_failed`, as Stripe's
    does: localstripe's POST /v1/invoices/{id}/pay leaves the invoice open silently.
+4. GET /v1/refunds?payment_intent= of an intent with no charge yet answers an empty
+   list, as Stripe's does; localstripe fails on the missing charge.
+5. GET /v1/payment_intents takes `customer`, as Stripe's does, newest first; localstripe
+   refuses the parameter.
 """
 
 from aiohttp import web
@@ -64,6 +68,35 @@ def _confirm_reporting_the_invoice(self, on_failure_now):
 
 
 resources.PaymentIntent._confirm = _confirm_reporting_the_invoice
+
+
+_list_refunds = resources.Refund._api_list_all.__func__
+
+
+def _list_refunds_of_any_intent(cls, url, charge=None, payment_intent=None, **kwargs):
+    if charge is None and payment_intent is not None:
+        intent = resources.PaymentIntent._api_retrieve(payment_intent)
+        if intent.latest_charge is None:
+            return resources.List(
+                url, limit=kwargs.get("limit"), starting_after=kwargs.get("starting_after")
+            )
+    return _list_refunds(cls, url, charge=charge, payment_intent=payment_intent, **kwargs)
+
+
+resources.Refund._api_list_all = classmethod(_list_refunds_of_any_intent)
+
+_list_all = resources.StripeObject._api_list_all.__func__
+
+
+def _list_intents_of_customer(cls, url, customer=None, limit=None, starting_after=None):
+    listed = _list_all(cls, url, limit=limit, starting_after=starting_after)
+    if customer is not None:
+        listed._list = [i for i in listed._list if i.customer == customer]
+    listed._list.sort(key=lambda i: i.created, reverse=True)
+    return listed
+
+
+resources.PaymentIntent._api_list_all = classmethod(_list_intents_of_customer)
 
 
 async def _unregister(request):

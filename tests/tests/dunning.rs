@@ -7,9 +7,26 @@ mod common;
 
 use common::{eventually, Api};
 use kassa_commerce::{dunning, Clock};
+use kassa_domain::money::{Currency, Money};
+use kassa_domain::workspace::{Billing, Workspace};
+use kassa_payments::dues;
+use kassa_payments::gateway::{PaymentGateway, SavedCardCharge};
+use kassa_payments::stripe::StripeGateway;
 use kassa_runtime::mail::MailSink;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use time::{Date, Month};
+
+/// The workspace's billing as recorded now.
+async fn billing_of(api: &Api, ws: uuid::Uuid) -> Billing {
+    kassa_store::EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"))
+        .load_aggregate::<Workspace>(&ws)
+        .await
+        .unwrap()
+        .state
+        .and_then(|w| w.billing)
+        .expect("a subscribed workspace")
+}
 
 async fn put(api: &Api, path: String, body: Value) -> common::Answer {
     api.call("PUT", path, Some("alice"), Some(&body.to_string()))
@@ -189,6 +206,34 @@ async fn a_failed_charge_is_retried_warned_suspended_and_settled_by_a_new_card()
     assert_eq!(w["owed"][0]["failures"], 5, "nothing was charged: {w}");
     dunning::end_turn(&leases, other).await;
 
+    // That attempt paid the debt with a card and died before recording it. The next one
+    // finds the payment at Stripe (by the debt's event on it) and records it, rather than
+    // charging the owner's new card a second time.
+    let customer = billing_of(&api, ws_id).await.customer;
+    let amount = &w["owed"][0]["amount"];
+    let dead = StripeGateway::new(
+        std::env::var("KASSA_STRIPE_API_BASE").unwrap(),
+        std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap(),
+    )
+    .charge_saved_card(
+        &SavedCardCharge {
+            customer: customer.clone(),
+            payment_method: common::card("4242424242424242").await,
+            amount: Money::new(
+                amount["amount"].as_str().unwrap().parse().unwrap(),
+                Currency::Usd,
+            ),
+            description: "kassa workspace: settling".into(),
+            metadata: BTreeMap::from([
+                (dues::WORKSPACE_KEY.to_owned(), ws.clone()),
+                (dues::EVENT_KEY.to_owned(), source.to_string()),
+            ]),
+        },
+        &uuid::Uuid::now_v7().to_string(),
+    )
+    .await
+    .unwrap();
+
     // Its turn over, a new card settles what is owed at once and reactivates the workspace.
     let settled = put(
         &api,
@@ -200,6 +245,32 @@ async fn a_failed_charge_is_retried_warned_suspended_and_settled_by_a_new_card()
     assert_eq!(settled.body["settled"].as_array().unwrap().len(), 1);
     assert_eq!(settled.body["suspended"], false);
     assert_eq!(settled.body["owed"], json!([]));
+    let store =
+        kassa_store::EventStore::new(common::dynamodb().await, api.stack.table("EventsTable"));
+    let charged: Vec<Value> = store
+        .read_stream(&kassa_store::StreamId::new("Workspace", &ws), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_type == "workspace.charged")
+        .map(|e| e.payload)
+        .filter(|p| p["source_event"] == source.to_string())
+        .collect();
+    assert_eq!(charged.len(), 1, "{charged:?}");
+    assert_eq!(charged[0]["payment_intent"], dead.id.as_str());
+    let intents = common::stripe_get(&format!(
+        "/v1/payment_intents?customer={customer}&limit=100"
+    ))
+    .await;
+    let paid: Vec<&Value> = intents["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| {
+            i["status"] == "succeeded" && i["metadata"]["kassa_event"] == source.to_string()
+        })
+        .collect();
+    assert_eq!(paid.len(), 1, "the debt is paid once: {intents}");
     let consume = api
         .post(
             format!("/workspaces/{ws}/credits/consume"),

@@ -3,9 +3,12 @@
 mod common;
 
 use kassa_domain::money::{Currency, Money};
-use kassa_payments::gateway::{GatewayError, IntentRequest, PaymentGateway, SubscriptionRequest};
+use kassa_payments::gateway::{
+    GatewayError, IntentRequest, PaymentGateway, PaymentIntent, SubscriptionRequest,
+};
 use kassa_payments::stripe::StripeGateway;
 use rust_decimal::Decimal;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
@@ -18,6 +21,22 @@ fn gateway() -> StripeGateway {
 
 fn usd(amount: &str) -> Money {
     Money::new(Decimal::from_str(amount).unwrap(), Currency::Usd)
+}
+
+/// An intent of `amount` USD, paid at localstripe; localstripe's answer to the payment.
+async fn paid_intent(stripe: &StripeGateway, amount: &str) -> (PaymentIntent, Value) {
+    let request = IntentRequest {
+        amount: usd(amount),
+        customer: None,
+        metadata: BTreeMap::new(),
+    };
+    let intent = stripe
+        .create_payment_intent(&request, &key())
+        .await
+        .unwrap();
+    let paid = common::pay_at_localstripe(&intent.id).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    (intent, paid)
 }
 
 fn key() -> String {
@@ -239,17 +258,7 @@ async fn a_stripe_that_never_answers_is_given_up_on_well_inside_the_function_tim
 #[tokio::test]
 async fn the_refunds_of_a_charge_are_listed_under_their_own_ids() {
     let stripe = gateway();
-    let request = IntentRequest {
-        amount: usd("20.00"),
-        customer: None,
-        metadata: BTreeMap::new(),
-    };
-    let intent = stripe
-        .create_payment_intent(&request, &key())
-        .await
-        .unwrap();
-    let paid = common::pay_at_localstripe(&intent.id).await;
-    assert_eq!(paid["status"], "succeeded", "{paid}");
+    let (intent, paid) = paid_intent(&stripe, "20.00").await;
     let charge = paid["latest_charge"]["id"]
         .as_str()
         .or_else(|| paid["latest_charge"].as_str())
@@ -284,4 +293,36 @@ async fn the_refunds_of_a_charge_are_listed_under_their_own_ids() {
         matches!(unknown, Err(GatewayError::Refused { .. })),
         "{unknown:?}"
     );
+}
+
+/// Stripe forgets an idempotency key after a day, and localstripe keeps none at all: it
+/// stands for Stripe a day later. A refund asked again under its key (a late redrive) is
+/// the refund made, found by the key it carries, not a second one.
+#[tokio::test]
+async fn a_refund_asked_again_under_its_key_is_the_one_made_after_stripe_forgot_the_key() {
+    let stripe = gateway();
+    let (intent, _) = paid_intent(&stripe, "10.00").await;
+    let late = key();
+    let first = stripe
+        .refund(&intent.id, Some(usd("3.00")), &late)
+        .await
+        .unwrap();
+    let again = stripe
+        .refund(&intent.id, Some(usd("3.00")), &late)
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    let other = stripe
+        .refund(&intent.id, Some(usd("3.00")), &key())
+        .await
+        .unwrap();
+    assert_ne!(other.id, first.id);
+    let listed = common::stripe_get(&format!("/v1/refunds?payment_intent={}", intent.id)).await;
+    let amounts: Vec<&Value> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["amount"])
+        .collect();
+    assert_eq!(amounts, [&json!(300), &json!(300)], "{listed}");
 }

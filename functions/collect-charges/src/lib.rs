@@ -31,6 +31,7 @@ use kassa_domain::identity::Actor;
 use kassa_domain::money::Money;
 use kassa_domain::tier::TierId;
 use kassa_domain::workspace::{ChargeFor, Workspace, WorkspaceCommand, WorkspaceEvent};
+use kassa_payments::dues;
 use kassa_payments::gateway::{GatewayError, PaymentGateway, SavedCardCharge};
 use kassa_payments::stripe::StripeGateway;
 use kassa_runtime::effect::EffectError;
@@ -204,8 +205,8 @@ impl CollectCharges {
                     amount: owed.amount,
                     description: format!("kassa workspace {}: {:?}", ws.name, owed.reason),
                     metadata: BTreeMap::from([
-                        ("workspace_id".to_owned(), ws.id.to_string()),
-                        ("kassa_event".to_owned(), event.event_id.to_string()),
+                        (dues::WORKSPACE_KEY.to_owned(), ws.id.to_string()),
+                        (dues::EVENT_KEY.to_owned(), event.event_id.to_string()),
                     ]),
                 };
                 match self

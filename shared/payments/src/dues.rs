@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 /// the charges kassa makes for it.
 pub const WORKSPACE_KEY: &str = "workspace_id";
 
+/// The metadata key naming, on a charge kassa makes, the event that owes it.
+pub const EVENT_KEY: &str = "kassa_event";
+
 /// Pays `owed` of `ws` under `idempotency_key`: `Ok(Ok(payment))` when paid,
 /// `Ok(Err(why))` when refused (the dunning goes on), `Err` when the provider could not
 /// be asked (worth a retry).
@@ -26,6 +29,15 @@ pub async fn pay(
     let paid = match &owed.invoice {
         Some(invoice) => gateway.pay_invoice(invoice, idempotency_key).await,
         None => {
+            // An attempt that died between its charge and its record left the debt paid
+            // at the provider: that payment settles it, and the card is not charged again.
+            let source = owed.source_event.to_string();
+            if let Some(made) = gateway
+                .succeeded_charge(&billing.customer, EVENT_KEY, &source)
+                .await?
+            {
+                return Ok(Ok(made.id));
+            }
             let charge = SavedCardCharge {
                 customer: billing.customer.clone(),
                 payment_method: billing.payment_method.clone(),
@@ -33,7 +45,7 @@ pub async fn pay(
                 description,
                 metadata: BTreeMap::from([
                     (WORKSPACE_KEY.to_owned(), ws.id.to_string()),
-                    ("kassa_event".to_owned(), owed.source_event.to_string()),
+                    (EVENT_KEY.to_owned(), source),
                 ]),
             };
             gateway

@@ -152,6 +152,16 @@ pub trait PaymentGateway: Send + Sync {
         idempotency_key: &str,
     ) -> impl Future<Output = Result<(), GatewayError>> + Send;
 
+    /// The succeeded charge of `customer`'s saved card whose metadata has `key` = `value`,
+    /// among its newest hundred intents: a charge made by an attempt that died before
+    /// recording it.
+    fn succeeded_charge(
+        &self,
+        customer: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<Option<PaymentIntent>, GatewayError>> + Send;
+
     /// Charges a saved payment method now (confirmed off session): the intent comes back
     /// `succeeded`, or the refusal says why.
     fn charge_saved_card(

@@ -40,7 +40,18 @@ struct IntentBody {
     #[serde(deserialize_with = "minor_units")]
     amount: i64,
     currency: String,
+    #[serde(default)]
+    metadata: std::collections::HashMap<String, String>,
 }
+
+#[derive(Deserialize)]
+struct IntentList {
+    data: Vec<IntentBody>,
+}
+
+/// Intents of a customer looked through for a charge an attempt made and did not record:
+/// one page, newest first, far more than a debt's attempts.
+const INTENT_PAGE: usize = 100;
 
 #[derive(Deserialize)]
 struct IdBody {
@@ -55,7 +66,12 @@ struct RefundBody {
     currency: String,
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    metadata: std::collections::HashMap<String, String>,
 }
+
+/// The metadata key a refund carries its idempotency key under.
+const REFUND_KEY: &str = "kassa_refund_key";
 
 /// A payment method as far as its fingerprint goes: under its type's own key.
 #[derive(Deserialize)]
@@ -152,6 +168,43 @@ impl StripeGateway {
     async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, GatewayError> {
         self.send(self.http.get(format!("{}{path}", self.base)))
             .await
+    }
+
+    /// Every refund of a charge or an intent (`by` is `charge` or `payment_intent`), page
+    /// by page.
+    async fn refunds_of(&self, by: &str, id: &str) -> Result<Vec<RefundBody>, GatewayError> {
+        let mut refunds: Vec<RefundBody> = Vec::new();
+        loop {
+            let mut query = vec![(by, id.to_owned()), ("limit", REFUND_PAGE.to_string())];
+            if let Some(last) = refunds.last() {
+                query.push(("starting_after", last.id.clone()));
+            }
+            let page: RefundList = self
+                .send(
+                    self.http
+                        .get(format!("{}/v1/refunds", self.base))
+                        .query(&query),
+                )
+                .await?;
+            let more = page.has_more && !page.data.is_empty();
+            refunds.extend(page.data);
+            if !more {
+                return Ok(refunds);
+            }
+        }
+    }
+
+    /// The refund of `payment_intent` made under `key`, if there is one.
+    async fn refund_keyed(
+        &self,
+        payment_intent: &str,
+        key: &str,
+    ) -> Result<Option<Refund>, GatewayError> {
+        let refunds = self.refunds_of("payment_intent", payment_intent).await?;
+        Ok(refunds
+            .into_iter()
+            .find(|r| r.metadata.get(REFUND_KEY).is_some_and(|k| k == key))
+            .map(refund))
     }
 
     /// Without an `Idempotency-Key`: Stripe documents it as having no effect on DELETE, so
@@ -310,13 +363,26 @@ impl PaymentGateway for StripeGateway {
             .map(intent)
     }
 
+    /// Stripe forgets an idempotency key after 24 hours, and a redelivery or redrive later
+    /// than that would refund again. So the key also travels on the refund, and a refund of
+    /// the intent that carries it already is the answer: the key holds as long as the
+    /// refund exists. The `Idempotency-Key` still covers two requests at once.
     async fn refund(
         &self,
         payment_intent: &str,
         amount: Option<Money>,
         idempotency_key: &str,
     ) -> Result<Refund, GatewayError> {
-        let mut form = vec![("payment_intent".to_owned(), payment_intent.to_owned())];
+        if let Some(made) = self.refund_keyed(payment_intent, idempotency_key).await? {
+            return Ok(made);
+        }
+        let mut form = vec![
+            ("payment_intent".to_owned(), payment_intent.to_owned()),
+            (
+                format!("metadata[{REFUND_KEY}]"),
+                idempotency_key.to_owned(),
+            ),
+        ];
         if let Some(amount) = amount {
             form.push(("amount".to_owned(), minor(amount)?.to_string()));
         }
@@ -338,29 +404,8 @@ impl PaymentGateway for StripeGateway {
     }
 
     async fn list_refunds(&self, charge: &str) -> Result<Vec<Refund>, GatewayError> {
-        let mut refunds = Vec::new();
-        loop {
-            let mut query = vec![
-                ("charge", charge.to_owned()),
-                ("limit", REFUND_PAGE.to_string()),
-            ];
-            if let Some(last) = refunds.last() {
-                let last: &Refund = last;
-                query.push(("starting_after", last.id.clone()));
-            }
-            let page: RefundList = self
-                .send(
-                    self.http
-                        .get(format!("{}/v1/refunds", self.base))
-                        .query(&query),
-                )
-                .await?;
-            let more = page.has_more && !page.data.is_empty();
-            refunds.extend(page.data.into_iter().map(refund));
-            if !more {
-                return Ok(refunds);
-            }
-        }
+        let refunds = self.refunds_of("charge", charge).await?;
+        Ok(refunds.into_iter().map(refund).collect())
     }
 
     async fn save_payment_method(
@@ -409,6 +454,30 @@ impl PaymentGateway for StripeGateway {
             )
             .await?;
         Ok(())
+    }
+
+    async fn succeeded_charge(
+        &self,
+        customer: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<Option<PaymentIntent>, GatewayError> {
+        let query = [
+            ("customer", customer.to_owned()),
+            ("limit", INTENT_PAGE.to_string()),
+        ];
+        let page: IntentList = self
+            .send(
+                self.http
+                    .get(format!("{}/v1/payment_intents", self.base))
+                    .query(&query),
+            )
+            .await?;
+        Ok(page
+            .data
+            .into_iter()
+            .find(|i| i.status == "succeeded" && i.metadata.get(key).is_some_and(|v| v == value))
+            .map(intent))
     }
 
     async fn charge_saved_card(
