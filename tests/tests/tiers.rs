@@ -11,11 +11,13 @@ use kassa_commerce::dunning::{self, Attempt, DUNNING_AGENDA};
 use kassa_commerce::{Clock, Kernel};
 use kassa_domain::money::{Currency, Money};
 use kassa_domain::workspace::{Billing, ChargeFor, Workspace};
+use kassa_payments::dues;
 use kassa_payments::gateway::{PaymentGateway, SavedCardCharge};
 use kassa_payments::stripe::StripeGateway;
 use kassa_store::{Agenda, Metadata};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use time::{Date, Month};
@@ -613,12 +615,14 @@ async fn billing_of(api: &Api, ws: &str) -> Billing {
         .expect("a subscribed workspace")
 }
 
-/// A subscription charge of `amount` that collect-charges made with `billing` just before
-/// the subscription ended, and records only now: charged at localstripe under its key,
-/// then recorded as collect-charges records it. The charge's intent.
-async fn charge_in_flight(api: &Api, ws: &str, billing: &Billing, amount: &str) -> String {
-    let source_event = uuid::Uuid::now_v7();
-    let amount = Money::new(amount.parse().unwrap(), Currency::Usd);
+/// Charges `amount` USD to `billing`'s card at localstripe as collect-charges charges the
+/// subscription's event `source_event`; the charge's intent.
+async fn charge_at_stripe(
+    ws: &str,
+    billing: &Billing,
+    amount: Money,
+    source_event: uuid::Uuid,
+) -> String {
     let gateway = StripeGateway::new(
         std::env::var("KASSA_STRIPE_API_BASE").unwrap(),
         std::env::var("KASSA_STRIPE_SECRET_KEY").unwrap(),
@@ -628,12 +632,25 @@ async fn charge_in_flight(api: &Api, ws: &str, billing: &Billing, amount: &str) 
         payment_method: billing.payment_method.clone(),
         amount,
         description: "kassa workspace: Subscription".into(),
-        metadata: Default::default(),
+        metadata: BTreeMap::from([
+            (dues::WORKSPACE_KEY.to_owned(), ws.to_owned()),
+            (dues::EVENT_KEY.to_owned(), source_event.to_string()),
+        ]),
     };
-    let intent = gateway
+    gateway
         .charge_saved_card(&charge, &format!("charge-{source_event}"))
         .await
-        .unwrap();
+        .unwrap()
+        .id
+}
+
+/// A subscription charge of `amount` that collect-charges made with `billing` just before
+/// the subscription ended, and records only now: charged at localstripe under its key,
+/// then recorded as collect-charges records it. The charge's intent.
+async fn charge_in_flight(api: &Api, ws: &str, billing: &Billing, amount: &str) -> String {
+    let source_event = uuid::Uuid::now_v7();
+    let amount = Money::new(amount.parse().unwrap(), Currency::Usd);
+    let intent = charge_at_stripe(ws, billing, amount, source_event).await;
     let client = common::dynamodb().await;
     let kernel = Kernel::new(
         events_store(api, client.clone()),
@@ -645,7 +662,7 @@ async fn charge_in_flight(api: &Api, ws: &str, billing: &Billing, amount: &str) 
         source_event,
         reason: ChargeFor::Subscription,
         amount,
-        outcome: Ok(intent.id.clone()),
+        outcome: Ok(intent.clone()),
         marker: format!("charge:{source_event}"),
         due: None,
         invoice: None,
@@ -660,7 +677,7 @@ async fn charge_in_flight(api: &Api, ws: &str, billing: &Billing, amount: &str) 
     )
     .await
     .unwrap();
-    intent.id
+    intent
 }
 
 #[tokio::test]
@@ -813,6 +830,30 @@ async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
         1,
         "a returned charge is no payment: {charged:?}"
     );
+
+    // A delivery of a subscription's charge died between its charge and its record, and
+    // the subscription ended before the event came again: the redelivery finds the charge
+    // at Stripe (by the event on it) and it is returned whole.
+    let crashed = kassa_store::RecordedEvent {
+        event_id: uuid::Uuid::now_v7(),
+        ..sub_event.clone()
+    };
+    let usd = |a: &str| Money::new(a.parse().unwrap(), Currency::Usd);
+    let crashed_intent = charge_at_stripe(&ws, &billing, usd("48.60"), crashed.event_id).await;
+    let failed =
+        common::redeliver(&api, "CollectChargesFunction", "collect-charges", &crashed).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let returned = eventually("the crashed charge paid back", || async {
+        let r = common::stripe_get(&format!("/v1/refunds?payment_intent={crashed_intent}")).await
+            ["data"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(returned.len(), 1);
+    assert_eq!(returned[0]["amount"], 4_860);
     // Operators see it in the revenue, once.
     let refunded = eventually("the refund in the revenue", || async {
         let revenue = api

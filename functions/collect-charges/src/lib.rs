@@ -20,7 +20,9 @@
 //! workspace decided it from, keyed by the event and payment at the provider and marked
 //! done (`refunded:<event>`) in kassa once all are paid. A charge that was at the
 //! provider while the cancellation was decided is recorded after it, outside that refund:
-//! the workspace returns it (`workspace.charge_returned`), and it is paid back whole.
+//! the workspace returns it (`workspace.charge_returned`), and it is paid back whole. A
+//! delivery that died after charging finds, when it comes again after the end, its charge
+//! at the provider by the event on it, and records it to be returned the same way.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use kassa_commerce::dunning::{self, Attempt, DUNNING_AGENDA};
@@ -194,7 +196,22 @@ impl CollectCharges {
         let ended = ws.billing.is_none()
             && matches!(owed.reason, ChargeFor::Subscription | ChargeFor::TierChange);
         if ended {
-            return Ok(serde_json::json!({ "charged": false, "subscription": "ended" }));
+            // A delivery that died between its charge and its record may have charged the
+            // card before the subscription ended: that charge is found at the provider
+            // and recorded, so it is returned like any charge recorded after the end.
+            let made = match &ws.former_customer {
+                Some(customer) => {
+                    self.gateway
+                        .succeeded_charge(customer, dues::EVENT_KEY, &event.event_id.to_string())
+                        .await?
+                }
+                None => None,
+            };
+            let Some(made) = made else {
+                return Ok(serde_json::json!({ "charged": false, "subscription": "ended" }));
+            };
+            self.record(event, &owed, Ok(made.id)).await?;
+            return Ok(serde_json::json!({ "charged": "before the end", "returned": true }));
         }
         let outcome = match &ws.billing {
             None => Err("the workspace has no saved payment method".to_owned()),
@@ -221,6 +238,17 @@ impl CollectCharges {
             }
         };
         let succeeded = outcome.is_ok();
+        self.record(event, &owed, outcome).await?;
+        Ok(serde_json::json!({ "charged": succeeded }))
+    }
+
+    /// Records what became of the charge `event` owes, once (under its marker).
+    async fn record(
+        &self,
+        event: &RecordedEvent,
+        owed: &Owed,
+        outcome: Result<String, String>,
+    ) -> Result<(), EffectError> {
         let attempt = Attempt {
             workspace: owed.workspace,
             source_event: event.event_id,
@@ -239,7 +267,7 @@ impl CollectCharges {
             self.kernel.clock().now(),
         )
         .await?;
-        Ok(serde_json::json!({ "charged": succeeded }))
+        Ok(())
     }
 
     /// Keeps the subscription on the tier the workspace's next period will be on.

@@ -73,6 +73,10 @@ pub struct Workspace {
     /// A trial was granted once: never again.
     #[serde(default)]
     pub trialed: bool,
+    /// The provider's customer of the subscription that ended last: a charge made for it
+    /// before it ended may still have to be found there.
+    #[serde(default)]
+    pub former_customer: Option<String>,
 }
 
 /// A free trial of `tier` from `previous`, until `ends_on` (`YYYY-MM-DD`, 00:00 UTC).
@@ -1308,6 +1312,7 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
             payments: Vec::new(),
             trial: None,
             trialed: false,
+            former_customer: None,
         }),
         (Some(mut ws), WorkspaceEvent::CollaboratorAdded { user, .. }) => {
             ws.collaborators.insert(user.clone());
@@ -1358,7 +1363,9 @@ pub fn evolve(state: Option<Workspace>, event: &WorkspaceEvent) -> Option<Worksp
             Some(ws)
         }
         (Some(mut ws), WorkspaceEvent::Unsubscribed { ended_on, .. }) => {
-            ws.billing = None;
+            if let Some(ended) = ws.billing.take() {
+                ws.former_customer = Some(ended.customer);
+            }
             ws.unsubscribed_on = Some(ended_on.clone());
             Some(ws)
         }
