@@ -604,6 +604,23 @@ fn events_store(api: &Api, client: aws_sdk_dynamodb::Client) -> kassa_store::Eve
     kassa_store::EventStore::new(client, api.stack.table("EventsTable"))
 }
 
+/// The refunds of the PaymentIntent `intent` at localstripe.
+async fn refunds_at_stripe(intent: &str) -> Vec<Value> {
+    common::stripe_get(&format!("/v1/refunds?payment_intent={intent}")).await["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The refunds of `intent`, once there is one.
+async fn paid_back(intent: &str) -> Vec<Value> {
+    eventually("a refund", || async {
+        let refunds = refunds_at_stripe(intent).await;
+        (!refunds.is_empty()).then_some(refunds)
+    })
+    .await
+}
+
 /// The workspace's billing as recorded now.
 async fn billing_of(api: &Api, ws: &str) -> Billing {
     events_store(api, common::dynamodb().await)
@@ -758,17 +775,7 @@ async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
 
     // At Stripe: the subscription ends now, and the refund comes from its payment.
     let intent = paid["payment_intent"].as_str().unwrap().to_owned();
-    let refunds = || async {
-        common::stripe_get(&format!("/v1/refunds?payment_intent={intent}")).await["data"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    };
-    let refunded = eventually("the refund", || async {
-        let r = refunds().await;
-        (!r.is_empty()).then_some(r)
-    })
-    .await;
+    let refunded = paid_back(&intent).await;
     assert_eq!(refunded.len(), 1);
     assert_eq!(refunded[0]["amount"], 2_529);
     let at_stripe = common::stripe_get(&format!("/v1/subscriptions/{subscription_id}")).await;
@@ -780,7 +787,7 @@ async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
         .unwrap();
     let failed = common::redeliver(&api, "CollectChargesFunction", "collect-charges", &event).await;
     assert!(failed.is_empty(), "{failed:?}");
-    assert_eq!(refunds().await.len(), 1);
+    assert_eq!(refunds_at_stripe(&intent).await.len(), 1);
     // A subscription's charge that reaches collect-charges only after the subscription
     // was ended at once (as another event id, so nothing marks it done) charges nothing
     // and starts no dunning: the ended subscription owes nothing more.
@@ -799,15 +806,7 @@ async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
     // read the subscription before it ended) is recorded after it, outside the refund:
     // the workspace returns it, and it is paid back whole, once.
     let late_intent = charge_in_flight(&api, &ws, &billing, "48.60").await;
-    let returned = eventually("the late charge paid back", || async {
-        let r = common::stripe_get(&format!("/v1/refunds?payment_intent={late_intent}")).await
-            ["data"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        (!r.is_empty()).then_some(r)
-    })
-    .await;
+    let returned = paid_back(&late_intent).await;
     assert_eq!(
         returned
             .iter()
@@ -821,9 +820,7 @@ async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
         .unwrap();
     let failed = common::redeliver(&api, "CollectChargesFunction", "collect-charges", &event).await;
     assert!(failed.is_empty(), "{failed:?}");
-    let refunds_now =
-        common::stripe_get(&format!("/v1/refunds?payment_intent={late_intent}")).await;
-    assert_eq!(refunds_now["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(refunds_at_stripe(&late_intent).await.len(), 1);
     let charged = recorded(&api, &ws, "Workspace", "workspace.charged").await;
     assert_eq!(
         charged.len(),
@@ -843,15 +840,7 @@ async fn cancelling_at_once_refunds_the_rest_of_the_period_at_stripe_once() {
     let failed =
         common::redeliver(&api, "CollectChargesFunction", "collect-charges", &crashed).await;
     assert!(failed.is_empty(), "{failed:?}");
-    let returned = eventually("the crashed charge paid back", || async {
-        let r = common::stripe_get(&format!("/v1/refunds?payment_intent={crashed_intent}")).await
-            ["data"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        (!r.is_empty()).then_some(r)
-    })
-    .await;
+    let returned = paid_back(&crashed_intent).await;
     assert_eq!(returned.len(), 1);
     assert_eq!(returned[0]["amount"], 4_860);
     // Operators see it in the revenue, once.

@@ -357,33 +357,49 @@ impl CollectCharges {
             .await?;
         for share in &refunds {
             let key = format!("refund-{}-{}", event.event_id, share.payment_intent);
-            match self
-                .gateway
-                .refund(&share.payment_intent, Some(share.amount), &key)
-                .await
-            {
-                Ok(_) => {}
-                // The workspace decided the share from a payment it recorded: a refusal
-                // (the payment refunded by hand meanwhile) needs a person, not a retry.
-                Err(GatewayError::Refused { message, .. }) => {
-                    return Err(EffectError::poison(format!(
-                        "refund of {} from {} for workspace {workspace_id}: {message}",
-                        share.amount, share.payment_intent
-                    )))
-                }
-                Err(e) => return Err(e.into()),
-            }
+            self.pay_back(workspace_id, &share.payment_intent, share.amount, &key)
+                .await?;
         }
+        self.mark_done(event, workspace_id, &done).await?;
+        Ok(serde_json::json!({ "refunded": refunds.len() }))
+    }
+
+    /// Refunds `amount` of `payment_intent` under `key`. The workspace decided it from a
+    /// payment it recorded, so a refusal (the payment refunded by hand meanwhile) needs a
+    /// person, not a retry.
+    async fn pay_back(
+        &self,
+        workspace_id: Uuid,
+        payment_intent: &str,
+        amount: Money,
+        key: &str,
+    ) -> Result<(), EffectError> {
+        match self.gateway.refund(payment_intent, Some(amount), key).await {
+            Ok(_) => Ok(()),
+            Err(GatewayError::Refused { message, .. }) => Err(EffectError::poison(format!(
+                "refund of {amount} from {payment_intent} for workspace {workspace_id}: {message}"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Marks `event`'s payments back done on the workspace's stream, once.
+    async fn mark_done(
+        &self,
+        event: &RecordedEvent,
+        workspace_id: Uuid,
+        done: &str,
+    ) -> Result<(), EffectError> {
+        let store = self.kernel.store();
         let mut commit = store.commit_builder(
             Metadata::caused_by(event, format!("system:{NAME}")),
             self.kernel.clock().now(),
         );
-        commit.mark(&stream, &done)?;
+        commit.mark(&stream_of::<Workspace>(&workspace_id), done)?;
         match store.commit(commit).await {
-            Ok(_) | Err(StoreError::Refused(Refusal::AlreadyApplied)) => {}
-            Err(e) => return Err(e.into()),
+            Ok(_) | Err(StoreError::Refused(Refusal::AlreadyApplied)) => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        Ok(serde_json::json!({ "refunded": refunds.len() }))
     }
 
     /// Pays back whole a charge the workspace recorded after its subscription had ended
@@ -407,29 +423,9 @@ impl CollectCharges {
             return Ok(serde_json::json!({ "returned": "already" }));
         }
         let key = format!("return-{source_event}");
-        match self
-            .gateway
-            .refund(&payment_intent, Some(amount), &key)
-            .await
-        {
-            Ok(_) => {}
-            // Refunded by hand meanwhile, or not refundable: a person looks at it.
-            Err(GatewayError::Refused { message, .. }) => {
-                return Err(EffectError::poison(format!(
-                    "return of {amount} from {payment_intent} for workspace {workspace_id}: {message}"
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let mut commit = store.commit_builder(
-            Metadata::caused_by(event, format!("system:{NAME}")),
-            self.kernel.clock().now(),
-        );
-        commit.mark(&stream, &done)?;
-        match store.commit(commit).await {
-            Ok(_) | Err(StoreError::Refused(Refusal::AlreadyApplied)) => {}
-            Err(e) => return Err(e.into()),
-        }
+        self.pay_back(workspace_id, &payment_intent, amount, &key)
+            .await?;
+        self.mark_done(event, workspace_id, &done).await?;
         Ok(serde_json::json!({ "returned": amount }))
     }
 
