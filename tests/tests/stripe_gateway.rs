@@ -23,17 +23,22 @@ fn usd(amount: &str) -> Money {
     Money::new(Decimal::from_str(amount).unwrap(), Currency::Usd)
 }
 
-/// An intent of `amount` USD, paid at localstripe; localstripe's answer to the payment.
-async fn paid_intent(stripe: &StripeGateway, amount: &str) -> (PaymentIntent, Value) {
+/// An intent of `amount` USD, not paid yet.
+async fn unpaid_intent(stripe: &StripeGateway, amount: &str) -> PaymentIntent {
     let request = IntentRequest {
         amount: usd(amount),
         customer: None,
         metadata: BTreeMap::new(),
     };
-    let intent = stripe
+    stripe
         .create_payment_intent(&request, &key())
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// An intent of `amount` USD, paid at localstripe; localstripe's answer to the payment.
+async fn paid_intent(stripe: &StripeGateway, amount: &str) -> (PaymentIntent, Value) {
+    let intent = unpaid_intent(stripe, amount).await;
     let paid = common::pay_at_localstripe(&intent.id).await;
     assert_eq!(paid["status"], "succeeded", "{paid}");
     (intent, paid)
@@ -90,15 +95,7 @@ async fn a_payment_is_created_in_minor_units_paid_and_partly_refunded() {
 #[tokio::test]
 async fn an_unpaid_intent_can_be_cancelled() {
     let stripe = gateway();
-    let request = IntentRequest {
-        amount: usd("0.99"),
-        customer: None,
-        metadata: BTreeMap::new(),
-    };
-    let intent = stripe
-        .create_payment_intent(&request, &key())
-        .await
-        .unwrap();
+    let intent = unpaid_intent(&stripe, "0.99").await;
     let cancelled = stripe
         .cancel_payment_intent(&intent.id, &key())
         .await

@@ -2209,6 +2209,30 @@ mod tests {
         );
     }
 
+    /// The events recording what became of the charge `source` of `ws`.
+    fn record_charge_of(
+        ws: &Workspace,
+        source: Uuid,
+        reason: ChargeFor,
+        amount: Money,
+        outcome: Result<String, String>,
+        at: OffsetDateTime,
+    ) -> Vec<WorkspaceEvent> {
+        decide(
+            Some(ws),
+            WorkspaceCommand::RecordCharge {
+                source_event: source,
+                reason,
+                amount,
+                outcome,
+                invoice: None,
+                at,
+            },
+            &Actor::system("test"),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_charge_recorded_after_the_subscription_ended_at_once_is_returned_and_owes_nothing() {
         use time::macros::datetime;
@@ -2218,19 +2242,7 @@ mod tests {
         let amount = Money::from_minor(4_860, crate::money::Currency::Usd);
         let at = datetime!(2026-12-16 00:00 UTC);
         let record = |ws: &Workspace, reason, outcome| {
-            decide(
-                Some(ws),
-                WorkspaceCommand::RecordCharge {
-                    source_event: source,
-                    reason,
-                    amount,
-                    outcome,
-                    invoice: None,
-                    at,
-                },
-                &Actor::system("test"),
-            )
-            .unwrap()
+            record_charge_of(ws, source, reason, amount, outcome, at)
         };
         let returned = record(&ended, ChargeFor::Subscription, Ok("pi_1".into()));
         assert_eq!(
@@ -2285,19 +2297,7 @@ mod tests {
         let source = Uuid::from_u128(99);
         let amount = Money::from_minor(2_450, crate::money::Currency::Usd);
         let charge = |ws: &Workspace, outcome: Result<String, String>, at| {
-            decide(
-                Some(ws),
-                WorkspaceCommand::RecordCharge {
-                    source_event: source,
-                    reason: ChargeFor::TierChange,
-                    amount,
-                    outcome,
-                    invoice: None,
-                    at,
-                },
-                &Actor::system("test"),
-            )
-            .unwrap()
+            record_charge_of(ws, source, ChargeFor::TierChange, amount, outcome, at)
         };
         let declined = || Err("card declined".to_owned());
         let events = charge(&ws, declined(), datetime!(2026-12-10 08:00 UTC));
